@@ -1,0 +1,2 @@
+//! `edge-exporter`: counters, gauges and exponential histograms for game servers.
+#![deny(missing_docs)]

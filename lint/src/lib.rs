@@ -1,0 +1,1 @@
+//! `label-lint`: keeps PII and unbounded cardinality out of metrics.

@@ -1,0 +1,2 @@
+//! `edge-schema`: the contract every edgepipe crate shares.
+#![deny(missing_docs)]
