@@ -1,2 +1,32 @@
 //! `edge-schema`: the contract every edgepipe crate shares.
+//!
+//! - [`policy`]: the label policy (`schemas/labels.yaml`): which labels are forbidden,
+//!   which are allowed everywhere, and the per-host series budget.
+//! - [`catalog`]: the metric catalog (`schemas/metrics.yaml`): every metric family with
+//!   its type, unit, help and the bounded labels it may carry.
+//! - [`check`]: the checks built on both: is this label set allowed for this metric, and
+//!   how many series per host does a catalog produce.
+//! - [`proto`]: the wire types (Prometheus remote_write with native histograms, OTLP logs).
+//!
+//! The crate does no I/O beyond reading the files it is asked to load, and needs no async
+//! runtime. The shipped policy and catalog are compiled in, so every binary agrees on the
+//! defaults:
+//!
+//! ```
+//! use edge_schema::{catalog::Catalog, policy::LabelPolicy, check::Schema};
+//!
+//! let schema = Schema::new(LabelPolicy::shipped(), Catalog::shipped());
+//! assert!(schema.check_label_names("game_tick_duration_seconds", ["shard_id"]).is_ok());
+//! let refused = schema.check_label_names("game_tick_duration_seconds", ["player_id"]);
+//! assert_eq!(refused.unwrap_err().reason(), "forbidden_label");
+//! ```
 #![deny(missing_docs)]
+
+pub mod catalog;
+pub mod check;
+pub mod names;
+pub mod policy;
+pub mod proto;
+mod yaml;
+
+pub use yaml::{LoadError, Position, Problem};
