@@ -180,14 +180,17 @@ impl Outcome {
 pub fn run(policy: LabelPolicy, paths: &[PathBuf]) -> Outcome {
     let mut outcome = Outcome::default();
     let mut inputs: Vec<(PathBuf, InputKind, String)> = Vec::new();
-    for path in expand(paths, &mut outcome.failures) {
+    for (path, named) in expand(paths, &mut outcome.failures) {
         match std::fs::read_to_string(&path) {
             Err(e) => outcome
                 .failures
                 .push(format!("{}: cannot read: {e}", path.display())),
             Ok(text) => match detect(&path, &text) {
                 Ok(kind) => inputs.push((path, kind, text)),
-                Err(why) => outcome.failures.push(format!("{}: {why}", path.display())),
+                // A file named on the command line must be lintable; one found in a
+                // directory (a policy, a CI config) is simply not ours.
+                Err(why) if named => outcome.failures.push(format!("{}: {why}", path.display())),
+                Err(_) => {}
             },
         }
     }
@@ -211,16 +214,17 @@ pub fn run(policy: LabelPolicy, paths: &[PathBuf]) -> Outcome {
     outcome
 }
 
-fn expand(paths: &[PathBuf], failures: &mut Vec<String>) -> Vec<PathBuf> {
+/// The files to lint, each with whether it was named on the command line.
+fn expand(paths: &[PathBuf], failures: &mut Vec<String>) -> Vec<(PathBuf, bool)> {
     let mut out = Vec::new();
     for path in paths {
         if path.is_dir() {
             let mut found = Vec::new();
             walk(path, &mut found, failures);
             found.sort();
-            out.extend(found);
+            out.extend(found.into_iter().map(|p| (p, false)));
         } else {
-            out.push(path.clone());
+            out.push((path.clone(), true));
         }
     }
     out

@@ -321,9 +321,14 @@ fn directories_are_searched() {
     )
     .expect("copy");
     std::fs::copy(fixture("rules_clean.yaml"), dir.path().join("b.yaml")).expect("copy");
+    std::fs::write(dir.path().join("labels.yaml"), "rules: []\n").expect("write");
     let run = lint(&[dir.path().to_str().expect("utf-8")]);
-    assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("in 2 file(s)"), "{}", run.stderr);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("in 2 file(s)"),
+        "the policy file in the directory is not linted: {}",
+        run.stderr
+    );
 }
 
 #[test]
