@@ -389,3 +389,29 @@ fn malformed_catalog_yaml_is_a_finding_with_a_line() {
     );
     assert!(run.stdout.contains("[unknown-key]"));
 }
+
+#[test]
+fn exposition_values_that_are_emails_ids_or_text_are_refused() {
+    let run = lint(&["exposition_unbounded_values.prom"]);
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        findings(&run),
+        vec![
+            f(
+                "exposition_unbounded_values.prom:2:44",
+                "error",
+                "pii-value"
+            ),
+            f(
+                "exposition_unbounded_values.prom:3:24",
+                "error",
+                "unbounded-value"
+            ),
+        ],
+        "one finding per family, label and rule, counted: {}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("looks like an email address"));
+    assert!(run.stdout.contains("looks like a UUID"));
+    assert!(run.stdout.contains("(3 series)"), "{}", run.stdout);
+}
