@@ -1,0 +1,392 @@
+//! Export: the registry's snapshot as a remote_write `WriteRequest` (each exponential
+//! histogram as one native histogram series) and as Prometheus text exposition (classic
+//! `_bucket`/`_sum`/`_count` derived from the exponential buckets).
+//!
+//! Snapshots are cumulative. Reading takes the registry's lock only to list the series;
+//! the values are read from the instruments after it is released.
+
+use std::fmt::Write as _;
+
+use edge_schema::proto::prometheus::{
+    self as pb, BucketSpan, Label, MetricMetadata, Sample, TimeSeries, WriteRequest,
+    histogram::{Count, ResetHint, ZeroCount},
+    metric_metadata::MetricType,
+};
+use prost::Message;
+
+use crate::histogram::NativeHistogram;
+use crate::registry::{Instrument, Kind, LabelSet, REJECT_REASONS, Registry, overflow_labels};
+
+/// Reasons a push fails, as counted in `edge_exporter_pushes_failed_total{reason}`.
+pub const PUSH_FAILURE_REASONS: [&str; 7] = [
+    "timeout",
+    "refused",
+    "io",
+    "throttled",
+    "server_error",
+    "rejected",
+    "bad_url",
+];
+
+/// One series' value at snapshot time.
+enum Value {
+    Scalar(f64),
+    Histogram(NativeHistogram),
+}
+
+struct SeriesSnapshot {
+    name: String,
+    labels: LabelSet,
+    value: Value,
+}
+
+/// A family's name, help, kind and series handles, as listed under the registry's lock.
+type Listed = (String, String, Kind, Vec<(LabelSet, Instrument)>);
+
+struct FamilySnapshot {
+    name: String,
+    help: String,
+    kind: Kind,
+    series: Vec<SeriesSnapshot>,
+}
+
+impl Registry {
+    pub(crate) fn count_push_failure(&self, reason: &'static str) {
+        let mut failures = self
+            .inner
+            .push_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *failures.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Snapshots pushed and dropped so far, by reason.
+    pub fn push_failures(&self, reason: &str) -> u64 {
+        self.inner
+            .push_failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(reason)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn snapshot(&self) -> Vec<FamilySnapshot> {
+        // List under the lock, read outside it.
+        let listed: Vec<Listed> = {
+            let state = self.lock();
+            state
+                .families
+                .iter()
+                .map(|f| {
+                    let mut series: Vec<(LabelSet, Instrument)> = f
+                        .series
+                        .iter()
+                        .map(|(labels, i)| (labels.clone(), i.clone()))
+                        .collect();
+                    if let Some(o) = &f.overflow {
+                        series.push((overflow_labels(), o.clone()));
+                    }
+                    (f.name.clone(), f.help.clone(), f.kind, series)
+                })
+                .collect()
+        };
+        let mut out: Vec<FamilySnapshot> = listed
+            .into_iter()
+            .map(|(name, help, kind, series)| FamilySnapshot {
+                series: series
+                    .into_iter()
+                    .map(|(labels, instrument)| SeriesSnapshot {
+                        name: name.clone(),
+                        labels,
+                        value: match instrument {
+                            // Counts above 2^53 lose precision as f64, as in every
+                            // Prometheus client.
+                            #[allow(clippy::cast_precision_loss)]
+                            Instrument::Counter(c) => Value::Scalar(c.get() as f64),
+                            Instrument::Gauge(g) => Value::Scalar(g.get()),
+                            Instrument::Histogram(h) => Value::Histogram(h.snapshot().to_native()),
+                        },
+                    })
+                    .collect(),
+                name,
+                help,
+                kind,
+            })
+            .collect();
+        out.push(self.self_metrics());
+        out.push(self.push_failure_metrics());
+        out.retain(|f| !f.series.is_empty());
+        out
+    }
+
+    /// `edge_series_rejected_total{reason, stage="exporter"}`, every reason, so `rate()`
+    /// works from the first refusal.
+    fn self_metrics(&self) -> FamilySnapshot {
+        let series = REJECT_REASONS
+            .iter()
+            .map(|reason| SeriesSnapshot {
+                name: "edge_series_rejected_total".into(),
+                labels: vec![
+                    ("reason".into(), (*reason).into()),
+                    ("stage".into(), "exporter".into()),
+                ],
+                #[allow(clippy::cast_precision_loss)]
+                value: Value::Scalar(self.rejected(reason) as f64),
+            })
+            .collect();
+        FamilySnapshot {
+            name: "edge_series_rejected_total".into(),
+            help: "New series refused by the label policy or the budget.".into(),
+            kind: Kind::Counter,
+            series,
+        }
+    }
+
+    fn push_failure_metrics(&self) -> FamilySnapshot {
+        let series = PUSH_FAILURE_REASONS
+            .iter()
+            .filter_map(|reason| {
+                let n = self.push_failures(reason);
+                #[allow(clippy::cast_precision_loss)]
+                (n > 0).then(|| SeriesSnapshot {
+                    name: "edge_exporter_pushes_failed_total".into(),
+                    labels: vec![("reason".into(), (*reason).into())],
+                    value: Value::Scalar(n as f64),
+                })
+            })
+            .collect();
+        FamilySnapshot {
+            name: "edge_exporter_pushes_failed_total".into(),
+            help: "Snapshots the exporter could not push to the agent, dropped.".into(),
+            kind: Kind::Counter,
+            series,
+        }
+    }
+
+    /// The snapshot as a remote_write request, every sample stamped `timestamp_ms`.
+    pub fn write_request(&self, timestamp_ms: i64) -> WriteRequest {
+        let families = self.snapshot();
+        let mut request = WriteRequest::default();
+        for family in &families {
+            request.metadata.push(MetricMetadata {
+                r#type: match family.kind {
+                    Kind::Counter => MetricType::Counter,
+                    Kind::Gauge => MetricType::Gauge,
+                    Kind::Histogram => MetricType::Histogram,
+                } as i32,
+                metric_family_name: family.name.clone(),
+                help: family.help.clone(),
+                unit: String::new(),
+            });
+            for series in &family.series {
+                let mut ts = TimeSeries {
+                    labels: proto_labels(&series.name, &series.labels),
+                    ..Default::default()
+                };
+                match &series.value {
+                    Value::Scalar(v) => ts.samples.push(Sample {
+                        value: *v,
+                        timestamp: timestamp_ms,
+                    }),
+                    Value::Histogram(h) => ts.histograms.push(native_to_proto(h, timestamp_ms)),
+                }
+                request.timeseries.push(ts);
+            }
+        }
+        request
+    }
+
+    /// The snapshot in Prometheus text exposition format 0.0.4. Histograms become classic
+    /// histograms whose `le` bounds are the exponential buckets' upper bounds, so the
+    /// counts are exact.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        for family in self.snapshot() {
+            let kind = match family.kind {
+                Kind::Counter => "counter",
+                Kind::Gauge => "gauge",
+                Kind::Histogram => "histogram",
+            };
+            let _ = writeln!(out, "# HELP {} {}", family.name, escape_help(&family.help));
+            let _ = writeln!(out, "# TYPE {} {kind}", family.name);
+            for s in &family.series {
+                match &s.value {
+                    Value::Scalar(v) => {
+                        let _ = writeln!(
+                            out,
+                            "{}{} {}",
+                            s.name,
+                            text_labels(&s.labels, None),
+                            fmt_f64(*v)
+                        );
+                    }
+                    Value::Histogram(h) => {
+                        for (le, cumulative) in classic_buckets(h) {
+                            let _ = writeln!(
+                                out,
+                                "{}_bucket{} {cumulative}",
+                                s.name,
+                                text_labels(&s.labels, Some(&fmt_f64(le)))
+                            );
+                        }
+                        let _ = writeln!(
+                            out,
+                            "{}_sum{} {}",
+                            s.name,
+                            text_labels(&s.labels, None),
+                            fmt_f64(h.sum)
+                        );
+                        let _ = writeln!(
+                            out,
+                            "{}_count{} {}",
+                            s.name,
+                            text_labels(&s.labels, None),
+                            h.count
+                        );
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Encodes the registry's snapshot as a snappy-compressed remote_write body.
+pub fn encode_write_request(registry: &Registry, timestamp_ms: i64) -> Vec<u8> {
+    compress(&registry.write_request(timestamp_ms).encode_to_vec())
+}
+
+/// Snappy block compression, as remote_write requires.
+pub fn compress(bytes: &[u8]) -> Vec<u8> {
+    snap::raw::Encoder::new()
+        .compress_vec(bytes)
+        .unwrap_or_else(|_| Vec::new())
+}
+
+/// `__name__` and the label set, sorted by name as remote_write requires.
+fn proto_labels(name: &str, labels: &LabelSet) -> Vec<Label> {
+    let mut out: Vec<Label> = Vec::with_capacity(labels.len() + 1);
+    out.push(Label {
+        name: "__name__".into(),
+        value: name.into(),
+    });
+    out.extend(labels.iter().map(|(k, v)| Label {
+        name: k.clone(),
+        value: v.clone(),
+    }));
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+/// A native histogram in its protobuf form (integer counts, delta-encoded).
+pub fn native_to_proto(h: &NativeHistogram, timestamp_ms: i64) -> pb::Histogram {
+    let spans = |spans: &[crate::histogram::BucketSpan]| -> Vec<BucketSpan> {
+        spans
+            .iter()
+            .map(|s| BucketSpan {
+                offset: s.offset,
+                length: s.length,
+            })
+            .collect()
+    };
+    pb::Histogram {
+        count: Some(Count::CountInt(h.count)),
+        sum: h.sum,
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count: Some(ZeroCount::ZeroCountInt(h.zero_count)),
+        negative_spans: spans(&h.negative_spans),
+        negative_deltas: h.negative_deltas.clone(),
+        positive_spans: spans(&h.positive_spans),
+        positive_deltas: h.positive_deltas.clone(),
+        reset_hint: ResetHint::Unknown as i32,
+        timestamp: timestamp_ms,
+        ..Default::default()
+    }
+}
+
+/// Absolute (Prometheus index, count) pairs of spans + deltas.
+pub fn decode_buckets(spans: &[crate::histogram::BucketSpan], deltas: &[i64]) -> Vec<(i32, u64)> {
+    let mut out = Vec::with_capacity(deltas.len());
+    let mut index = 0i32;
+    let mut count = 0i64;
+    let mut deltas = deltas.iter();
+    for (n, span) in spans.iter().enumerate() {
+        index = if n == 0 {
+            span.offset
+        } else {
+            index + span.offset
+        };
+        for _ in 0..span.length {
+            let Some(d) = deltas.next() else { return out };
+            count += d;
+            out.push((index, u64::try_from(count).unwrap_or(0)));
+            index += 1;
+        }
+    }
+    out
+}
+
+/// The upper bound of Prometheus native bucket `index` at `schema`: 2^(index · 2^−schema).
+pub fn upper_bound(schema: i32, index: i32) -> f64 {
+    (f64::from(index) * (-f64::from(schema)).exp2()).exp2()
+}
+
+/// Cumulative `(le, count)` pairs of a native histogram: one bound per negative bucket
+/// (the bucket's upper bound, i.e. the less negative edge), the zero bucket's threshold,
+/// one per positive bucket, and `+Inf`.
+pub fn classic_buckets(h: &NativeHistogram) -> Vec<(f64, u64)> {
+    let mut out = Vec::new();
+    let mut cumulative = 0u64;
+    // Negative bucket i covers [-upper(i), -upper(i-1)); walk from the most negative.
+    let negative = decode_buckets(&h.negative_spans, &h.negative_deltas);
+    for (index, count) in negative.iter().rev() {
+        cumulative += count;
+        out.push((-upper_bound(h.schema, index - 1), cumulative));
+    }
+    cumulative += h.zero_count;
+    if h.zero_count > 0 || !negative.is_empty() {
+        out.push((h.zero_threshold, cumulative));
+    }
+    for (index, count) in decode_buckets(&h.positive_spans, &h.positive_deltas) {
+        cumulative += count;
+        out.push((upper_bound(h.schema, index), cumulative));
+    }
+    out.push((f64::INFINITY, h.count));
+    out
+}
+
+fn text_labels(labels: &LabelSet, le: Option<&str>) -> String {
+    if labels.is_empty() && le.is_none() {
+        return String::new();
+    }
+    let mut parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_value(v)))
+        .collect();
+    if let Some(le) = le {
+        parts.push(format!("le=\"{le}\""));
+    }
+    format!("{{{}}}", parts.join(","))
+}
+
+fn escape_value(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn escape_help(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn fmt_f64(v: f64) -> String {
+    if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
