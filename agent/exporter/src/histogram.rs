@@ -63,16 +63,42 @@ const TABLE_MAX_SCALE: i32 = 8;
 #[error("NaN and infinities cannot be recorded in a histogram")]
 pub struct NonFinite;
 
-/// `tables()[s][k] = 2^(k / 2^s)` for scales 1..=8: the mantissa boundaries.
-fn tables() -> &'static [Vec<f64>] {
-    static TABLES: OnceLock<Vec<Vec<f64>>> = OnceLock::new();
+/// Per scale 1..=8: the mantissa boundaries and a lookup by the mantissa's top bits.
+struct ScaleTable {
+    /// `boundaries[k] = 2^(k / 2^s)`, for `k` in `0..2^s`.
+    boundaries: Vec<f64>,
+    /// For each of the `4 · 2^s` equal cells of `[1, 2)`: the largest `k` whose boundary is
+    /// below the cell's start (or 0). Boundaries are at least `ln 2 / 2^s` apart, wider than
+    /// a cell (`1 / (4 · 2^s)`), so a cell holds at most one boundary and one comparison
+    /// finishes the lookup.
+    cells: Vec<u16>,
+    /// Bits to shift the 52-bit fraction right to get the cell.
+    shift: u32,
+}
+
+/// `tables()[s]` for scales 1..=8 (index 0 unused).
+fn tables() -> &'static [ScaleTable] {
+    static TABLES: OnceLock<Vec<ScaleTable>> = OnceLock::new();
     TABLES.get_or_init(|| {
         (0..=TABLE_MAX_SCALE)
             .map(|s| {
                 let n = 1u32 << s;
-                (0..n)
+                let boundaries: Vec<f64> = (0..n)
                     .map(|k| (f64::from(k) / f64::from(n)).exp2())
-                    .collect()
+                    .collect();
+                let cell_bits = s as u32 + 2;
+                let cells = (0..(1u64 << cell_bits))
+                    .map(|c| {
+                        let start = f64::from_bits((1023u64 << 52) | (c << (52 - cell_bits)));
+                        let below = boundaries.partition_point(|b| *b < start);
+                        u16::try_from(below.saturating_sub(1)).unwrap_or(u16::MAX)
+                    })
+                    .collect();
+                ScaleTable {
+                    boundaries,
+                    cells,
+                    shift: 52 - cell_bits,
+                }
             })
             .collect()
     })
@@ -82,7 +108,7 @@ fn tables() -> &'static [Vec<f64>] {
 fn boundary_mantissa(k: i64, scale: i32) -> f64 {
     if scale <= TABLE_MAX_SCALE {
         // k < 2^scale <= 256 by the caller's contract.
-        tables()[scale as usize][k as usize]
+        tables()[scale as usize].boundaries[k as usize]
     } else {
         #[allow(clippy::cast_precision_loss)]
         let exponent = k as f64 / f64::from(1u32 << scale);
@@ -91,17 +117,18 @@ fn boundary_mantissa(k: i64, scale: i32) -> f64 {
 }
 
 /// `v = m · 2^e` with `m` in `[1, 2)`, for finite `v > 0`, subnormals included.
+#[inline]
 fn mantissa_exponent(v: f64) -> (f64, i64) {
     const MANTISSA: u64 = (1 << 52) - 1;
     const ONE: u64 = 1023 << 52;
-    let bits = v.to_bits();
+    let (bits, bias) = if v.to_bits() >> 52 == 0 {
+        // Subnormal: scale into the normal range, exactly (by a power of two).
+        ((v * 18_446_744_073_709_551_616.0).to_bits(), 1023 + 64)
+    } else {
+        (v.to_bits(), 1023)
+    };
     let field = ((bits >> 52) & 0x7ff) as i64;
-    if field == 0 {
-        // Subnormal: scale into the normal range, exactly (a power of two).
-        let (m, e) = mantissa_exponent(v * 18_446_744_073_709_551_616.0);
-        return (m, e - 64);
-    }
-    (f64::from_bits((bits & MANTISSA) | ONE), field - 1023)
+    (f64::from_bits((bits & MANTISSA) | ONE), field - bias)
 }
 
 /// `2^e` as an `f64` (0 or +Inf outside the representable range).
@@ -119,6 +146,7 @@ fn pow2(e: i64) -> f64 {
 
 /// The OpenTelemetry bucket index of finite `v > 0` at `scale`: the `i` with
 /// `lower_boundary(i) < v <= lower_boundary(i + 1)`.
+#[inline]
 pub fn index_of(v: f64, scale: i32) -> i32 {
     let (m, e) = mantissa_exponent(v);
     let index = if scale <= 0 {
@@ -142,12 +170,16 @@ pub fn index_of(v: f64, scale: i32) -> i32 {
 }
 
 /// The largest `k` in `[0, 2^scale)` with `2^(k/2^scale) < m`, for `m` in `(1, 2)`.
+#[inline]
 fn sub_index(m: f64, scale: i32) -> i64 {
     let n = 1i64 << scale;
     if scale <= TABLE_MAX_SCALE {
         let table = &tables()[scale as usize];
-        // table[0] = 1 < m, so the partition point is at least 1.
-        return table.partition_point(|b| *b < m) as i64 - 1;
+        let cell = ((m.to_bits() & ((1 << 52) - 1)) >> table.shift) as usize;
+        let k = usize::from(table.cells[cell]);
+        // At most one boundary lies in the cell: one comparison, no branch to mispredict.
+        let next_below = table.boundaries.get(k + 1).is_some_and(|b| *b < m);
+        return k as i64 + i64::from(next_below);
     }
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     let mut k = ((m.log2() * n as f64).floor() as i64).clamp(0, n - 1);
@@ -214,14 +246,28 @@ impl Buckets {
     }
 
     /// How many halvings of the resolution make `index` fit with the others.
+    #[inline]
     fn needed_downscale(&self, index: i32, max_size: usize) -> u32 {
         if self.is_empty() {
             return 0;
         }
-        span_downscale(self.offset.min(index), self.last().max(index), max_size)
+        let (low, high) = (self.offset.min(index), self.last().max(index));
+        // The common case, without the loop: it already fits.
+        if i64::from(high) - i64::from(low) < max_size as i64 {
+            return 0;
+        }
+        span_downscale(low, high, max_size)
     }
 
+    #[inline]
     fn increment(&mut self, index: i32, n: u64) {
+        if let Some(slot) = usize::try_from(index.wrapping_sub(self.offset))
+            .ok()
+            .and_then(|at| self.counts.get_mut(at))
+        {
+            *slot += n;
+            return;
+        }
         if self.counts.is_empty() {
             self.offset = index;
             self.counts.push(n);
@@ -327,6 +373,7 @@ impl ExpHistogram {
     }
 
     /// Records one value. NaN and ±Inf are refused and change nothing.
+    #[inline]
     pub fn record(&mut self, v: f64) -> Result<(), NonFinite> {
         if !v.is_finite() {
             return Err(NonFinite);
