@@ -313,7 +313,7 @@ impl Buckets {
 }
 
 /// Halvings needed for indexes `low..=high` to fit in `max_size` buckets.
-fn span_downscale(low: i32, high: i32, max_size: usize) -> u32 {
+pub(crate) fn span_downscale(low: i32, high: i32, max_size: usize) -> u32 {
     let mut by = 0;
     while i64::from((high >> by) - (low >> by)) + 1 > max_size as i64 {
         by += 1;
@@ -372,6 +372,36 @@ impl ExpHistogram {
         }
     }
 
+    /// A histogram from its parts (as a concurrent recorder holds them). `positive` and
+    /// `negative` are `(offset, dense counts)`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn from_parts(
+        scale: i32,
+        zero_threshold: f64,
+        zero_count: u64,
+        count: u64,
+        sum: f64,
+        (min, max): (f64, f64),
+        positive: (i32, Vec<u64>),
+        negative: (i32, Vec<u64>),
+    ) -> Self {
+        let mut h = Self::with_limits(scale, DEFAULT_MAX_SIZE, zero_threshold);
+        h.zero_count = zero_count;
+        h.count = count;
+        h.sum = sum;
+        h.min = min;
+        h.max = max;
+        h.positive = Buckets {
+            offset: positive.0,
+            counts: positive.1,
+        };
+        h.negative = Buckets {
+            offset: negative.0,
+            counts: negative.1,
+        };
+        h
+    }
+
     /// Records one value. NaN and ±Inf are refused and change nothing.
     #[inline]
     pub fn record(&mut self, v: f64) -> Result<(), NonFinite> {
@@ -380,8 +410,14 @@ impl ExpHistogram {
         }
         self.count += 1;
         self.sum += v;
-        self.min = self.min.min(v);
-        self.max = self.max.max(v);
+        // `v` is finite here, so plain comparisons do what `f64::min`/`max` would, without
+        // their NaN handling.
+        if v < self.min {
+            self.min = v;
+        }
+        if v > self.max {
+            self.max = v;
+        }
         let magnitude = v.abs();
         if magnitude <= self.zero_threshold {
             self.zero_count += 1;
