@@ -104,6 +104,7 @@ impl Registry {
                             // Prometheus client.
                             #[allow(clippy::cast_precision_loss)]
                             Instrument::Counter(c) => Value::Scalar(c.get() as f64),
+                            Instrument::FloatCounter(c) => Value::Scalar(c.get()),
                             Instrument::Gauge(g) => Value::Scalar(g.get()),
                             Instrument::Histogram(h) => Value::Histogram(h.snapshot().to_native()),
                         },
@@ -171,7 +172,7 @@ impl Registry {
         for family in &families {
             request.metadata.push(MetricMetadata {
                 r#type: match family.kind {
-                    Kind::Counter => MetricType::Counter,
+                    Kind::Counter | Kind::FloatCounter => MetricType::Counter,
                     Kind::Gauge => MetricType::Gauge,
                     Kind::Histogram => MetricType::Histogram,
                 } as i32,
@@ -204,7 +205,7 @@ impl Registry {
         let mut out = String::new();
         for family in self.snapshot() {
             let kind = match family.kind {
-                Kind::Counter => "counter",
+                Kind::Counter | Kind::FloatCounter => "counter",
                 Kind::Gauge => "gauge",
                 Kind::Histogram => "histogram",
             };

@@ -23,7 +23,7 @@ use edge_schema::catalog::Catalog;
 use edge_schema::check::{Schema, Violation};
 use edge_schema::policy::{LabelPolicy, OVERFLOW_LABEL};
 
-use crate::instruments::{Counter, Gauge, Histogram};
+use crate::instruments::{Counter, FloatCounter, Gauge, Histogram};
 
 /// Reasons a series is refused, as counted in `edge_series_rejected_total{reason}`.
 pub const REJECT_REASONS: [&str; 5] = [
@@ -97,8 +97,10 @@ impl<H: std::fmt::Debug> std::error::Error for Refused<H> {}
 /// What kind of instrument a family holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
-    /// Monotonic counter.
+    /// Monotonic integer counter.
     Counter,
+    /// Monotonic floating-point counter.
+    FloatCounter,
     /// Gauge.
     Gauge,
     /// Exponential histogram, exported as a native histogram.
@@ -109,6 +111,7 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Counter => "counter",
+            Kind::FloatCounter => "float counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
         }
@@ -119,6 +122,7 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub(crate) enum Instrument {
     Counter(Arc<Counter>),
+    FloatCounter(Arc<FloatCounter>),
     Gauge(Arc<Gauge>),
     Histogram(Arc<Histogram>),
 }
@@ -140,6 +144,7 @@ impl FamilyState {
     fn new_instrument(&self) -> Instrument {
         match self.kind {
             Kind::Counter => Instrument::Counter(Arc::new(Counter::new())),
+            Kind::FloatCounter => Instrument::FloatCounter(Arc::new(FloatCounter::new())),
             Kind::Gauge => Instrument::Gauge(Arc::new(Gauge::new())),
             Kind::Histogram => Instrument::Histogram(Arc::new(Histogram::with_scale(self.scale))),
         }
@@ -230,6 +235,15 @@ impl Registry {
     /// A counter family.
     pub fn counter(&self, name: &str, help: &str) -> Result<Family<Counter>, SeriesError> {
         self.family(name, help, Kind::Counter, DEFAULT_SCALE)
+    }
+
+    /// A floating-point counter family (seconds, fractional amounts).
+    pub fn float_counter(
+        &self,
+        name: &str,
+        help: &str,
+    ) -> Result<Family<FloatCounter>, SeriesError> {
+        self.family(name, help, Kind::FloatCounter, DEFAULT_SCALE)
     }
 
     /// A gauge family.
@@ -432,5 +446,6 @@ macro_rules! family_for {
 }
 
 family_for!(Counter, Counter);
+family_for!(FloatCounter, FloatCounter);
 family_for!(Gauge, Gauge);
 family_for!(Histogram, Histogram);

@@ -81,6 +81,12 @@ fn pushed_native_histogram_matches_the_recorded_values() {
         .with(&[("action", "move")])
         .expect("allowed series");
     actions.add(7);
+    let cpu = registry
+        .float_counter("edge_agent_cpu_seconds_total", "CPU seconds.")
+        .expect("family")
+        .with(&[])
+        .expect("allowed series");
+    cpu.add(1.25).expect("finite, positive");
 
     let server = std::thread::spawn(move || receive(&listener, "204 No Content"));
     push_once(&registry, &url, Duration::from_secs(5)).expect("push accepted");
@@ -147,6 +153,13 @@ fn pushed_native_histogram_matches_the_recorded_values() {
         .find(|ts| label(ts, "__name__") == Some("game_actions_total"))
         .expect("counter sent");
     assert_eq!(counter.samples[0].value, 7.0);
+    let cpu = got
+        .request
+        .timeseries
+        .iter()
+        .find(|ts| label(ts, "__name__") == Some("edge_agent_cpu_seconds_total"))
+        .expect("float counter sent");
+    assert_eq!(cpu.samples[0].value, 1.25);
     assert!(
         got.request
             .metadata
