@@ -120,26 +120,24 @@ impl LabelPolicy {
             }
         };
 
+        // Valid names go into `into` at their first position; the others are problems.
+        let collect = |labels: Vec<Spanned<String>>,
+                       into: &mut BTreeMap<String, Position>,
+                       problems: &mut Vec<Problem>| {
+            for label in labels {
+                if check_name(&label, problems) {
+                    into.entry(label.value.clone())
+                        .or_insert(Position::of(&label));
+                }
+            }
+        };
+
         for rule in raw.rules {
             match rule {
                 RawRule::ForbidLabels(labels) => {
-                    for label in labels {
-                        if check_name(&label, &mut problems) {
-                            forbidden
-                                .entry(label.value.clone())
-                                .or_insert(Position::of(&label));
-                        }
-                    }
+                    collect(labels, &mut forbidden, &mut problems);
                 }
-                RawRule::AllowLabels(labels) => {
-                    for label in labels {
-                        if check_name(&label, &mut problems) {
-                            allowed
-                                .entry(label.value.clone())
-                                .or_insert(Position::of(&label));
-                        }
-                    }
-                }
+                RawRule::AllowLabels(labels) => collect(labels, &mut allowed, &mut problems),
                 RawRule::MaxSeriesPerHost(value) => {
                     if let Some(first) = &budget {
                         problems.push(Problem::at(
