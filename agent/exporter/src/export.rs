@@ -254,15 +254,17 @@ impl Registry {
 }
 
 /// Encodes the registry's snapshot as a snappy-compressed remote_write body.
-pub fn encode_write_request(registry: &Registry, timestamp_ms: i64) -> Vec<u8> {
+pub fn encode_write_request(
+    registry: &Registry,
+    timestamp_ms: i64,
+) -> Result<Vec<u8>, snap::Error> {
     compress(&registry.write_request(timestamp_ms).encode_to_vec())
 }
 
-/// Snappy block compression, as remote_write requires.
-pub fn compress(bytes: &[u8]) -> Vec<u8> {
-    snap::raw::Encoder::new()
-        .compress_vec(bytes)
-        .unwrap_or_else(|_| Vec::new())
+/// Snappy block compression, as remote_write requires. Fails only for inputs beyond
+/// snappy's block limit (about 4 GiB), far past any snapshot.
+pub fn compress(bytes: &[u8]) -> Result<Vec<u8>, snap::Error> {
+    snap::raw::Encoder::new().compress_vec(bytes)
 }
 
 /// `__name__` and the label set, sorted by name as remote_write requires.

@@ -63,7 +63,10 @@ pub fn push_once(registry: &Registry, url: &str, timeout: Duration) -> Result<()
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    let body = encode_write_request(registry, now_ms);
+    let body = encode_write_request(registry, now_ms).map_err(|e| PushError::Io {
+        url: format!("http://{}{}", url.host, url.path),
+        source: std::io::Error::other(e),
+    })?;
     http::post(&url, &REMOTE_WRITE_HEADERS, &body, timeout).map(|_| ())
 }
 
