@@ -165,8 +165,10 @@ pub fn index_of(v: f64, scale: i32) -> i32 {
             e * n + sub_index(m, scale)
         }
     };
-    // |e| <= 1075 and n <= 2^20, so |index| < 2^31.
-    i32::try_from(index).unwrap_or(if index < 0 { i32::MIN } else { i32::MAX })
+    // |e| <= 1075 and n <= 2^20, so |index| <= 1075 · 2^20 + 1 < 2^31: the cast is exact.
+    #[allow(clippy::cast_possible_truncation)]
+    let index = index as i32;
+    index
 }
 
 /// The largest `k` in `[0, 2^scale)` with `2^(k/2^scale) < m`, for `m` in `(1, 2)`.

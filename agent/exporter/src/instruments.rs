@@ -248,7 +248,6 @@ impl StripeBuckets {
 struct Stripe {
     busy: AtomicBool,
     scale: AtomicI32,
-    count: AtomicU64,
     sum: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
@@ -271,7 +270,6 @@ impl Stripe {
         Stripe {
             busy: AtomicBool::new(false),
             scale: AtomicI32::new(scale),
-            count: AtomicU64::new(0),
             sum: AtomicU64::new(0f64.to_bits()),
             min: AtomicU64::new(f64::INFINITY.to_bits()),
             max: AtomicU64::new(f64::NEG_INFINITY.to_bits()),
@@ -302,8 +300,8 @@ impl Stripe {
     /// (a property test holds the two equal).
     #[inline]
     fn record(&self, _held: &Held<'_>, v: f64) {
-        self.count
-            .store(self.count.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        // The count is not stored: it is the zero bucket plus the buckets, summed at
+        // snapshot time, which saves a load and a store per record.
         self.sum
             .store((Self::load_f64(&self.sum) + v).to_bits(), Ordering::Relaxed);
         if v < Self::load_f64(&self.min) {
@@ -345,20 +343,23 @@ impl Stripe {
 
     /// The stripe as a histogram; with `reset`, the stripe starts over at `scale`.
     fn take(&self, _held: &Held<'_>, reset: Option<i32>) -> ExpHistogram {
+        let zero = self.zero.load(Ordering::Relaxed);
+        let positive = self.positive.take(reset.is_some());
+        let negative = self.negative.take(reset.is_some());
+        let count = zero + positive.1.iter().sum::<u64>() + negative.1.iter().sum::<u64>();
         let h = ExpHistogram::from_parts(
             self.scale.load(Ordering::Relaxed),
             DEFAULT_ZERO_THRESHOLD,
-            self.zero.load(Ordering::Relaxed),
-            self.count.load(Ordering::Relaxed),
+            zero,
+            count,
             Self::load_f64(&self.sum),
             (Self::load_f64(&self.min), Self::load_f64(&self.max)),
-            self.positive.take(reset.is_some()),
-            self.negative.take(reset.is_some()),
+            positive,
+            negative,
         );
         if let Some(scale) = reset {
             self.scale.store(scale, Ordering::Relaxed);
             for (a, v) in [
-                (&self.count, 0),
                 (&self.sum, 0f64.to_bits()),
                 (&self.min, f64::INFINITY.to_bits()),
                 (&self.max, f64::NEG_INFINITY.to_bits()),
@@ -374,7 +375,23 @@ impl Stripe {
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 
 thread_local! {
-    static SLOT: usize = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+    // A `const` thread-local is a plain TLS access, without lazy-initialisation
+    // bookkeeping; `usize::MAX` means "no slot yet".
+    static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// This thread's slot number, assigned on first use.
+#[inline]
+fn slot() -> usize {
+    SLOT.with(|slot| {
+        let mine = slot.get();
+        if mine != usize::MAX {
+            return mine;
+        }
+        let assigned = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
+        slot.set(assigned);
+        assigned
+    })
 }
 
 /// A concurrent exponential histogram (see the module docs for the design).
@@ -414,7 +431,7 @@ impl Histogram {
             self.refused.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let stripe = &self.stripes[SLOT.with(|s| *s) % STRIPES];
+        let stripe = &self.stripes[slot() % STRIPES];
         let held = stripe.hold();
         stripe.record(&held, v);
     }
