@@ -1,6 +1,11 @@
 //! `edge-agent`: the per-host telemetry daemon of edgepipe.
 //!
-//! It will collect host metrics and the game's pushed metrics, enforce the label policy
-//! and the per-host series budget, tail and tokenize logs, and deliver everything to the
+//! It collects host metrics and the game's pushed metrics, enforces the label policy and
+//! the per-host series budget, tails and tokenizes logs, and delivers everything to the
 //! regional gateway through a crash-safe disk queue (see `DESIGN.md`). This crate is the
-//! library the `edge-agent` binary wires together; nothing is implemented here yet.
+//! library the `edge-agent` binary wires together.
+//!
+//! Built so far: [`queue`], the disk queue. The config, host metrics, local receiver,
+//! sender and binary are the next steps (issue "edge-agent: the metrics path…").
+
+pub mod queue;

@@ -1,0 +1,573 @@
+//! The disk queue: every batch is on disk before it is sent, and leaves only after the
+//! gateway's 2xx.
+//!
+//! ## Layout
+//!
+//! One FIFO per priority [`Class`], each a directory of segment files
+//! (`00000000000000000001.seg`, …) of length-prefixed, CRC-32-checked records, plus a
+//! `head` file: the position of the oldest record not yet acknowledged, replaced
+//! atomically (write, fsync, rename). Acknowledging moves the head; segments wholly behind
+//! it are deleted. On restart each class replays from its head, in order.
+//!
+//! ## Torn and corrupt data
+//!
+//! A record is `[len u32][crc32 u32][payload]`. At open, the last segment of each class is
+//! scanned and cut back to its last good record (a power loss or full disk mid-write
+//! leaves a torn tail); how much was cut is reported, and the queue starts. A bad record
+//! found later in an older segment (bit rot) ends that segment: the rest of it is skipped
+//! and counted. The queue never refuses to start over its own files.
+//!
+//! ## Bounded
+//!
+//! `max_bytes` bounds all classes together. A push that would pass it sheds whole oldest
+//! segments, lowest class first (debug logs, then info logs, then warn/error logs, then
+//! metrics), never a class above the one being pushed: a debug line is refused rather
+//! than drop a metric. A write that fails for lack of space sheds the same way and tries
+//! once more; if there is still no room the new record is refused. Every shed record is
+//! counted by class.
+
+mod segment;
+
+use std::collections::VecDeque;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use segment::{RECORD_HEADER, ReadOutcome, read_record, scan_valid_prefix};
+
+/// Priority classes, lowest first: the order in which data is shed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// Debug and trace logs: shed first.
+    LogsDebug,
+    /// Info logs.
+    LogsInfo,
+    /// Warn, error and fatal logs.
+    LogsWarn,
+    /// Metrics: shed last.
+    Metrics,
+}
+
+impl Class {
+    /// Every class, lowest priority first.
+    pub const ALL: [Class; 4] = [
+        Class::LogsDebug,
+        Class::LogsInfo,
+        Class::LogsWarn,
+        Class::Metrics,
+    ];
+
+    /// The class's directory name, also its label value in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::LogsDebug => "logs_debug",
+            Class::LogsInfo => "logs_info",
+            Class::LogsWarn => "logs_warn",
+            Class::Metrics => "metrics",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Segment size: large enough that a busy host rotates every few minutes, small enough
+/// that shedding one segment drops little.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The queue's bound when the config does not set one: the design's `256MiB`.
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Where and how big.
+#[derive(Clone, Debug)]
+pub struct QueueConfig {
+    /// The queue directory (`queue.dir`).
+    pub dir: PathBuf,
+    /// Bound on all segment bytes together (`queue.max_bytes`).
+    pub max_bytes: u64,
+    /// Size at which a segment is closed and a new one started.
+    pub segment_bytes: u64,
+}
+
+impl QueueConfig {
+    /// Defaults for `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        QueueConfig {
+            dir: dir.into(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// Failures the queue cannot absorb by shedding.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// A file operation failed.
+    #[error("disk queue: {what} {path}: {source}")]
+    Io {
+        /// What was being done.
+        what: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// One record larger than the whole queue.
+    #[error("disk queue: a {len}-byte record cannot fit a queue bounded at {max_bytes} bytes")]
+    TooLarge {
+        /// The record's size.
+        len: u64,
+        /// The bound.
+        max_bytes: u64,
+    },
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> QueueError + 'a {
+    move |source| QueueError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Where a record is: its segment and its byte offset in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RecordId {
+    /// Segment number.
+    pub segment: u64,
+    /// Byte offset of the record's header.
+    pub offset: u64,
+}
+
+/// A queued record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Where it is; acknowledge through it with [`DiskQueue::ack`].
+    pub id: RecordId,
+    /// The batch.
+    pub payload: Vec<u8>,
+}
+
+/// What opening found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Bytes cut from torn or corrupt segment tails, by class.
+    pub truncated_bytes: [u64; 4],
+    /// Records waiting to be sent, by class (counted from the heads).
+    pub pending_records: [u64; 4],
+}
+
+/// Records and bytes dropped to stay within the bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shed {
+    /// Records dropped.
+    pub records: u64,
+    /// Bytes dropped.
+    pub bytes: u64,
+}
+
+#[derive(Debug)]
+struct SegmentInfo {
+    id: u64,
+    bytes: u64,
+}
+
+#[derive(Debug)]
+struct ClassQueue {
+    dir: PathBuf,
+    segments: VecDeque<SegmentInfo>,
+    writer: Option<File>,
+    head: RecordId,
+}
+
+impl ClassQueue {
+    fn segment_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id:020}.seg"))
+    }
+
+    fn bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.bytes).sum()
+    }
+}
+
+/// The queue (see the module docs).
+#[derive(Debug)]
+pub struct DiskQueue {
+    config: QueueConfig,
+    classes: [ClassQueue; 4],
+    shed: [Shed; 4],
+    corrupt_skipped: [u64; 4],
+    /// Where corrupt regions were found, so each is counted once however often it is
+    /// walked over.
+    corrupt_seen: std::collections::HashSet<(Class, RecordId)>,
+}
+
+impl DiskQueue {
+    /// Opens (creating) the queue, repairs torn tails, and reports what it found.
+    pub fn open(config: QueueConfig) -> Result<(DiskQueue, RecoveryReport), QueueError> {
+        let mut report = RecoveryReport::default();
+        let mut classes = Vec::with_capacity(4);
+        for class in Class::ALL {
+            let dir = config.dir.join(class.name());
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+            let mut ids: Vec<u64> = fs::read_dir(&dir)
+                .map_err(io_err("list", &dir))?
+                .filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_suffix(".seg")?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .collect();
+            ids.sort_unstable();
+            let mut queue = ClassQueue {
+                dir,
+                segments: VecDeque::new(),
+                writer: None,
+                head: RecordId {
+                    segment: ids.first().copied().unwrap_or(1),
+                    offset: 0,
+                },
+            };
+            for (n, id) in ids.iter().enumerate() {
+                let path = queue.segment_path(*id);
+                let len = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
+                let mut bytes = len;
+                if n + 1 == ids.len() {
+                    // The last segment may have a torn tail: keep its valid prefix.
+                    let data = fs::read(&path).map_err(io_err("read", &path))?;
+                    let valid = scan_valid_prefix(&data) as u64;
+                    if valid < len {
+                        report.truncated_bytes[class.index()] += len - valid;
+                        let file = OpenOptions::new()
+                            .write(true)
+                            .open(&path)
+                            .map_err(io_err("open", &path))?;
+                        file.set_len(valid).map_err(io_err("truncate", &path))?;
+                        file.sync_all().map_err(io_err("sync", &path))?;
+                        bytes = valid;
+                    }
+                }
+                queue.segments.push_back(SegmentInfo { id: *id, bytes });
+            }
+            if let Some(head) = read_head(&queue.dir) {
+                // A head behind the oldest segment (its segments were shed or acked and
+                // deleted) starts at the oldest segment.
+                if queue.segments.iter().any(|s| s.id == head.segment) {
+                    queue.head = head;
+                } else if let Some(first) = queue.segments.front()
+                    && head.segment > first.id
+                {
+                    queue.head = RecordId {
+                        segment: head.segment,
+                        offset: 0,
+                    };
+                }
+            }
+            classes.push(queue);
+        }
+        let classes: [ClassQueue; 4] = classes
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one queue per class"));
+        let mut queue = DiskQueue {
+            config,
+            classes,
+            shed: [Shed::default(); 4],
+            corrupt_skipped: [0; 4],
+            corrupt_seen: std::collections::HashSet::new(),
+        };
+        for class in Class::ALL {
+            report.pending_records[class.index()] = queue.pending(class)?;
+        }
+        Ok((queue, report))
+    }
+
+    /// Appends a record of `class`, durably (fsync) before it returns. Sheds older,
+    /// lower-priority data first when the bound requires it; returns what was shed.
+    pub fn push(&mut self, class: Class, payload: &[u8]) -> Result<Shed, QueueError> {
+        let len = (RECORD_HEADER + payload.len()) as u64;
+        if len > self.config.max_bytes {
+            return Err(QueueError::TooLarge {
+                len,
+                max_bytes: self.config.max_bytes,
+            });
+        }
+        let mut shed = Shed::default();
+        while self.total_bytes() + len > self.config.max_bytes {
+            match self.shed_one(class)? {
+                Some(s) => {
+                    shed.records += s.records;
+                    shed.bytes += s.bytes;
+                }
+                None => {
+                    // Nothing of this class or below to drop: refuse the new record.
+                    self.count_shed(class, 1, len);
+                    shed.records += 1;
+                    shed.bytes += len;
+                    return Ok(shed);
+                }
+            }
+        }
+        match self.append(class, payload) {
+            Ok(()) => Ok(shed),
+            Err(QueueError::Io { source, .. }) if is_out_of_space(&source) => {
+                // A full disk degrades to shedding, never to a crash.
+                if let Some(s) = self.shed_one(class)? {
+                    shed.records += s.records;
+                    shed.bytes += s.bytes;
+                    if self.append(class, payload).is_ok() {
+                        return Ok(shed);
+                    }
+                }
+                self.count_shed(class, 1, len);
+                shed.records += 1;
+                shed.bytes += len;
+                Ok(shed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn append(&mut self, class: Class, payload: &[u8]) -> Result<(), QueueError> {
+        let segment_bytes = self.config.segment_bytes;
+        let q = &mut self.classes[class.index()];
+        let needs_new = match q.segments.back() {
+            None => true,
+            Some(last) => last.bytes >= segment_bytes,
+        };
+        if needs_new {
+            let id = q.segments.back().map_or(q.head.segment, |s| s.id + 1);
+            q.segments.push_back(SegmentInfo { id, bytes: 0 });
+            q.writer = None;
+        }
+        let (id, start) = match q.segments.back() {
+            Some(s) => (s.id, s.bytes),
+            None => unreachable!("a segment was just ensured"),
+        };
+        let path = q.segment_path(id);
+        if q.writer.is_none() {
+            let file = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_err("open", &path))?;
+            q.writer = Some(file);
+        }
+        let record = segment::encode(payload);
+        let result = q.writer.as_mut().map_or_else(
+            || Err(io::Error::other("no writer")),
+            |w| w.write_all(&record).and_then(|()| w.sync_data()),
+        );
+        if let Err(e) = result {
+            // Cut any partial write back so the segment stays valid.
+            q.writer = None;
+            if let Ok(f) = OpenOptions::new().write(true).open(&path) {
+                let _ = f.set_len(start);
+            }
+            return Err(io_err("append to", &path)(e));
+        }
+        if let Some(last) = q.segments.back_mut() {
+            last.bytes += record.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Up to `max` records of `class` from the head on, oldest first, not removed.
+    pub fn peek(&mut self, class: Class, max: usize) -> Result<Vec<Entry>, QueueError> {
+        let mut out = Vec::new();
+        self.walk(class, max, |entry| out.push(entry))?;
+        Ok(out)
+    }
+
+    /// Records of `class` waiting, from the head on (reads one record at a time).
+    pub fn pending(&mut self, class: Class) -> Result<u64, QueueError> {
+        let mut n = 0u64;
+        self.walk(class, usize::MAX, |_| n += 1)?;
+        Ok(n)
+    }
+
+    /// Visits up to `max` records of `class` from the head on.
+    fn walk(
+        &mut self,
+        class: Class,
+        max: usize,
+        mut visit: impl FnMut(Entry),
+    ) -> Result<(), QueueError> {
+        let mut seen = 0usize;
+        let mut at = self.classes[class.index()].head;
+        while seen < max {
+            let q = &self.classes[class.index()];
+            let current = q
+                .segments
+                .iter()
+                .find(|s| s.id == at.segment && at.offset < s.bytes);
+            let Some(seg) = current else {
+                // Past the end of this segment (or it is gone): the next one, if any.
+                match q.segments.iter().find(|s| s.id > at.segment) {
+                    Some(next) => {
+                        at = RecordId {
+                            segment: next.id,
+                            offset: 0,
+                        };
+                        continue;
+                    }
+                    None => break,
+                }
+            };
+            let path = q.segment_path(seg.id);
+            let bytes = seg.bytes;
+            match read_record(&path, at.offset, bytes).map_err(io_err("read", &path))? {
+                ReadOutcome::Record(payload, next) => {
+                    visit(Entry { id: at, payload });
+                    seen += 1;
+                    at.offset = next;
+                }
+                ReadOutcome::Corrupt => {
+                    // The rest of this segment is unreadable: skip it and count it once.
+                    if self.corrupt_seen.insert((class, at)) {
+                        self.corrupt_skipped[class.index()] += bytes - at.offset;
+                    }
+                    at.offset = bytes;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Acknowledges every record of `class` up to and including `id` (the gateway
+    /// answered 2xx): the head moves past it, durably, and consumed segments are deleted.
+    pub fn ack(&mut self, class: Class, id: RecordId) -> Result<(), QueueError> {
+        let q = &mut self.classes[class.index()];
+        let Some(seg) = q.segments.iter().find(|s| s.id == id.segment) else {
+            return Ok(());
+        };
+        let path = q.segment_path(seg.id);
+        let next = match read_record(&path, id.offset, seg.bytes).map_err(io_err("read", &path))? {
+            ReadOutcome::Record(_, next) => next,
+            ReadOutcome::Corrupt => seg.bytes,
+        };
+        let head = RecordId {
+            segment: id.segment,
+            offset: next,
+        };
+        if head <= q.head {
+            return Ok(());
+        }
+        write_head(&q.dir, head)?;
+        q.head = head;
+        // Delete the segments wholly behind the head, but never the one being written.
+        while q.segments.len() > 1 && q.segments.front().is_some_and(|s| s.id < head.segment) {
+            if let Some(old) = q.segments.pop_front() {
+                let p = q.segment_path(old.id);
+                fs::remove_file(&p).map_err(io_err("remove", &p))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the oldest segment of the lowest class at or below `limit` that has data.
+    fn shed_one(&mut self, limit: Class) -> Result<Option<Shed>, QueueError> {
+        for class in Class::ALL.into_iter().filter(|c| *c <= limit) {
+            let q = &mut self.classes[class.index()];
+            if q.bytes() == 0 {
+                continue;
+            }
+            if q.segments.len() == 1 {
+                // Only the segment being written: close it so it can go.
+                q.writer = None;
+            }
+            let Some(old) = q.segments.pop_front() else {
+                continue;
+            };
+            let path = q.segment_path(old.id);
+            let from = if old.id == q.head.segment {
+                q.head.offset
+            } else {
+                0
+            };
+            let records = fs::read(&path)
+                .map(|data| segment::count_records(&data[(from as usize).min(data.len())..]))
+                .unwrap_or(0);
+            fs::remove_file(&path).map_err(io_err("remove", &path))?;
+            let next = q.segments.front().map_or(old.id + 1, |s| s.id);
+            if q.segments.is_empty() {
+                q.segments.push_back(SegmentInfo { id: next, bytes: 0 });
+            }
+            if q.head.segment <= old.id {
+                q.head = RecordId {
+                    segment: next,
+                    offset: 0,
+                };
+                write_head(&q.dir, q.head)?;
+            }
+            let bytes = old.bytes.saturating_sub(from);
+            self.count_shed(class, records, bytes);
+            return Ok(Some(Shed { records, bytes }));
+        }
+        Ok(None)
+    }
+
+    fn count_shed(&mut self, class: Class, records: u64, bytes: u64) {
+        let s = &mut self.shed[class.index()];
+        s.records += records;
+        s.bytes += bytes;
+    }
+
+    /// Segment bytes on disk, all classes.
+    pub fn total_bytes(&self) -> u64 {
+        self.classes.iter().map(ClassQueue::bytes).sum()
+    }
+
+    /// Shed so far, by class.
+    pub fn shed(&self, class: Class) -> Shed {
+        self.shed[class.index()]
+    }
+
+    /// Bytes of corrupt records skipped so far, by class.
+    pub fn corrupt_skipped(&self, class: Class) -> u64 {
+        self.corrupt_skipped[class.index()]
+    }
+}
+
+fn is_out_of_space(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull || e.raw_os_error() == Some(28)
+}
+
+/// The head file: segment and offset, with a CRC so a torn write reads as absent.
+fn read_head(dir: &Path) -> Option<RecordId> {
+    let data = fs::read(dir.join("head")).ok()?;
+    if data.len() != 20 {
+        return None;
+    }
+    let crc = u32::from_le_bytes(data[16..20].try_into().ok()?);
+    if crc32fast::hash(&data[..16]) != crc {
+        return None;
+    }
+    Some(RecordId {
+        segment: u64::from_le_bytes(data[0..8].try_into().ok()?),
+        offset: u64::from_le_bytes(data[8..16].try_into().ok()?),
+    })
+}
+
+fn write_head(dir: &Path, head: RecordId) -> Result<(), QueueError> {
+    let mut data = Vec::with_capacity(20);
+    data.extend_from_slice(&head.segment.to_le_bytes());
+    data.extend_from_slice(&head.offset.to_le_bytes());
+    let crc = crc32fast::hash(&data);
+    data.extend_from_slice(&crc.to_le_bytes());
+    let tmp = dir.join("head.tmp");
+    let path = dir.join("head");
+    let mut file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    file.write_all(&data).map_err(io_err("write", &tmp))?;
+    file.sync_data().map_err(io_err("sync", &tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err("rename", &path))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
