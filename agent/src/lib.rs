@@ -5,7 +5,9 @@
 //! regional gateway through a crash-safe disk queue (see `DESIGN.md`). This crate is the
 //! library the `edge-agent` binary wires together.
 //!
-//! Built so far: [`queue`], the disk queue. The config, host metrics, local receiver,
-//! sender and binary are the next steps (issue "edge-agent: the metrics path…").
+//! Built so far: [`config`] (loading and validation, `edge-agent validate`) and
+//! [`queue`] (the disk queue). Host metrics, the local receiver, the policy stage and the
+//! sender are the next steps (issue "edge-agent: the metrics path…").
 
+pub mod config;
 pub mod queue;

@@ -1,0 +1,645 @@
+//! The agent's YAML config (shape in `DESIGN.md`), with `${VAR}` expansion.
+//!
+//! Loading is two steps, as in the house style: parse into a raw form (unknown keys and
+//! wrong types are refused with their line), then validate into [`AgentConfig`],
+//! collecting **every** problem with its key path (`output.metrics_url: …`). Environment
+//! variables are expanded in string values (`${VAR}`, or `${VAR:-default}`); an unset
+//! variable without a default is a problem at the key that uses it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::queue::{DEFAULT_MAX_BYTES, QueueConfig};
+
+/// The steady cadence of the design.
+pub const DEFAULT_CADENCE: Duration = Duration::from_secs(10);
+/// The incident cadence of the design.
+pub const DEFAULT_INCIDENT_CADENCE: Duration = Duration::from_secs(5);
+/// The local receiver's address: loopback only, the exporter's default push target.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9740";
+/// Where the queue lives under systemd's `StateDirectory`.
+pub const DEFAULT_QUEUE_DIR: &str = "/var/lib/edge-agent/queue";
+
+/// Host label sources: a literal (after `${VAR}` expansion) or the instance metadata
+/// service (`imds`).
+const IMDS: &str = "imds";
+/// The labels IMDSv2 can answer.
+const IMDS_LABELS: &[&str] = &["region", "az", "instance_type"];
+/// Log parsers.
+const PARSERS: &[&str] = &["json", "regex", "logfmt", "none"];
+/// Built-in PII detectors.
+const DETECTORS: &[&str] = &["email", "ipv4", "ipv6"];
+/// Detector actions.
+const ACTIONS: &[&str] = &["tokenize", "redact", "drop"];
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    host_labels: BTreeMap<String, String>,
+    policy: Option<String>,
+    catalog: Option<String>,
+    series_budget: Option<u32>,
+    cadence: Option<String>,
+    incident_cadence: Option<String>,
+    listen: Option<String>,
+    #[serde(default)]
+    host_metrics: RawHostMetrics,
+    #[serde(default)]
+    scrape: Vec<RawScrape>,
+    #[serde(default)]
+    logs: Vec<RawLog>,
+    tokenize: Option<RawTokenize>,
+    output: Option<RawOutput>,
+    #[serde(default)]
+    queue: RawQueue,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHostMetrics {
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default)]
+    filesystems: Vec<String>,
+    #[serde(default)]
+    disks: Vec<String>,
+    #[serde(default)]
+    interfaces: Vec<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for RawHostMetrics {
+    fn default() -> Self {
+        RawHostMetrics {
+            enabled: true,
+            filesystems: vec!["/".into()],
+            disks: Vec::new(),
+            interfaces: Vec::new(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScrape {
+    url: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    path: String,
+    service: String,
+    #[serde(default = "parser_none")]
+    parser: String,
+    pattern: Option<String>,
+    multiline: Option<RawMultiline>,
+}
+
+fn parser_none() -> String {
+    "none".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMultiline {
+    start: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTokenize {
+    key_file: Option<String>,
+    #[serde(default)]
+    detectors: Vec<RawDetector>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDetector {
+    Builtin(String),
+    Custom {
+        name: String,
+        pattern: String,
+        #[serde(default = "tokenize_action")]
+        action: String,
+    },
+}
+
+fn tokenize_action() -> String {
+    "tokenize".into()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    metrics_url: Option<String>,
+    logs_url: Option<String>,
+    tls: Option<RawTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert: String,
+    key: String,
+    ca: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQueue {
+    dir: Option<String>,
+    max_bytes: Option<String>,
+}
+
+/// Where a host label's value comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LabelSource {
+    /// A fixed value (after `${VAR}` expansion).
+    Value(String),
+    /// The instance metadata service (IMDSv2).
+    Imds,
+}
+
+/// A log source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogSource {
+    /// The glob of files to tail.
+    pub path: String,
+    /// The `service` field of every record.
+    pub service: String,
+    /// `json`, `regex`, `logfmt` or `none`.
+    pub parser: String,
+    /// The regex of a `regex` parser.
+    pub pattern: Option<String>,
+    /// The start pattern of a multi-line record.
+    pub multiline_start: Option<String>,
+}
+
+/// A PII detector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Detector {
+    /// `email`, `ipv4`, `ipv6`, or a configured name.
+    pub name: String,
+    /// The pattern of a configured detector.
+    pub pattern: Option<String>,
+    /// `tokenize`, `redact` or `drop`.
+    pub action: String,
+}
+
+/// Client certificate, key and CA for mTLS.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// CA bundle that signs the gateway (PEM).
+    pub ca: PathBuf,
+}
+
+/// A validated agent config.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// Host labels and where their values come from.
+    pub host_labels: BTreeMap<String, LabelSource>,
+    /// The label policy file; `None` means the shipped one.
+    pub policy: Option<PathBuf>,
+    /// The metric catalog file; `None` means the shipped one.
+    pub catalog: Option<PathBuf>,
+    /// Active series allowed on this host.
+    pub series_budget: u32,
+    /// Steady cadence.
+    pub cadence: Duration,
+    /// Incident cadence.
+    pub incident_cadence: Duration,
+    /// The local receiver's address (loopback).
+    pub listen: SocketAddr,
+    /// Whether host metrics are collected.
+    pub host_metrics: bool,
+    /// Mount points whose space is reported.
+    pub filesystems: Vec<String>,
+    /// Block devices reported.
+    pub disks: Vec<String>,
+    /// Network interfaces reported.
+    pub interfaces: Vec<String>,
+    /// Prometheus text endpoints to scrape.
+    pub scrape: Vec<String>,
+    /// Log sources.
+    pub logs: Vec<LogSource>,
+    /// The tokenization key file.
+    pub tokenize_key_file: Option<PathBuf>,
+    /// PII detectors, in order.
+    pub detectors: Vec<Detector>,
+    /// Where metrics go (remote_write).
+    pub metrics_url: String,
+    /// Where logs go (OTLP/HTTP).
+    pub logs_url: Option<String>,
+    /// mTLS files, required for `https` outputs.
+    pub tls: Option<TlsFiles>,
+    /// The disk queue.
+    pub queue: QueueConfig,
+}
+
+/// A config that cannot be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.file, .problems))]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// `(key path, message)`, in key order.
+    pub problems: Vec<(String, String)>,
+}
+
+fn render(file: &Path, problems: &[(String, String)]) -> String {
+    problems
+        .iter()
+        .map(|(path, message)| format!("{}: {path}: {message}", file.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Loads and validates `file`, expanding variables from the process environment.
+pub fn load(file: &Path) -> Result<AgentConfig, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        problems: vec![("(file)".into(), format!("cannot read: {e}"))],
+    })?;
+    parse(file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates config text; `env` resolves `${VAR}`.
+pub fn parse(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<AgentConfig, ConfigError> {
+    let fail = |problems| ConfigError {
+        file: file.to_path_buf(),
+        problems,
+    };
+    let raw: Raw = serde_saphyr::from_str(text).map_err(|e| {
+        let at = e
+            .location()
+            .map(|l| format!("line {}, column {}", l.line(), l.column()))
+            .unwrap_or_else(|| "(file)".into());
+        let message = e.without_snippet().to_string();
+        let message = message.lines().next().unwrap_or_default();
+        let message = message.rsplit_once(" at line ").map_or(message, |(m, _)| m);
+        fail(vec![(at, message.to_string())])
+    })?;
+    let mut v = Validator {
+        problems: Vec::new(),
+        env,
+    };
+    let config = v.validate(raw);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(v.problems))
+    }
+}
+
+struct Validator<'a> {
+    problems: Vec<(String, String)>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push((path.into(), message.into()));
+    }
+
+    /// Expands `${VAR}` and `${VAR:-default}` in `value`.
+    fn expand(&mut self, path: &str, value: &str) -> String {
+        let mut out = String::with_capacity(value.len());
+        let mut rest = value;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let Some(end) = rest[start..].find('}') else {
+                self.problem(path, format!("unterminated `${{` in {value:?}"));
+                return out;
+            };
+            let inner = &rest[start + 2..start + end];
+            let (name, default) = match inner.split_once(":-") {
+                Some((n, d)) => (n, Some(d)),
+                None => (inner, None),
+            };
+            match ((self.env)(name), default) {
+                (Some(v), _) if !v.is_empty() => out.push_str(&v),
+                (_, Some(d)) => out.push_str(d),
+                (_, None) => self.problem(
+                    path,
+                    format!("environment variable {name} is not set (use ${{{name}:-default}} for a default)"),
+                ),
+            }
+            rest = &rest[start + end + 1..];
+        }
+        out.push_str(rest);
+        out
+    }
+
+    fn duration(&mut self, path: &str, value: Option<String>, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        let value = self.expand(path, &value);
+        match parse_duration(&value) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                self.problem(
+                    path,
+                    format!("{value:?} is not a duration: use e.g. 10s, 500ms, 1m"),
+                );
+                default
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, value: &str) -> String {
+        let before = self.problems.len();
+        let value = self.expand(path, value);
+        // An unset variable is the problem; the broken URL it leaves is not another.
+        if self.problems.len() == before
+            && !(value.starts_with("https://") || value.starts_with("http://"))
+        {
+            self.problem(path, format!("{value:?} is not an http:// or https:// URL"));
+        }
+        value
+    }
+
+    fn validate(&mut self, raw: Raw) -> AgentConfig {
+        let mut host_labels = BTreeMap::new();
+        for (name, value) in raw.host_labels {
+            let path = format!("host_labels.{name}");
+            if !edge_schema::names::is_valid_label_name(&name) {
+                self.problem(&path, "not a valid label name");
+                continue;
+            }
+            let source = if value == IMDS {
+                if !IMDS_LABELS.contains(&name.as_str()) {
+                    self.problem(
+                        &path,
+                        format!("imds can give only {}", IMDS_LABELS.join(", ")),
+                    );
+                }
+                LabelSource::Imds
+            } else {
+                LabelSource::Value(self.expand(&path, &value))
+            };
+            host_labels.insert(name, source);
+        }
+
+        let listen_text = raw
+            .listen
+            .map_or_else(|| DEFAULT_LISTEN.to_string(), |l| self.expand("listen", &l));
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(addr) if addr.ip().is_loopback() => addr,
+            Ok(_) => {
+                self.problem("listen", format!("{listen_text} is not a loopback address: the local receiver must not be reachable from the network"));
+                default_listen()
+            }
+            Err(_) => {
+                self.problem("listen", format!("{listen_text:?} is not an address:port"));
+                default_listen()
+            }
+        };
+
+        let cadence = self.duration("cadence", raw.cadence, DEFAULT_CADENCE);
+        let incident_cadence = self.duration(
+            "incident_cadence",
+            raw.incident_cadence,
+            DEFAULT_INCIDENT_CADENCE,
+        );
+        if incident_cadence > cadence {
+            self.problem("incident_cadence", "must not be longer than cadence");
+        }
+        let series_budget = raw
+            .series_budget
+            .unwrap_or(edge_schema::policy::DEFAULT_MAX_SERIES_PER_HOST);
+        if series_budget == 0 {
+            self.problem("series_budget", "must be at least 1");
+        }
+
+        let scrape = raw
+            .scrape
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| self.url(&format!("scrape[{i}].url"), &s.url))
+            .collect();
+
+        let mut logs = Vec::new();
+        for (i, log) in raw.logs.into_iter().enumerate() {
+            let base = format!("logs[{i}]");
+            let path = self.expand(&format!("{base}.path"), &log.path);
+            if path.is_empty() {
+                self.problem(format!("{base}.path"), "must name files to tail");
+            }
+            if log.service.is_empty() {
+                self.problem(format!("{base}.service"), "must not be empty");
+            }
+            if !PARSERS.contains(&log.parser.as_str()) {
+                self.problem(
+                    format!("{base}.parser"),
+                    format!("{:?} is not one of {}", log.parser, PARSERS.join(", ")),
+                );
+            }
+            if log.parser == "regex" && log.pattern.is_none() {
+                self.problem(
+                    format!("{base}.pattern"),
+                    "a regex parser needs a pattern with named captures",
+                );
+            }
+            logs.push(LogSource {
+                path,
+                service: log.service,
+                parser: log.parser,
+                pattern: log.pattern,
+                multiline_start: log.multiline.map(|m| m.start),
+            });
+        }
+
+        let mut detectors = Vec::new();
+        let mut tokenize_key_file = None;
+        if let Some(t) = raw.tokenize {
+            tokenize_key_file = t
+                .key_file
+                .map(|k| PathBuf::from(self.expand("tokenize.key_file", &k)));
+            for (i, d) in t.detectors.into_iter().enumerate() {
+                let path = format!("tokenize.detectors[{i}]");
+                match d {
+                    RawDetector::Builtin(name) => {
+                        if !DETECTORS.contains(&name.as_str()) {
+                            self.problem(&path, format!("{name:?} is not a built-in detector ({}); give {{ name, pattern, action }} for your own", DETECTORS.join(", ")));
+                        }
+                        detectors.push(Detector {
+                            name,
+                            pattern: None,
+                            action: "tokenize".into(),
+                        });
+                    }
+                    RawDetector::Custom {
+                        name,
+                        pattern,
+                        action,
+                    } => {
+                        if !ACTIONS.contains(&action.as_str()) {
+                            self.problem(
+                                format!("{path}.action"),
+                                format!("{action:?} is not one of {}", ACTIONS.join(", ")),
+                            );
+                        }
+                        if pattern.is_empty() {
+                            self.problem(format!("{path}.pattern"), "must not be empty");
+                        }
+                        detectors.push(Detector {
+                            name,
+                            pattern: Some(pattern),
+                            action,
+                        });
+                    }
+                }
+            }
+        }
+        if !logs.is_empty() && tokenize_key_file.is_none() {
+            self.problem("tokenize.key_file", "logs are configured but no tokenization key is: the agent will not ship logs that may carry PII untokenized");
+        }
+
+        let (metrics_url, logs_url, tls) = match raw.output {
+            None => {
+                self.problem("output.metrics_url", "is required");
+                (String::new(), None, None)
+            }
+            Some(o) => {
+                let metrics_url = match o.metrics_url {
+                    Some(u) => self.url("output.metrics_url", &u),
+                    None => {
+                        self.problem("output.metrics_url", "is required");
+                        String::new()
+                    }
+                };
+                let logs_url = o.logs_url.map(|u| self.url("output.logs_url", &u));
+                if !logs.is_empty() && logs_url.is_none() {
+                    self.problem(
+                        "output.logs_url",
+                        "logs are configured but have nowhere to go",
+                    );
+                }
+                let tls = o.tls.map(|t| TlsFiles {
+                    cert: PathBuf::from(self.expand("output.tls.cert", &t.cert)),
+                    key: PathBuf::from(self.expand("output.tls.key", &t.key)),
+                    ca: PathBuf::from(self.expand("output.tls.ca", &t.ca)),
+                });
+                let https = metrics_url.starts_with("https://")
+                    || logs_url
+                        .as_deref()
+                        .is_some_and(|u| u.starts_with("https://"));
+                if https && tls.is_none() {
+                    self.problem(
+                        "output.tls",
+                        "an https output needs a client certificate, key and CA (mTLS)",
+                    );
+                }
+                (metrics_url, logs_url, tls)
+            }
+        };
+
+        let dir = raw.queue.dir.map_or_else(
+            || DEFAULT_QUEUE_DIR.to_string(),
+            |d| self.expand("queue.dir", &d),
+        );
+        let max_bytes = match raw.queue.max_bytes {
+            None => DEFAULT_MAX_BYTES,
+            Some(text) => match parse_size(&self.expand("queue.max_bytes", &text)) {
+                Some(n) if n >= 1024 * 1024 => n,
+                Some(_) => {
+                    self.problem("queue.max_bytes", "must be at least 1MiB");
+                    DEFAULT_MAX_BYTES
+                }
+                None => {
+                    self.problem(
+                        "queue.max_bytes",
+                        format!("{text:?} is not a size: use e.g. 256MiB, 1GiB"),
+                    );
+                    DEFAULT_MAX_BYTES
+                }
+            },
+        };
+        let mut queue = QueueConfig::new(dir);
+        queue.max_bytes = max_bytes;
+
+        AgentConfig {
+            host_labels,
+            policy: raw.policy.map(|p| PathBuf::from(self.expand("policy", &p))),
+            catalog: raw
+                .catalog
+                .map(|c| PathBuf::from(self.expand("catalog", &c))),
+            series_budget,
+            cadence,
+            incident_cadence,
+            listen,
+            host_metrics: raw.host_metrics.enabled,
+            filesystems: raw.host_metrics.filesystems,
+            disks: raw.host_metrics.disks,
+            interfaces: raw.host_metrics.interfaces,
+            scrape,
+            logs,
+            tokenize_key_file,
+            detectors,
+            metrics_url,
+            logs_url,
+            tls,
+            queue,
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9740))
+}
+
+/// `10s`, `500ms`, `1m`, `2h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
+}
+
+/// `256MiB`, `1GiB`, `512KiB`, `100MB`, or plain bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests;

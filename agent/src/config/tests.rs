@@ -1,0 +1,137 @@
+use super::*;
+
+const GOOD: &str = r#"
+host_labels: { region: "${REGION}", az: imds, cluster: "${CLUSTER:-gs-default}", instance_type: imds, build_id: "${BUILD_ID}" }
+series_budget: 300
+cadence: 10s
+incident_cadence: 5s
+listen: 127.0.0.1:9740
+host_metrics: { enabled: true, filesystems: [/], disks: [nvme0n1], interfaces: [ens5] }
+scrape: [ { url: "http://127.0.0.1:9100/metrics" } ]
+logs:
+  - { path: "/var/log/game/*.log", service: game, parser: json, multiline: { start: '^\S' } }
+tokenize: { key_file: /etc/edge-agent/tokenize.key, detectors: [email, ipv4, ipv6, { name: player_id, pattern: 'plr-[0-9]+', action: tokenize }] }
+output:
+  metrics_url: "${GATEWAY_URL}/api/v1/push"
+  logs_url: "${GATEWAY_URL}/v1/logs"
+  tls: { cert: /etc/edge-agent/tls/agent.crt, key: /etc/edge-agent/tls/agent.key, ca: /etc/edge-agent/tls/ca.crt }
+queue: { dir: /var/lib/edge-agent/queue, max_bytes: 256MiB }
+"#;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "REGION" => Some("eu-west-1".into()),
+        "BUILD_ID" => Some("2026.11.3".into()),
+        "GATEWAY_URL" => Some("https://gw.eu-west-1.obs.internal:8443".into()),
+        _ => None,
+    }
+}
+
+fn problems(text: &str) -> Vec<(String, String)> {
+    parse(Path::new("agent.yaml"), text, &env)
+        .expect_err("refused")
+        .problems
+}
+
+#[test]
+fn the_design_example_loads_with_variables_expanded() {
+    let c = parse(Path::new("agent.yaml"), GOOD, &env).expect("valid");
+    assert_eq!(
+        c.host_labels["region"],
+        LabelSource::Value("eu-west-1".into())
+    );
+    assert_eq!(
+        c.host_labels["cluster"],
+        LabelSource::Value("gs-default".into())
+    );
+    assert_eq!(c.host_labels["az"], LabelSource::Imds);
+    assert_eq!(
+        c.metrics_url,
+        "https://gw.eu-west-1.obs.internal:8443/api/v1/push"
+    );
+    assert_eq!(c.cadence, Duration::from_secs(10));
+    assert_eq!(c.incident_cadence, Duration::from_secs(5));
+    assert_eq!(c.queue.max_bytes, 256 * 1024 * 1024);
+    assert_eq!(c.detectors.len(), 4);
+    assert_eq!(c.detectors[3].pattern.as_deref(), Some("plr-[0-9]+"));
+    assert_eq!(c.logs[0].multiline_start.as_deref(), Some("^\\S"));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key_path() {
+    let text = GOOD
+        .replace("cadence: 10s", "cadence: 10x")
+        .replace("listen: 127.0.0.1:9740", "listen: 0.0.0.0:9740")
+        .replace("${BUILD_ID}", "${NO_SUCH_VAR}")
+        .replace("parser: json", "parser: yaml")
+        .replace("max_bytes: 256MiB", "max_bytes: lots")
+        .replace("action: tokenize", "action: shred");
+    let found = problems(&text);
+    let paths: Vec<&str> = found.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "host_labels.build_id",
+            "listen",
+            "cadence",
+            "logs[0].parser",
+            "tokenize.detectors[3].action",
+            "queue.max_bytes",
+        ],
+        "{found:?}"
+    );
+    assert!(found[0].1.contains("NO_SUCH_VAR is not set"));
+    assert!(found[1].1.contains("not a loopback address"));
+    assert!(found[2].1.contains("\"10x\" is not a duration"));
+}
+
+#[test]
+fn logs_without_a_tokenization_key_are_refused() {
+    let text = GOOD.replace("key_file: /etc/edge-agent/tokenize.key, ", "");
+    let found = problems(&text);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].0, "tokenize.key_file");
+    assert!(found[0].1.contains("PII"));
+}
+
+#[test]
+fn https_without_tls_files_is_refused() {
+    let text = GOOD.replace(
+        "  tls: { cert: /etc/edge-agent/tls/agent.crt, key: /etc/edge-agent/tls/agent.key, ca: /etc/edge-agent/tls/ca.crt }\n",
+        "",
+    );
+    let found = problems(&text);
+    assert_eq!(found[0].0, "output.tls");
+}
+
+#[test]
+fn unknown_keys_are_refused_with_their_line() {
+    let found =
+        problems("output: { metrics_url: http://127.0.0.1:9090/api/v1/write }\ncadense: 10s\n");
+    assert_eq!(found.len(), 1);
+    assert!(found[0].0.starts_with("line 2"), "{found:?}");
+    assert!(found[0].1.contains("cadense"), "{found:?}");
+}
+
+#[test]
+fn a_minimal_config_for_a_local_prometheus() {
+    let c = parse(
+        Path::new("agent.yaml"),
+        "output: { metrics_url: http://127.0.0.1:9090/api/v1/write }\n",
+        &env,
+    )
+    .expect("valid");
+    assert!(c.tls.is_none());
+    assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+    assert_eq!(c.series_budget, 300);
+}
+
+#[test]
+fn durations_and_sizes() {
+    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+    assert_eq!(parse_duration("10"), None);
+    assert_eq!(parse_size("1GiB"), Some(1 << 30));
+    assert_eq!(parse_size("100MB"), Some(100_000_000));
+    assert_eq!(parse_size("12 parsecs"), None);
+}

@@ -1,0 +1,66 @@
+//! `edge-agent validate --config FILE` on the real binary: exit codes and key paths.
+
+use std::process::Command;
+
+fn validate(config: &str, env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("agent.yaml");
+    std::fs::write(&file, config).expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["validate", "--config"])
+        .arg(&file)
+        .env_remove("GATEWAY_URL")
+        .envs(env.iter().copied())
+        .output()
+        .expect("edge-agent runs");
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_good_config_exits_0() {
+    let (code, stdout, stderr) = validate(
+        "output: { metrics_url: \"${GATEWAY_URL}/api/v1/push\", tls: { cert: a, key: b, ca: c } }\n",
+        &[("GATEWAY_URL", "https://gw.example:8443")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.ends_with(": ok\n"));
+}
+
+#[test]
+fn a_bad_config_exits_1_naming_every_key() {
+    let (code, _, stderr) = validate(
+        "cadence: soon\nlisten: 10.0.0.5:9740\noutput: { metrics_url: \"${GATEWAY_URL}/api/v1/push\" }\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{stderr}");
+    assert!(
+        lines[0].contains("agent.yaml: listen: 10.0.0.5:9740 is not a loopback address"),
+        "{stderr}"
+    );
+    assert!(
+        lines[1].contains("agent.yaml: cadence: \"soon\" is not a duration"),
+        "{stderr}"
+    );
+    assert!(
+        lines[2].contains(
+            "agent.yaml: output.metrics_url: environment variable GATEWAY_URL is not set"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn running_the_daemon_says_it_is_not_built_yet() {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["--config", "/nonexistent.yaml"])
+        .output()
+        .expect("edge-agent runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+}
