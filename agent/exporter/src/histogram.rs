@@ -13,23 +13,41 @@
 //!
 //! ## Exactness at bucket boundaries
 //!
-//! Bucket boundaries are irrational, so "the boundary" means its `f64` value as computed
-//! by [`lower_boundary`], and [`index_of`] is defined against exactly those values: a
-//! value equal to a boundary belongs to the bucket below, one ulp above it to the bucket
-//! above. Powers of two are exact at every scale. Index computation uses the float's
-//! exponent bits and, for scales 1..=8, a table of the `2^s` mantissa boundaries (no
-//! logarithm on the hot path); above scale 8 a logarithm gives a first guess that is then
-//! corrected against the same boundaries. Subnormals are normalised first, so the
-//! smallest subnormal at scale 20 and `f64::MAX` both have indexes well inside `i32`.
+//! [`index_of`] gives the mathematically exact OpenTelemetry index of every `f64`,
+//! subnormals included, at every scale from −10 to 20: a power of two (the only boundary an
+//! `f64` can equal) belongs to the bucket below it, and a value one ulp either side of an
+//! irrational boundary lands on its true side. [`lower_boundary`] gives each boundary as
+//! the largest `f64` at or below it, so bucket `i` holds exactly the `f64`s in
+//! `(lower_boundary(i), lower_boundary(i + 1)]`. How this is computed fast (exponent bits,
+//! a compile-time table of exact mantissa boundaries for scales 1..=8, an exact 128-bit
+//! fallback above) is in the `index` submodule's docs; the tests check it against an
+//! independent big-integer reference.
 //!
 //! ## Range
 //!
-//! The scale never goes below −4, the lowest Prometheus schema, so every histogram can be
-//! exported. At −4 one bucket spans 16 binary orders of magnitude, and all of `f64`
-//! (2,098 binary orders, subnormals included) fits in 132 buckets, which is why
-//! `max_size` is at least [`MIN_MAX_SIZE`].
+//! OpenTelemetry allows scales −10..=20; [`index_of`] and [`lower_boundary`] accept all of
+//! them. An [`ExpHistogram`] itself never goes below −4 ([`MIN_SCALE`]), the lowest
+//! Prometheus schema, so every histogram can be exported without an error path: at −4 one
+//! bucket spans 16 binary orders of magnitude, and all of `f64` (2,098 binary orders,
+//! subnormals included) fits in 132 buckets, which is why `max_size` is at least
+//! [`MIN_MAX_SIZE`] and downscaling never needs to go lower. A starting scale below −4 is
+//! raised to −4 (it could only lose resolution that the bucket budget does not require).
+//!
+//! ## Rules this module follows, with their reasons
+//!
+//! - **Sum**: the plain `f64` sum in recording order (so it matches a sum computed the same
+//!   way bit for bit); merging adds the two sums, so a merged sum is within floating-point
+//!   rounding of the sequential one, not always equal to it.
+//! - **Quantiles**: the value of rank `⌈q·count⌉` (1-based, rank 1 for `q = 0`), estimated
+//!   from the bucket holding that rank as `2LU/(L+U)`, which keeps the relative error at
+//!   most `α = (base−1)/(base+1)` (8.6% at scale 2) of the true value at that rank.
+//! - **Zero bucket**: `|v| <= zero_threshold` (default 2^−128). Merging histograms with
+//!   different thresholds widens to the larger one, moving buckets below it into the zero
+//!   bucket, as the Prometheus native-histogram specification prescribes.
 
-use std::sync::OnceLock;
+mod index;
+
+pub use index::{OTEL_MAX_SCALE, OTEL_MIN_SCALE, index_of, lower_boundary};
 
 /// The OpenTelemetry default and the design's limit: 160 buckets per sign.
 pub const DEFAULT_MAX_SIZE: usize = 160;
@@ -40,8 +58,8 @@ pub const MIN_MAX_SIZE: usize = 132;
 /// The lowest scale: Prometheus' lowest schema, so every histogram stays exportable.
 pub const MIN_SCALE: i32 = -4;
 
-/// The highest scale the OpenTelemetry data model allows.
-pub const MAX_SCALE: i32 = 20;
+/// The highest scale: the highest the OpenTelemetry data model allows.
+pub const MAX_SCALE: i32 = OTEL_MAX_SCALE;
 
 /// The highest Prometheus native-histogram schema.
 pub const MAX_NATIVE_SCHEMA: i32 = 8;
@@ -55,155 +73,10 @@ pub const DEFAULT_ZERO_THRESHOLD: f64 = 2.938_735_877_055_719e-39;
 /// Prometheus (one span costs more bytes than two zero deltas).
 pub const NATIVE_MAX_GAP: u32 = 2;
 
-/// The highest scale whose mantissa boundaries are kept in a table (2^8 = 256 entries).
-const TABLE_MAX_SCALE: i32 = 8;
-
 /// A refused observation: NaN or an infinity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("NaN and infinities cannot be recorded in a histogram")]
 pub struct NonFinite;
-
-/// Per scale 1..=8: the mantissa boundaries and a lookup by the mantissa's top bits.
-struct ScaleTable {
-    /// `boundaries[k] = 2^(k / 2^s)`, for `k` in `0..2^s`.
-    boundaries: Vec<f64>,
-    /// For each of the `4 · 2^s` equal cells of `[1, 2)`: the largest `k` whose boundary is
-    /// below the cell's start (or 0). Boundaries are at least `ln 2 / 2^s` apart, wider than
-    /// a cell (`1 / (4 · 2^s)`), so a cell holds at most one boundary and one comparison
-    /// finishes the lookup.
-    cells: Vec<u16>,
-    /// Bits to shift the 52-bit fraction right to get the cell.
-    shift: u32,
-}
-
-/// `tables()[s]` for scales 1..=8 (index 0 unused).
-fn tables() -> &'static [ScaleTable] {
-    static TABLES: OnceLock<Vec<ScaleTable>> = OnceLock::new();
-    TABLES.get_or_init(|| {
-        (0..=TABLE_MAX_SCALE)
-            .map(|s| {
-                let n = 1u32 << s;
-                let boundaries: Vec<f64> = (0..n)
-                    .map(|k| (f64::from(k) / f64::from(n)).exp2())
-                    .collect();
-                let cell_bits = s as u32 + 2;
-                let cells = (0..(1u64 << cell_bits))
-                    .map(|c| {
-                        let start = f64::from_bits((1023u64 << 52) | (c << (52 - cell_bits)));
-                        let below = boundaries.partition_point(|b| *b < start);
-                        u16::try_from(below.saturating_sub(1)).unwrap_or(u16::MAX)
-                    })
-                    .collect();
-                ScaleTable {
-                    boundaries,
-                    cells,
-                    shift: 52 - cell_bits,
-                }
-            })
-            .collect()
-    })
-}
-
-/// The mantissa boundary `2^(k / 2^scale)` for `0 <= k < 2^scale`, scale > 0.
-fn boundary_mantissa(k: i64, scale: i32) -> f64 {
-    if scale <= TABLE_MAX_SCALE {
-        // k < 2^scale <= 256 by the caller's contract.
-        tables()[scale as usize].boundaries[k as usize]
-    } else {
-        #[allow(clippy::cast_precision_loss)]
-        let exponent = k as f64 / f64::from(1u32 << scale);
-        exponent.exp2()
-    }
-}
-
-/// `v = m · 2^e` with `m` in `[1, 2)`, for finite `v > 0`, subnormals included.
-#[inline]
-fn mantissa_exponent(v: f64) -> (f64, i64) {
-    const MANTISSA: u64 = (1 << 52) - 1;
-    const ONE: u64 = 1023 << 52;
-    let (bits, bias) = if v.to_bits() >> 52 == 0 {
-        // Subnormal: scale into the normal range, exactly (by a power of two).
-        ((v * 18_446_744_073_709_551_616.0).to_bits(), 1023 + 64)
-    } else {
-        (v.to_bits(), 1023)
-    };
-    let field = ((bits >> 52) & 0x7ff) as i64;
-    (f64::from_bits((bits & MANTISSA) | ONE), field - bias)
-}
-
-/// `2^e` as an `f64` (0 or +Inf outside the representable range).
-fn pow2(e: i64) -> f64 {
-    if e > 1023 {
-        f64::INFINITY
-    } else if e >= -1022 {
-        f64::from_bits(((e + 1023) as u64) << 52)
-    } else if e >= -1074 {
-        f64::from_bits(1u64 << (e + 1074))
-    } else {
-        0.0
-    }
-}
-
-/// The OpenTelemetry bucket index of finite `v > 0` at `scale`: the `i` with
-/// `lower_boundary(i) < v <= lower_boundary(i + 1)`.
-#[inline]
-pub fn index_of(v: f64, scale: i32) -> i32 {
-    let (m, e) = mantissa_exponent(v);
-    let index = if scale <= 0 {
-        let shift = -scale;
-        // A power of two is the upper edge of the bucket below it.
-        if m == 1.0 {
-            (e - 1) >> shift
-        } else {
-            e >> shift
-        }
-    } else {
-        let n = 1i64 << scale;
-        if m == 1.0 {
-            e * n - 1
-        } else {
-            e * n + sub_index(m, scale)
-        }
-    };
-    // |e| <= 1075 and n <= 2^20, so |index| <= 1075 · 2^20 + 1 < 2^31: the cast is exact.
-    #[allow(clippy::cast_possible_truncation)]
-    let index = index as i32;
-    index
-}
-
-/// The largest `k` in `[0, 2^scale)` with `2^(k/2^scale) < m`, for `m` in `(1, 2)`.
-#[inline]
-fn sub_index(m: f64, scale: i32) -> i64 {
-    let n = 1i64 << scale;
-    if scale <= TABLE_MAX_SCALE {
-        let table = &tables()[scale as usize];
-        let cell = ((m.to_bits() & ((1 << 52) - 1)) >> table.shift) as usize;
-        let k = usize::from(table.cells[cell]);
-        // At most one boundary lies in the cell: one comparison, no branch to mispredict.
-        let next_below = table.boundaries.get(k + 1).is_some_and(|b| *b < m);
-        return k as i64 + i64::from(next_below);
-    }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
-    let mut k = ((m.log2() * n as f64).floor() as i64).clamp(0, n - 1);
-    while k > 0 && boundary_mantissa(k, scale) >= m {
-        k -= 1;
-    }
-    while k + 1 < n && boundary_mantissa(k + 1, scale) < m {
-        k += 1;
-    }
-    k
-}
-
-/// `base^index` at `scale`, as the `f64` that [`index_of`] compares against.
-pub fn lower_boundary(index: i32, scale: i32) -> f64 {
-    let index = i64::from(index);
-    if scale <= 0 {
-        pow2(index << -scale)
-    } else {
-        let n = 1i64 << scale;
-        boundary_mantissa(index.rem_euclid(n), scale) * pow2(index.div_euclid(n))
-    }
-}
 
 /// One sign's buckets: `counts[j]` is bucket `offset + j`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -307,6 +180,22 @@ impl Buckets {
     fn clear(&mut self) {
         self.counts.clear();
         self.offset = 0;
+    }
+
+    /// Drops the first `n` buckets, then any empty ones that lead.
+    fn drop_first(&mut self, n: usize) {
+        let n = n.min(self.counts.len());
+        let leading = self.counts[n..]
+            .iter()
+            .position(|c| *c > 0)
+            .map_or(self.counts.len(), |p| n + p);
+        if leading == self.counts.len() {
+            self.clear();
+        } else if leading > 0 {
+            self.counts.drain(..leading);
+            // leading < counts.len() <= max_size, far below i32::MAX.
+            self.offset += leading as i32;
+        }
     }
 
     fn total(&self) -> u64 {
@@ -425,7 +314,7 @@ impl ExpHistogram {
             self.zero_count += 1;
             return Ok(());
         }
-        let mut index = index_of(magnitude, self.scale);
+        let mut index = index::index_at(magnitude, self.scale);
         let needed = if v > 0.0 {
             self.positive.needed_downscale(index, self.max_size)
         } else {
@@ -485,12 +374,54 @@ impl ExpHistogram {
         for (index, n) in other.negative.iter().filter(|(_, n)| *n > 0) {
             self.negative.increment(index >> shift, n);
         }
-        self.zero_threshold = self.zero_threshold.max(other.zero_threshold);
         self.zero_count += other.zero_count;
         self.count += other.count;
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+        if other.zero_threshold != self.zero_threshold {
+            self.widen_zero_bucket(self.zero_threshold.max(other.zero_threshold));
+        }
+    }
+
+    /// Widens the zero bucket to `threshold`, as the Prometheus native-histogram
+    /// specification prescribes for merging different widths: buckets wholly inside
+    /// `[-threshold, threshold]` move into the zero bucket, and a populated bucket that
+    /// straddles the threshold widens it to that bucket's upper edge and moves too.
+    fn widen_zero_bucket(&mut self, threshold: f64) {
+        let mut threshold = threshold.max(self.zero_threshold);
+        let scale = self.scale;
+        loop {
+            let mut widened = false;
+            for side in [&mut self.positive, &mut self.negative] {
+                let mut moved = 0u64;
+                let mut emptied = 0usize;
+                for (j, (index, n)) in side.iter().enumerate() {
+                    let (lower, upper) = (
+                        lower_boundary(index, scale),
+                        lower_boundary(index.saturating_add(1), scale),
+                    );
+                    if lower >= threshold {
+                        break;
+                    }
+                    if upper > threshold {
+                        if n == 0 {
+                            break;
+                        }
+                        threshold = upper;
+                        widened = true;
+                    }
+                    moved += n;
+                    emptied = j + 1;
+                }
+                self.zero_count += moved;
+                side.drop_first(emptied);
+            }
+            if !widened {
+                break;
+            }
+        }
+        self.zero_threshold = threshold;
     }
 
     /// Empties the histogram, keeping its limits but going back to `scale`.
@@ -555,7 +486,8 @@ impl ExpHistogram {
         self.positive.counts.len() + self.negative.counts.len()
     }
 
-    /// The bucket bounds `(lower, upper]` of positive bucket `index`.
+    /// The bucket bounds `(lower, upper]` of positive bucket `index` as [`lower_boundary`]
+    /// gives them (negative bucket `index` holds `[-upper, -lower)`).
     pub fn bounds(&self, index: i32) -> (f64, f64) {
         (
             lower_boundary(index, self.scale),
@@ -563,9 +495,13 @@ impl ExpHistogram {
         )
     }
 
-    /// Estimates the `q`-quantile (0 ≤ q ≤ 1) as the value of rank `⌈q·count⌉`: the bucket
-    /// holding that rank gives `2LU/(L+U)` (relative error at most `(base−1)/(base+1)`),
-    /// clamped to `[min, max]`. `None` when empty or `q` is out of range.
+    /// Estimates the `q`-quantile (0 ≤ q ≤ 1) as the value of rank `⌈q·count⌉` (1-based;
+    /// rank 1 for `q = 0`) in ascending order: the bucket holding that rank gives
+    /// `2LU/(L+U)` of its bounds `(L, U]` (for a negative bucket, the negated estimate of
+    /// its magnitudes), which is within `α = (base−1)/(base+1)` of every value in the
+    /// bucket, relatively; the zero bucket gives 0. The estimate is clamped to
+    /// `[min, max]`, which only moves it closer, and ranks 1 and `count` give min and max
+    /// exactly. `None` when empty or `q` is not in `[0, 1]`.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 || !(0.0..=1.0).contains(&q) {
             return None;
@@ -576,13 +512,20 @@ impl ExpHistogram {
             clippy::cast_sign_loss
         )]
         let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
+        // The ends are known exactly.
+        if rank == 1 {
+            return Some(self.min);
+        }
+        if rank == self.count {
+            return Some(self.max);
+        }
         let estimate = |index: i32| {
             let (l, u) = self.bounds(index);
-            if u.is_finite() {
-                2.0 * l * u / (l + u)
-            } else {
-                l
-            }
+            // 2LU/(L+U), written so that L·U cannot overflow near f64::MAX. Kept inside
+            // the bucket's own f64 range (L, U]: where 2LU/(L+U) underflows (L below the
+            // smallest subnormal), the smallest f64 in the bucket is the closest one.
+            let estimate = l * (2.0 / (1.0 + l / u));
+            estimate.clamp(l.next_up(), u)
         };
         let mut seen = 0u64;
         // Most negative first: negative buckets by descending index.
@@ -613,7 +556,11 @@ impl ExpHistogram {
         if h.scale > MAX_NATIVE_SCHEMA {
             h.downscale((h.scale - MAX_NATIVE_SCHEMA) as u32);
         }
-        let prom = |b: &Buckets| b.iter().map(|(i, n)| (i + 1, n)).collect::<Vec<_>>();
+        let prom = |b: &Buckets| {
+            b.iter()
+                .map(|(i, n)| (otel_to_prometheus_index(i), n))
+                .collect::<Vec<_>>()
+        };
         let (positive_spans, positive_deltas) = encode_spans(&prom(&h.positive), NATIVE_MAX_GAP);
         let (negative_spans, negative_deltas) = encode_spans(&prom(&h.negative), NATIVE_MAX_GAP);
         NativeHistogram {
@@ -628,6 +575,179 @@ impl ExpHistogram {
             negative_deltas,
         }
     }
+
+    /// A histogram from a Prometheus native histogram, the inverse of
+    /// [`ExpHistogram::to_native`]: OpenTelemetry index = Prometheus index − 1. A native
+    /// histogram carries no min and max, so they are set to the outer edges of the
+    /// populated buckets (or the zero bucket's threshold), which bound every value.
+    pub fn from_native(native: &NativeHistogram) -> Result<Self, NativeError> {
+        if !(MIN_SCALE..=MAX_NATIVE_SCHEMA).contains(&native.schema) {
+            return Err(NativeError::Schema(native.schema));
+        }
+        let positive = decode_spans(&native.positive_spans, &native.positive_deltas)?;
+        let negative = decode_spans(&native.negative_spans, &native.negative_deltas)?;
+        let width = |b: &[(i32, u64)]| match (b.first(), b.last()) {
+            (Some((first, _)), Some((last, _))) => (i64::from(*last) - i64::from(*first) + 1)
+                .try_into()
+                .unwrap_or(usize::MAX),
+            _ => 0,
+        };
+        let max_size = DEFAULT_MAX_SIZE.max(width(&positive)).max(width(&negative));
+        let mut h = Self::with_limits(native.schema, max_size, native.zero_threshold);
+        h.zero_count = native.zero_count;
+        for (index, n) in positive.iter().filter(|(_, n)| *n > 0) {
+            h.positive.increment(prometheus_to_otel_index(*index), *n);
+        }
+        for (index, n) in negative.iter().filter(|(_, n)| *n > 0) {
+            h.negative.increment(prometheus_to_otel_index(*index), *n);
+        }
+        h.count = h.zero_count + h.positive.total() + h.negative.total();
+        if h.count != native.count {
+            return Err(NativeError::Count {
+                count: native.count,
+                buckets: h.count,
+            });
+        }
+        h.sum = native.sum;
+        if h.count > 0 {
+            let zero = if h.zero_count > 0 {
+                h.zero_threshold
+            } else {
+                f64::NEG_INFINITY
+            };
+            let edge = |b: &Buckets, last: bool| {
+                let index = if last {
+                    b.last().saturating_add(1)
+                } else {
+                    b.offset
+                };
+                lower_boundary(index, h.scale)
+            };
+            h.max = if h.positive.is_empty() {
+                if h.zero_count > 0 {
+                    zero
+                } else {
+                    -edge(&h.negative, false)
+                }
+            } else {
+                edge(&h.positive, true)
+            };
+            h.min = if h.negative.is_empty() {
+                if h.zero_count > 0 {
+                    -zero
+                } else {
+                    edge(&h.positive, false)
+                }
+            } else {
+                -edge(&h.negative, true)
+            };
+        }
+        Ok(h)
+    }
+
+    /// Cumulative counts for classic-histogram upper bounds `le` (ascending), as a text
+    /// exposition's `_bucket{le=…}` series need: for each bound, the values at or below
+    /// it.
+    ///
+    /// A bucket counts toward `le` when its upper edge is at or below `le`: a positive
+    /// bucket `(L, U]` when `U <= le`, a negative bucket `[-U, -L)` when `-L <= le`, the
+    /// zero bucket `[-t, t]` when `t <= le`. So a bound on a bucket boundary (as
+    /// [`lower_boundary`] gives it) is exact, except that a negative value exactly on a
+    /// boundary belongs to the bucket above it; a bound inside a bucket does not count
+    /// that bucket (its values are attributed to its upper edge), so the count may be low
+    /// by at most that bucket's population. Any `le >= max` gets the full count, exactly.
+    pub fn cumulative_counts(&self, le: &[f64]) -> Vec<u64> {
+        let edges = self.upper_edges();
+        let mut out = Vec::with_capacity(le.len());
+        let mut at = 0usize;
+        let mut cumulative = 0u64;
+        for &bound in le {
+            while at < edges.len() && edges[at].0 <= bound {
+                cumulative += edges[at].1;
+                at += 1;
+            }
+            out.push(if bound >= self.max {
+                self.count
+            } else {
+                cumulative
+            });
+        }
+        out
+    }
+
+    /// A classic histogram with one bound per populated bucket (its upper edge, see
+    /// [`ExpHistogram::cumulative_counts`]) plus the zero bucket's threshold when it holds
+    /// values, then `+Inf`: `(le, cumulative count)` pairs, exact.
+    pub fn classic_buckets(&self) -> Vec<(f64, u64)> {
+        let mut bounds: Vec<f64> = self.upper_edges().iter().map(|(edge, _)| *edge).collect();
+        bounds.dedup();
+        let counts = self.cumulative_counts(&bounds);
+        let mut out: Vec<(f64, u64)> = bounds.into_iter().zip(counts).collect();
+        out.push((f64::INFINITY, self.count));
+        out
+    }
+
+    /// `(upper edge, count)` of every populated bucket and the zero bucket, ascending.
+    fn upper_edges(&self) -> Vec<(f64, u64)> {
+        let mut edges = Vec::with_capacity(self.bucket_count() + 1);
+        for (index, n) in self.negative.iter().rev().filter(|(_, n)| *n > 0) {
+            edges.push((-lower_boundary(index, self.scale), n));
+        }
+        if self.zero_count > 0 {
+            edges.push((self.zero_threshold, self.zero_count));
+        }
+        for (index, n) in self.positive.iter().filter(|(_, n)| *n > 0) {
+            edges.push((lower_boundary(index.saturating_add(1), self.scale), n));
+        }
+        edges
+    }
+}
+
+/// The Prometheus native-histogram index of OpenTelemetry bucket `index`: Prometheus
+/// bucket `j` is `(base^(j-1), base^j]`, OpenTelemetry bucket `i` is `(base^i, base^(i+1)]`,
+/// so `j = i + 1`. Saturates at `i32::MAX`, which no real index reaches (they stay
+/// within ±1,128,267,776).
+pub const fn otel_to_prometheus_index(index: i32) -> i32 {
+    index.saturating_add(1)
+}
+
+/// The OpenTelemetry bucket index of Prometheus native-histogram bucket `index` (`i = j −
+/// 1`; saturates at `i32::MIN`).
+pub const fn prometheus_to_otel_index(index: i32) -> i32 {
+    index.saturating_sub(1)
+}
+
+/// A native histogram that does not describe a valid histogram.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NativeError {
+    /// The schema is not a standard exponential one (−4..=8).
+    #[error("native histogram schema {0} is not in -4..=8")]
+    Schema(i32),
+    /// The spans list more buckets than there are deltas, or the other way round.
+    #[error("spans list {spans} buckets but there are {deltas} deltas")]
+    Length {
+        /// Buckets the spans list.
+        spans: u64,
+        /// Deltas given.
+        deltas: usize,
+    },
+    /// The deltas add up to a negative count.
+    #[error("bucket {index}: the deltas add up to a negative count")]
+    NegativeCount {
+        /// The Prometheus bucket index.
+        index: i32,
+    },
+    /// A span offset runs the index past the `i32` range.
+    #[error("span offsets run the bucket index out of range")]
+    IndexOverflow,
+    /// The count is not the zero count plus the buckets' counts.
+    #[error("count {count} is not the sum of the buckets ({buckets})")]
+    Count {
+        /// The histogram's count.
+        count: u64,
+        /// The zero bucket plus the buckets.
+        buckets: u64,
+    },
 }
 
 /// A run of consecutive native-histogram buckets.
@@ -663,17 +783,29 @@ pub struct NativeHistogram {
     pub negative_deltas: Vec<i64>,
 }
 
-/// Encodes `(index, count)` buckets (ascending, any zero counts skipped) as spans and
-/// deltas, keeping runs of up to `max_gap` empty buckets inside a span.
+/// Encodes `(index, count)` buckets as native-histogram spans and deltas, per the
+/// Prometheus specification: the first span's offset is the absolute index of its first
+/// bucket, a later span's offset is the number of buckets skipped since the end of the
+/// previous span, and each delta is a bucket's count minus the previous bucket's (the first
+/// relative to 0), across span boundaries.
+///
+/// `buckets` must be in strictly ascending index order (a bucket out of order is
+/// skipped). Empty buckets are never listed at a span's edge; a run of at most `max_gap`
+/// empty buckets between two populated ones is kept inside one span (as a delta back to
+/// 0 and 0 deltas) rather than starting a new span, as Prometheus' own clients do with a
+/// gap of 2 ([`NATIVE_MAX_GAP`]): one more span costs more bytes than two zero deltas.
 pub fn encode_spans(buckets: &[(i32, u64)], max_gap: u32) -> (Vec<BucketSpan>, Vec<i64>) {
     let mut spans: Vec<BucketSpan> = Vec::new();
     let mut deltas = Vec::new();
     let mut previous_count = 0i64;
     let mut next_index: Option<i32> = None;
     for &(index, count) in buckets.iter().filter(|(_, c)| *c > 0) {
+        if next_index.is_some_and(|next| index < next) {
+            continue;
+        }
         let count = i64::try_from(count).unwrap_or(i64::MAX);
         match (next_index, spans.last_mut()) {
-            (Some(next), Some(span)) if index - next <= max_gap as i32 => {
+            (Some(next), Some(span)) if i64::from(index - next) <= i64::from(max_gap) => {
                 for _ in next..index {
                     deltas.push(-previous_count);
                     previous_count = 0;
@@ -696,9 +828,40 @@ pub fn encode_spans(buckets: &[(i32, u64)], max_gap: u32) -> (Vec<BucketSpan>, V
     (spans, deltas)
 }
 
-/// Decodes spans and deltas back to `(index, count)` for every bucket they list.
-pub fn decode_spans(spans: &[BucketSpan], deltas: &[i64]) -> Vec<(i32, u64)> {
-    crate::export::decode_buckets(spans, deltas)
+/// Decodes spans and deltas back to `(index, count)` for every bucket they list, empty
+/// ones included: the inverse of [`encode_spans`]. Fails when the spans and deltas
+/// disagree in length, a count goes negative, or an index leaves the `i32` range.
+pub fn decode_spans(spans: &[BucketSpan], deltas: &[i64]) -> Result<Vec<(i32, u64)>, NativeError> {
+    let listed: u64 = spans.iter().map(|s| u64::from(s.length)).sum();
+    if listed != deltas.len() as u64 {
+        return Err(NativeError::Length {
+            spans: listed,
+            deltas: deltas.len(),
+        });
+    }
+    let mut out = Vec::with_capacity(deltas.len());
+    let mut deltas = deltas.iter();
+    let mut index = 0i64;
+    let mut count = 0i64;
+    for (n, span) in spans.iter().enumerate() {
+        // The first offset is absolute, later ones are gaps after the previous span.
+        index = if n == 0 {
+            i64::from(span.offset)
+        } else {
+            index + i64::from(span.offset)
+        };
+        for _ in 0..span.length {
+            let i = i32::try_from(index).map_err(|_| NativeError::IndexOverflow)?;
+            let delta = deltas.next().copied().unwrap_or(0);
+            count = count
+                .checked_add(delta)
+                .ok_or(NativeError::NegativeCount { index: i })?;
+            let c = u64::try_from(count).map_err(|_| NativeError::NegativeCount { index: i })?;
+            out.push((i, c));
+            index += 1;
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
