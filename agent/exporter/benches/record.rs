@@ -46,13 +46,39 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    // Two long-lived threads, as a game's simulation threads are: the second thread is
-    // spawned once and told how many records to make each sample.
+    // Two long-lived threads, as a game's simulation threads are, recording into the same
+    // histogram; and, as the machine's own baseline, into two separate histograms (any gap
+    // between one thread and that baseline is the hardware's: shared caches, SMT siblings).
     let shared = Arc::new(Histogram::with_scale(2));
+    two_threads(&mut group, "histogram_two_threads", &vals, &shared, &shared);
+    let (mine, theirs) = (
+        Arc::new(Histogram::with_scale(2)),
+        Arc::new(Histogram::with_scale(2)),
+    );
+    two_threads(
+        &mut group,
+        "histogram_two_threads_separate",
+        &vals,
+        &mine,
+        &theirs,
+    );
+    group.finish();
+}
+
+/// Two long-lived threads: this one records into `mine`, a second one (spawned once and
+/// told how many records to make each sample) into `theirs`, at the same time. Reports the
+/// wall time until both are done divided by one thread's records.
+fn two_threads(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    vals: &[f64],
+    mine: &Arc<Histogram>,
+    theirs: &Arc<Histogram>,
+) {
     let (go_tx, go_rx) = std::sync::mpsc::channel::<(u64, Arc<Barrier>)>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let worker = {
-        let (h, vals) = (Arc::clone(&shared), vals.clone());
+        let (h, vals) = (Arc::clone(theirs), vals.to_vec());
         std::thread::spawn(move || {
             while let Ok((iters, barrier)) = go_rx.recv() {
                 barrier.wait();
@@ -63,7 +89,7 @@ fn bench(c: &mut Criterion) {
             }
         })
     };
-    group.bench_function("histogram_two_threads", |b| {
+    group.bench_function(name, |b| {
         b.iter_custom(|iters| {
             let barrier = Arc::new(Barrier::new(2));
             go_tx
@@ -72,17 +98,14 @@ fn bench(c: &mut Criterion) {
             barrier.wait();
             let start = Instant::now();
             for i in 0..iters as usize {
-                shared.record(black_box(vals[i & 1023]));
+                mine.record(black_box(vals[i & 1023]));
             }
             done_rx.recv().expect("worker finished");
-            // Both threads recorded `iters` values concurrently; this is the time per
-            // record of each, the pair done.
             start.elapsed().max(Duration::from_nanos(1))
         })
     });
     drop(go_tx);
     worker.join().expect("worker");
-    group.finish();
 }
 
 criterion_group!(benches, bench);

@@ -47,6 +47,7 @@
 
 mod index;
 
+pub(crate) use index::index_at;
 pub use index::{OTEL_MAX_SCALE, OTEL_MIN_SCALE, index_of, lower_boundary};
 
 /// The OpenTelemetry default and the design's limit: 160 buckets per sign.
@@ -314,23 +315,42 @@ impl ExpHistogram {
             self.zero_count += 1;
             return Ok(());
         }
-        let mut index = index::index_at(magnitude, self.scale);
-        let needed = if v > 0.0 {
+        let index = index::index_at(magnitude, self.scale);
+        let side = if v > 0.0 {
+            &mut self.positive
+        } else {
+            &mut self.negative
+        };
+        // The common case: the bucket is inside the window.
+        let at = index.wrapping_sub(side.offset) as u32;
+        match side.counts.get_mut(at as usize) {
+            Some(count) => *count += 1,
+            None => self.record_outside(index, v > 0.0),
+        }
+        Ok(())
+    }
+
+    /// Records into bucket `index` outside the current window of its sign: starts or
+    /// widens the window, downscaling first if it would exceed `max_size`. Out of line, so
+    /// the common path stays small.
+    #[cold]
+    #[inline(never)]
+    fn record_outside(&mut self, mut index: i32, positive: bool) {
+        let needed = if positive {
             self.positive.needed_downscale(index, self.max_size)
         } else {
             self.negative.needed_downscale(index, self.max_size)
         };
         if needed > 0 {
-            let by = needed.min((self.scale - MIN_SCALE) as u32);
+            let by = needed.min((self.scale - MIN_SCALE).max(0) as u32);
             self.downscale(by);
             index >>= by;
         }
-        if v > 0.0 {
+        if positive {
             self.positive.increment(index, 1);
         } else {
             self.negative.increment(index, 1);
         }
-        Ok(())
     }
 
     /// Halves the resolution `by` times: `scale -= by`, adjacent buckets merged.
