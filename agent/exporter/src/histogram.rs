@@ -40,7 +40,8 @@
 //!   rounding of the sequential one, not always equal to it.
 //! - **Quantiles**: the value of rank `⌈q·count⌉` (1-based, rank 1 for `q = 0`), estimated
 //!   from the bucket holding that rank as `2LU/(L+U)`, which keeps the relative error at
-//!   most `α = (base−1)/(base+1)` (8.6% at scale 2) of the true value at that rank.
+//!   most `α = (base−1)/(base+1)` (8.6% at scale 2) of the true value at that rank; ranks
+//!   1 and `count` are the exact min and max.
 //! - **Zero bucket**: `|v| <= zero_threshold` (default 2^−128). Merging histograms with
 //!   different thresholds widens to the larger one, moving buckets below it into the zero
 //!   bucket, as the Prometheus native-histogram specification prescribes.
