@@ -8,10 +8,10 @@
 //!
 //! - `2^(k / 2^s)` for `0 <= k < 2^s` is the product of `2^(2^-m)` over the bits of `k`,
 //!   evaluated in 128-bit fixed point from correctly rounded constants. The product is
-//!   within 2^-117 of the true value (20 factors, each and each truncating multiply off by
-//!   at most 2^-127 relative), far inside the 2^-52 spacing of `f64` mantissas, so
-//!   truncating it to 53 bits gives the floor unless the true value lies within 2^-117 of
-//!   an `f64`. The test `no_boundary_is_within_the_error_bound_of_an_f64` checks every
+//!   within 2^-117 of the true value (at most 20 factors and 20 truncating multiplies,
+//!   each off by at most 2^-127 relative), far inside the 2^-52 spacing of `f64`
+//!   mantissas, so truncating it to 53 bits gives the floor unless the true value lies
+//!   within 2^-117 of an `f64`. The test `no_boundary_is_within_the_error_bound_of_an_f64` checks every
 //!   one of the 2^20 distinct mantissa boundaries of scales 1..=20: none is.
 //! - Scales 1..=8 (Prometheus' range) keep those floors in a table built at compile time,
 //!   plus a lookup by the mantissa's top `s + 2` bits that leaves one comparison, so the
