@@ -1,6 +1,7 @@
 //! Export: the registry's snapshot as a remote_write `WriteRequest` (each exponential
-//! histogram as one native histogram series) and as Prometheus text exposition (classic
-//! `_bucket`/`_sum`/`_count` derived from the exponential buckets).
+//! histogram as one native histogram series, [`ExpHistogram::to_native`]) and as
+//! Prometheus text exposition (classic `_bucket`/`_sum`/`_count` from
+//! [`ExpHistogram::classic_buckets`], exact at the exponential bucket bounds).
 //!
 //! Snapshots are cumulative. Reading takes the registry's lock only to list the series;
 //! the values are read from the instruments after it is released.
@@ -14,7 +15,7 @@ use edge_schema::proto::prometheus::{
 };
 use prost::Message;
 
-use crate::histogram::NativeHistogram;
+use crate::histogram::{ExpHistogram, NativeHistogram};
 use crate::registry::{Instrument, Kind, LabelSet, REJECT_REASONS, Registry, overflow_labels};
 
 /// Reasons a push fails, as counted in `edge_exporter_pushes_failed_total{reason}`.
@@ -31,7 +32,7 @@ pub const PUSH_FAILURE_REASONS: [&str; 7] = [
 /// One series' value at snapshot time.
 enum Value {
     Scalar(f64),
-    Histogram(NativeHistogram),
+    Histogram(ExpHistogram),
 }
 
 struct SeriesSnapshot {
@@ -106,7 +107,7 @@ impl Registry {
                             Instrument::Counter(c) => Value::Scalar(c.get() as f64),
                             Instrument::FloatCounter(c) => Value::Scalar(c.get()),
                             Instrument::Gauge(g) => Value::Scalar(g.get()),
-                            Instrument::Histogram(h) => Value::Histogram(h.snapshot().to_native()),
+                            Instrument::Histogram(h) => Value::Histogram(h.snapshot()),
                         },
                     })
                     .collect(),
@@ -190,7 +191,9 @@ impl Registry {
                         value: *v,
                         timestamp: timestamp_ms,
                     }),
-                    Value::Histogram(h) => ts.histograms.push(native_to_proto(h, timestamp_ms)),
+                    Value::Histogram(h) => ts
+                        .histograms
+                        .push(native_to_proto(&h.to_native(), timestamp_ms)),
                 }
                 request.timeseries.push(ts);
             }
@@ -223,7 +226,7 @@ impl Registry {
                         );
                     }
                     Value::Histogram(h) => {
-                        for (le, cumulative) in classic_buckets(h) {
+                        for (le, cumulative) in h.classic_buckets() {
                             let _ = writeln!(
                                 out,
                                 "{}_bucket{} {cumulative}",
@@ -236,14 +239,14 @@ impl Registry {
                             "{}_sum{} {}",
                             s.name,
                             text_labels(&s.labels, None),
-                            fmt_f64(h.sum)
+                            fmt_f64(h.sum())
                         );
                         let _ = writeln!(
                             out,
                             "{}_count{} {}",
                             s.name,
                             text_labels(&s.labels, None),
-                            h.count
+                            h.count()
                         );
                     }
                 }
@@ -307,57 +310,6 @@ pub fn native_to_proto(h: &NativeHistogram, timestamp_ms: i64) -> pb::Histogram 
         timestamp: timestamp_ms,
         ..Default::default()
     }
-}
-
-/// Absolute (Prometheus index, count) pairs of spans + deltas.
-pub fn decode_buckets(spans: &[crate::histogram::BucketSpan], deltas: &[i64]) -> Vec<(i32, u64)> {
-    let mut out = Vec::with_capacity(deltas.len());
-    let mut index = 0i32;
-    let mut count = 0i64;
-    let mut deltas = deltas.iter();
-    for (n, span) in spans.iter().enumerate() {
-        index = if n == 0 {
-            span.offset
-        } else {
-            index + span.offset
-        };
-        for _ in 0..span.length {
-            let Some(d) = deltas.next() else { return out };
-            count += d;
-            out.push((index, u64::try_from(count).unwrap_or(0)));
-            index += 1;
-        }
-    }
-    out
-}
-
-/// The upper bound of Prometheus native bucket `index` at `schema`: 2^(index · 2^−schema).
-pub fn upper_bound(schema: i32, index: i32) -> f64 {
-    (f64::from(index) * (-f64::from(schema)).exp2()).exp2()
-}
-
-/// Cumulative `(le, count)` pairs of a native histogram: one bound per negative bucket
-/// (the bucket's upper bound, i.e. the less negative edge), the zero bucket's threshold,
-/// one per positive bucket, and `+Inf`.
-pub fn classic_buckets(h: &NativeHistogram) -> Vec<(f64, u64)> {
-    let mut out = Vec::new();
-    let mut cumulative = 0u64;
-    // Negative bucket i covers [-upper(i), -upper(i-1)); walk from the most negative.
-    let negative = decode_buckets(&h.negative_spans, &h.negative_deltas);
-    for (index, count) in negative.iter().rev() {
-        cumulative += count;
-        out.push((-upper_bound(h.schema, index - 1), cumulative));
-    }
-    cumulative += h.zero_count;
-    if h.zero_count > 0 || !negative.is_empty() {
-        out.push((h.zero_threshold, cumulative));
-    }
-    for (index, count) in decode_buckets(&h.positive_spans, &h.positive_deltas) {
-        cumulative += count;
-        out.push((upper_bound(h.schema, index), cumulative));
-    }
-    out.push((f64::INFINITY, h.count));
-    out
 }
 
 fn text_labels(labels: &LabelSet, le: Option<&str>) -> String {

@@ -5,8 +5,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::time::Duration;
 
-use edge_exporter::export::{decode_buckets, upper_bound};
-use edge_exporter::histogram::BucketSpan;
+use edge_exporter::histogram::{BucketSpan, decode_spans, lower_boundary};
 use edge_exporter::push::{PushConfig, Pusher, push_once};
 use edge_exporter::registry::Registry;
 use edge_schema::proto::prometheus::{WriteRequest, histogram::Count};
@@ -129,12 +128,13 @@ fn pushed_native_histogram_matches_the_recorded_values() {
             length: s.length,
         })
         .collect();
-    let buckets = decode_buckets(&spans, &h.positive_deltas);
+    let buckets = decode_spans(&spans, &h.positive_deltas).expect("valid spans and deltas");
     let mut expected: std::collections::BTreeMap<i32, u64> = Default::default();
     for v in values.iter().filter(|v| **v > h.zero_threshold) {
-        // Prometheus bucket i at schema s covers (2^((i-1)/2^s), 2^(i/2^s)].
+        // Prometheus bucket i at schema s covers (2^((i-1)/2^s), 2^(i/2^s)]: OpenTelemetry
+        // bucket i − 1, whose exact bounds `lower_boundary` gives.
         let i = (v.log2() * 4.0).ceil() as i32;
-        assert!(upper_bound(2, i - 1) < *v && *v <= upper_bound(2, i) * (1.0 + 1e-12));
+        assert!(lower_boundary(i - 1, 2) < *v && *v <= lower_boundary(i, 2));
         *expected.entry(i).or_default() += 1;
     }
     let got_buckets: std::collections::BTreeMap<i32, u64> =
