@@ -138,10 +138,18 @@ fn tokenize_action() -> String {
     "tokenize".into()
 }
 
+/// One URL, or several gateways to fail over between.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
-    metrics_url: Option<String>,
+    metrics_url: Option<OneOrMany>,
     logs_url: Option<String>,
     tls: Option<RawTls>,
 }
@@ -240,8 +248,9 @@ pub struct AgentConfig {
     pub tokenize_key_file: Option<PathBuf>,
     /// PII detectors, in order.
     pub detectors: Vec<Detector>,
-    /// Where metrics go (remote_write).
-    pub metrics_url: String,
+    /// Where metrics go (remote_write): one URL, or several gateways tried in order,
+    /// a failed one skipped until it answers again.
+    pub metrics_urls: Vec<String>,
     /// Where logs go (OTLP/HTTP).
     pub logs_url: Option<String>,
     /// mTLS files, required for `https` outputs.
@@ -512,17 +521,26 @@ impl Validator<'_> {
             self.problem("tokenize.key_file", "logs are configured but no tokenization key is: the agent will not ship logs that may carry PII untokenized");
         }
 
-        let (metrics_url, logs_url, tls) = match raw.output {
+        let (metrics_urls, logs_url, tls) = match raw.output {
             None => {
                 self.problem("output.metrics_url", "is required");
-                (String::new(), None, None)
+                (Vec::new(), None, None)
             }
             Some(o) => {
-                let metrics_url = match o.metrics_url {
-                    Some(u) => self.url("output.metrics_url", &u),
+                let metrics_urls: Vec<String> = match o.metrics_url {
+                    Some(OneOrMany::One(u)) => vec![self.url("output.metrics_url", &u)],
+                    Some(OneOrMany::Many(urls)) => {
+                        if urls.is_empty() {
+                            self.problem("output.metrics_url", "is an empty list");
+                        }
+                        urls.iter()
+                            .enumerate()
+                            .map(|(i, u)| self.url(&format!("output.metrics_url[{i}]"), u))
+                            .collect()
+                    }
                     None => {
                         self.problem("output.metrics_url", "is required");
-                        String::new()
+                        Vec::new()
                     }
                 };
                 let logs_url = o.logs_url.map(|u| self.url("output.logs_url", &u));
@@ -537,7 +555,7 @@ impl Validator<'_> {
                     key: PathBuf::from(self.expand("output.tls.key", &t.key)),
                     ca: PathBuf::from(self.expand("output.tls.ca", &t.ca)),
                 });
-                let https = metrics_url.starts_with("https://")
+                let https = metrics_urls.iter().any(|u| u.starts_with("https://"))
                     || logs_url
                         .as_deref()
                         .is_some_and(|u| u.starts_with("https://"));
@@ -547,7 +565,7 @@ impl Validator<'_> {
                         "an https output needs a client certificate, key and CA (mTLS)",
                     );
                 }
-                (metrics_url, logs_url, tls)
+                (metrics_urls, logs_url, tls)
             }
         };
 
@@ -593,7 +611,7 @@ impl Validator<'_> {
             logs,
             tokenize_key_file,
             detectors,
-            metrics_url,
+            metrics_urls,
             logs_url,
             tls,
             queue,

@@ -1,15 +1,29 @@
 //! `edge-agent`: the per-host telemetry daemon of edgepipe.
 //!
 //! It collects host metrics and the game's pushed metrics, enforces the label policy and
-//! the per-host series budget, tails and tokenizes logs, and delivers everything to the
-//! regional gateway through a crash-safe disk queue (see `DESIGN.md`). This crate is the
-//! library the `edge-agent` binary wires together.
+//! the per-host series budget, and delivers everything to the regional gateway through
+//! a crash-safe disk queue (see `DESIGN.md`). This crate is the library the `edge-agent`
+//! binary wires together:
 //!
-//! Built so far: [`config`] (loading and validation, `edge-agent validate`), [`host`]
-//! (host metrics from procfs under node_exporter's names) and [`queue`] (the disk
-//! queue). The local receiver, the policy stage, the sender and the daemon's lifecycle
-//! are the next steps (issue "edge-agent: the metrics path…").
+//! - [`config`]: loading and validation (`edge-agent validate`);
+//! - [`host`]: host metrics from procfs under node_exporter's names;
+//! - [`receiver`]: the loopback push receiver, `/metrics`, `/healthz`, `/ready`;
+//! - [`metrics`]: the policy and budget gate and the per-cycle batch;
+//! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
+//! - [`cadence`], [`telemetry`], [`systemd`], [`imds`]: the daemon's surroundings;
+//! - [`daemon`]: the lifecycle.
+//!
+//! Logs (tail, parse, tokenize) come next and share the queue and the sender.
 
+pub mod cadence;
 pub mod config;
+pub mod daemon;
 pub mod host;
+pub mod imds;
+pub mod metrics;
+pub mod plain_http;
 pub mod queue;
+pub mod receiver;
+pub mod sender;
+pub mod systemd;
+pub mod telemetry;

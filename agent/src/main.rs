@@ -1,8 +1,8 @@
 //! `edge-agent`: the per-host telemetry daemon.
 //!
-//! `edge-agent validate --config FILE` checks a config and exits 0, or 1 with every
-//! problem and its key path. Running the daemon (`edge-agent --config FILE`) is not built
-//! yet: it exits 2 and says so, rather than pretend to run.
+//! `edge-agent --config FILE` runs it; `edge-agent validate --config FILE` checks a
+//! config and exits 0, or 1 with every problem and its key path. A bad config stops the
+//! daemon with the same message and exit code 1.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,27 +31,53 @@ enum Command {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let Some(config) = args.config else {
+    let Some(path) = args.config else {
         eprintln!("edge-agent: --config FILE is required");
         return ExitCode::from(2);
     };
-    match args.command {
-        Some(Command::Validate) => match edge_agent::config::load(&config) {
-            Ok(_) => {
-                println!("{}: ok", config.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{e}");
-                ExitCode::from(1)
-            }
-        },
-        None => {
-            eprintln!(
-                "edge-agent: running the daemon is not built yet (only `validate` is); see the \
-                 open issue \"edge-agent: the metrics path, the sender and the disk queue\""
-            );
-            ExitCode::from(2)
+    // Parse the config: all errors at once.
+    let config = match edge_agent::config::load(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(Command::Validate) = args.command {
+        println!("{}: ok", path.display());
+        return ExitCode::SUCCESS;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGE_AGENT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    // One thread: the agent shares the host with the game, and its work per cycle is
+    // small. File-system work runs on a small blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(2)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("edge-agent: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        // Build (bind, load certificates, open the queue: fail early), then run.
+        let agent = edge_agent::daemon::build(config).await?;
+        agent.run().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-agent: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

@@ -56,11 +56,30 @@ fn a_bad_config_exits_1_naming_every_key() {
 }
 
 #[test]
-fn running_the_daemon_says_it_is_not_built_yet() {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-        .args(["--config", "/nonexistent.yaml"])
+fn the_daemon_refuses_a_bad_config_with_the_same_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("agent.yaml");
+    std::fs::write(
+        &file,
+        "cadence: soon\noutput: { metrics_url: http://127.0.0.1:1/api/v1/write }\n",
+    )
+    .expect("write");
+    let run = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("--config")
+        .arg(&file)
         .output()
         .expect("edge-agent runs");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    let check = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["validate", "--config"])
+        .arg(&file)
+        .output()
+        .expect("edge-agent runs");
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(check.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        message.contains("agent.yaml: cadence: \"soon\" is not a duration"),
+        "{message}"
+    );
+    assert_eq!(run.stderr, check.stderr);
 }

@@ -312,6 +312,43 @@ pub fn native_to_proto(h: &NativeHistogram, timestamp_ms: i64) -> pb::Histogram 
     }
 }
 
+/// The inverse of [`native_to_proto`]; `None` for a histogram with float counts or
+/// custom bounds, which have no integer native form.
+pub fn proto_to_native(h: &pb::Histogram) -> Option<NativeHistogram> {
+    let spans = |spans: &[BucketSpan]| -> Vec<crate::histogram::BucketSpan> {
+        spans
+            .iter()
+            .map(|s| crate::histogram::BucketSpan {
+                offset: s.offset,
+                length: s.length,
+            })
+            .collect()
+    };
+    let Some(Count::CountInt(count)) = h.count else {
+        return None;
+    };
+    let zero_count = match h.zero_count {
+        Some(ZeroCount::ZeroCountInt(n)) => n,
+        None => 0,
+        Some(ZeroCount::ZeroCountFloat(_)) => return None,
+    };
+    if !h.custom_values.is_empty() || !h.positive_counts.is_empty() || !h.negative_counts.is_empty()
+    {
+        return None;
+    }
+    Some(NativeHistogram {
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count,
+        count,
+        sum: h.sum,
+        positive_spans: spans(&h.positive_spans),
+        positive_deltas: h.positive_deltas.clone(),
+        negative_spans: spans(&h.negative_spans),
+        negative_deltas: h.negative_deltas.clone(),
+    })
+}
+
 fn text_labels(labels: &LabelSet, le: Option<&str>) -> String {
     if labels.is_empty() && le.is_none() {
         return String::new();

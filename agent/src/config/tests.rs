@@ -46,7 +46,7 @@ fn the_design_example_loads_with_variables_expanded() {
     );
     assert_eq!(c.host_labels["az"], LabelSource::Imds);
     assert_eq!(
-        c.metrics_url,
+        c.metrics_urls[0],
         "https://gw.eu-west-1.obs.internal:8443/api/v1/push"
     );
     assert_eq!(c.cadence, Duration::from_secs(10));

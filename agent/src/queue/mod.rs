@@ -200,6 +200,10 @@ pub struct DiskQueue {
     classes: [ClassQueue; 4],
     shed: [Shed; 4],
     corrupt_skipped: [u64; 4],
+    /// Records waiting per class, kept as records come and go.
+    waiting: [u64; 4],
+    /// Bytes cut from torn tails when the queue was opened.
+    truncated: [u64; 4],
     /// Where corrupt regions were found, so each is counted once however often it is
     /// walked over.
     corrupt_seen: std::collections::HashSet<(Class, RecordId)>,
@@ -279,11 +283,14 @@ impl DiskQueue {
             classes,
             shed: [Shed::default(); 4],
             corrupt_skipped: [0; 4],
+            waiting: [0; 4],
+            truncated: report.truncated_bytes,
             corrupt_seen: std::collections::HashSet::new(),
         };
         for class in Class::ALL {
             report.pending_records[class.index()] = queue.pending(class)?;
         }
+        queue.waiting = report.pending_records;
         Ok((queue, report))
     }
 
@@ -314,13 +321,17 @@ impl DiskQueue {
             }
         }
         match self.append(class, payload) {
-            Ok(()) => Ok(shed),
+            Ok(()) => {
+                self.waiting[class.index()] += 1;
+                Ok(shed)
+            }
             Err(QueueError::Io { source, .. }) if is_out_of_space(&source) => {
                 // A full disk degrades to shedding, never to a crash.
                 if let Some(s) = self.shed_one(class)? {
                     shed.records += s.records;
                     shed.bytes += s.bytes;
                     if self.append(class, payload).is_ok() {
+                        self.waiting[class.index()] += 1;
                         return Ok(shed);
                     }
                 }
@@ -442,6 +453,13 @@ impl DiskQueue {
     /// Acknowledges every record of `class` up to and including `id` (the gateway
     /// answered 2xx): the head moves past it, durably, and consumed segments are deleted.
     pub fn ack(&mut self, class: Class, id: RecordId) -> Result<(), QueueError> {
+        let consumed = if id == self.classes[class.index()].head {
+            1
+        } else {
+            let mut n = 0u64;
+            self.walk(class, usize::MAX, |entry| n += u64::from(entry.id <= id))?;
+            n
+        };
         let q = &mut self.classes[class.index()];
         let Some(seg) = q.segments.iter().find(|s| s.id == id.segment) else {
             return Ok(());
@@ -467,6 +485,7 @@ impl DiskQueue {
                 fs::remove_file(&p).map_err(io_err("remove", &p))?;
             }
         }
+        self.waiting[class.index()] = self.waiting[class.index()].saturating_sub(consumed);
         Ok(())
     }
 
@@ -506,6 +525,7 @@ impl DiskQueue {
                 write_head(&q.dir, q.head)?;
             }
             let bytes = old.bytes.saturating_sub(from);
+            self.waiting[class.index()] = self.waiting[class.index()].saturating_sub(records);
             self.count_shed(class, records, bytes);
             return Ok(Some(Shed { records, bytes }));
         }
@@ -523,9 +543,25 @@ impl DiskQueue {
         self.classes.iter().map(ClassQueue::bytes).sum()
     }
 
+    /// Segment bytes on disk of one class.
+    pub fn class_bytes(&self, class: Class) -> u64 {
+        self.classes[class.index()].bytes()
+    }
+
+    /// Records of `class` waiting, as counted while they come and go (no disk reads).
+    pub fn waiting(&self, class: Class) -> u64 {
+        self.waiting[class.index()]
+    }
+
     /// Shed so far, by class.
     pub fn shed(&self, class: Class) -> Shed {
         self.shed[class.index()]
+    }
+
+    /// Bytes lost so far, by class: torn tails cut at opening plus corrupt records
+    /// skipped since.
+    pub fn lost_bytes(&self, class: Class) -> u64 {
+        self.truncated[class.index()] + self.corrupt_skipped[class.index()]
     }
 
     /// Bytes of corrupt records skipped so far, by class.
@@ -571,3 +607,26 @@ fn write_head(dir: &Path, head: RecordId) -> Result<(), QueueError> {
 
 #[cfg(test)]
 mod tests;
+
+/// The queue as the agent's tasks share it.
+pub type SharedQueue = std::sync::Arc<std::sync::Mutex<DiskQueue>>;
+
+/// Runs `f` on the shared queue on the blocking pool (queue operations read, write and
+/// fsync files), so the receiver and the timers never wait on the disk.
+pub async fn with_queue<R: Send + 'static>(
+    queue: &SharedQueue,
+    f: impl FnOnce(&mut DiskQueue) -> R + Send + 'static,
+) -> R {
+    let queue = queue.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut q = queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut q)
+    });
+    match task.await {
+        Ok(r) => r,
+        // A panic in a queue operation is a bug: let it surface where it was awaited.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}

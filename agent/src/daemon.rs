@@ -1,0 +1,410 @@
+//! The daemon's lifecycle: [`build`] (load the policy, resolve host labels, open the
+//! queue, bind the receiver, load certificates: everything that can fail, fails here)
+//! then [`Agent::run`] (spawn the receiver, the collection loop and the sender; wait
+//! for a signal; flush and drain with a deadline).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use edge_schema::catalog::Catalog;
+use edge_schema::check::Schema;
+use edge_schema::policy::LabelPolicy;
+use http::header::{HeaderName, HeaderValue};
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::cadence::Cadence;
+use crate::config::{AgentConfig, LabelSource};
+use crate::host::{self, HostConfig};
+use crate::metrics::gate::Gate;
+use crate::metrics::{Batch, Pipeline, Point, SeriesKey, now_ms, scrape};
+use crate::queue::{Class, DiskQueue, SharedQueue, with_queue};
+use crate::sender::tls::ReloadingTls;
+use crate::sender::{Sender, SenderConfig, figures};
+use crate::systemd::Notifier;
+use crate::telemetry::{Stream, Telemetry};
+
+/// After SIGTERM, how long queued batches may still be sent before the agent exits
+/// (they stay queued either way; this only saves a replay on the next start).
+pub const SHUTDOWN_DRAIN: Duration = Duration::from_secs(3);
+
+/// How long tasks get to stop before the agent names them and exits anyway.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The longest a scrape may take, whatever the cadence.
+pub const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// State the receiver, the loop and the sender share.
+#[derive(Debug)]
+pub struct Shared {
+    pipeline: Mutex<Pipeline>,
+    /// Self-metrics.
+    pub telemetry: Arc<Telemetry>,
+    /// The cadence in force.
+    pub cadence: Arc<Cadence>,
+    /// Whether the agent is ready (queue open, first cycle done).
+    pub ready: AtomicBool,
+}
+
+impl Shared {
+    /// The pipeline, locked. Holders do no I/O while they hold it.
+    pub fn pipeline(&self) -> MutexGuard<'_, Pipeline> {
+        self.pipeline
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A built agent, ready to run.
+#[derive(Debug)]
+pub struct Agent {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    queue: SharedQueue,
+    sender: Sender,
+    wake: Arc<Notify>,
+    host: Option<HostConfig>,
+    scrape: Vec<String>,
+    notifier: Notifier,
+}
+
+/// Everything that can fail at startup.
+pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
+    let policy = match &config.policy {
+        Some(path) => LabelPolicy::from_file(path)?,
+        None => LabelPolicy::shipped(),
+    };
+    let catalog = match &config.catalog {
+        Some(path) => Catalog::from_file(path)?,
+        None => Catalog::shipped(),
+    };
+    let host_labels = resolve_host_labels(&config).await;
+    tracing::info!(labels = ?host_labels, "host labels");
+
+    let (queue, report) = DiskQueue::open(config.queue.clone())
+        .with_context(|| format!("opening the disk queue in {}", config.queue.dir.display()))?;
+    for class in Class::ALL {
+        let i = class as usize;
+        if report.truncated_bytes[i] > 0 {
+            tracing::warn!(
+                class = class.name(),
+                lost_bytes = report.truncated_bytes[i],
+                "disk queue had a torn or corrupt tail; cut back to the last good record"
+            );
+        }
+        if report.pending_records[i] > 0 {
+            tracing::info!(
+                class = class.name(),
+                records = report.pending_records[i],
+                "replaying queued batches"
+            );
+        }
+    }
+    let telemetry = Arc::new(Telemetry::default());
+    telemetry.set_queue(&figures(&queue));
+    let queue: SharedQueue = Arc::new(Mutex::new(queue));
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the local receiver to {}", config.listen))?;
+
+    let tls = match &config.tls {
+        Some(files) => Some(ReloadingTls::load(files.clone())?),
+        None => None,
+    };
+    let cadence = Arc::new(Cadence::new(config.cadence, config.incident_cadence));
+    telemetry.set_cadence(cadence.current());
+    let wake = Arc::new(Notify::new());
+    let sender = Sender::new(
+        SenderConfig {
+            stream: Stream::Metrics,
+            urls: config.metrics_urls.clone(),
+            classes: vec![Class::Metrics],
+            headers: remote_write_headers(),
+        },
+        tls,
+        queue.clone(),
+        wake.clone(),
+        telemetry.clone(),
+        cadence.clone(),
+    )?;
+    let gate = Gate::new(Schema::new(policy, catalog), config.series_budget);
+    let shared = Arc::new(Shared {
+        pipeline: Mutex::new(Pipeline {
+            gate,
+            batch: Batch::default(),
+            host_labels,
+        }),
+        telemetry,
+        cadence,
+        ready: AtomicBool::new(false),
+    });
+    let host = config.host_metrics.then(|| HostConfig {
+        proc_root: "/proc".into(),
+        filesystems: config.filesystems.clone(),
+        disks: config.disks.clone(),
+        interfaces: config.interfaces.clone(),
+    });
+    Ok(Agent {
+        shared,
+        listener,
+        queue,
+        sender,
+        wake,
+        host,
+        scrape: config.scrape.clone(),
+        notifier: Notifier::from_env(),
+    })
+}
+
+/// The remote_write request headers.
+pub fn remote_write_headers() -> Vec<(HeaderName, HeaderValue)> {
+    vec![
+        (
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        ),
+        (
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("snappy"),
+        ),
+        (
+            HeaderName::from_static("x-prometheus-remote-write-version"),
+            HeaderValue::from_static("0.1.0"),
+        ),
+        (
+            http::header::USER_AGENT,
+            HeaderValue::from_static(concat!("edge-agent/", env!("CARGO_PKG_VERSION"))),
+        ),
+    ]
+}
+
+async fn resolve_host_labels(config: &AgentConfig) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut from_imds = Vec::new();
+    for (name, source) in &config.host_labels {
+        match source {
+            LabelSource::Value(v) => out.push((name.clone(), v.clone())),
+            LabelSource::Imds => from_imds.push(name.clone()),
+        }
+    }
+    if !from_imds.is_empty() {
+        out.extend(crate::imds::lookup(&from_imds).await);
+    }
+    out.sort();
+    out
+}
+
+impl Agent {
+    /// The receiver's address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Runs until SIGTERM or SIGINT, then flushes and drains.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Agent {
+            shared,
+            listener,
+            queue,
+            sender,
+            wake,
+            host,
+            scrape,
+            notifier,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (send_stop_tx, send_stop_rx) = watch::channel(false);
+        let receiver = crate::receiver::serve(listener, shared.clone(), stop_rx.clone());
+        let tasks: Vec<(&'static str, JoinHandle<()>)> = vec![
+            ("receiver", tokio::spawn(receiver)),
+            ("sender", tokio::spawn(sender.run(send_stop_rx))),
+        ];
+        let cycle = Cycle {
+            shared: shared.clone(),
+            queue: queue.clone(),
+            wake: wake.clone(),
+            host,
+            scrape,
+        };
+        let watchdog = notifier.watchdog_interval();
+        let notifier = Arc::new(notifier);
+        let loop_notifier = notifier.clone();
+        let mut loop_stop = stop_rx.clone();
+        let collector = tokio::spawn(async move {
+            let mut cadence = cycle.shared.cadence.subscribe();
+            let mut next = Instant::now() + *cadence.borrow_and_update();
+            let mut last_ping = Instant::now();
+            cycle.run_once().await;
+            cycle.shared.ready.store(true, Ordering::Relaxed);
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(next.into()) => {
+                        cycle.run_once().await;
+                        next = Instant::now() + *cadence.borrow();
+                    }
+                    Ok(()) = cadence.changed() => {
+                        let c = *cadence.borrow_and_update();
+                        cycle.shared.telemetry.set_cadence(c);
+                        next = next.min(Instant::now() + c);
+                    }
+                    _ = loop_stop.changed() => break,
+                }
+                if let Some(every) = watchdog
+                    && last_ping.elapsed() >= every
+                {
+                    loop_notifier.notify("WATCHDOG=1");
+                    last_ping = Instant::now();
+                }
+            }
+            // The batch being collected goes to the queue before the agent exits.
+            cycle.run_once().await;
+        });
+        notifier.notify("READY=1");
+        tracing::info!("edge-agent running");
+
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut usr1 =
+            signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = usr1.recv() => {
+                    let on = shared.cadence.toggle_local_incident();
+                    tracing::info!(incident = on, "SIGUSR1: incident mode toggled");
+                }
+            }
+        }
+        tracing::info!("shutting down: flushing the current batch to the queue");
+        notifier.notify("STOPPING=1");
+        let _ = stop_tx.send(true);
+        let flushed = tokio::time::timeout(SHUTDOWN_DEADLINE, collector).await;
+        if flushed.is_err() {
+            tracing::error!(task = "collector", "did not stop within the deadline");
+        }
+        // Give the sender a moment to deliver what is queued; what it cannot stays
+        // queued for the next start.
+        let drain_until = Instant::now() + SHUTDOWN_DRAIN;
+        while Instant::now() < drain_until && shared.telemetry.queue_records(Class::Metrics) > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = send_stop_tx.send(true);
+        let deadline = Instant::now() + SHUTDOWN_DEADLINE;
+        for (name, task) in tasks {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, task).await.is_err() {
+                tracing::error!(task = name, "did not stop within the deadline");
+            }
+        }
+        tracing::info!("edge-agent stopped");
+        Ok(())
+    }
+}
+
+struct Cycle {
+    shared: Arc<Shared>,
+    queue: SharedQueue,
+    wake: Arc<Notify>,
+    host: Option<HostConfig>,
+    scrape: Vec<String>,
+}
+
+impl Cycle {
+    /// One collection cycle: collect, gate, encode, queue, wake the sender.
+    async fn run_once(&self) {
+        let host_samples = match &self.host {
+            Some(config) => {
+                let config = config.clone();
+                tokio::task::spawn_blocking(move || host::collect(&config))
+                    .await
+                    .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
+        let timeout = (self.shared.cadence.current() / 2).min(MAX_SCRAPE_TIMEOUT);
+        let mut scraped = Vec::new();
+        for url in &self.scrape {
+            match scrape::fetch(url, timeout).await {
+                Ok(text) => {
+                    let exposition = scrape::parse(&text);
+                    if let Some((line, why)) = exposition.bad_lines.first() {
+                        tracing::warn!(url = %url, line, why = %why, bad_lines = exposition.bad_lines.len(), "scrape has lines that do not parse; they are skipped");
+                    }
+                    scraped.extend(exposition.samples);
+                }
+                Err(e) => {
+                    self.shared.telemetry.scrape_failed();
+                    tracing::warn!(error = %e, "scrape failed");
+                }
+            }
+        }
+        let now = Instant::now();
+        let ts = now_ms();
+        let request = {
+            let mut p = self.shared.pipeline();
+            for s in host_samples {
+                let labels = s
+                    .labels
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect();
+                let key = SeriesKey::new(s.name, labels);
+                p.offer(
+                    &key,
+                    Point::Float {
+                        value: s.value,
+                        timestamp: ts,
+                    },
+                    now,
+                );
+            }
+            for (key, value, at) in scraped {
+                let timestamp = at.unwrap_or(ts);
+                p.offer(&key, Point::Float { value, timestamp }, now);
+            }
+            let t = &self.shared.telemetry;
+            t.set_gate(p.gate.active_series(), p.gate.budget(), &p.gate.rejected());
+            for (key, point) in t.snapshot(ts) {
+                p.offer(&key, point, now);
+            }
+            let request = p.take(now);
+            t.set_gate(p.gate.active_series(), p.gate.budget(), &p.gate.rejected());
+            request
+        };
+        if request.timeseries.is_empty() {
+            return;
+        }
+        let body = match edge_exporter::export::compress(&request.encode_to_vec()) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot compress the batch; it is lost");
+                return;
+            }
+        };
+        let result = with_queue(&self.queue, move |q| {
+            let r = q.push(Class::Metrics, &body);
+            (r, figures(q))
+        })
+        .await;
+        self.shared.telemetry.set_queue(&result.1);
+        match result.0 {
+            Ok(shed) if shed.records > 0 => {
+                tracing::warn!(
+                    records = shed.records,
+                    bytes = shed.bytes,
+                    "disk queue at its bound: oldest data shed"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot queue the batch; it is lost"),
+        }
+        self.wake.notify_one();
+    }
+}

@@ -1,0 +1,182 @@
+//! The local receiver, on loopback only:
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /api/v1/push` (also `/api/v1/write`) | remote_write 1.0, snappy: the exporter and any remote_write client |
+//! | `GET /metrics` | the agent's own metrics, Prometheus text |
+//! | `GET /healthz` | 200 while the process serves |
+//! | `GET /ready` | 200 once the queue is open and the first cycle has run, else 503 |
+//! | `POST`/`DELETE`/`GET /api/v1/incident` | set, clear, read local incident mode (5 s cadence) |
+//!
+//! A push answers 204 once its series have passed the gate, even when some were
+//! refused: a refusal is the agent's to count and log, and the client must not retry
+//! it. A body that does not decode answers 400 with the reason; a body over
+//! [`MAX_PUSH_BYTES`] answers 413. Pushing never waits on the network or the disk.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use edge_schema::proto::prometheus::WriteRequest;
+use http::{Method, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
+use prost::Message;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::daemon::Shared;
+use crate::metrics::now_ms;
+use crate::telemetry::render_text;
+
+/// The largest compressed push accepted.
+pub const MAX_PUSH_BYTES: usize = 8 << 20;
+
+/// The largest push once decompressed.
+pub const MAX_PUSH_DECODED_BYTES: usize = 64 << 20;
+
+/// Serves `listener` until `stop` turns true.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(req, &shared).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn answer(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r
+}
+
+async fn route(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::POST, "/api/v1/push" | "/api/v1/write") => push(req, shared).await,
+        (Method::GET, "/metrics") => {
+            let series = shared.telemetry.snapshot(now_ms());
+            let mut r = answer(StatusCode::OK, render_text(&series));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (Method::GET, "/healthz") => answer(StatusCode::OK, "ok\n"),
+        (Method::GET, "/ready") => {
+            if shared.ready.load(Ordering::Relaxed) {
+                answer(StatusCode::OK, "ready\n")
+            } else {
+                answer(StatusCode::SERVICE_UNAVAILABLE, "starting\n")
+            }
+        }
+        (Method::POST, "/api/v1/incident") => {
+            shared.cadence.set_local_incident(true);
+            answer(StatusCode::OK, incident_body(shared))
+        }
+        (Method::DELETE, "/api/v1/incident") => {
+            shared.cadence.set_local_incident(false);
+            answer(StatusCode::OK, incident_body(shared))
+        }
+        (Method::GET, "/api/v1/incident") => answer(StatusCode::OK, incident_body(shared)),
+        (
+            _,
+            "/api/v1/push" | "/api/v1/write" | "/metrics" | "/healthz" | "/ready"
+            | "/api/v1/incident",
+        ) => answer(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        _ => answer(StatusCode::NOT_FOUND, format!("no route {path}\n")),
+    }
+}
+
+fn incident_body(shared: &Shared) -> String {
+    format!(
+        "{{\"incident\":{},\"cadence_seconds\":{}}}\n",
+        shared.cadence.local_incident(),
+        shared.cadence.current().as_secs_f64()
+    )
+}
+
+async fn push(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let snappy = req
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("snappy"));
+    if !snappy {
+        return answer(
+            StatusCode::BAD_REQUEST,
+            "remote_write bodies must be snappy-compressed (Content-Encoding: snappy)\n",
+        );
+    }
+    let body = match Limited::new(req.into_body(), MAX_PUSH_BYTES)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                return answer(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("push larger than {MAX_PUSH_BYTES} bytes\n"),
+                );
+            }
+            return answer(StatusCode::BAD_REQUEST, format!("reading the body: {e}\n"));
+        }
+    };
+    match snap::raw::decompress_len(&body) {
+        Ok(n) if n <= MAX_PUSH_DECODED_BYTES => {}
+        Ok(n) => {
+            return answer(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("push decompresses to {n} bytes, over {MAX_PUSH_DECODED_BYTES}\n"),
+            );
+        }
+        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("snappy: {e}\n")),
+    }
+    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
+        Ok(raw) => raw,
+        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("snappy: {e}\n")),
+    };
+    let request = match WriteRequest::decode(raw.as_slice()) {
+        Ok(r) => r,
+        Err(e) => {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                format!("not a remote_write WriteRequest: {e}\n"),
+            );
+        }
+    };
+    let ingested = shared.pipeline().ingest(request, Instant::now());
+    if ingested.unnamed > 0 {
+        return answer(
+            StatusCode::OK,
+            format!(
+                "{} series without __name__ dropped; {} points accepted, {} refused by policy or budget\n",
+                ingested.unnamed, ingested.accepted, ingested.refused
+            ),
+        );
+    }
+    answer(StatusCode::NO_CONTENT, Bytes::new())
+}

@@ -1,0 +1,145 @@
+//! The client side of mTLS, reloaded when its files change: certificates are
+//! short-lived, so the agent must pick up a renewed certificate without a restart.
+//!
+//! The files are checked (size and modification time) before each new connection and
+//! at most every [`CHECK_EVERY`]. A change that does not load (a half-written file, a key
+//! that does not match) is logged and the previous config stays in force; the next check
+//! tries again.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::{ClientConfig, RootCertStore};
+
+use crate::config::TlsFiles;
+
+/// How often the files are looked at.
+pub const CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Why the TLS files cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or holds no usable PEM item.
+    #[error("TLS {what} {path}: {why}")]
+    File {
+        /// certificate, key or CA.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        why: String,
+    },
+    /// rustls refused the combination (e.g. the key does not match the certificate).
+    #[error("TLS client config: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+type Stamp = [(Option<SystemTime>, u64); 3];
+
+/// A TLS client config that follows its files.
+#[derive(Debug)]
+pub struct ReloadingTls {
+    files: TlsFiles,
+    stamp: Stamp,
+    config: Arc<ClientConfig>,
+    checked: Instant,
+    generation: u64,
+}
+
+impl ReloadingTls {
+    /// Loads the files once; an error here stops the agent at startup.
+    pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
+        let stamp = stamp(&files);
+        let config = Arc::new(build(&files)?);
+        Ok(ReloadingTls {
+            files,
+            stamp,
+            config,
+            checked: Instant::now(),
+            generation: 0,
+        })
+    }
+
+    /// The config, reloaded first if the files changed. The generation counts reloads,
+    /// so connections made under an older one can be replaced.
+    pub fn current(&mut self) -> (Arc<ClientConfig>, u64) {
+        if self.checked.elapsed() >= CHECK_EVERY {
+            self.reload_if_changed();
+        }
+        (self.config.clone(), self.generation)
+    }
+
+    /// Looks at the files now.
+    pub fn reload_if_changed(&mut self) {
+        self.checked = Instant::now();
+        let now = stamp(&self.files);
+        if now == self.stamp {
+            return;
+        }
+        match build(&self.files) {
+            Ok(config) => {
+                self.config = Arc::new(config);
+                self.stamp = now;
+                self.generation += 1;
+                tracing::info!(cert = %self.files.cert.display(), "TLS certificate, key or CA reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS files changed but do not load; keeping the previous ones");
+            }
+        }
+    }
+}
+
+fn stamp(files: &TlsFiles) -> Stamp {
+    let one = |p: &Path| std::fs::metadata(p).map_or((None, 0), |m| (m.modified().ok(), m.len()));
+    [one(&files.cert), one(&files.key), one(&files.ca)]
+}
+
+fn build(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
+    let file_err = |what: &'static str, path: &Path, why: String| TlsError::File {
+        what,
+        path: path.to_path_buf(),
+        why,
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
+        .map_err(|e| file_err("certificate", &files.cert, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err("certificate", &files.cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(file_err(
+            "certificate",
+            &files.cert,
+            "no CERTIFICATE in the file".into(),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&files.key)
+        .map_err(|e| file_err("key", &files.key, e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.ca)
+        .map_err(|e| file_err("CA", &files.ca, e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| file_err("CA", &files.ca, e.to_string()))?;
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| file_err("CA", &files.ca, e.to_string()))?;
+    }
+    if roots.is_empty() {
+        // An empty trust store is an error, not an open door.
+        return Err(file_err(
+            "CA",
+            &files.ca,
+            "no CA certificate in the file".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}

@@ -1,0 +1,291 @@
+//! The agent's own metrics, in one place: every name the agent reports about itself is
+//! here, next to the counter behind it. They are sent with the host's other series (and
+//! pass the same gate) and served as text on `GET /metrics`.
+//!
+//! Host-level figures the agent already reads from procfs (its CPU and RSS) come from
+//! [`crate::host`]; the gate's and the queue's figures are read from them when a
+//! snapshot is taken.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use edge_exporter::export::native_to_proto;
+use edge_exporter::instruments::Histogram;
+
+use crate::metrics::gate::REJECT_REASONS;
+use crate::metrics::{Point, SeriesKey};
+use crate::queue::Class;
+
+/// Delivery streams, as the `stream` label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// remote_write to `output.metrics_url`.
+    Metrics,
+    /// OTLP logs to `output.logs_url`.
+    Logs,
+}
+
+impl Stream {
+    /// The label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Metrics => "metrics",
+            Stream::Logs => "logs",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Answer classes, as the `code` label of `edge_send_responses_total`.
+pub const CODES: [&str; 8] = ["2xx", "400", "413", "429", "4xx", "503", "5xx", "error"];
+
+/// The `code` label of an HTTP status (`None`: a transport error).
+pub fn code_class(status: Option<u16>) -> &'static str {
+    match status {
+        None => "error",
+        Some(200..=299) => "2xx",
+        Some(400) => "400",
+        Some(413) => "413",
+        Some(429) => "429",
+        Some(503) => "503",
+        Some(400..=499) => "4xx",
+        Some(_) => "5xx",
+    }
+}
+
+#[derive(Debug)]
+struct StreamStats {
+    responses: [AtomicU64; CODES.len()],
+    retries: AtomicU64,
+    dropped: AtomicU64,
+    duration: Histogram,
+}
+
+impl Default for StreamStats {
+    fn default() -> Self {
+        StreamStats {
+            responses: Default::default(),
+            retries: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            duration: Histogram::with_scale(edge_exporter::registry::DEFAULT_SCALE),
+        }
+    }
+}
+
+/// Counters the agent's tasks update.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    streams: [StreamStats; 2],
+    scrape_failures: AtomicU64,
+    cadence_ms: AtomicU64,
+    queue_bytes: [AtomicU64; 4],
+    queue_records: [AtomicU64; 4],
+    queue_shed: [AtomicU64; 4],
+    queue_lost_bytes: [AtomicU64; 4],
+    active_series: AtomicU64,
+    budget: AtomicU64,
+    rejected: [AtomicU64; REJECT_REASONS.len()],
+}
+
+/// What the queue reports, copied in after each queue operation.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct QueueFigures {
+    /// Bytes per class.
+    pub bytes: [u64; 4],
+    /// Records waiting per class.
+    pub records: [u64; 4],
+    /// Records shed so far per class.
+    pub shed: [u64; 4],
+    /// Bytes lost to corruption so far per class.
+    pub lost_bytes: [u64; 4],
+}
+
+impl Telemetry {
+    /// One answer (or a transport error) and how long it took.
+    pub fn response(&self, stream: Stream, status: Option<u16>, took: Duration) {
+        let s = &self.streams[stream.index()];
+        let code = code_class(status);
+        if let Some(i) = CODES.iter().position(|c| *c == code) {
+            s.responses[i].fetch_add(1, Relaxed);
+        }
+        s.duration.record(took.as_secs_f64());
+    }
+
+    /// Answers of class `code` so far.
+    pub fn responses(&self, stream: Stream, code: &str) -> u64 {
+        CODES.iter().position(|c| *c == code).map_or(0, |i| {
+            self.streams[stream.index()].responses[i].load(Relaxed)
+        })
+    }
+
+    /// A retry.
+    pub fn retry(&self, stream: Stream) {
+        self.streams[stream.index()].retries.fetch_add(1, Relaxed);
+    }
+
+    /// A batch refused for good.
+    pub fn dropped(&self, stream: Stream) {
+        self.streams[stream.index()].dropped.fetch_add(1, Relaxed);
+    }
+
+    /// A failed scrape.
+    pub fn scrape_failed(&self) {
+        self.scrape_failures.fetch_add(1, Relaxed);
+    }
+
+    /// The cadence now in force.
+    pub fn set_cadence(&self, cadence: Duration) {
+        self.cadence_ms.store(
+            u64::try_from(cadence.as_millis()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    /// The queue's figures.
+    pub fn set_queue(&self, q: &QueueFigures) {
+        for i in 0..4 {
+            self.queue_bytes[i].store(q.bytes[i], Relaxed);
+            self.queue_records[i].store(q.records[i], Relaxed);
+            self.queue_shed[i].store(q.shed[i], Relaxed);
+            self.queue_lost_bytes[i].store(q.lost_bytes[i], Relaxed);
+        }
+    }
+
+    /// Records waiting in `class`.
+    pub fn queue_records(&self, class: Class) -> u64 {
+        self.queue_records[class as usize].load(Relaxed)
+    }
+
+    /// The gate's figures.
+    pub fn set_gate(&self, active: usize, budget: usize, rejected: &[u64; REJECT_REASONS.len()]) {
+        self.active_series.store(active as u64, Relaxed);
+        self.budget.store(budget as u64, Relaxed);
+        for (slot, n) in self.rejected.iter().zip(rejected) {
+            slot.store(*n, Relaxed);
+        }
+    }
+
+    /// Every self-metric series with its value, stamped `timestamp`.
+    #[allow(clippy::cast_precision_loss)] // counters stay far below 2^53
+    pub fn snapshot(&self, timestamp: i64) -> Vec<(SeriesKey, Point)> {
+        let mut out = Vec::with_capacity(64);
+        let mut push = |name: &str, labels: &[(&str, &str)], value: f64| {
+            out.push((
+                SeriesKey::new(
+                    name,
+                    labels
+                        .iter()
+                        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                        .collect(),
+                ),
+                Point::Float { value, timestamp },
+            ));
+        };
+        let load = |a: &AtomicU64| a.load(Relaxed) as f64;
+        push("edge_active_series", &[], load(&self.active_series));
+        push("edge_series_budget", &[], load(&self.budget));
+        for (reason, n) in REJECT_REASONS.iter().zip(&self.rejected) {
+            push(
+                "edge_series_rejected_total",
+                &[("reason", reason), ("stage", "agent")],
+                load(n),
+            );
+        }
+        push("edge_cadence_seconds", &[], load(&self.cadence_ms) / 1000.0);
+        for class in Class::ALL {
+            let i = class as usize;
+            let l = [("class", class.name())];
+            push("edge_queue_bytes", &l, load(&self.queue_bytes[i]));
+            push("edge_queue_records", &l, load(&self.queue_records[i]));
+            push(
+                "edge_queue_shed_records_total",
+                &l,
+                load(&self.queue_shed[i]),
+            );
+            push(
+                "edge_queue_lost_bytes_total",
+                &l,
+                load(&self.queue_lost_bytes[i]),
+            );
+        }
+        push(
+            "edge_scrape_failures_total",
+            &[],
+            load(&self.scrape_failures),
+        );
+        for stream in [Stream::Metrics, Stream::Logs] {
+            let s = &self.streams[stream.index()];
+            for (code, n) in CODES.iter().zip(&s.responses) {
+                push(
+                    "edge_send_responses_total",
+                    &[("stream", stream.name()), ("code", code)],
+                    load(n),
+                );
+            }
+            push(
+                "edge_send_retries_total",
+                &[("stream", stream.name())],
+                load(&s.retries),
+            );
+            push(
+                "edge_send_dropped_batches_total",
+                &[("stream", stream.name())],
+                load(&s.dropped),
+            );
+        }
+        for stream in [Stream::Metrics, Stream::Logs] {
+            let h = self.streams[stream.index()].duration.snapshot();
+            out.push((
+                SeriesKey::new(
+                    "edge_send_duration_seconds",
+                    vec![("stream".into(), stream.name().into())],
+                ),
+                Point::Histogram(Box::new(native_to_proto(&h.to_native(), timestamp))),
+            ));
+        }
+        out
+    }
+}
+
+/// Renders series as Prometheus text (native histograms as their count and sum).
+pub fn render_text(series: &[(SeriesKey, Point)]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for (key, point) in series {
+        let labels = if key.labels.is_empty() {
+            String::new()
+        } else {
+            let inner: Vec<String> = key
+                .labels
+                .iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{k}=\"{}\"",
+                        v.replace('\\', "\\\\")
+                            .replace('"', "\\\"")
+                            .replace('\n', "\\n")
+                    )
+                })
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        };
+        match point {
+            Point::Float { value, .. } => {
+                let _ = writeln!(out, "{}{labels} {value}", key.name);
+            }
+            Point::Histogram(h) => {
+                let count = match h.count {
+                    Some(edge_schema::proto::prometheus::histogram::Count::CountInt(n)) => n as f64,
+                    Some(edge_schema::proto::prometheus::histogram::Count::CountFloat(f)) => f,
+                    None => 0.0,
+                };
+                let _ = writeln!(out, "{}_count{labels} {count}", key.name);
+                let _ = writeln!(out, "{}_sum{labels} {}", key.name, h.sum);
+            }
+        }
+    }
+    out
+}
