@@ -79,8 +79,14 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         Some(path) => LabelPolicy::from_file(path)?,
         None => LabelPolicy::shipped(),
     };
+    // A configured catalog adds to the shipped one and may redefine its families; the
+    // families the agent itself reports (host and self metrics) are never missing.
     let catalog = match &config.catalog {
-        Some(path) => Catalog::from_file(path)?,
+        Some(path) => {
+            let mut catalog = Catalog::from_file(path)?;
+            catalog.merge(Catalog::shipped());
+            catalog
+        }
         None => Catalog::shipped(),
     };
     let host_labels = resolve_host_labels(&config).await;
