@@ -12,7 +12,6 @@ use edge_schema::catalog::Catalog;
 use edge_schema::check::Schema;
 use edge_schema::policy::LabelPolicy;
 use http::header::{HeaderName, HeaderValue};
-use prost::Message;
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
@@ -325,15 +324,9 @@ struct Cycle {
 impl Cycle {
     /// One collection cycle: collect, gate, encode, queue, wake the sender.
     async fn run_once(&self) {
-        let host_samples = match &self.host {
-            Some(config) => {
-                let config = config.clone();
-                tokio::task::spawn_blocking(move || host::collect(&config))
-                    .await
-                    .unwrap_or_default()
-            }
-            None => Vec::new(),
-        };
+        // procfs is generated from kernel memory and never waits on a disk: read in
+        // place, which costs less than handing ~0.2 ms of work to another thread.
+        let host_samples = self.host.as_ref().map(host::collect).unwrap_or_default();
         let timeout = (self.shared.cadence.current() / 2).min(MAX_SCRAPE_TIMEOUT);
         let mut scraped = Vec::new();
         for url in &self.scrape {
@@ -353,7 +346,7 @@ impl Cycle {
         }
         let now = Instant::now();
         let ts = now_ms();
-        let request = {
+        let (encoded, series) = {
             let mut p = self.shared.pipeline();
             for s in host_samples {
                 let labels = s
@@ -363,7 +356,7 @@ impl Cycle {
                     .collect();
                 let key = SeriesKey::new(s.name, labels);
                 p.offer(
-                    &key,
+                    key,
                     Point::Float {
                         value: s.value,
                         timestamp: ts,
@@ -373,21 +366,21 @@ impl Cycle {
             }
             for (key, value, at) in scraped {
                 let timestamp = at.unwrap_or(ts);
-                p.offer(&key, Point::Float { value, timestamp }, now);
+                p.offer(key, Point::Float { value, timestamp }, now);
             }
             let t = &self.shared.telemetry;
             t.set_gate(p.gate.active_series(), p.gate.budget(), &p.gate.rejected());
             for (key, point) in t.snapshot(ts) {
-                p.offer(&key, point, now);
+                p.offer(key, point, now);
             }
-            let request = p.take(now);
+            let taken = p.take(now);
             t.set_gate(p.gate.active_series(), p.gate.budget(), &p.gate.rejected());
-            request
+            taken
         };
-        if request.timeseries.is_empty() {
+        if series == 0 {
             return;
         }
-        let body = match edge_exporter::export::compress(&request.encode_to_vec()) {
+        let body = match edge_exporter::export::compress(&encoded) {
             Ok(body) => body,
             Err(e) => {
                 tracing::error!(error = %e, "cannot compress the batch; it is lost");

@@ -53,9 +53,24 @@ pub struct HostConfig {
     pub interfaces: Vec<String>,
 }
 
+/// Reads a procfs file in as few `read` calls as the kernel allows: procfs reports a
+/// size of 0, so `read_to_string` would start with a small probe read, and every read
+/// of a seq file makes the kernel format the file again up to that point.
+fn read_proc(path: &Path) -> Option<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).ok()?;
+    let mut buf = Vec::with_capacity(PROC_READ_BYTES);
+    file.read_to_end(&mut buf).ok()?;
+    String::from_utf8(buf).ok()
+}
+
+/// The buffer procfs files are read into: /proc/net/netstat, the largest read, is
+/// about 4 KiB; /proc/stat grows with the core count.
+const PROC_READ_BYTES: usize = 64 * 1024;
+
 /// Collects every host family once.
 pub fn collect(config: &HostConfig) -> Vec<Sample> {
-    let read = |name: &str| std::fs::read_to_string(config.proc_root.join(name)).ok();
+    let read = |name: &str| read_proc(&config.proc_root.join(name));
     let ticks = rustix::param::clock_ticks_per_second() as f64;
     let mut out = Vec::with_capacity(96);
     if let Some(text) = read("stat") {
@@ -67,10 +82,14 @@ pub fn collect(config: &HostConfig) -> Vec<Sample> {
     if let Some(text) = read("meminfo") {
         out.extend(meminfo(&text));
     }
-    if let Some(text) = read("net/dev") {
+    if !config.interfaces.is_empty()
+        && let Some(text) = read("net/dev")
+    {
         out.extend(net_dev(&text, &config.interfaces));
     }
-    if let Some(text) = read("diskstats") {
+    if !config.disks.is_empty()
+        && let Some(text) = read("diskstats")
+    {
         out.extend(diskstats(&text, &config.disks));
     }
     let snmp = read("net/snmp").unwrap_or_default();

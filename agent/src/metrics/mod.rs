@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use edge_exporter::export::{native_to_proto, proto_to_native};
 use edge_exporter::histogram::ExpHistogram;
-use edge_schema::proto::prometheus::{self as pb, Label, Sample, TimeSeries, WriteRequest};
+use edge_schema::proto::prometheus::{self as pb, Label, WriteRequest};
+use prost::Message;
 
 /// A series: its name and its labels (sorted by name, without `__name__` and without
 /// host labels, which the agent sets).
@@ -33,14 +34,14 @@ impl SeriesKey {
 
     /// The key of a remote_write series, host label names dropped (the agent's own
     /// values replace them); `None` without a `__name__`.
-    pub fn from_proto(labels: &[Label], host_labels: &[(String, String)]) -> Option<Self> {
+    pub fn from_proto(labels: Vec<Label>, host_labels: &[(String, String)]) -> Option<Self> {
         let mut name = None;
         let mut rest = Vec::with_capacity(labels.len());
         for l in labels {
             if l.name == "__name__" {
-                name = Some(l.value.clone());
+                name = Some(l.value);
             } else if !host_labels.iter().any(|(k, _)| *k == l.name) {
-                rest.push((l.name.clone(), l.value.clone()));
+                rest.push((l.name, l.value));
             }
         }
         Some(SeriesKey::new(name?, rest))
@@ -62,7 +63,8 @@ pub enum Point {
 }
 
 impl Point {
-    fn timestamp(&self) -> i64 {
+    /// Milliseconds since the epoch.
+    pub fn timestamp(&self) -> i64 {
         match self {
             Point::Float { timestamp, .. } => *timestamp,
             Point::Histogram(h) => h.timestamp,
@@ -101,6 +103,13 @@ impl Point {
     }
 }
 
+fn push_bounded(points: &mut Vec<Point>, point: Point) {
+    if points.len() >= MAX_POINTS_PER_SERIES {
+        points.remove(0);
+    }
+    points.push(point);
+}
+
 /// The most points one series keeps between two cycles; older ones are replaced by the
 /// newest (cumulative values lose nothing by it).
 pub const MAX_POINTS_PER_SERIES: usize = 16;
@@ -114,14 +123,15 @@ pub struct Batch {
 impl Batch {
     /// Adds a point to a series that passed the gate.
     pub fn add(&mut self, key: &SeriesKey, point: Point) {
-        let points = match self.series.get_mut(key) {
-            Some(points) => points,
-            None => self.series.entry(key.clone()).or_default(),
-        };
-        if points.len() >= MAX_POINTS_PER_SERIES {
-            points.remove(0);
+        match self.series.get_mut(key) {
+            Some(points) => push_bounded(points, point),
+            None => self.add_owned(key.clone(), point),
         }
-        points.push(point);
+    }
+
+    /// [`Batch::add`] for a key the caller gives up (no copy of it is made).
+    pub fn add_owned(&mut self, key: SeriesKey, point: Point) {
+        push_bounded(self.series.entry(key).or_default(), point);
     }
 
     /// Series waiting.
@@ -134,40 +144,82 @@ impl Batch {
         self.series.is_empty()
     }
 
-    /// Takes everything as one remote_write request, `host_labels` on every series (in
-    /// name order; they replace any label of the same name).
-    pub fn take(&mut self, host_labels: &[(String, String)]) -> WriteRequest {
+    /// Takes everything as one encoded (not yet compressed) remote_write
+    /// `WriteRequest`, `host_labels` (sorted by name) on every series, replacing any
+    /// label of the same name; returns the bytes and the number of series.
+    ///
+    /// Encoded by hand rather than through the generated types: building those would
+    /// copy every host label into every series, thousands of small allocations a
+    /// cycle, for bytes that are identical.
+    pub fn take_encoded(&mut self, host_labels: &[(String, String)]) -> (Vec<u8>, usize) {
+        use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
         let mut series: Vec<_> = self.series.drain().collect();
-        series.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut request = WriteRequest::default();
-        for (key, points) in series {
-            let mut labels = Vec::with_capacity(key.labels.len() + host_labels.len() + 1);
-            labels.push(Label {
-                name: "__name__".into(),
-                value: key.name,
-            });
-            for (k, v) in key.labels.into_iter().chain(host_labels.iter().cloned()) {
-                labels.push(Label { name: k, value: v });
-            }
-            labels.sort_by(|a, b| a.name.cmp(&b.name));
-            let mut ts = TimeSeries {
-                labels,
-                ..Default::default()
-            };
-            for point in points {
-                match point {
-                    Point::Float { value, timestamp } => {
-                        ts.samples.push(Sample { value, timestamp })
-                    }
-                    Point::Histogram(h) => ts.histograms.push(*h),
-                }
+        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Vec::with_capacity(series.len() * 160);
+        let mut ts = Vec::with_capacity(1024);
+        let n = series.len();
+        for (key, mut points) in series {
+            ts.clear();
+            let own = key
+                .labels
+                .iter()
+                .filter(|(k, _)| host_labels.binary_search_by(|(h, _)| h.cmp(k)).is_err())
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            let host = host_labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            let mut labels: Vec<(&str, &str)> = std::iter::once(("__name__", key.name.as_str()))
+                .chain(own)
+                .chain(host)
+                .collect();
+            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (name, value) in labels {
+                let len = 2
+                    + encoded_len_varint(name.len() as u64)
+                    + name.len()
+                    + encoded_len_varint(value.len() as u64)
+                    + value.len();
+                encode_key(1, WireType::LengthDelimited, &mut ts);
+                encode_varint(len as u64, &mut ts);
+                encode_key(1, WireType::LengthDelimited, &mut ts);
+                encode_varint(name.len() as u64, &mut ts);
+                ts.extend_from_slice(name.as_bytes());
+                encode_key(2, WireType::LengthDelimited, &mut ts);
+                encode_varint(value.len() as u64, &mut ts);
+                ts.extend_from_slice(value.as_bytes());
             }
             // Remote write wants each series' points in time order.
-            ts.samples.sort_by_key(|s| s.timestamp);
-            ts.histograms.sort_by_key(|h| h.timestamp);
-            request.timeseries.push(ts);
+            points.sort_by_key(Point::timestamp);
+            for point in &points {
+                if let Point::Float { value, timestamp } = point {
+                    let len = 9 + if *timestamp == 0 {
+                        0
+                    } else {
+                        1 + encoded_len_varint(*timestamp as u64)
+                    };
+                    encode_key(2, WireType::LengthDelimited, &mut ts);
+                    encode_varint(len as u64, &mut ts);
+                    prost::encoding::double::encode(1, value, &mut ts);
+                    if *timestamp != 0 {
+                        prost::encoding::int64::encode(2, timestamp, &mut ts);
+                    }
+                }
+            }
+            for point in &points {
+                if let Point::Histogram(h) = point {
+                    prost::encoding::message::encode(4, h.as_ref(), &mut ts);
+                }
+            }
+            encode_key(1, WireType::LengthDelimited, &mut out);
+            encode_varint(ts.len() as u64, &mut out);
+            out.extend_from_slice(&ts);
         }
-        request
+        (out, n)
+    }
+
+    /// Takes everything as one remote_write request (see [`Batch::take_encoded`]).
+    pub fn take(&mut self, host_labels: &[(String, String)]) -> WriteRequest {
+        let (bytes, _) = self.take_encoded(host_labels);
+        WriteRequest::decode(bytes.as_slice())
+            .unwrap_or_else(|e| unreachable!("the batch encoder writes a valid WriteRequest: {e}"))
     }
 }
 
@@ -195,10 +247,10 @@ pub struct Ingested {
 
 impl Pipeline {
     /// Passes one point through the gate into the batch; `false` if it was refused.
-    pub fn offer(&mut self, key: &SeriesKey, point: Point, now: std::time::Instant) -> bool {
-        match self.gate.admit(key, &point, now) {
+    pub fn offer(&mut self, key: SeriesKey, point: Point, now: std::time::Instant) -> bool {
+        match self.gate.admit(&key, &point, now) {
             gate::Verdict::Pass => {
-                self.batch.add(key, point);
+                self.batch.add_owned(key, point);
                 true
             }
             gate::Verdict::Refused { .. } => false,
@@ -209,11 +261,11 @@ impl Pipeline {
     pub fn ingest(&mut self, request: WriteRequest, now: std::time::Instant) -> Ingested {
         let mut out = Ingested::default();
         for ts in request.timeseries {
-            let Some(key) = SeriesKey::from_proto(&ts.labels, &self.host_labels) else {
+            let Some(key) = SeriesKey::from_proto(ts.labels, &self.host_labels) else {
                 out.unnamed += 1;
                 continue;
             };
-            let points = ts
+            let mut points: Vec<Point> = ts
                 .samples
                 .into_iter()
                 .map(|s| Point::Float {
@@ -224,9 +276,17 @@ impl Pipeline {
                     ts.histograms
                         .into_iter()
                         .map(|h| Point::Histogram(Box::new(h))),
-                );
-            for point in points {
-                if self.offer(&key, point, now) {
+                )
+                .collect();
+            // Usually one point: the key moves into the batch with the last one.
+            let last = points.pop();
+            let mut offered: Vec<(SeriesKey, Point)> = points
+                .into_iter()
+                .map(|point| (key.clone(), point))
+                .collect();
+            offered.extend(last.map(|point| (key, point)));
+            for (key, point) in offered {
+                if self.offer(key, point, now) {
                     out.accepted += 1;
                 } else {
                     out.refused += 1;
@@ -237,13 +297,13 @@ impl Pipeline {
     }
 
     /// Ends a cycle: folds overflow series in, forgets idle series, and returns the
-    /// request to send (empty when there is nothing).
-    pub fn take(&mut self, now: std::time::Instant) -> WriteRequest {
+    /// encoded request to send and its number of series (0: nothing to send).
+    pub fn take(&mut self, now: std::time::Instant) -> (Vec<u8>, usize) {
         for (key, point) in self.gate.drain_overflow(now) {
             self.batch.add(&key, point);
         }
         self.gate.expire(now);
-        self.batch.take(&self.host_labels)
+        self.batch.take_encoded(&self.host_labels)
     }
 }
 
@@ -252,4 +312,91 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_schema::proto::prometheus::{Sample, TimeSeries};
+
+    #[test]
+    fn the_hand_encoded_batch_decodes_to_the_expected_request() {
+        let mut batch = Batch::default();
+        let cpu = SeriesKey::new(
+            "node_cpu_seconds_total",
+            vec![
+                ("mode".into(), "user".into()),
+                ("region".into(), "client-set".into()),
+            ],
+        );
+        batch.add(
+            &cpu,
+            Point::Float {
+                value: 2.5,
+                timestamp: 2_000,
+            },
+        );
+        batch.add(
+            &cpu,
+            Point::Float {
+                value: 1.5,
+                timestamp: 1_000,
+            },
+        );
+        let hist = pb::Histogram {
+            sum: 3.0,
+            schema: 2,
+            timestamp: 1_000,
+            count: Some(pb::histogram::Count::CountInt(2)),
+            ..Default::default()
+        };
+        let tick = SeriesKey::new("game_tick_duration_seconds", vec![]);
+        batch.add(&tick, Point::Histogram(Box::new(hist.clone())));
+        let host = vec![
+            ("build_id".to_string(), "b1".to_string()),
+            ("region".to_string(), "us-east-1".to_string()),
+        ];
+        let (bytes, n) = batch.take_encoded(&host);
+        assert_eq!(n, 2);
+        assert!(batch.is_empty());
+        let got = WriteRequest::decode(bytes.as_slice()).expect("decodes");
+        let label = |name: &str, value: &str| Label {
+            name: name.into(),
+            value: value.into(),
+        };
+        let want = WriteRequest {
+            timeseries: vec![
+                TimeSeries {
+                    labels: vec![
+                        label("__name__", "game_tick_duration_seconds"),
+                        label("build_id", "b1"),
+                        label("region", "us-east-1"),
+                    ],
+                    histograms: vec![hist],
+                    ..Default::default()
+                },
+                TimeSeries {
+                    labels: vec![
+                        label("__name__", "node_cpu_seconds_total"),
+                        label("build_id", "b1"),
+                        label("mode", "user"),
+                        label("region", "us-east-1"),
+                    ],
+                    samples: vec![
+                        Sample {
+                            value: 1.5,
+                            timestamp: 1_000,
+                        },
+                        Sample {
+                            value: 2.5,
+                            timestamp: 2_000,
+                        },
+                    ],
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(got, want);
+    }
 }

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::{Notify, watch};
 
 use crate::cadence::{CADENCE_HINT_HEADER, Cadence};
-use crate::queue::{Class, Entry, SharedQueue, with_queue};
+use crate::queue::{Class, Entry, RecordId, SharedQueue, with_queue};
 use crate::telemetry::{QueueFigures, Stream, Telemetry};
 use backoff::Backoff;
 use tls::ReloadingTls;
@@ -195,8 +195,18 @@ impl Sender {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let stream = self.config.stream;
         let mut hold_until: Option<Instant> = None;
+        // The batch just delivered (or dropped) is acknowledged together with the next
+        // peek: one trip to the blocking pool per batch instead of two.
+        let mut to_ack: Option<(Class, RecordId, usize)> = None;
         loop {
             if *stop.borrow() {
+                if let Some((class, id, len)) = to_ack.take() {
+                    let acked = with_queue(&self.queue, move |q| {
+                        (q.ack_read(class, id, len), figures(q))
+                    })
+                    .await;
+                    self.telemetry.set_queue(&acked.1);
+                }
                 return;
             }
             if let Some(until) = hold_until.take() {
@@ -206,19 +216,25 @@ impl Sender {
                 }
             }
             let classes = self.config.classes.clone();
-            let next = with_queue(&self.queue, move |q| {
-                for class in classes {
-                    match q.peek(class, 1) {
-                        Ok(mut entries) if !entries.is_empty() => {
+            let ack = to_ack.take();
+            let (acked, next, figures) = with_queue(&self.queue, move |q| {
+                let acked = ack.map(|(class, id, len)| q.ack_read(class, id, len));
+                let next = (|| -> Result<Option<(Class, Entry)>, crate::queue::QueueError> {
+                    for class in classes {
+                        let mut entries = q.peek(class, 1)?;
+                        if !entries.is_empty() {
                             return Ok(Some((class, entries.remove(0))));
                         }
-                        Ok(_) => {}
-                        Err(e) => return Err(e),
                     }
-                }
-                Ok(None)
+                    Ok(None)
+                })();
+                (acked, next, figures(q))
             })
             .await;
+            self.telemetry.set_queue(&figures);
+            if let Some(Err(e)) = acked {
+                tracing::error!(error = %e, "cannot acknowledge a sent batch; it may be sent again");
+            }
             let (class, entry) = match next {
                 Ok(Some(next)) => next,
                 Ok(None) => {
@@ -269,7 +285,7 @@ impl Sender {
                     if let Ok(a) = &answer {
                         self.cadence.set_hint(a.hint);
                     }
-                    self.ack(class, entry).await;
+                    to_ack = Some((class, entry.id, entry.payload.len()));
                 }
                 Decision::Drop => {
                     let body = answer.as_ref().map(|a| a.body.as_str()).unwrap_or("");
@@ -280,7 +296,7 @@ impl Sender {
                         "batch refused for good; dropped, not retried"
                     );
                     self.telemetry.dropped(stream);
-                    self.ack(class, entry).await;
+                    to_ack = Some((class, entry.id, entry.payload.len()));
                 }
                 Decision::RetryAfter(delay) => {
                     self.telemetry.retry(stream);
@@ -322,18 +338,6 @@ impl Sender {
         self.destinations
             .iter()
             .position(|d| d.down_until.is_none_or(|t| t <= now))
-    }
-
-    async fn ack(&self, class: Class, entry: Entry) {
-        let result = with_queue(&self.queue, move |q| {
-            let r = q.ack(class, entry.id);
-            (r, figures(q))
-        })
-        .await;
-        self.telemetry.set_queue(&result.1);
-        if let Err(e) = result.0 {
-            tracing::error!(error = %e, "cannot acknowledge a sent batch; it may be sent again");
-        }
     }
 
     async fn attempt(&mut self, i: usize, entry: &Entry) -> Result<Answer, String> {

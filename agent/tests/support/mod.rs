@@ -317,8 +317,12 @@ impl Agent {
         let config = format!(
             "cadence: 1s\nincident_cadence: 1s\nlisten: {listen}\n\
              host_labels: {{ region: test-1, cluster: c1, build_id: b1 }}\n\
-             host_metrics: {{ enabled: false }}\n\
-             queue: {{ dir: {} }}\n{extra}\noutput: {{ metrics_url: [{}]{} }}\n",
+             {}queue: {{ dir: {} }}\n{extra}\noutput: {{ metrics_url: [{}]{} }}\n",
+            if extra.contains("host_metrics:") {
+                ""
+            } else {
+                "host_metrics: { enabled: false }\n"
+            },
             dir.join("queue").display(),
             urls.join(", "),
             if urls.iter().any(|u| u.contains("https")) {
@@ -356,7 +360,7 @@ impl Agent {
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("start edge-agent");
-        let agent = Agent {
+        let mut agent = Agent {
             child,
             listen,
             dir: dir.to_path_buf(),
@@ -366,9 +370,15 @@ impl Agent {
         agent
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "edge-agent exited ({status}); its log:\n{}",
+                    self.log_text()
+                );
+            }
             if let Some((200, _)) = self.get("/ready") {
                 return;
             }
