@@ -53,15 +53,23 @@ pub struct HostConfig {
     pub interfaces: Vec<String>,
 }
 
-/// Reads a procfs file in as few `read` calls as the kernel allows: procfs reports a
-/// size of 0, so `read_to_string` would start with a small probe read, and every read
-/// of a seq file makes the kernel format the file again up to that point.
-fn read_proc(path: &Path) -> Option<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).ok()?;
-    let mut buf = Vec::with_capacity(PROC_READ_BYTES);
-    file.read_to_end(&mut buf).ok()?;
-    String::from_utf8(buf).ok()
+/// Reads procfs files into one buffer, in as few `read` calls as the kernel allows:
+/// procfs reports a size of 0, so `read_to_string` would start with a small probe
+/// read, and every read of a seq file makes the kernel format the file again up to
+/// that point.
+struct ProcReader<'a> {
+    root: &'a Path,
+    buf: Vec<u8>,
+}
+
+impl ProcReader<'_> {
+    fn read(&mut self, name: &str) -> Option<&str> {
+        use std::io::Read;
+        self.buf.clear();
+        let mut file = std::fs::File::open(self.root.join(name)).ok()?;
+        file.read_to_end(&mut self.buf).ok()?;
+        std::str::from_utf8(&self.buf).ok()
+    }
 }
 
 /// The buffer procfs files are read into: /proc/net/netstat, the largest read, is
@@ -70,42 +78,45 @@ const PROC_READ_BYTES: usize = 64 * 1024;
 
 /// Collects every host family once.
 pub fn collect(config: &HostConfig) -> Vec<Sample> {
-    let read = |name: &str| read_proc(&config.proc_root.join(name));
+    let mut r = ProcReader {
+        root: &config.proc_root,
+        buf: Vec::with_capacity(PROC_READ_BYTES),
+    };
     let ticks = rustix::param::clock_ticks_per_second() as f64;
     let mut out = Vec::with_capacity(96);
-    if let Some(text) = read("stat") {
-        out.extend(cpu_seconds(&text, ticks));
+    if let Some(text) = r.read("stat") {
+        out.extend(cpu_seconds(text, ticks));
     }
-    if let Some(text) = read("loadavg") {
-        out.extend(loadavg(&text));
+    if let Some(text) = r.read("loadavg") {
+        out.extend(loadavg(text));
     }
-    if let Some(text) = read("meminfo") {
-        out.extend(meminfo(&text));
+    if let Some(text) = r.read("meminfo") {
+        out.extend(meminfo(text));
     }
     if !config.interfaces.is_empty()
-        && let Some(text) = read("net/dev")
+        && let Some(text) = r.read("net/dev")
     {
-        out.extend(net_dev(&text, &config.interfaces));
+        out.extend(net_dev(text, &config.interfaces));
     }
     if !config.disks.is_empty()
-        && let Some(text) = read("diskstats")
+        && let Some(text) = r.read("diskstats")
     {
-        out.extend(diskstats(&text, &config.disks));
+        out.extend(diskstats(text, &config.disks));
     }
-    let snmp = read("net/snmp").unwrap_or_default();
-    let netstat_text = read("net/netstat").unwrap_or_default();
-    out.extend(netstat(&snmp, &netstat_text));
-    if let Some(text) = read("sys/fs/file-nr") {
-        out.extend(file_nr(&text));
+    let snmp = r.read("net/snmp").unwrap_or_default().to_string();
+    let netstat_text = r.read("net/netstat").unwrap_or_default();
+    out.extend(netstat(&snmp, netstat_text));
+    if let Some(text) = r.read("sys/fs/file-nr") {
+        out.extend(file_nr(text));
     }
     for resource in ["cpu", "memory", "io"] {
-        if let Some(text) = read(&format!("pressure/{resource}")) {
-            out.extend(pressure(resource, &text));
+        if let Some(text) = r.read(&format!("pressure/{resource}")) {
+            out.extend(pressure(resource, text));
         }
     }
-    if let Some(text) = read("self/stat") {
+    if let Some(text) = r.read("self/stat") {
         let page = rustix::param::page_size() as f64;
-        out.extend(self_stat(&text, ticks, page));
+        out.extend(self_stat(text, ticks, page));
     }
     for mount in &config.filesystems {
         out.extend(filesystem(Path::new(mount)));
