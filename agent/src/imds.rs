@@ -36,6 +36,11 @@ pub fn path_for(label: &str) -> Option<&'static str> {
 pub async fn lookup(labels: &[String]) -> Vec<(String, String)> {
     let endpoint = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
         .unwrap_or_else(|_| DEFAULT_ENDPOINT.to_string());
+    lookup_at(&endpoint, labels).await
+}
+
+/// [`lookup`] against the service at `endpoint`.
+pub async fn lookup_at(endpoint: &str, labels: &[String]) -> Vec<(String, String)> {
     let endpoint = endpoint.trim_end_matches('/');
     let token = plain_http::request(
         http::Method::PUT,
@@ -95,4 +100,82 @@ pub async fn lookup(labels: &[String]) -> Vec<(String, String)> {
         out.push((label.clone(), value));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+
+    /// A metadata service that wants a token, as IMDSv2 does.
+    async fn fake_imds() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            let token_ok = req
+                                .headers()
+                                .get("x-aws-ec2-metadata-token")
+                                .is_some_and(|v| v == "t0k3n");
+                            let (status, body) = match (req.method().as_str(), req.uri().path()) {
+                                ("PUT", "/latest/api/token") => (200, "t0k3n"),
+                                (_, _) if !token_ok => (401, ""),
+                                ("GET", "/latest/meta-data/placement/region") => (200, "eu-west-1"),
+                                ("GET", "/latest/meta-data/instance-type") => (200, "c7g.4xlarge"),
+                                _ => (404, ""),
+                            };
+                            let mut r =
+                                http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                            *r.status_mut() =
+                                http::StatusCode::from_u16(status).unwrap_or_default();
+                            Ok::<_, std::convert::Infallible>(r)
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn labels_come_from_imdsv2_and_fall_back_when_missing() {
+        let endpoint = fake_imds().await;
+        let labels = ["region", "az", "instance_type"].map(String::from);
+        let got = lookup_at(&endpoint, &labels).await;
+        assert_eq!(
+            got,
+            vec![
+                ("region".to_string(), "eu-west-1".to_string()),
+                ("az".to_string(), FALLBACK_VALUE.to_string()),
+                ("instance_type".to_string(), "c7g.4xlarge".to_string()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_service_means_the_fallback_quickly() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        };
+        let started = std::time::Instant::now();
+        let got = lookup_at(&format!("http://{closed}"), &["region".to_string()]).await;
+        assert_eq!(
+            got,
+            vec![("region".to_string(), FALLBACK_VALUE.to_string())]
+        );
+        assert!(started.elapsed() < IMDS_TIMEOUT * 3);
+    }
 }

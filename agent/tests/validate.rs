@@ -83,3 +83,13 @@ fn the_daemon_refuses_a_bad_config_with_the_same_message() {
     );
     assert_eq!(run.stderr, check.stderr);
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agent-local.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["validate", "--config", file])
+        .output()
+        .expect("edge-agent runs");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
