@@ -230,11 +230,11 @@ impl Agent {
             ("receiver", tokio::spawn(receiver)),
             ("sender", tokio::spawn(sender.run(send_stop_rx))),
         ];
-        let cycle = Cycle {
+        let mut cycle = Cycle {
             shared: shared.clone(),
             queue: queue.clone(),
             wake: wake.clone(),
-            host,
+            host: host.map(host::Collector::new),
             scrape,
         };
         let watchdog = notifier.watchdog_interval();
@@ -317,16 +317,20 @@ struct Cycle {
     shared: Arc<Shared>,
     queue: SharedQueue,
     wake: Arc<Notify>,
-    host: Option<HostConfig>,
+    host: Option<host::Collector>,
     scrape: Vec<String>,
 }
 
 impl Cycle {
     /// One collection cycle: collect, gate, encode, queue, wake the sender.
-    async fn run_once(&self) {
+    async fn run_once(&mut self) {
         // procfs is generated from kernel memory and never waits on a disk: read in
         // place, which costs less than handing ~0.2 ms of work to another thread.
-        let host_samples = self.host.as_ref().map(host::collect).unwrap_or_default();
+        let host_samples = self
+            .host
+            .as_mut()
+            .map(host::Collector::collect)
+            .unwrap_or_default();
         let timeout = (self.shared.cadence.current() / 2).min(MAX_SCRAPE_TIMEOUT);
         let mut scraped = Vec::new();
         for url in &self.scrape {

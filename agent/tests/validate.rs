@@ -91,5 +91,10 @@ fn the_example_config_is_valid() {
         .args(["validate", "--config", file])
         .output()
         .expect("edge-agent runs");
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -136,12 +136,12 @@ impl Batch {
 
     /// Series waiting.
     pub fn len(&self) -> usize {
-        self.series.len()
+        self.series.values().filter(|p| !p.is_empty()).count()
     }
 
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
+        self.series.values().all(Vec::is_empty)
     }
 
     /// Takes everything as one encoded (not yet compressed) remote_write
@@ -153,25 +153,31 @@ impl Batch {
     /// cycle, for bytes that are identical.
     pub fn take_encoded(&mut self, host_labels: &[(String, String)]) -> (Vec<u8>, usize) {
         use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint};
-        let mut series: Vec<_> = self.series.drain().collect();
-        series.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Entries stay from cycle to cycle, so a series that reports every cycle keeps
+        // its key and its points' buffer; one idle for a whole cycle is dropped here.
+        self.series.retain(|_, points| !points.is_empty());
+        let mut series: Vec<(&SeriesKey, &mut Vec<Point>)> = self.series.iter_mut().collect();
+        series.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut out = Vec::with_capacity(series.len() * 160);
         let mut ts = Vec::with_capacity(1024);
+        let mut labels: Vec<(&str, &str)> = Vec::with_capacity(16);
         let n = series.len();
-        for (key, mut points) in series {
+        for (key, points) in series {
             ts.clear();
+            labels.clear();
             let own = key
                 .labels
                 .iter()
                 .filter(|(k, _)| host_labels.binary_search_by(|(h, _)| h.cmp(k)).is_err())
                 .map(|(k, v)| (k.as_str(), v.as_str()));
             let host = host_labels.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-            let mut labels: Vec<(&str, &str)> = std::iter::once(("__name__", key.name.as_str()))
-                .chain(own)
-                .chain(host)
-                .collect();
+            labels.extend(
+                std::iter::once(("__name__", key.name.as_str()))
+                    .chain(own)
+                    .chain(host),
+            );
             labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            for (name, value) in labels {
+            for &(name, value) in &labels {
                 let len = 2
                     + encoded_len_varint(name.len() as u64)
                     + name.len()
@@ -188,7 +194,7 @@ impl Batch {
             }
             // Remote write wants each series' points in time order.
             points.sort_by_key(Point::timestamp);
-            for point in &points {
+            for point in points.iter() {
                 if let Point::Float { value, timestamp } = point {
                     let len = 9 + if *timestamp == 0 {
                         0
@@ -203,11 +209,12 @@ impl Batch {
                     }
                 }
             }
-            for point in &points {
+            for point in points.iter() {
                 if let Point::Histogram(h) = point {
                     prost::encoding::message::encode(4, h.as_ref(), &mut ts);
                 }
             }
+            points.clear();
             encode_key(1, WireType::LengthDelimited, &mut out);
             encode_varint(ts.len() as u64, &mut out);
             out.extend_from_slice(&ts);
