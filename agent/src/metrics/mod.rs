@@ -122,15 +122,7 @@ pub struct Batch {
 
 impl Batch {
     /// Adds a point to a series that passed the gate.
-    pub fn add(&mut self, key: &SeriesKey, point: Point) {
-        match self.series.get_mut(key) {
-            Some(points) => push_bounded(points, point),
-            None => self.add_owned(key.clone(), point),
-        }
-    }
-
-    /// [`Batch::add`] for a key the caller gives up (no copy of it is made).
-    pub fn add_owned(&mut self, key: SeriesKey, point: Point) {
+    pub fn add(&mut self, key: SeriesKey, point: Point) {
         push_bounded(self.series.entry(key).or_default(), point);
     }
 
@@ -257,7 +249,7 @@ impl Pipeline {
     pub fn offer(&mut self, key: SeriesKey, point: Point, now: std::time::Instant) -> bool {
         match self.gate.admit(&key, &point, now) {
             gate::Verdict::Pass => {
-                self.batch.add_owned(key, point);
+                self.batch.add(key, point);
                 true
             }
             gate::Verdict::Refused { .. } => false,
@@ -307,7 +299,7 @@ impl Pipeline {
     /// encoded request to send and its number of series (0: nothing to send).
     pub fn take(&mut self, now: std::time::Instant) -> (Vec<u8>, usize) {
         for (key, point) in self.gate.drain_overflow(now) {
-            self.batch.add(&key, point);
+            self.batch.add(key, point);
         }
         self.gate.expire(now);
         self.batch.take_encoded(&self.host_labels)
@@ -337,14 +329,14 @@ mod tests {
             ],
         );
         batch.add(
-            &cpu,
+            cpu.clone(),
             Point::Float {
                 value: 2.5,
                 timestamp: 2_000,
             },
         );
         batch.add(
-            &cpu,
+            cpu.clone(),
             Point::Float {
                 value: 1.5,
                 timestamp: 1_000,
@@ -358,7 +350,7 @@ mod tests {
             ..Default::default()
         };
         let tick = SeriesKey::new("game_tick_duration_seconds", vec![]);
-        batch.add(&tick, Point::Histogram(Box::new(hist.clone())));
+        batch.add(tick, Point::Histogram(Box::new(hist.clone())));
         let host = vec![
             ("build_id".to_string(), "b1".to_string()),
             ("region".to_string(), "us-east-1".to_string()),

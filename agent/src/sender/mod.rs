@@ -346,18 +346,21 @@ impl Sender {
             _ => None,
         };
         let d = &mut self.destinations[i];
-        let stale = match (&d.conn, &generation) {
-            (Some((_, g)), Some((_, now))) => g != now,
-            (Some((Conn::H1(s), _)), None) => s.is_closed(),
-            (Some((Conn::H2(s), _)), None) => s.is_closed(),
-            (None, _) => true,
-        };
-        let closed = match &d.conn {
-            Some((Conn::H1(s), _)) => s.is_closed(),
-            Some((Conn::H2(s), _)) => s.is_closed(),
+        let reconnect = match &d.conn {
             None => true,
+            Some((conn, made_under)) => {
+                let closed = match conn {
+                    Conn::H1(s) => s.is_closed(),
+                    Conn::H2(s) => s.is_closed(),
+                };
+                // A reloaded certificate is presented from the next connection on.
+                closed
+                    || generation
+                        .as_ref()
+                        .is_some_and(|(_, now)| now != made_under)
+            }
         };
-        if stale || closed {
+        if reconnect {
             let conn = connect(d, generation.as_ref().map(|(c, _)| c.clone())).await?;
             d.conn = Some((conn, generation.as_ref().map_or(0, |(_, g)| *g)));
         }
