@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod host;
 pub mod imds;
+pub mod logs;
 pub mod metrics;
 pub mod plain_http;
 pub mod queue;

@@ -1,0 +1,4 @@
+//! The logs path: tail files, join multi-line records, parse, enrich, tokenize PII,
+//! filter, and ship OTLP batches through the shared disk queue and sender.
+
+pub mod record;
