@@ -2,3 +2,4 @@
 //! filter, and ship OTLP batches through the shared disk queue and sender.
 
 pub mod record;
+pub mod tail;

@@ -35,7 +35,14 @@ impl Level {
             Level::Warn
         } else if eq("error") || eq("err") || eq("e") {
             Level::Error
-        } else if eq("fatal") || eq("critical") || eq("crit") || eq("panic") || eq("f") || eq("emerg") || eq("alert") {
+        } else if eq("fatal")
+            || eq("critical")
+            || eq("crit")
+            || eq("panic")
+            || eq("f")
+            || eq("emerg")
+            || eq("alert")
+        {
             Level::Fatal
         } else {
             Level::Unknown

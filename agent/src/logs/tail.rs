@@ -1,0 +1,552 @@
+//! Tailing: files by glob, followed through rotation, with positions checkpointed.
+//!
+//! Every poll lists the glob's directory again (so a lost or overflowed inotify queue
+//! costs nothing: the next poll sees everything), and reads what each file gained.
+//! Files are known by device and inode, and their first bytes' fingerprint tells a
+//! reused inode from the file it replaced.
+//!
+//! - **Rename rotation** (`game.log` → `game.log.1`, new `game.log`): the old inode stays
+//!   open and is drained to its end, also after the rename, until it has not grown for
+//!   [`ROTATED_GRACE`]; the new file is read from its start.
+//! - **copytruncate**: a file shorter than the read position was truncated. What the
+//!   reader had not read yet is recovered from the copy (a sibling file whose first
+//!   bytes match the fingerprint), then the file is read from 0. Lines the writer adds
+//!   between the copy and the truncation are lost by copytruncate itself, for every
+//!   reader.
+//! - **Truncated in place**: read again from 0.
+//! - A partial last line is held until its newline, or emitted after
+//!   `partial_flush`; lines over `max_line_bytes` are split into flagged pieces.
+//!
+//! Positions are written (atomically, by rename) only through [`Tailer::commit`], which
+//! the pipeline calls with offsets whose lines are already in the disk queue: a
+//! checkpoint never runs ahead of what is durable.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// How long a rotated-away file is still drained after it last grew.
+pub const ROTATED_GRACE: Duration = Duration::from_secs(5);
+
+/// Bytes hashed to recognise a file: enough to differ between two log files.
+pub const FINGERPRINT_BYTES: u64 = 256;
+
+/// The most read from one file in one poll, so one busy file cannot starve the others.
+pub const MAX_READ_PER_POLL: u64 = 8 << 20;
+
+const CHUNK: usize = 256 << 10;
+
+/// What one source tails.
+#[derive(Clone, Debug)]
+pub struct TailConfig {
+    /// `dir/pattern`, `*` and `?` in the last component only.
+    pub glob: String,
+    /// Files that exist at the agent's very first start are read from their start
+    /// (`true`) or only from their end (`false`, the default: no flood of old lines).
+    pub read_existing_from_start: bool,
+    /// Longer lines are split into pieces of this many bytes, each flagged.
+    pub max_line_bytes: usize,
+    /// A last line without its newline is emitted after this long.
+    pub partial_flush: Duration,
+}
+
+/// A file's identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FileId {
+    /// Device.
+    pub dev: u64,
+    /// Inode.
+    pub ino: u64,
+}
+
+/// One line read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    /// The file it came from.
+    pub file: FileId,
+    /// The text, without its newline (invalid UTF-8 replaced).
+    pub text: String,
+    /// The file offset just past this line: where to resume once it is durable.
+    pub end_offset: u64,
+    /// A piece of a line longer than the maximum.
+    pub truncated: bool,
+}
+
+/// A saved position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The path it was last seen at.
+    pub path: PathBuf,
+    /// Identity.
+    pub id: FileId,
+    /// Resume here.
+    pub offset: u64,
+    /// Bytes fingerprinted.
+    pub fp_len: u64,
+    /// CRC-32 of the first `fp_len` bytes.
+    pub fp: u32,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Positions {
+    files: Vec<Position>,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    path: PathBuf,
+    file: File,
+    /// Next byte to read.
+    read: u64,
+    /// Committed (durable) position.
+    committed: u64,
+    fp_len: u64,
+    fp: u32,
+    partial: Vec<u8>,
+    partial_since: Option<Instant>,
+    /// Renamed out of the glob or deleted: drained, then dropped.
+    rotated: bool,
+    last_growth: Instant,
+}
+
+/// Why the tailer cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    /// The glob has wildcards outside its last component.
+    #[error("logs path {0:?}: wildcards are allowed in the file name only")]
+    Glob(String),
+    /// The positions file exists but cannot be used.
+    #[error("positions file {path}: {why}")]
+    Positions {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        why: String,
+    },
+}
+
+/// A tailer for one glob.
+#[derive(Debug)]
+pub struct Tailer {
+    config: TailConfig,
+    dir: PathBuf,
+    pattern: String,
+    positions_file: PathBuf,
+    files: HashMap<FileId, Tracked>,
+    /// Positions loaded at start, used when their file is first seen.
+    saved: HashMap<FileId, Position>,
+    /// No positions file existed: this is the agent's first run for this source.
+    first_run: bool,
+    first_poll: bool,
+}
+
+impl Tailer {
+    /// A tailer for `config`, keeping positions in `positions_file`. A positions file
+    /// that does not parse is reported and set aside (renamed `.bad`), and the files
+    /// are read as on a first run, rather than refusing to start.
+    pub fn new(config: TailConfig, positions_file: PathBuf) -> Result<Tailer, TailError> {
+        let glob = Path::new(&config.glob);
+        let pattern = glob
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let dir = glob.parent().map(Path::to_path_buf).unwrap_or_default();
+        if dir.to_string_lossy().contains(['*', '?']) || pattern.is_empty() {
+            return Err(TailError::Glob(config.glob.clone()));
+        }
+        let (saved, first_run) = match std::fs::read(&positions_file) {
+            Ok(bytes) => match serde_json::from_slice::<Positions>(&bytes) {
+                Ok(p) => (p.files.into_iter().map(|p| (p.id, p)).collect(), false),
+                Err(e) => {
+                    tracing::warn!(file = %positions_file.display(), error = %e, "positions file does not parse; set aside as .bad, starting over");
+                    let _ = std::fs::rename(&positions_file, positions_file.with_extension("bad"));
+                    (HashMap::new(), false)
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (HashMap::new(), true),
+            Err(e) => {
+                return Err(TailError::Positions {
+                    path: positions_file,
+                    why: e.to_string(),
+                });
+            }
+        };
+        Ok(Tailer {
+            config,
+            dir,
+            pattern,
+            positions_file,
+            files: HashMap::new(),
+            saved,
+            first_run,
+            first_poll: true,
+        })
+    }
+
+    /// The directory watched.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Lists the glob, follows rotations, and appends every new line to `out`.
+    pub fn poll(&mut self, now: Instant, out: &mut Vec<Line>) {
+        let mut seen: Vec<(PathBuf, FileId, u64)> = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if !glob_match(&self.pattern, name) {
+                    continue;
+                }
+                let path = entry.path();
+                let Ok(meta) = std::fs::metadata(&path) else {
+                    continue;
+                };
+                if !meta.is_file() {
+                    continue;
+                }
+                seen.push((
+                    path,
+                    FileId {
+                        dev: meta.dev(),
+                        ino: meta.ino(),
+                    },
+                    meta.len(),
+                ));
+            }
+        }
+        seen.sort();
+        let start_at_end =
+            self.first_run && self.first_poll && !self.config.read_existing_from_start;
+        // Files no longer under the glob (renamed away, deleted) are drained.
+        for (id, t) in &mut self.files {
+            if !seen.iter().any(|(_, s, _)| s == id) {
+                t.rotated = true;
+            }
+        }
+        for (path, id, len) in seen {
+            if !self.files.contains_key(&id) {
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
+                // The path may have been rotated between the listing and the open: only
+                // the inode listed is taken; another one is picked up next poll.
+                let same = file
+                    .metadata()
+                    .is_ok_and(|m| m.dev() == id.dev && m.ino() == id.ino);
+                if !same {
+                    continue;
+                }
+                let mut start = if start_at_end { len } else { 0 };
+                if let Some(saved) = self.saved.remove(&id) {
+                    // The same inode: resume if it still starts with the same bytes.
+                    if saved.offset <= len && fingerprint(&file, saved.fp_len) == Some(saved.fp) {
+                        start = saved.offset;
+                    } else {
+                        start = 0;
+                    }
+                }
+                let (fp_len, fp) = (
+                    len.min(FINGERPRINT_BYTES),
+                    fingerprint(&file, len.min(FINGERPRINT_BYTES)).unwrap_or(0),
+                );
+                self.files.insert(
+                    id,
+                    Tracked {
+                        path: path.clone(),
+                        file,
+                        read: start,
+                        committed: start,
+                        fp_len,
+                        fp,
+                        partial: Vec::new(),
+                        partial_since: None,
+                        rotated: false,
+                        last_growth: now,
+                    },
+                );
+            }
+            if let Some(t) = self.files.get_mut(&id) {
+                t.path = path;
+                t.rotated = false;
+                // Shorter than what was read, or rewritten from the start (truncated and
+                // refilled between two polls): read again from 0.
+                let rewritten =
+                    t.fp_len > 0 && len >= t.fp_len && fingerprint(&t.file, t.fp_len) != Some(t.fp);
+                if len < t.read || rewritten {
+                    // Truncated: copytruncate, or in place.
+                    recover_from_copy(&self.dir, id, t, &self.config, out);
+                    t.read = 0;
+                    t.committed = 0;
+                    t.partial.clear();
+                    t.partial_since = None;
+                    t.fp_len = 0;
+                }
+            }
+        }
+        self.first_poll = false;
+        if self.first_run {
+            // Record where this first run starts, so a crash before the first commit
+            // does not make the next start skip to the end again.
+            self.first_run = false;
+            self.write_positions();
+        }
+        let config = self.config.clone();
+        // Rotated files first: their last lines were written before the new file's.
+        let mut order: Vec<(bool, FileId)> =
+            self.files.iter().map(|(id, t)| (!t.rotated, *id)).collect();
+        order.sort_unstable();
+        for (_, id) in order {
+            if let Some(t) = self.files.get_mut(&id) {
+                read_new(id, t, &config, now, out);
+            }
+        }
+        // Rotated files that stopped growing are done (their lines were emitted).
+        self.files.retain(|_, t| {
+            !(t.rotated && now.saturating_duration_since(t.last_growth) >= ROTATED_GRACE)
+        });
+    }
+
+    /// Records that every line of `file` up to `offset` is durable, and writes the
+    /// positions file (atomically; without fsync: a position that a crash rolls back
+    /// only sends some lines twice).
+    pub fn commit(&mut self, done: &HashMap<FileId, u64>) {
+        let mut changed = false;
+        for (id, offset) in done {
+            if let Some(t) = self.files.get_mut(id)
+                && *offset > t.committed
+                && *offset <= t.read
+            {
+                t.committed = *offset;
+                changed = true;
+            }
+        }
+        if changed {
+            self.write_positions();
+        }
+    }
+
+    fn write_positions(&self) {
+        let mut files: Vec<Position> = self
+            .files
+            .iter()
+            .map(|(id, t)| Position {
+                path: t.path.clone(),
+                id: *id,
+                offset: t.committed,
+                fp_len: t.fp_len,
+                fp: t.fp,
+            })
+            .collect();
+        // Saved positions of files not seen yet are kept.
+        files.extend(self.saved.values().cloned());
+        files.sort_by_key(|p| p.id);
+        let Ok(bytes) = serde_json::to_vec(&Positions { files }) else {
+            return;
+        };
+        let tmp = self.positions_file.with_extension("tmp");
+        let result =
+            std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &self.positions_file));
+        if let Err(e) = result {
+            tracing::warn!(file = %self.positions_file.display(), error = %e, "cannot write log positions");
+        }
+    }
+
+    /// Files followed now.
+    pub fn tracked(&self) -> usize {
+        self.files.len()
+    }
+}
+
+fn fingerprint(file: &File, len: u64) -> Option<u32> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    Some(crc32fast::hash(&buf))
+}
+
+/// Reads what `t` gained since the last poll and splits it into lines.
+fn read_new(id: FileId, t: &mut Tracked, config: &TailConfig, now: Instant, out: &mut Vec<Line>) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut budget = MAX_READ_PER_POLL;
+    loop {
+        let want = (CHUNK as u64).min(budget) as usize;
+        if want == 0 {
+            break;
+        }
+        let n = match t.file.read_at(&mut buf[..want], t.read) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        budget -= n as u64;
+        let base = t.read;
+        t.read += n as u64;
+        t.last_growth = now;
+        if t.fp_len < FINGERPRINT_BYTES {
+            let len = t.read.min(FINGERPRINT_BYTES);
+            if let Some(fp) = fingerprint(&t.file, len) {
+                t.fp_len = len;
+                t.fp = fp;
+            }
+        }
+        split_lines(id, t, &buf[..n], base, config, now, out);
+    }
+    if !t.partial.is_empty()
+        && t.partial_since
+            .is_some_and(|since| now.saturating_duration_since(since) >= config.partial_flush)
+    {
+        emit(id, std::mem::take(&mut t.partial), t.read, false, out);
+        t.partial_since = None;
+    }
+}
+
+fn split_lines(
+    id: FileId,
+    t: &mut Tracked,
+    data: &[u8],
+    base: u64,
+    config: &TailConfig,
+    now: Instant,
+    out: &mut Vec<Line>,
+) {
+    let mut start = 0usize;
+    for nl in memchr::memchr_iter(b'\n', data) {
+        let end_offset = base + nl as u64 + 1;
+        let piece = &data[start..nl];
+        if t.partial.is_empty() {
+            emit_bounded(id, piece, end_offset, config.max_line_bytes, out);
+        } else {
+            let mut line = std::mem::take(&mut t.partial);
+            line.extend_from_slice(piece);
+            emit_bounded(id, &line, end_offset, config.max_line_bytes, out);
+            t.partial_since = None;
+        }
+        start = nl + 1;
+    }
+    if start < data.len() {
+        if t.partial.is_empty() {
+            t.partial_since = Some(now);
+        }
+        t.partial.extend_from_slice(&data[start..]);
+        // A line longer than the maximum is split now: memory stays bounded.
+        while t.partial.len() > config.max_line_bytes {
+            let rest = t.partial.split_off(config.max_line_bytes);
+            let piece = std::mem::replace(&mut t.partial, rest);
+            let held = t.partial.len() as u64;
+            emit(id, piece, base + data.len() as u64 - held, true, out);
+        }
+    }
+}
+
+/// Emits one complete line (`line` without its newline, which ends at `end_offset`),
+/// split into flagged pieces when it is longer than `max`.
+fn emit_bounded(id: FileId, line: &[u8], end_offset: u64, max: usize, out: &mut Vec<Line>) {
+    let start = end_offset.saturating_sub(1 + line.len() as u64);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.len() <= max {
+        emit(id, line.to_vec(), end_offset, false, out);
+        return;
+    }
+    let max = max.max(1);
+    let pieces = line.len().div_ceil(max);
+    for (i, piece) in line.chunks(max).enumerate() {
+        // A piece's position is just past it; the last one's is past the newline.
+        let at = if i + 1 == pieces {
+            end_offset
+        } else {
+            start + ((i + 1) * max) as u64
+        };
+        emit(id, piece.to_vec(), at, true, out);
+    }
+}
+
+fn emit(id: FileId, bytes: Vec<u8>, end_offset: u64, truncated: bool, out: &mut Vec<Line>) {
+    let text = match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    };
+    out.push(Line {
+        file: id,
+        text,
+        end_offset,
+        truncated,
+    });
+}
+
+/// copytruncate: the unread rest of the file before truncation is in the copy, a
+/// sibling whose first bytes are the same; read it from our position to its end.
+fn recover_from_copy(
+    dir: &Path,
+    id: FileId,
+    t: &mut Tracked,
+    config: &TailConfig,
+    out: &mut Vec<Line>,
+) {
+    if t.fp_len == 0 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
+        if !meta.is_file() || meta.ino() == id.ino || meta.len() < t.read {
+            continue;
+        }
+        let Ok(copy) = File::open(&path) else {
+            continue;
+        };
+        if fingerprint(&copy, t.fp_len) != Some(t.fp) {
+            continue;
+        }
+        let mut rest = vec![0u8; (meta.len() - t.read) as usize];
+        if copy.read_exact_at(&mut rest, t.read).is_err() {
+            return;
+        }
+        let before = out.len();
+        // Offsets of recovered lines belong to the copy; the original restarts at 0.
+        split_lines(id, t, &rest, t.read, config, Instant::now(), out);
+        if !t.partial.is_empty() {
+            let partial = std::mem::take(&mut t.partial);
+            emit(id, partial, 0, false, out);
+        }
+        for line in &mut out[before..] {
+            line.end_offset = 0;
+        }
+        tracing::info!(copy = %path.display(), lines = out.len() - before, "copytruncate: read the unread rest from the copy");
+        return;
+    }
+}
+
+/// `*` and `?` over a file name.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests;
