@@ -2,4 +2,5 @@
 //! filter, and ship OTLP batches through the shared disk queue and sender.
 
 pub mod record;
+pub mod ship;
 pub mod tail;
