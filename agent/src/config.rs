@@ -102,6 +102,15 @@ struct RawLog {
     parser: String,
     pattern: Option<String>,
     multiline: Option<RawMultiline>,
+    min_level: Option<String>,
+    #[serde(default)]
+    drop: Vec<String>,
+    #[serde(default)]
+    sample: BTreeMap<String, f64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    read_from: Option<String>,
+    max_line_bytes: Option<String>,
 }
 
 fn parser_none() -> String {
@@ -112,6 +121,8 @@ fn parser_none() -> String {
 #[serde(deny_unknown_fields)]
 struct RawMultiline {
     start: String,
+    max_lines: Option<usize>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -179,7 +190,7 @@ pub enum LabelSource {
 }
 
 /// A log source.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LogSource {
     /// The glob of files to tail.
     pub path: String,
@@ -191,7 +202,36 @@ pub struct LogSource {
     pub pattern: Option<String>,
     /// The start pattern of a multi-line record.
     pub multiline_start: Option<String>,
+    /// Lines a multi-line record may join.
+    pub multiline_max_lines: usize,
+    /// How long a multi-line record waits for its next line.
+    pub multiline_timeout: Duration,
+    /// Records below this level are dropped (`None`: keep all).
+    pub min_level: Option<String>,
+    /// Records whose message matches one of these patterns are dropped.
+    pub drop: Vec<String>,
+    /// Fraction of records kept per level (`debug: 0.1`); levels not named keep all.
+    pub sample: BTreeMap<String, f64>,
+    /// Static attributes added to every record.
+    pub tags: BTreeMap<String, String>,
+    /// Files present at the agent's first start are read from their start (`true`) or
+    /// their end (`false`, the default).
+    pub read_existing_from_start: bool,
+    /// Longer lines are split into flagged pieces.
+    pub max_line_bytes: usize,
 }
+
+/// Lines a multi-line record joins at most (a stack trace of 500 frames fits).
+pub const DEFAULT_MULTILINE_MAX_LINES: usize = 500;
+
+/// How long a multi-line record waits for its next line before it is complete.
+pub const DEFAULT_MULTILINE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest line kept whole: OpenSearch documents and Firehose records stay small.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+
+/// Levels a `min_level` or `sample` key may name.
+const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "fatal"];
 
 /// A PII detector.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -466,12 +506,89 @@ impl Validator<'_> {
                     "a regex parser needs a pattern with named captures",
                 );
             }
+            if let Some(level) = &log.min_level
+                && !LEVELS.contains(&level.as_str())
+            {
+                self.problem(
+                    format!("{base}.min_level"),
+                    format!("{level:?} is not one of {}", LEVELS.join(", ")),
+                );
+            }
+            for (level, fraction) in &log.sample {
+                if !LEVELS.contains(&level.as_str()) {
+                    self.problem(
+                        format!("{base}.sample.{level}"),
+                        format!("not a level: use one of {}", LEVELS.join(", ")),
+                    );
+                }
+                if !(0.0..=1.0).contains(fraction) {
+                    self.problem(
+                        format!("{base}.sample.{level}"),
+                        format!("{fraction} is not a fraction between 0 and 1"),
+                    );
+                }
+            }
+            for (i, pattern) in log.drop.iter().enumerate() {
+                if let Err(e) = regex::Regex::new(pattern) {
+                    self.problem(format!("{base}.drop[{i}]"), format!("not a valid regex: {e}"));
+                }
+            }
+            if let Some(m) = &log.multiline
+                && let Err(e) = regex::Regex::new(&m.start)
+            {
+                self.problem(format!("{base}.multiline.start"), format!("not a valid regex: {e}"));
+            }
+            if let Some(p) = &log.pattern
+                && let Err(e) = regex::Regex::new(p)
+            {
+                self.problem(format!("{base}.pattern"), format!("not a valid regex: {e}"));
+            }
+            let read_existing_from_start = match log.read_from.as_deref() {
+                None | Some("end") => false,
+                Some("beginning") => true,
+                Some(other) => {
+                    self.problem(
+                        format!("{base}.read_from"),
+                        format!("{other:?} is not `end` or `beginning`"),
+                    );
+                    false
+                }
+            };
+            let max_line_bytes = match log.max_line_bytes.as_deref().map(parse_size) {
+                None => DEFAULT_MAX_LINE_BYTES,
+                Some(Some(n)) if n >= 256 => n as usize,
+                Some(_) => {
+                    self.problem(
+                        format!("{base}.max_line_bytes"),
+                        "must be a size of at least 256 bytes, e.g. 64KiB",
+                    );
+                    DEFAULT_MAX_LINE_BYTES
+                }
+            };
+            let multiline_timeout = self.duration(
+                &format!("{base}.multiline.timeout"),
+                log.multiline.as_ref().and_then(|m| m.timeout.clone()),
+                DEFAULT_MULTILINE_TIMEOUT,
+            );
             logs.push(LogSource {
                 path,
                 service: log.service,
                 parser: log.parser,
                 pattern: log.pattern,
+                multiline_max_lines: log
+                    .multiline
+                    .as_ref()
+                    .and_then(|m| m.max_lines)
+                    .unwrap_or(DEFAULT_MULTILINE_MAX_LINES)
+                    .max(1),
+                multiline_timeout,
                 multiline_start: log.multiline.map(|m| m.start),
+                min_level: log.min_level,
+                drop: log.drop,
+                sample: log.sample,
+                tags: log.tags,
+                read_existing_from_start,
+                max_line_bytes,
             });
         }
 

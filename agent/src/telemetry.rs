@@ -12,6 +12,7 @@ use std::time::Duration;
 use edge_exporter::export::native_to_proto;
 use edge_exporter::instruments::Histogram;
 
+use crate::logs::record::Level;
 use crate::metrics::gate::REJECT_REASONS;
 use crate::metrics::{Point, SeriesKey};
 use crate::queue::Class;
@@ -85,10 +86,39 @@ pub struct Telemetry {
     queue_records: [AtomicU64; 4],
     queue_shed: [AtomicU64; 4],
     queue_lost_bytes: [AtomicU64; 4],
+    logs_records: [AtomicU64; LEVELS.len()],
+    logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
+    logs_parse_failures: AtomicU64,
+    logs_truncated: AtomicU64,
+    logs_pii_replaced: AtomicU64,
     active_series: AtomicU64,
     budget: AtomicU64,
     rejected: [AtomicU64; REJECT_REASONS.len()],
 }
+
+/// Log levels, as the `level` label.
+pub const LEVELS: [Level; 7] = [
+    Level::Unknown,
+    Level::Trace,
+    Level::Debug,
+    Level::Info,
+    Level::Warn,
+    Level::Error,
+    Level::Fatal,
+];
+
+/// Why a log record was dropped, as the `reason` label of `edge_logs_dropped_total`.
+pub const DROP_REASONS: [&str; 5] = ["min_level", "drop_rule", "sampled", "shed", "pii_drop"];
+
+fn class_slot(class: Class) -> usize {
+    match class {
+        Class::LogsDebug => 0,
+        Class::LogsInfo => 1,
+        _ => 2,
+    }
+}
+
+const LOG_CLASSES: [Class; 3] = [Class::LogsDebug, Class::LogsInfo, Class::LogsWarn];
 
 /// What the queue reports, copied in after each queue operation.
 #[derive(Clone, Copy, Debug, Default)]
@@ -129,6 +159,43 @@ impl Telemetry {
     /// A batch refused for good.
     pub fn dropped(&self, stream: Stream) {
         self.streams[stream.index()].dropped.fetch_add(1, Relaxed);
+    }
+
+    /// Log records queued, by level.
+    pub fn logs_queued(&self, level: Level, n: u64) {
+        if let Some(i) = LEVELS.iter().position(|l| *l == level) {
+            self.logs_records[i].fetch_add(n, Relaxed);
+        }
+    }
+
+    /// A log record dropped for `reason` (one of [`DROP_REASONS`]) from `class`.
+    pub fn log_dropped(&self, reason: &str, class: Class) {
+        if let Some(i) = DROP_REASONS.iter().position(|r| *r == reason) {
+            self.logs_dropped[i][class_slot(class)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Log records dropped for `reason` from `class` so far.
+    pub fn logs_dropped(&self, reason: &str, class: Class) -> u64 {
+        DROP_REASONS
+            .iter()
+            .position(|r| *r == reason)
+            .map_or(0, |i| self.logs_dropped[i][class_slot(class)].load(Relaxed))
+    }
+
+    /// A line kept as plain text because it did not parse.
+    pub fn log_parse_failed(&self) {
+        self.logs_parse_failures.fetch_add(1, Relaxed);
+    }
+
+    /// A piece of a line over the maximum.
+    pub fn log_truncated(&self) {
+        self.logs_truncated.fetch_add(1, Relaxed);
+    }
+
+    /// PII values replaced.
+    pub fn pii_replaced(&self, n: u64) {
+        self.logs_pii_replaced.fetch_add(n, Relaxed);
     }
 
     /// A failed scrape.
@@ -215,6 +282,33 @@ impl Telemetry {
             "edge_scrape_failures_total",
             &[],
             load(&self.scrape_failures),
+        );
+        for (level, n) in LEVELS.iter().zip(&self.logs_records) {
+            push("edge_logs_records_total", &[("level", level.name())], load(n));
+        }
+        for (reason, by_class) in DROP_REASONS.iter().zip(&self.logs_dropped) {
+            for (class, n) in LOG_CLASSES.iter().zip(by_class) {
+                push(
+                    "edge_logs_dropped_total",
+                    &[("reason", reason), ("class", class.name())],
+                    load(n),
+                );
+            }
+        }
+        push(
+            "edge_logs_parse_failures_total",
+            &[],
+            load(&self.logs_parse_failures),
+        );
+        push(
+            "edge_logs_truncated_lines_total",
+            &[],
+            load(&self.logs_truncated),
+        );
+        push(
+            "edge_logs_pii_replaced_total",
+            &[],
+            load(&self.logs_pii_replaced),
         );
         for stream in [Stream::Metrics, Stream::Logs] {
             let s = &self.streams[stream.index()];
