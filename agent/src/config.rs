@@ -530,13 +530,19 @@ impl Validator<'_> {
             }
             for (i, pattern) in log.drop.iter().enumerate() {
                 if let Err(e) = regex::Regex::new(pattern) {
-                    self.problem(format!("{base}.drop[{i}]"), format!("not a valid regex: {e}"));
+                    self.problem(
+                        format!("{base}.drop[{i}]"),
+                        format!("not a valid regex: {e}"),
+                    );
                 }
             }
             if let Some(m) = &log.multiline
                 && let Err(e) = regex::Regex::new(&m.start)
             {
-                self.problem(format!("{base}.multiline.start"), format!("not a valid regex: {e}"));
+                self.problem(
+                    format!("{base}.multiline.start"),
+                    format!("not a valid regex: {e}"),
+                );
             }
             if let Some(p) = &log.pattern
                 && let Err(e) = regex::Regex::new(p)

@@ -70,6 +70,7 @@ pub struct Agent {
     host: Option<HostConfig>,
     scrape: Vec<String>,
     notifier: Notifier,
+    logs: Option<(crate::logs::pipeline::LogsPipeline, Sender)>,
 }
 
 /// Everything that can fail at startup.
@@ -138,6 +139,40 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         telemetry.clone(),
         cadence.clone(),
     )?;
+    let logs = match (&config.logs_url, config.logs.is_empty()) {
+        (Some(url), false) => {
+            let logs_wake = Arc::new(Notify::new());
+            let tls = match &config.tls {
+                Some(files) => Some(ReloadingTls::load(files.clone())?),
+                None => None,
+            };
+            let sender = Sender::new(
+                SenderConfig {
+                    stream: Stream::Logs,
+                    urls: vec![url.clone()],
+                    // Highest priority first.
+                    classes: vec![Class::LogsWarn, Class::LogsInfo, Class::LogsDebug],
+                    headers: otlp_headers(),
+                },
+                tls,
+                queue.clone(),
+                logs_wake.clone(),
+                telemetry.clone(),
+                cadence.clone(),
+            )?;
+            let host_labels = host_labels.clone();
+            let pipeline = crate::logs::pipeline::LogsPipeline::new(
+                &config,
+                &host_labels,
+                queue.clone(),
+                logs_wake,
+                telemetry.clone(),
+                sender.shed_hint(),
+            )?;
+            Some((pipeline, sender))
+        }
+        _ => None,
+    };
     let gate = Gate::new(Schema::new(policy, catalog), config.series_budget);
     let shared = Arc::new(Shared {
         pipeline: Mutex::new(Pipeline {
@@ -164,7 +199,26 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         host,
         scrape: config.scrape.clone(),
         notifier: Notifier::from_env(),
+        logs,
     })
+}
+
+/// The OTLP/HTTP logs request headers.
+pub fn otlp_headers() -> Vec<(HeaderName, HeaderValue)> {
+    vec![
+        (
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-protobuf"),
+        ),
+        (
+            http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("zstd"),
+        ),
+        (
+            http::header::USER_AGENT,
+            HeaderValue::from_static(concat!("edge-agent/", env!("CARGO_PKG_VERSION"))),
+        ),
+    ]
 }
 
 /// The remote_write request headers.
@@ -222,14 +276,23 @@ impl Agent {
             host,
             scrape,
             notifier,
+            logs,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (send_stop_tx, send_stop_rx) = watch::channel(false);
         let receiver = crate::receiver::serve(listener, shared.clone(), stop_rx.clone());
-        let tasks: Vec<(&'static str, JoinHandle<()>)> = vec![
+        let mut tasks: Vec<(&'static str, JoinHandle<()>)> = vec![
             ("receiver", tokio::spawn(receiver)),
-            ("sender", tokio::spawn(sender.run(send_stop_rx))),
+            ("sender", tokio::spawn(sender.run(send_stop_rx.clone()))),
         ];
+        let logs_stop = Arc::new(AtomicBool::new(false));
+        let logs_thread = match logs {
+            Some((pipeline, logs_sender)) => {
+                tasks.push(("logs sender", tokio::spawn(logs_sender.run(send_stop_rx))));
+                Some(spawn_logs(pipeline, logs_stop.clone())?)
+            }
+            None => None,
+        };
         let mut cycle = Cycle {
             shared: shared.clone(),
             queue: queue.clone(),
@@ -294,6 +357,16 @@ impl Agent {
         if flushed.is_err() {
             tracing::error!(task = "collector", "did not stop within the deadline");
         }
+        logs_stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = logs_thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join());
+            if tokio::time::timeout(SHUTDOWN_DEADLINE, joined)
+                .await
+                .is_err()
+            {
+                tracing::error!(task = "logs", "did not stop within the deadline");
+            }
+        }
         // Give the sender a moment to deliver what is queued; what it cannot stays
         // queued for the next start.
         let drain_until = Instant::now() + SHUTDOWN_DRAIN;
@@ -311,6 +384,41 @@ impl Agent {
         tracing::info!("edge-agent stopped");
         Ok(())
     }
+}
+
+/// Runs the logs pipeline on its own thread, woken by inotify events on the sources'
+/// directories (and by its own poll when there are none, or too many).
+fn spawn_logs(
+    pipeline: crate::logs::pipeline::LogsPipeline,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let dirs = pipeline.dirs();
+    std::thread::Builder::new()
+        .name("edge-logs".into())
+        .spawn(move || {
+            use notify::Watcher as _;
+            let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
+                // Any event, an error or a queue overflow alike: look at the files.
+                let _ = tx.send(());
+            });
+            let _watcher = match watcher {
+                Ok(mut w) => {
+                    for dir in &dirs {
+                        if let Err(e) = w.watch(dir, notify::RecursiveMode::NonRecursive) {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a log directory; polling it");
+                        }
+                    }
+                    Some(w)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "inotify unavailable; polling log files");
+                    None
+                }
+            };
+            pipeline.run(&stop, &rx);
+        })
+        .context("starting the logs thread")
 }
 
 struct Cycle {

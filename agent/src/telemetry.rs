@@ -284,7 +284,11 @@ impl Telemetry {
             load(&self.scrape_failures),
         );
         for (level, n) in LEVELS.iter().zip(&self.logs_records) {
-            push("edge_logs_records_total", &[("level", level.name())], load(n));
+            push(
+                "edge_logs_records_total",
+                &[("level", level.name())],
+                load(n),
+            );
         }
         for (reason, by_class) in DROP_REASONS.iter().zip(&self.logs_dropped) {
             for (class, n) in LOG_CLASSES.iter().zip(by_class) {

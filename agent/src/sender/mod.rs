@@ -42,6 +42,19 @@ const MAX_ANSWER_BODY: usize = 64 * 1024;
 /// HTTP/2 pings keep an idle connection (and its NAT/NLB flow) alive.
 const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 
+/// The answer header by which the gateway asks agents to shed verbose logs:
+/// `debug` (shed debug and trace) or `info` (shed info too); absent means none.
+pub const SHED_HINT_HEADER: &str = "edge-shed-logs";
+
+/// The log classes the gateway asks to shed, as a level: 0 none, 1 debug, 2 info.
+pub fn parse_shed_hint(value: Option<&str>) -> u8 {
+    match value.map(str::trim) {
+        Some(v) if v.eq_ignore_ascii_case("info") => 2,
+        Some(v) if v.eq_ignore_ascii_case("debug") => 1,
+        _ => 0,
+    }
+}
+
 /// What to do after an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
@@ -105,6 +118,7 @@ struct Answer {
     status: u16,
     retry_after: Option<Duration>,
     hint: Option<Duration>,
+    shed: u8,
     body: String,
 }
 
@@ -125,6 +139,7 @@ pub struct Sender {
     wake: Arc<Notify>,
     telemetry: Arc<Telemetry>,
     cadence: Arc<Cadence>,
+    shed: Arc<std::sync::atomic::AtomicU8>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -188,7 +203,13 @@ impl Sender {
             wake,
             telemetry,
             cadence,
+            shed: Arc::default(),
         })
+    }
+
+    /// The gateway's latest shed hint (see [`SHED_HINT_HEADER`]), for the logs path.
+    pub fn shed_hint(&self) -> Arc<std::sync::atomic::AtomicU8> {
+        self.shed.clone()
     }
 
     /// Sends until `stop` turns true (the batch in flight is finished first).
@@ -283,7 +304,7 @@ impl Sender {
                     dest.backoff.reset();
                     dest.down_until = None;
                     if let Ok(a) = &answer {
-                        self.cadence.set_hint(a.hint);
+                        apply_hints(self.config.stream, &self.cadence, &self.shed, a);
                     }
                     to_ack = Some((class, entry.id, entry.payload.len()));
                 }
@@ -301,7 +322,7 @@ impl Sender {
                 Decision::RetryAfter(delay) => {
                     self.telemetry.retry(stream);
                     if let Ok(a) = &answer {
-                        self.cadence.set_hint(a.hint);
+                        apply_hints(self.config.stream, &self.cadence, &self.shed, a);
                     }
                     tracing::info!(
                         url = %dest.url,
@@ -412,6 +433,7 @@ impl Sender {
         let retry_after =
             header("retry-after").and_then(|v| backoff::parse_retry_after(&v, SystemTime::now()));
         let hint = header(CADENCE_HINT_HEADER).and_then(|v| crate::config::parse_duration(&v));
+        let shed = parse_shed_hint(header(SHED_HINT_HEADER).as_deref());
         let body = match Limited::new(response.into_body(), MAX_ANSWER_BODY)
             .collect()
             .await
@@ -427,8 +449,23 @@ impl Sender {
             status,
             retry_after,
             hint,
+            shed,
             body,
         })
+    }
+}
+
+/// Applies the gateway's hints: the cadence (metrics stream) and the shed level (logs
+/// stream); an answer without a hint ends it.
+fn apply_hints(
+    stream: Stream,
+    cadence: &Cadence,
+    shed: &std::sync::atomic::AtomicU8,
+    answer: &Answer,
+) {
+    match stream {
+        Stream::Metrics => cadence.set_hint(answer.hint),
+        Stream::Logs => shed.store(answer.shed, std::sync::atomic::Ordering::Relaxed),
     }
 }
 

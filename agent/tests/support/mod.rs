@@ -57,6 +57,10 @@ impl Reply {
 struct State {
     received: Vec<Received>,
     script: VecDeque<Reply>,
+    /// A sink keeps no bodies, only the count of OTLP log records.
+    sink: bool,
+    log_records: u64,
+    batches: u64,
 }
 
 /// A running test gateway.
@@ -113,8 +117,8 @@ impl Gateway {
             .expect("bind the test gateway");
         let addr = listener.local_addr().expect("addr");
         let state = Arc::new(Mutex::new(State {
-            received: Vec::new(),
             script: script.into(),
+            ..State::default()
         }));
         let shared = state.clone();
         let task = tokio::spawn(async move {
@@ -153,6 +157,19 @@ impl Gateway {
             "https" => format!("https://localhost:{}/api/v1/push", self.addr.port()),
             _ => format!("http://{}/api/v1/push", self.addr),
         }
+    }
+
+    /// A gateway that answers 204 to everything and keeps only counts (benchmarks).
+    pub async fn start_sink() -> Gateway {
+        let g = Self::start_inner("127.0.0.1:0", vec![], None).await;
+        g.state.lock().expect("lock").sink = true;
+        g
+    }
+
+    /// OTLP log records a sink has counted, and the batches it took.
+    pub fn counted(&self) -> (u64, u64) {
+        let s = self.state.lock().expect("lock");
+        (s.log_records, s.batches)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -225,6 +242,20 @@ where
     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
         .serve_connection(io, service)
         .await;
+}
+
+fn count_log_records(body: &[u8]) -> u64 {
+    let Ok(raw) = zstd::bulk::decompress(body, 256 << 20) else {
+        return 0;
+    };
+    let Ok(req) = edge_schema::proto::otlp::ExportLogsServiceRequest::decode(raw.as_slice()) else {
+        return 0;
+    };
+    req.resource_logs
+        .iter()
+        .flat_map(|r| &r.scope_logs)
+        .map(|s| s.log_records.len() as u64)
+        .sum()
 }
 
 /// A CA, a server certificate for `localhost`, and client certificates.
@@ -312,12 +343,17 @@ impl Agent {
     /// Starts `edge-agent` with `extra` YAML appended to a base config (1 s cadence, no
     /// host metrics, queue in `dir/queue`), output to `urls`.
     pub fn start(dir: &Path, urls: &[String], extra: &str) -> Agent {
+        Self::start_with_output(dir, urls, extra, "")
+    }
+
+    /// [`Agent::start`] with more keys in the `output` map (e.g. `, logs_url: …`).
+    pub fn start_with_output(dir: &Path, urls: &[String], extra: &str, output: &str) -> Agent {
         let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let urls: Vec<String> = urls.iter().map(|u| format!("\"{u}\"")).collect();
         let config = format!(
             "cadence: 1s\nincident_cadence: 1s\nlisten: {listen}\n\
              host_labels: {{ region: test-1, cluster: c1, build_id: b1 }}\n\
-             {}queue: {{ dir: {} }}\n{extra}\noutput: {{ metrics_url: [{}]{} }}\n",
+             {}queue: {{ dir: {} }}\n{extra}\noutput: {{ metrics_url: [{}]{}{output} }}\n",
             if extra.contains("host_metrics:") {
                 ""
             } else {

@@ -1,0 +1,475 @@
+//! The logs pipeline, on its own thread: tail → multi-line → parse → filter → enrich →
+//! tokenize → batch → disk queue, then the positions are committed.
+//!
+//! One thread does it all, in order, per file: no channel between stages, no record
+//! copied between threads. It wakes on inotify events for the sources' directories and
+//! at least every [`POLL_INTERVAL`] (so a lost or overflowed event queue costs at most
+//! that), reads everything new, and closes batches by size or age.
+//!
+//! **The acknowledgement chain.** A file position is committed only after every
+//! record read before it is in the disk queue (fsynced): when batches close, all open
+//! batches are queued together, and each file's position becomes the end of its last
+//! line, or the start of a multi-line record still being joined. The queue keeps a
+//! batch until the gateway's 2xx. So a position never runs ahead of what is durable,
+//! and after `kill -9` the agent resumes without a gap (and at most re-sends the lines
+//! of the batches that were open).
+//!
+//! **Privacy.** Every record is tokenized before it is batched; a record a detector
+//! says to drop is dropped, counted, and never queued.
+//!
+//! **Shedding.** With the queue above 80% of its bound, or the gateway's shed hint at
+//! `debug`, debug and trace records are shed; above 90%, or the hint at `info`, info
+//! records too. Warnings and errors are kept to the last (the queue itself sheds whole
+//! segments, lowest class first, at its bound). Every dropped record is counted by
+//! reason and class.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use regex::RegexSet;
+use tokio::sync::Notify;
+
+use super::multiline::Multiline;
+use super::parse::{Parser, ParserKind};
+use super::record::{Level, LogRecord};
+use super::ship::{BatchLimits, Batcher, Closed, class_of};
+use super::tail::{FileId, Line, TailConfig, Tailer};
+use super::tokenize::{Action, DetectorSpec, KeyFile, Tokenizer, Verdict};
+use crate::config::{AgentConfig, LogSource};
+use crate::queue::{Class, SharedQueue};
+use crate::telemetry::Telemetry;
+
+/// The longest the pipeline sleeps without looking at its files.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How often the tokenization key file is checked for a new key.
+pub const KEY_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Queue fill (of its bound) above which debug records are shed.
+pub const SHED_DEBUG_AT: f64 = 0.8;
+
+/// Queue fill above which info records are shed too.
+pub const SHED_INFO_AT: f64 = 0.9;
+
+#[derive(Debug, Default)]
+struct FileState {
+    joiner: Option<Multiline>,
+    /// End offset of the last line handed to the pipeline.
+    last_end: u64,
+    /// Start of a multi-line record still being joined.
+    pending_from: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Source {
+    tailer: Tailer,
+    parser: Parser,
+    multiline: Option<(String, usize, Duration)>,
+    files: HashMap<FileId, FileState>,
+    min_level: Option<Level>,
+    drop: Option<RegexSet>,
+    /// Fraction kept per level and the running credit of each.
+    sample: HashMap<Level, (f64, f64)>,
+    tags: Vec<(String, String)>,
+}
+
+/// The pipeline (see the module docs).
+#[derive(Debug)]
+pub struct LogsPipeline {
+    sources: Vec<Source>,
+    batcher: Batcher,
+    tokenizer: Tokenizer,
+    key: KeyFile,
+    key_checked: Instant,
+    queue: SharedQueue,
+    queue_max: u64,
+    wake: Arc<Notify>,
+    telemetry: Arc<Telemetry>,
+    shed_hint: Arc<AtomicU8>,
+    /// 0 none, 1 debug, 2 info: what this step sheds.
+    shed_level: u8,
+}
+
+fn parser_kind(name: &str) -> ParserKind {
+    match name {
+        "json" => ParserKind::Json,
+        "regex" => ParserKind::Regex,
+        "logfmt" => ParserKind::Logfmt,
+        _ => ParserKind::None,
+    }
+}
+
+fn detector_specs(config: &AgentConfig) -> Vec<DetectorSpec> {
+    config
+        .detectors
+        .iter()
+        .map(|d| DetectorSpec {
+            name: d.name.clone(),
+            pattern: d.pattern.clone(),
+            action: match d.action.as_str() {
+                "redact" => Action::Redact,
+                "drop" => Action::Drop,
+                _ => Action::Tokenize,
+            },
+        })
+        .collect()
+}
+
+/// The host's name, for every record's resource.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl LogsPipeline {
+    /// Builds the pipeline: loads the tokenization key (no key, no logs: PII must never
+    /// ship untokenized), compiles parsers and patterns, opens the positions.
+    pub fn new(
+        config: &AgentConfig,
+        host_labels: &[(String, String)],
+        queue: SharedQueue,
+        wake: Arc<Notify>,
+        telemetry: Arc<Telemetry>,
+        shed_hint: Arc<AtomicU8>,
+    ) -> anyhow::Result<Self> {
+        let key_path = config
+            .tokenize_key_file
+            .clone()
+            .context("logs are configured but tokenize.key_file is not")?;
+        let key = KeyFile::open(key_path.clone())
+            .with_context(|| format!("loading the tokenization key {}", key_path.display()))?;
+        let tokenizer = Tokenizer::new(key.key().clone(), &detector_specs(config))
+            .context("building the PII detectors")?;
+        let mut sources = Vec::with_capacity(config.logs.len());
+        let state_dir = config.queue.dir.join("positions");
+        std::fs::create_dir_all(&state_dir)
+            .with_context(|| format!("creating {}", state_dir.display()))?;
+        for (i, source) in config.logs.iter().enumerate() {
+            sources.push(
+                build_source(
+                    source,
+                    state_dir.join(format!("{i}-{}.json", source.service)),
+                )
+                .with_context(|| format!("logs[{i}] ({})", source.path))?,
+            );
+        }
+        let services: Vec<String> = config.logs.iter().map(|s| s.service.clone()).collect();
+        Ok(LogsPipeline {
+            sources,
+            batcher: Batcher::new(limits(), &services, &host_name(), host_labels),
+            tokenizer,
+            key,
+            key_checked: Instant::now(),
+            queue,
+            queue_max: config.queue.max_bytes,
+            wake,
+            telemetry,
+            shed_hint,
+            shed_level: 0,
+        })
+    }
+
+    /// The directories to watch for events.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.sources
+            .iter()
+            .map(|s| s.tailer.dir().to_path_buf())
+            .collect()
+    }
+
+    /// Runs until `stop`, waking on `events` or every [`POLL_INTERVAL`]; queues what
+    /// is open before it returns.
+    pub fn run(mut self, stop: &AtomicBool, events: &std::sync::mpsc::Receiver<()>) {
+        while !stop.load(Ordering::Relaxed) {
+            let read = self.step(Instant::now());
+            if read == 0 {
+                let _ = events.recv_timeout(POLL_INTERVAL);
+                while events.try_recv().is_ok() {}
+            }
+        }
+        self.finish();
+    }
+
+    /// One round: checks the key, reads every source, processes what came, and
+    /// queues the batches that are due. Returns the lines read.
+    pub fn step(&mut self, now: Instant) -> usize {
+        if now.saturating_duration_since(self.key_checked) >= KEY_CHECK_EVERY {
+            self.key_checked = now;
+            match self.key.reload_if_changed() {
+                Ok(true) => {
+                    self.tokenizer.set_key(self.key.key().clone());
+                    tracing::info!(
+                        key_id = self.tokenizer.key_id(),
+                        "tokenization key reloaded"
+                    );
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "new tokenization key does not load; keeping the current one")
+                }
+            }
+        }
+        self.shed_level = self.shed_level_now();
+        let observed = now_ns();
+        let mut lines: Vec<Line> = Vec::new();
+        let mut read = 0;
+        for i in 0..self.sources.len() {
+            lines.clear();
+            self.sources[i].tailer.poll(now, &mut lines);
+            read += lines.len();
+            for line in lines.drain(..) {
+                self.line(i, line, now, observed);
+            }
+            // Multi-line records that waited long enough are complete.
+            let due: Vec<(FileId, String)> = self.sources[i]
+                .files
+                .iter_mut()
+                .filter_map(|(id, st)| {
+                    let text = st.joiner.as_mut()?.flush_due(now)?;
+                    st.pending_from = None;
+                    Some((*id, text))
+                })
+                .collect();
+            for (_, text) in due {
+                self.record(i, &text, false, now, observed);
+            }
+        }
+        let closed = self.batcher.due(now);
+        if !closed.is_empty() {
+            self.queue_all(closed);
+        }
+        read
+    }
+
+    /// Shutdown: joins what is pending and queues every open batch.
+    pub fn finish(&mut self) {
+        let now = Instant::now();
+        let observed = now_ns();
+        for i in 0..self.sources.len() {
+            let pending: Vec<String> = self.sources[i]
+                .files
+                .values_mut()
+                .filter_map(|st| {
+                    let text = st.joiner.as_mut()?.flush()?;
+                    st.pending_from = None;
+                    Some(text)
+                })
+                .collect();
+            for text in pending {
+                self.record(i, &text, false, now, observed);
+            }
+        }
+        self.queue_all(Vec::new());
+    }
+
+    fn shed_level_now(&self) -> u8 {
+        let hint = self.shed_hint.load(Ordering::Relaxed);
+        let fill = {
+            let q = self
+                .queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            q.total_bytes() as f64 / self.queue_max.max(1) as f64
+        };
+        let by_fill = if fill >= SHED_INFO_AT {
+            2
+        } else if fill >= SHED_DEBUG_AT {
+            1
+        } else {
+            0
+        };
+        hint.max(by_fill)
+    }
+
+    fn line(&mut self, i: usize, line: Line, now: Instant, observed: i64) {
+        if line.truncated {
+            self.telemetry.log_truncated();
+        }
+        let start = line.end_offset.saturating_sub(line.text.len() as u64 + 1);
+        let Source {
+            multiline, files, ..
+        } = &mut self.sources[i];
+        let st = files.entry(line.file).or_default();
+        let mut complete: Vec<String> = Vec::new();
+        match (multiline.as_ref(), st.joiner.as_mut()) {
+            (None, _) => complete.push(line.text),
+            (Some((start_re, max_lines, timeout)), None) => {
+                match Multiline::new(start_re, *max_lines, *timeout) {
+                    Ok(mut joiner) => {
+                        complete.extend(joiner.push(&line.text, now));
+                        st.joiner = Some(joiner);
+                        st.pending_from = Some(start);
+                    }
+                    // Checked when the config was loaded; a line is never lost over it.
+                    Err(_) => complete.push(line.text),
+                }
+            }
+            (Some(_), Some(joiner)) => {
+                let done = joiner.push(&line.text, now);
+                if done.is_some() || st.pending_from.is_none() {
+                    st.pending_from = Some(start);
+                }
+                complete.extend(done);
+                if let Some(text) = joiner.flush_due(now) {
+                    // The bound on lines was reached with this one.
+                    st.pending_from = None;
+                    complete.push(text);
+                }
+            }
+        }
+        st.last_end = line.end_offset;
+        for text in complete {
+            self.record(i, &text, line.truncated, now, observed);
+        }
+    }
+
+    fn record(&mut self, i: usize, text: &str, truncated: bool, now: Instant, observed: i64) {
+        let source = &mut self.sources[i];
+        let mut record: LogRecord = source.parser.parse(text, observed);
+        record.truncated = truncated;
+        if record.parse_failed {
+            self.telemetry.log_parse_failed();
+        }
+        let class = class_of(record.level);
+        if let Some(min) = source.min_level
+            && record.level != Level::Unknown
+            && record.level < min
+        {
+            self.telemetry.log_dropped("min_level", class);
+            return;
+        }
+        if let Some(set) = &source.drop
+            && set.is_match(&record.message)
+        {
+            self.telemetry.log_dropped("drop_rule", class);
+            return;
+        }
+        if let Some((fraction, credit)) = source.sample.get_mut(&record.level) {
+            *credit += *fraction;
+            if *credit < 1.0 {
+                self.telemetry.log_dropped("sampled", class);
+                return;
+            }
+            *credit -= 1.0;
+        }
+        let shed = match class {
+            Class::LogsDebug => self.shed_level >= 1,
+            Class::LogsInfo => self.shed_level >= 2,
+            _ => false,
+        };
+        if shed {
+            self.telemetry.log_dropped("shed", class);
+            return;
+        }
+        record
+            .attributes
+            .extend(source.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        match self.tokenizer.scrub(&mut record) {
+            Verdict::Drop { .. } => {
+                self.telemetry.log_dropped("pii_drop", class);
+                return;
+            }
+            Verdict::Keep { replaced } => {
+                if replaced > 0 {
+                    self.telemetry.pii_replaced(replaced as u64);
+                }
+            }
+        }
+        self.telemetry.logs_queued(record.level, 1);
+        if let Some(closed) = self.batcher.add(i, record, now) {
+            self.queue_all(vec![closed]);
+        }
+    }
+
+    /// Queues `closed` and every other open batch, then commits the positions they
+    /// make durable and wakes the sender.
+    fn queue_all(&mut self, mut closed: Vec<Closed>) {
+        closed.extend(self.batcher.flush());
+        if !closed.is_empty() {
+            let figures = {
+                let mut q = self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                for batch in &closed {
+                    match q.push(batch.class, &batch.body) {
+                        Ok(shed) if shed.records > 0 => tracing::warn!(
+                            records = shed.records,
+                            "disk queue at its bound: oldest low-priority batches shed"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, records = batch.records, "cannot queue a log batch; it is lost")
+                        }
+                    }
+                }
+                crate::sender::figures(&q)
+            };
+            self.telemetry.set_queue(&figures);
+            self.wake.notify_one();
+        }
+        for source in &mut self.sources {
+            let done: HashMap<FileId, u64> = source
+                .files
+                .iter()
+                .map(|(id, st)| (*id, st.pending_from.unwrap_or(st.last_end)))
+                .collect();
+            source.tailer.commit(&done);
+        }
+    }
+}
+
+fn limits() -> BatchLimits {
+    super::ship::DEFAULT_LIMITS
+}
+
+fn build_source(source: &LogSource, positions: PathBuf) -> anyhow::Result<Source> {
+    let tailer = Tailer::new(
+        TailConfig {
+            glob: source.path.clone(),
+            read_existing_from_start: source.read_existing_from_start,
+            max_line_bytes: source.max_line_bytes,
+            partial_flush: Duration::from_secs(5),
+        },
+        positions,
+    )?;
+    let parser = Parser::new(parser_kind(&source.parser), source.pattern.as_deref())?;
+    let drop = if source.drop.is_empty() {
+        None
+    } else {
+        Some(RegexSet::new(&source.drop)?)
+    };
+    let sample = source
+        .sample
+        .iter()
+        .map(|(level, fraction)| (Level::parse(level), (*fraction, 0.0)))
+        .collect();
+    Ok(Source {
+        tailer,
+        parser,
+        multiline: source
+            .multiline_start
+            .clone()
+            .map(|s| (s, source.multiline_max_lines, source.multiline_timeout)),
+        files: HashMap::new(),
+        min_level: source.min_level.as_deref().map(Level::parse),
+        drop,
+        sample,
+        tags: source
+            .tags
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    })
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}

@@ -1,0 +1,263 @@
+//! The logs path end to end: the real binary tails a file, tokenizes PII, and ships
+//! OTLP/zstd batches to a scripted gateway.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::time::Duration;
+
+use edge_schema::proto::otlp::{ExportLogsServiceRequest, any_value};
+use prost::Message;
+use support::{Agent, Gateway, Received, Reply};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Decompressed OTLP bodies.
+fn raw_bodies(received: &[Received]) -> Vec<Vec<u8>> {
+    received
+        .iter()
+        .map(|r| zstd::bulk::decompress(&r.body, 64 << 20).expect("zstd body"))
+        .collect()
+}
+
+/// Every record's message and attributes, flattened to one string per record.
+fn records(received: &[Received]) -> Vec<String> {
+    let mut out = Vec::new();
+    for raw in raw_bodies(received) {
+        let req = ExportLogsServiceRequest::decode(raw.as_slice()).expect("OTLP");
+        for rl in req.resource_logs {
+            for sl in rl.scope_logs {
+                for r in sl.log_records {
+                    let mut text = match r.body.and_then(|b| b.value) {
+                        Some(any_value::Value::StringValue(s)) => s,
+                        _ => String::new(),
+                    };
+                    for kv in r.attributes {
+                        if let Some(any_value::Value::StringValue(v)) =
+                            kv.value.and_then(|v| v.value)
+                        {
+                            text.push_str(&format!(" {}={v}", kv.key));
+                        }
+                    }
+                    out.push(text);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The agent with one JSON log source, a tokenization key, the built-in detectors and
+/// a player-id pattern; logs go to `logs_url`, metrics to `metrics_url`.
+fn start(dir: &std::path::Path, metrics_url: &str, logs_url: &str, extra_source: &str) -> Agent {
+    std::fs::write(
+        dir.join("tokenize.key"),
+        "0123456789abcdef0123456789abcdef\n",
+    )
+    .expect("key");
+    let extra = format!(
+        "logs:\n  - {{ path: \"{dir}/game.log\", service: game, parser: json, read_from: beginning{extra_source} }}\n\
+         tokenize: {{ key_file: {dir}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n",
+        dir = dir.display(),
+    );
+    Agent::start_with_output(
+        dir,
+        &[metrics_url.to_string()],
+        &extra,
+        &format!(", logs_url: \"{logs_url}\""),
+    )
+}
+
+const PII: &[&str] = &[
+    "alice.smith+game@example.com",
+    "bob_99@mail.example.co.uk",
+    "203.0.113.77",
+    "10.1.2.3",
+    "2001:0db8:0000:0000:0000:ff00:0042:8329",
+    "2001:db8::ff00:42:8329",
+    "fe80::1ff:fe23:4567:890a",
+    "::ffff:192.0.2.128",
+    "p-12345678",
+    "p-00424242",
+];
+
+const LOOK_ALIKES: &[&str] = &[
+    "v1.2.3",
+    "build 10.4.1",
+    "2026-11-23T10:15:30.123Z",
+    "12:34:56",
+    "550e8400-e29b-41d4-a716-446655440000",
+    "deadbeefcafebabe",
+    "1.2.3.4.5",
+];
+
+fn corpus() -> Vec<String> {
+    let mut lines = Vec::new();
+    for (i, pii) in PII.iter().enumerate() {
+        let look = LOOK_ALIKES[i % LOOK_ALIKES.len()];
+        lines.push(format!(
+            r#"{{"level":"info","msg":"player login from {pii} on {look}","shard":"{i}"}}"#
+        ));
+        lines.push(format!(
+            r#"{{"level":"warn","msg":"retry for {look}","player_id":"{pii}","peer":"{pii}"}}"#
+        ));
+        lines.push(format!("plain text line {i}: user {pii} said hi ({look})"));
+    }
+    // The same values again: they must map to the same tokens.
+    lines.push(
+        r#"{"level":"info","msg":"again alice.smith+game@example.com and p-12345678"}"#.into(),
+    );
+    lines
+}
+
+#[tokio::test]
+async fn no_pii_value_leaves_the_host_tokens_are_stable_and_look_alikes_stay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = Gateway::start("127.0.0.1:0", vec![]).await;
+    let logs = Gateway::start("127.0.0.1:0", vec![]).await;
+    let lines = corpus();
+    let mut f = std::fs::File::create(dir.path().join("game.log")).expect("log");
+    for l in &lines {
+        writeln!(f, "{l}").expect("write");
+    }
+    let _agent = start(dir.path(), &metrics.url("http"), &logs.url("http"), "");
+    let got = logs
+        .wait_for("every corpus line", WAIT, |r| {
+            records(r).len() >= lines.len()
+        })
+        .await;
+    for raw in raw_bodies(&got) {
+        let text = String::from_utf8_lossy(&raw);
+        for pii in PII {
+            assert!(!text.contains(pii), "{pii} left the host");
+        }
+    }
+    let recs = records(&got);
+    assert_eq!(recs.len(), lines.len(), "every line arrives once");
+    let joined = recs.join("\n");
+    for look in LOOK_ALIKES {
+        assert!(
+            joined.contains(look),
+            "look-alike {look} was changed: {joined}"
+        );
+    }
+    let token = regex::Regex::new(r"tok_[0-9a-f]{8}_[0-9a-f]{16}").expect("regex");
+    let first_email = recs
+        .iter()
+        .find(|r| r.starts_with("player login") && r.contains("shard=0"))
+        .and_then(|r| token.find(r))
+        .map(|m| m.as_str().to_string())
+        .expect("the first email became a token");
+    let last = recs
+        .iter()
+        .find(|r| r.starts_with("again"))
+        .expect("the repeat line");
+    let tokens: Vec<&str> = token.find_iter(last).map(|m| m.as_str()).collect();
+    assert_eq!(tokens.len(), 2, "{last}");
+    assert_eq!(
+        tokens[0], first_email,
+        "the same email gives the same token"
+    );
+    let distinct: BTreeSet<&str> = token.find_iter(&joined).map(|m| m.as_str()).collect();
+    assert!(
+        distinct.len() >= PII.len() - 1,
+        "distinct values give distinct tokens: {distinct:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_logs_throttled_metrics_keep_flowing_and_debug_is_shed_before_info() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = Gateway::start("127.0.0.1:0", vec![]).await;
+    // Logs are refused for a while, with the hint to shed debug.
+    let throttled: Vec<Reply> = (0..40)
+        .map(|_| {
+            Reply::status(429)
+                .header("retry-after", "0")
+                .header("edge-shed-logs", "debug")
+        })
+        .collect();
+    let logs = Gateway::start("127.0.0.1:0", throttled).await;
+    let path = dir.path().join("game.log");
+    std::fs::write(&path, "").expect("log");
+    let agent = start(dir.path(), &metrics.url("http"), &logs.url("http"), "");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open");
+    let metrics_before = metrics.received().len();
+    for round in 0..30 {
+        for i in 0..50 {
+            let level = if i % 2 == 0 { "debug" } else { "info" };
+            writeln!(f, r#"{{"level":"{level}","msg":"round {round} line {i}"}}"#).expect("write");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Metrics kept flowing while logs were throttled.
+    let metrics_during = metrics.received().len() - metrics_before;
+    assert!(
+        metrics_during >= 2,
+        "{metrics_during} metrics batches in 3 s of throttled logs"
+    );
+    let got = logs
+        .wait_for("info logs after the throttle", WAIT, |r| {
+            records(r)
+                .iter()
+                .filter(|t| t.starts_with("round 29"))
+                .count()
+                >= 25
+        })
+        .await;
+    let debug_shed = agent
+        .metric("edge_logs_dropped_total{class=\"logs_debug\",reason=\"shed\"}")
+        .unwrap_or(0.0);
+    let info_shed = agent
+        .metric("edge_logs_dropped_total{class=\"logs_info\",reason=\"shed\"}")
+        .unwrap_or(0.0);
+    assert!(debug_shed > 0.0, "debug was not shed");
+    assert_eq!(info_shed, 0.0, "info was shed while debug was the hint");
+    let info_lines = records(&got)
+        .iter()
+        .filter(|t| t.contains("line") && !t.is_empty())
+        .count();
+    assert!(
+        info_lines >= 30 * 25,
+        "every info line arrives: {info_lines}"
+    );
+}
+
+#[tokio::test]
+async fn kill_9_mid_stream_resumes_without_losing_a_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = Gateway::start("127.0.0.1:0", vec![]).await;
+    let logs = Gateway::start("127.0.0.1:0", vec![]).await;
+    let path = dir.path().join("game.log");
+    std::fs::write(&path, "").expect("log");
+    let agent = start(dir.path(), &metrics.url("http"), &logs.url("http"), "");
+    let listen = agent.listen;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("open");
+    let n = 4_000;
+    for i in 0..n / 2 {
+        writeln!(f, r#"{{"level":"info","msg":"line {i:05}"}}"#).expect("write");
+    }
+    logs.wait_for("some lines", WAIT, |r| !records(r).is_empty())
+        .await;
+    agent.kill_9();
+    for i in n / 2..n {
+        writeln!(f, r#"{{"level":"info","msg":"line {i:05}"}}"#).expect("write");
+    }
+    let _agent = Agent::restart(dir.path(), listen);
+    let got = logs
+        .wait_for("every line", WAIT, |r| {
+            records(r).iter().collect::<BTreeSet<_>>().len() >= n
+        })
+        .await;
+    let seen: BTreeSet<String> = records(&got).into_iter().collect();
+    for i in 0..n {
+        assert!(seen.contains(&format!("line {i:05}")), "line {i} lost");
+    }
+}
