@@ -162,17 +162,21 @@ fn main() {
     );
     let pid = agent.child.id();
     let mut peak = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut last = (0, Instant::now());
     loop {
-        let (got, _) = logs.counted();
+        let (got, batches) = logs.counted();
         let (_, rss) = cpu_and_rss(pid);
         peak = peak.max(rss);
         if got >= records {
             break;
         }
+        if got > last.0 {
+            last = (got, Instant::now());
+        }
         assert!(
-            Instant::now() < deadline,
-            "only {got} of {records} records arrived"
+            last.1.elapsed() < Duration::from_secs(30),
+            "stalled at {got} of {records} records ({batches} batches); the agent's log: {}",
+            agent.log_text() + &agent.get("/metrics").map(|(_, b)| b).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(100));
     }

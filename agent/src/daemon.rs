@@ -398,8 +398,14 @@ fn spawn_logs(
         .name("edge-logs".into())
         .spawn(move || {
             use notify::Watcher as _;
-            let watcher = notify::recommended_watcher(move |_event: notify::Result<notify::Event>| {
-                // Any event, an error or a queue overflow alike: look at the files.
+            let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                // Reads (the pipeline's own among them) change nothing; any other event,
+                // an error or a queue overflow alike: look at the files.
+                if let Ok(e) = &event
+                    && matches!(e.kind, notify::EventKind::Access(_))
+                {
+                    return;
+                }
                 let _ = tx.send(());
             });
             let _watcher = match watcher {

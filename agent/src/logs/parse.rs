@@ -195,28 +195,31 @@ enum Role {
 /// role: when a line has several (`msg` and `log`), the lowest rank is lifted and the
 /// others stay attributes.
 fn classify(key: &str) -> Option<(Role, u8)> {
-    const NAMES: &[(&str, Role, u8)] = &[
-        ("message", Role::Message, 0),
-        ("msg", Role::Message, 1),
-        ("log", Role::Message, 2),
-        ("level", Role::Level, 0),
-        ("severity", Role::Level, 1),
-        ("lvl", Role::Level, 2),
-        ("loglevel", Role::Level, 3),
-        ("log.level", Role::Level, 4),
-        ("@timestamp", Role::Timestamp, 0),
-        ("timestamp", Role::Timestamp, 1),
-        ("time", Role::Timestamp, 2),
-        ("ts", Role::Timestamp, 3),
-        ("trace_id", Role::TraceId, 0),
-        ("traceid", Role::TraceId, 1),
-        ("trace.id", Role::TraceId, 2),
-    ];
-    // Every name is 2 to 10 bytes long: most attribute keys are rejected here.
-    if !(2..=10).contains(&key.len()) {
-        return None;
-    }
-    NAMES
+    // By length first: most keys are rejected without a comparison.
+    let candidates: &[(&str, Role, u8)] = match key.len() {
+        2 => &[("ts", Role::Timestamp, 3)],
+        3 => &[
+            ("msg", Role::Message, 1),
+            ("log", Role::Message, 2),
+            ("lvl", Role::Level, 2),
+        ],
+        4 => &[("time", Role::Timestamp, 2)],
+        5 => &[("level", Role::Level, 0)],
+        7 => &[("message", Role::Message, 0), ("traceid", Role::TraceId, 1)],
+        8 => &[
+            ("severity", Role::Level, 1),
+            ("loglevel", Role::Level, 3),
+            ("trace_id", Role::TraceId, 0),
+            ("trace.id", Role::TraceId, 2),
+        ],
+        9 => &[
+            ("timestamp", Role::Timestamp, 1),
+            ("log.level", Role::Level, 4),
+        ],
+        10 => &[("@timestamp", Role::Timestamp, 0)],
+        _ => return None,
+    };
+    candidates
         .iter()
         .find(|(name, _, _)| key.eq_ignore_ascii_case(name))
         .map(|&(_, role, rank)| (role, rank))
@@ -410,8 +413,9 @@ fn timestamp_of(raw: &Scalar<'_>) -> Option<i64> {
 /// - A number of seconds, milliseconds, microseconds or nanoseconds since the epoch, told
 ///   apart by magnitude (`1714564800`, `1714564800123`, `1714564800.5`).
 ///
-/// `None` for anything else, an impossible date, or a time outside what `i64`
-/// nanoseconds can hold (years 1678 to 2261).
+/// `None` for anything else (a date alone, a zone name such as `UTC`), an impossible
+/// date (`2023-02-29`), or a time outside what `i64` nanoseconds can hold
+/// (1677-09-21 to 2262-04-11). A leap second (`23:59:60`) reads as the next second.
 pub fn parse_timestamp(text: &str) -> Option<i64> {
     let text = text.trim();
     match text.as_bytes().get(4) {
@@ -420,7 +424,7 @@ pub fn parse_timestamp(text: &str) -> Option<i64> {
     }
 }
 
-/// Two or four ASCII digits at `at` as a number.
+/// The `len` ASCII digits at `at` as a number (`len` is 2 or 4).
 fn digits(b: &[u8], at: usize, len: usize) -> Option<i64> {
     let slice = b.get(at..at + len)?;
     slice.iter().try_fold(0i64, |acc, &c| {
@@ -638,28 +642,35 @@ const LEVEL_WINDOW: usize = 64;
 /// count.
 pub fn level_from_text(text: &str) -> Level {
     let b = text.as_bytes();
-    let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let window = b.len().min(LEVEL_WINDOW);
     let mut i = 0;
-    // The end of the previous word, and whether it was a level key.
+    // The end of the previous word, if it was a level key (`level`, `severity`…).
     let mut previous_key_end: Option<usize> = None;
-    while i < b.len() && i < LEVEL_WINDOW {
-        if !is_word(b[i]) {
+    while i < window {
+        if !is_word_byte(b[i]) {
             i += 1;
             continue;
         }
         let start = i;
-        while i < b.len() && is_word(b[i]) {
+        // "information" is the longest level word: stop looking at 12 bytes.
+        let limit = b.len().min(start + 12);
+        while i < limit && is_word_byte(b[i]) {
             i += 1;
         }
-        let word = &b[start..i];
         let key_end = previous_key_end.take();
-        // "information" is the longest level word.
-        if word.len() > 11 {
+        if i == limit && i < b.len() && is_word_byte(b[i]) {
+            while i < window && is_word_byte(b[i]) {
+                i += 1;
+            }
+            continue;
+        }
+        let word = &b[start..i];
+        // Level words and level keys begin with a letter.
+        if !word[0].is_ascii_alphabetic() {
             continue;
         }
         let before = start.checked_sub(1).map(|j| b[j]);
         let after = b.get(i).copied();
-        let keyed = key_end.is_some_and(|end| is_key_separator(&b[end..start]));
         // `[warn]`, `<warn>`, `(warn)`, and the end of `[core:warn]`, `[main/warn]`.
         let bracketed = matches!(
             (before, after),
@@ -667,10 +678,12 @@ pub fn level_from_text(text: &str) -> Level {
                 | (Some(b'<'), Some(b'>'))
                 | (Some(b'('), Some(b')'))
         );
-        let upper = word.len() >= 3 && word.iter().all(u8::is_ascii_uppercase);
-        let colon =
-            word.len() >= 3 && after == Some(b':') && word.iter().all(u8::is_ascii_alphabetic);
-        if keyed || bracketed || upper || colon {
+        let decorated = bracketed
+            || key_end.is_some_and(|end| is_key_separator(&b[end..start]))
+            || (word.len() >= 3
+                && (word.iter().all(u8::is_ascii_uppercase)
+                    || (after == Some(b':') && word.iter().all(u8::is_ascii_alphabetic))));
+        if decorated {
             // The word is ASCII, so this never fails.
             if let Ok(word) = std::str::from_utf8(word) {
                 let level = Level::parse(word);
@@ -686,10 +699,26 @@ pub fn level_from_text(text: &str) -> Level {
     Level::Unknown
 }
 
+/// Letters, digits and `_`: the bytes of a word.
+fn is_word_byte(c: u8) -> bool {
+    const TABLE: [bool; 256] = {
+        let mut table = [false; 256];
+        let mut c = 0;
+        while c < 256 {
+            let b = c as u8;
+            table[c] = b.is_ascii_alphanumeric() || b == b'_';
+            c += 1;
+        }
+        table
+    };
+    TABLE[usize::from(c)]
+}
+
 fn is_level_key(word: &[u8]) -> bool {
-    ["level", "lvl", "severity", "loglevel", "log_level"]
-        .iter()
-        .any(|k| word.eq_ignore_ascii_case(k.as_bytes()))
+    matches!(word.len(), 3 | 5 | 8 | 9)
+        && ["level", "lvl", "severity", "loglevel", "log_level"]
+            .iter()
+            .any(|k| word.eq_ignore_ascii_case(k.as_bytes()))
 }
 
 /// Whether the bytes between a key and a value are a key-value separator: `=`, `: `,
@@ -1233,6 +1262,12 @@ mod tests {
         let err = Parser::new(ParserKind::Regex, Some(r"^(\w+) (.*)$")).expect_err("unnamed");
         assert!(matches!(err, ParseConfigError::NoNamedCaptures { .. }));
         assert!(err.to_string().contains(r"`^(\w+) (.*)$`"), "{err}");
+    }
+
+    #[test]
+    fn parsers_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync + Clone>() {}
+        shareable::<Parser>();
     }
 
     #[test]

@@ -381,7 +381,7 @@ impl LogsPipeline {
             }
         }
         self.telemetry.logs_queued(record.level, 1);
-        if let Some(closed) = self.batcher.add(i, record, now) {
+        if let Some(closed) = self.batcher.add(i, &record, now) {
             self.queue_all(vec![closed]);
         }
     }

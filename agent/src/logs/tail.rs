@@ -142,6 +142,8 @@ pub struct Tailer {
     /// No positions file existed: this is the agent's first run for this source.
     first_run: bool,
     first_poll: bool,
+    /// The read buffer, reused from poll to poll.
+    buf: Vec<u8>,
 }
 
 impl Tailer {
@@ -185,6 +187,7 @@ impl Tailer {
             saved,
             first_run,
             first_poll: true,
+            buf: Vec::new(),
         })
     }
 
@@ -303,7 +306,7 @@ impl Tailer {
         order.sort_unstable();
         for (_, id) in order {
             if let Some(t) = self.files.get_mut(&id) {
-                read_new(id, t, &config, now, out);
+                read_new(id, t, &config, now, &mut self.buf, out);
             }
         }
         // Rotated files that stopped growing are done (their lines were emitted).
@@ -370,8 +373,17 @@ fn fingerprint(file: &File, len: u64) -> Option<u32> {
 }
 
 /// Reads what `t` gained since the last poll and splits it into lines.
-fn read_new(id: FileId, t: &mut Tracked, config: &TailConfig, now: Instant, out: &mut Vec<Line>) {
-    let mut buf = vec![0u8; CHUNK];
+fn read_new(
+    id: FileId,
+    t: &mut Tracked,
+    config: &TailConfig,
+    now: Instant,
+    buf: &mut Vec<u8>,
+    out: &mut Vec<Line>,
+) {
+    if buf.len() < CHUNK {
+        buf.resize(CHUNK, 0);
+    }
     let mut budget = MAX_READ_PER_POLL;
     loop {
         let want = (CHUNK as u64).min(budget) as usize;

@@ -30,6 +30,8 @@ pub struct Received {
     pub body: Vec<u8>,
     pub request: WriteRequest,
     pub client_cert: Option<Vec<u8>>,
+    /// The status the gateway answered.
+    pub status: u16,
 }
 
 /// A scripted answer.
@@ -57,6 +59,8 @@ impl Reply {
 struct State {
     received: Vec<Received>,
     script: VecDeque<Reply>,
+    /// Until this instant, every answer is this one (before the script).
+    until: Option<(Instant, Reply)>,
     /// A sink keeps no bodies, only the count of OTLP log records.
     sink: bool,
     log_records: u64,
@@ -166,6 +170,12 @@ impl Gateway {
         g
     }
 
+    /// Answers `reply` to every request for `period` from now, then goes on with the
+    /// script.
+    pub fn answer_for(&self, period: Duration, reply: Reply) {
+        self.state.lock().expect("lock").until = Some((Instant::now() + period, reply));
+    }
+
     /// OTLP log records a sink has counted, and the batches it took.
     pub fn counted(&self) -> (u64, u64) {
         let s = self.state.lock().expect("lock");
@@ -214,20 +224,33 @@ where
                 .await
                 .map(|b| b.to_bytes().to_vec())
                 .unwrap_or_default();
+            if state.lock().expect("lock").sink {
+                let records = count_log_records(&body);
+                let mut s = state.lock().expect("lock");
+                s.log_records += records;
+                s.batches += 1;
+                return Ok(http::Response::new(Full::new(Bytes::new())));
+            }
             let raw = snap::raw::Decoder::new()
                 .decompress_vec(&body)
                 .unwrap_or_default();
             let request = WriteRequest::decode(raw.as_slice()).unwrap_or_default();
             let reply = {
                 let mut s = state.lock().expect("lock");
+                let at = Instant::now();
+                let reply = match &s.until {
+                    Some((deadline, reply)) if at < *deadline => reply.clone(),
+                    _ => s.script.pop_front().unwrap_or(Reply::status(204)),
+                };
                 s.received.push(Received {
-                    at: Instant::now(),
+                    at,
                     version,
                     body,
                     request,
                     client_cert: cert,
+                    status: reply.status,
                 });
-                s.script.pop_front().unwrap_or(Reply::status(204))
+                reply
             };
             let mut response = http::Response::new(Full::new(Bytes::new()));
             *response.status_mut() = http::StatusCode::from_u16(reply.status).expect("status");

@@ -410,28 +410,3 @@ fn key_file_reload() {
     assert_ne!(kf.key().id(), "3eb1bd43");
     assert!(!kf.reload_if_changed().expect("unchanged"));
 }
-
-/// `cargo test --release -- --ignored --nocapture timing`
-#[test]
-#[ignore = "timing, run by hand in release"]
-fn timing() {
-    use std::hint::black_box;
-    use std::time::Instant;
-    let t = tokenizer(&[
-        spec("player_id", Some(r"p-[0-9]{6,}"), Action::Tokenize),
-        spec("session", Some(r"session=(\S+)"), Action::Redact),
-    ]);
-    let clean = "2024-05-01T12:00:00.123Z INFO edge_agent::game::lobby: match 4411 ended \
-                 after 12.5 min, map=de_dust2 score=16:9 rounds=25 tick=128 server.rs:214";
-    let pii = "2024-05-01T12:00:00.123Z WARN edge_agent::game::auth: login failed for \
-               ann@example.org from 203.0.113.7:51234 player p-1234567 via 2001:db8::42";
-    for (name, line) in [("clean", clean), ("pii", pii)] {
-        let n = 200_000;
-        let t0 = Instant::now();
-        for _ in 0..n {
-            black_box(t.scrub_text(black_box(line)).is_ok());
-        }
-        let ns = t0.elapsed().as_nanos() / n;
-        println!("{name} ({} bytes): {ns} ns/line", line.len());
-    }
-}
