@@ -48,23 +48,34 @@ fn cpu_and_rss(pid: u32) -> (Duration, u64) {
     (Duration::from_nanos(ns), hwm_kb * 1024)
 }
 
-/// Writes about `bytes` of log; returns the records the agent should produce (a
-/// stack trace is one record).
-fn generate(path: &std::path::Path, bytes: u64) -> u64 {
-    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("log"));
-    let mut written = 0u64;
-    let mut records = 0u64;
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let actions = ["move", "attack", "ability", "item", "chat"];
-    let mut i = 0u64;
-    while written < bytes {
+/// The generated game log, one record at a time (a stack trace is one record of five
+/// lines).
+struct GameLog {
+    i: u64,
+    x: u64,
+}
+
+impl GameLog {
+    fn new() -> Self {
+        GameLog {
+            i: 0,
+            x: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    fn next_record(&mut self) -> String {
+        const ACTIONS: [&str; 5] = ["move", "attack", "ability", "item", "chat"];
+        let mut x = self.x;
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
+        self.x = x;
+        let i = self.i;
+        self.i += 1;
         let ts = 1_795_000_000_000 + i;
         let shard = x % 64;
-        let action = actions[(x % 5) as usize];
-        let line = match i % 100 {
+        let action = ACTIONS[(x % 5) as usize];
+        match i % 100 {
             // ~10% with PII.
             0..=3 => format!(
                 r#"{{"ts":{ts},"level":"info","msg":"login ok for player{} <player{}@example.com> from 198.51.100.{}","shard":"{shard}","player_id":"p-{:08}"}}"#,
@@ -92,24 +103,31 @@ fn generate(path: &std::path::Path, bytes: u64) -> u64 {
                 x % 16_000,
                 x % 5_000
             ),
-            25 if i % 1000 == 25 => {
-                // A stack trace: one record of five lines.
-                format!(
-                    "{ts} ERROR unhandled exception in shard {shard}\n    at game::world::step (world.rs:{})\n    at game::tick::run (tick.rs:88)\n    at game::main (main.rs:12)\n    at std::rt::lang_start (rt.rs:165)",
-                    x % 900
-                )
-            }
+            25 if i % 1000 == 25 => format!(
+                "{ts} ERROR unhandled exception in shard {shard}\n    at game::world::step (world.rs:{})\n    at game::tick::run (tick.rs:88)\n    at game::main (main.rs:12)\n    at std::rt::lang_start (rt.rs:165)",
+                x % 900
+            ),
             _ => format!(
                 r#"{{"ts":{ts},"level":"{}","msg":"action {action} handled","shard":"{shard}","latency_us":{},"entities":{}}}"#,
                 if i.is_multiple_of(7) { "debug" } else { "info" },
                 x % 20_000,
                 x % 4_000
             ),
-        };
-        written += line.len() as u64 + 1;
-        writeln!(w, "{line}").expect("write");
+        }
+    }
+}
+
+/// Writes about `bytes` of log; returns the records the agent should produce.
+fn generate(path: &std::path::Path, bytes: u64) -> u64 {
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).expect("log"));
+    let mut game = GameLog::new();
+    let mut written = 0u64;
+    let mut records = 0u64;
+    while written < bytes {
+        let record = game.next_record();
+        written += record.len() as u64 + 1;
+        writeln!(w, "{record}").expect("write");
         records += 1;
-        i += 1;
     }
     w.flush().expect("flush");
     records
@@ -120,14 +138,21 @@ fn main() {
         println!("logs_throughput: benchmark");
         return;
     }
-    let mib = arg("--mib", 1024);
     let dir = tempfile::tempdir().expect("tempdir");
+    let rate = arg("--rate", 0);
     let log = dir.path().join("game.log");
-    eprintln!("generating {mib} MiB of log…");
-    let records = generate(&log, mib << 20);
-    let lines = std::fs::read(&log)
-        .map(|b| memchr::memchr_iter(b'\n', &b).count() as u64)
-        .expect("count lines");
+    let (records, lines) = if rate == 0 {
+        let mib = arg("--mib", 1024);
+        eprintln!("generating {mib} MiB of log…");
+        let records = generate(&log, mib << 20);
+        let lines = std::fs::read(&log)
+            .map(|b| memchr::memchr_iter(b'\n', &b).count() as u64)
+            .expect("count lines");
+        (records, lines)
+    } else {
+        std::fs::write(&log, "").expect("log");
+        (0, 0)
+    };
 
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -160,6 +185,10 @@ fn main() {
         &extra,
         &format!(", logs_url: \"{}\"", logs.url("http")),
     );
+    if rate > 0 {
+        steady(&agent, &log, rate, arg("--seconds", 30), &logs);
+        return;
+    }
     let pid = agent.child.id();
     let mut peak = 0u64;
     let mut last = (0, Instant::now());
@@ -185,7 +214,8 @@ fn main() {
     peak = peak.max(rss);
     let (got, batches) = logs.counted();
     println!(
-        "logs_throughput: {mib} MiB, {lines} lines ({records} records) in {:.1} s wall, {batches} batches, {got} records received",
+        "logs_throughput: {} MiB, {lines} lines ({records} records) in {:.1} s wall, {batches} batches, {got} records received",
+        arg("--mib", 1024),
         wall.as_secs_f64()
     );
     println!(
@@ -195,4 +225,63 @@ fn main() {
         peak as f64 / (1 << 20) as f64
     );
     drop(agent);
+}
+
+/// A game writing `rate` records a second in 10 ms bursts for `seconds`: the agent's
+/// CPU above its idle cost (measured first, for as long), as a share of one core.
+fn steady(
+    agent: &support::Agent,
+    log: &std::path::Path,
+    rate: u64,
+    seconds: u64,
+    sink: &support::Gateway,
+) {
+    let pid = agent.child.id();
+    let period = Duration::from_secs(seconds);
+    std::thread::sleep(Duration::from_secs(2));
+    let (idle0, _) = cpu_and_rss(pid);
+    std::thread::sleep(period);
+    let (idle1, _) = cpu_and_rss(pid);
+    let idle = idle1 - idle0;
+
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(log)
+        .expect("open the log");
+    let mut game = GameLog::new();
+    let per_tick = (rate / 100).max(1);
+    let (busy0, _) = cpu_and_rss(pid);
+    let start = Instant::now();
+    let mut written = 0u64;
+    let mut tick = 0u32;
+    while start.elapsed() < period {
+        let mut chunk = String::new();
+        for _ in 0..per_tick {
+            chunk.push_str(&game.next_record());
+            chunk.push('\n');
+            written += 1;
+        }
+        f.write_all(chunk.as_bytes()).expect("write");
+        tick += 1;
+        let next = start + Duration::from_millis(10) * tick;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+    let (busy1, rss) = cpu_and_rss(pid);
+    let busy = busy1 - busy0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.counted().0 < written {
+        assert!(
+            Instant::now() < deadline,
+            "the sink did not get every record"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let share = |cpu: Duration| 100.0 * cpu.as_secs_f64() / period.as_secs_f64();
+    println!(
+        "steady: {written} records at {rate}/s for {seconds} s: agent {:.3}% of a core (idle {:.3}%, so logs cost {:.3}%), peak RSS {:.1} MiB",
+        share(busy),
+        share(idle),
+        share(busy.saturating_sub(idle)),
+        rss as f64 / (1 << 20) as f64
+    );
 }

@@ -2,9 +2,11 @@
 //! tokenize → batch → disk queue, then the positions are committed.
 //!
 //! One thread does it all, in order, per file: no channel between stages, no record
-//! copied between threads. It wakes on inotify events for the sources' directories and
-//! at least every [`POLL_INTERVAL`] (so a lost or overflowed event queue costs at most
-//! that), reads everything new, and closes batches by size or age.
+//! copied between threads. It reads its files every [`POLL_INTERVAL`], at once when
+//! inotify reports a file created, moved or deleted in a source's directory (or the
+//! event queue overflowing), and without pause while a file has more than one round's
+//! worth waiting; it reads everything new and closes batches by size or age. Writes
+//! themselves wake nothing, so the cost does not grow with how often the game writes.
 //!
 //! **The acknowledgement chain.** A file position is committed only after every
 //! record read before it is in the disk queue (fsynced): when batches close, all open
@@ -186,8 +188,9 @@ impl LogsPipeline {
     /// is open before it returns.
     pub fn run(mut self, stop: &AtomicBool, events: &std::sync::mpsc::Receiver<()>) {
         while !stop.load(Ordering::Relaxed) {
-            let read = self.step(Instant::now());
-            if read == 0 {
+            self.step(Instant::now());
+            // A file with more to read than one round takes goes on at once.
+            if !self.sources.iter().any(|s| s.tailer.behind()) {
                 let _ = events.recv_timeout(POLL_INTERVAL);
                 while events.try_recv().is_ok() {}
             }

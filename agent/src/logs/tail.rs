@@ -111,6 +111,8 @@ struct Tracked {
     /// Renamed out of the glob or deleted: drained, then dropped.
     rotated: bool,
     last_growth: Instant,
+    /// The last read stopped at the read budget with more to read.
+    behind: bool,
 }
 
 /// Why the tailer cannot start.
@@ -271,6 +273,7 @@ impl Tailer {
                         partial_since: None,
                         rotated: false,
                         last_growth: now,
+                        behind: false,
                     },
                 );
             }
@@ -360,6 +363,11 @@ impl Tailer {
         }
     }
 
+    /// Whether the last poll stopped at its read budget with more to read.
+    pub fn behind(&self) -> bool {
+        self.files.values().any(|t| t.behind)
+    }
+
     /// Files followed now.
     pub fn tracked(&self) -> usize {
         self.files.len()
@@ -385,9 +393,11 @@ fn read_new(
         buf.resize(CHUNK, 0);
     }
     let mut budget = MAX_READ_PER_POLL;
+    t.behind = false;
     loop {
         let want = (CHUNK as u64).min(budget) as usize;
         if want == 0 {
+            t.behind = true;
             break;
         }
         let n = match t.file.read_at(&mut buf[..want], t.read) {
