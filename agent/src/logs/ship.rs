@@ -322,14 +322,19 @@ impl Batcher {
             request.extend_from_slice(&self.scope);
             request.extend_from_slice(encoded);
             encoded.clear();
-            // A buffer that grew for a burst is not kept at its peak.
-            encoded.shrink_to(self.limits.max_bytes / 4);
+            // Kept for the next batch (regrowing it costs copies and wakes the
+            // allocator's consolidation), unless one huge record blew it up.
+            if encoded.capacity() > 2 * self.limits.max_bytes {
+                encoded.shrink_to(self.limits.max_bytes);
+            }
         }
         let compressed = match &mut self.compressor {
             Some(c) => c.compress(request),
             None => zstd::bulk::compress(request, ZSTD_LEVEL),
         };
-        request.shrink_to(self.limits.max_bytes + self.limits.max_bytes / 4);
+        if request.capacity() > 2 * self.limits.max_bytes {
+            request.shrink_to(self.limits.max_bytes);
+        }
         match compressed {
             Ok(body) => Some(Closed {
                 class: SLOT_CLASSES[i],

@@ -35,8 +35,10 @@ pub const ROTATED_GRACE: Duration = Duration::from_secs(5);
 /// Bytes hashed to recognise a file: enough to differ between two log files.
 pub const FINGERPRINT_BYTES: u64 = 256;
 
-/// The most read from one file in one poll, so one busy file cannot starve the others.
-pub const MAX_READ_PER_POLL: u64 = 8 << 20;
+/// The most read from one file in one poll, so one busy file cannot starve the others
+/// and the lines of one round stay small in memory (a round's lines are held until
+/// they are processed).
+pub const MAX_READ_PER_POLL: u64 = 1 << 20;
 
 const CHUNK: usize = 256 << 10;
 
