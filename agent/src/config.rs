@@ -337,14 +337,8 @@ pub fn parse(
         problems,
     };
     let raw: Raw = serde_saphyr::from_str(text).map_err(|e| {
-        let at = e
-            .location()
-            .map(|l| format!("line {}, column {}", l.line(), l.column()))
-            .unwrap_or_else(|| "(file)".into());
-        let message = e.without_snippet().to_string();
-        let message = message.lines().next().unwrap_or_default();
-        let message = message.rsplit_once(" at line ").map_or(message, |(m, _)| m);
-        fail(vec![(at, message.to_string())])
+        let (at, message) = edge_schema::config::yaml_error(&e);
+        fail(vec![(at, message)])
     })?;
     let mut v = Validator {
         problems: Vec::new(),
@@ -370,30 +364,10 @@ impl Validator<'_> {
 
     /// Expands `${VAR}` and `${VAR:-default}` in `value`.
     fn expand(&mut self, path: &str, value: &str) -> String {
-        let mut out = String::with_capacity(value.len());
-        let mut rest = value;
-        while let Some(start) = rest.find("${") {
-            out.push_str(&rest[..start]);
-            let Some(end) = rest[start..].find('}') else {
-                self.problem(path, format!("unterminated `${{` in {value:?}"));
-                return out;
-            };
-            let inner = &rest[start + 2..start + end];
-            let (name, default) = match inner.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (inner, None),
-            };
-            match ((self.env)(name), default) {
-                (Some(v), _) if !v.is_empty() => out.push_str(&v),
-                (_, Some(d)) => out.push_str(d),
-                (_, None) => self.problem(
-                    path,
-                    format!("environment variable {name} is not set (use ${{{name}:-default}} for a default)"),
-                ),
-            }
-            rest = &rest[start + end + 1..];
+        let (out, problems) = edge_schema::config::expand_vars(value, self.env);
+        for p in problems {
+            self.problem(path, p);
         }
-        out.push_str(rest);
         out
     }
 
@@ -746,41 +720,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9740))
 }
 
-/// `10s`, `500ms`, `1m`, `2h`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    })
-}
-
-/// `256MiB`, `1GiB`, `512KiB`, `100MB`, or plain bytes.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
+pub use edge_schema::config::{parse_duration, parse_size};
 
 #[cfg(test)]
 mod tests;

@@ -24,6 +24,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod config;
 pub mod names;
 pub mod policy;
 pub mod proto;

@@ -125,13 +125,3 @@ fn a_minimal_config_for_a_local_prometheus() {
     assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(c.series_budget, 300);
 }
-
-#[test]
-fn durations_and_sizes() {
-    assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-    assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-    assert_eq!(parse_duration("10"), None);
-    assert_eq!(parse_size("1GiB"), Some(1 << 30));
-    assert_eq!(parse_size("100MB"), Some(100_000_000));
-    assert_eq!(parse_size("12 parsecs"), None);
-}

@@ -1,0 +1,117 @@
+//! Pieces both daemons' YAML configs share: `${VAR}` expansion, durations, sizes, and
+//! where a YAML parse error is.
+
+use std::time::Duration;
+
+/// Expands `${VAR}` and `${VAR:-default}` in `value`; `env` resolves a name. An empty
+/// variable counts as unset. Every variable that is unset without a default, or an
+/// unterminated `${`, is a problem; the text expanded so far is returned with them.
+pub fn expand_vars(value: &str, env: &dyn Fn(&str) -> Option<String>) -> (String, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            problems.push(format!("unterminated `${{` in {value:?}"));
+            return (out, problems);
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (inner, None),
+        };
+        match (env(name), default) {
+            (Some(v), _) if !v.is_empty() => out.push_str(&v),
+            (_, Some(d)) => out.push_str(d),
+            (_, None) => problems.push(format!(
+                "environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+            )),
+        }
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    (out, problems)
+}
+
+/// `10s`, `500ms`, `1m`, `2h`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    Some(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.checked_mul(60)?),
+        "h" => Duration::from_secs(n.checked_mul(3600)?),
+        _ => return None,
+    })
+}
+
+/// `256MiB`, `1GiB`, `512KiB`, `100MB`, or plain bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// A YAML parse error as `(where, what)`: `line L, column C` (or `(file)`), and its
+/// first line without the parser's own position suffix.
+pub fn yaml_error(e: &serde_saphyr::Error) -> (String, String) {
+    let at = e
+        .location()
+        .map(|l| format!("line {}, column {}", l.line(), l.column()))
+        .unwrap_or_else(|| "(file)".into());
+    let message = e.without_snippet().to_string();
+    let message = message.lines().next().unwrap_or_default();
+    let message = message.rsplit_once(" at line ").map_or(message, |(m, _)| m);
+    (at, message.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expansion_defaults_and_problems() {
+        let env = |name: &str| match name {
+            "REGION" => Some("eu-west-1".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(
+            expand_vars("r=${REGION}!", &env),
+            ("r=eu-west-1!".into(), vec![])
+        );
+        assert_eq!(expand_vars("${EMPTY:-x}${NOPE:-y}", &env).0, "xy");
+        let (_, problems) = expand_vars("${NOPE}", &env);
+        assert!(problems[0].contains("NOPE is not set"), "{problems:?}");
+        let (_, problems) = expand_vars("a${REGION", &env);
+        assert!(problems[0].contains("unterminated"), "{problems:?}");
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("10"), None);
+        assert_eq!(parse_size("1GiB"), Some(1 << 30));
+        assert_eq!(parse_size("100MB"), Some(100_000_000));
+        assert_eq!(parse_size("12 parsecs"), None);
+    }
+}
