@@ -1,6 +1,18 @@
 //! `edge-gateway`: the regional ingest gateway of edgepipe.
 //!
-//! It will terminate mTLS from the agents, apply per-tenant policy and quotas, and commit
-//! metrics to Kinesis and logs to Firehose before it answers (see `DESIGN.md`). It will
-//! also host `edge-gateway relay`, which carries metrics from Kinesis to a remote_write
-//! store. Nothing is implemented here yet.
+//! It terminates mTLS from the agents, finds each request's tenant, applies the label
+//! policy and the tenant's quotas, and commits metrics and logs to their sinks before
+//! it answers (see `DESIGN.md`): 2xx only after the commit, 400 with the reasons for
+//! what breaks the policy (the rest is accepted), 413 for what can never fit, 429 with
+//! `Retry-After` for a quota, 503 with `Retry-After` when the sink is down or the
+//! gateway is overloaded.
+
+pub mod config;
+pub mod decode;
+pub mod docs;
+pub mod identity;
+pub mod quota;
+pub mod server;
+pub mod sink;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,771 @@
+//! The gateway's YAML (shape in `DESIGN.md`), with `${VAR}` expansion.
+//!
+//! As with the agent: parse into a raw form (unknown keys and wrong types refused with
+//! their line), then validate into [`GatewayConfig`], collecting every problem with its
+//! key path. A reload goes through the same function, so a file that would not start
+//! the gateway is never swapped in.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edge_schema::config::{expand_vars, parse_duration, parse_size, yaml_error};
+use serde::Deserialize;
+
+/// The tenant whose limits every tenant inherits where its own entry is silent.
+pub const DEFAULT_TENANT: &str = "default";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    tls: Option<RawTls>,
+    replicas: Option<u32>,
+    #[serde(default)]
+    identities: RawIdentities,
+    policy: Option<String>,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    fleet: RawFleet,
+    overload: Option<RawOverload>,
+    sinks: Option<RawSinks>,
+    #[serde(default)]
+    limits: RawLimits,
+    /// Read by `edge-gateway relay`; the gateway itself ignores it.
+    #[serde(rename = "relay")]
+    _relay: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTls {
+    /// `tls: off` (YAML may read the word as a boolean).
+    Switch(bool),
+    /// `tls: "off"`
+    Off(String),
+    Files(RawTlsFiles),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsFiles {
+    cert: String,
+    key: String,
+    client_ca: String,
+    client_auth: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    spiffe_trust_domain: Option<String>,
+    #[serde(default)]
+    subjects: BTreeMap<String, String>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    sha256: String,
+    tenant: String,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    samples_rate_limit: Option<f64>,
+    burst: Option<u64>,
+    max_series: Option<u64>,
+    max_label_names: Option<usize>,
+    max_label_value_length: Option<usize>,
+    max_label_name_length: Option<usize>,
+    log_bytes_rate_limit: Option<String>,
+    log_bytes_burst: Option<String>,
+    priority: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    cadence: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverload {
+    freshness_threshold_p99: Option<String>,
+    #[serde(default)]
+    actions: Vec<RawAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    reduce_log_sampling: Option<String>,
+    throttle_tenants: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSinks {
+    metrics: RawSink,
+    logs: RawSink,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    kind: String,
+    dir: Option<String>,
+    stream: Option<String>,
+    delivery_stream: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    url: Option<String>,
+    sigv4: Option<RawSigv4>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigv4 {
+    region: String,
+    service: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<String>,
+    max_decompressed_bytes: Option<String>,
+    max_connection_age: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+/// Where the certificate, key and client CA are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// CA bundle client certificates must chain to (PEM).
+    pub client_ca: PathBuf,
+    /// Whether a client certificate is required at the handshake (the default), or
+    /// optional so that bearer-token clients can connect.
+    pub client_cert_required: bool,
+}
+
+/// How a request's tenant is found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identities {
+    /// URI SAN `spiffe://<this>/tenant/<tenant>/…` names the tenant.
+    pub spiffe_trust_domain: Option<String>,
+    /// `(pattern, tenant)`: a subject like `CN=gs-*` (`*` matches any run) → tenant.
+    pub subjects: Vec<(String, String)>,
+    /// `(sha256 of the token, tenant)`.
+    pub tokens: Vec<([u8; 32], String)>,
+}
+
+/// A tenant's limits, as configured for the region (before dividing by replicas).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantLimits {
+    /// Samples (and histograms) per second.
+    pub samples_rate_limit: f64,
+    /// Samples one request, or a burst of requests, may carry at once.
+    pub burst: u64,
+    /// Active series (seen in the last 5 minutes).
+    pub max_series: u64,
+    /// Labels per series, `__name__` included.
+    pub max_label_names: usize,
+    /// Bytes of a label value.
+    pub max_label_value_length: usize,
+    /// Bytes of a label name.
+    pub max_label_name_length: usize,
+    /// Log bytes (decompressed) per second.
+    pub log_bytes_rate_limit: u64,
+    /// Log bytes at once.
+    pub log_bytes_burst: u64,
+    /// Higher is more important; overload throttles the listed low-priority tenants.
+    pub priority: u32,
+}
+
+/// The built-in limits, the design's `default` tenant.
+pub const BUILTIN_LIMITS: TenantLimits = TenantLimits {
+    samples_rate_limit: 20_000.0,
+    burst: 40_000,
+    max_series: 2_000_000,
+    max_label_names: 30,
+    max_label_value_length: 128,
+    max_label_name_length: 128,
+    log_bytes_rate_limit: 10 << 20,
+    log_bytes_burst: 20 << 20,
+    priority: 100,
+};
+
+/// One overload action, applied in order while the sink is slow.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OverloadAction {
+    /// Ask agents to shed verbose logs (the percentage says how much: up to 50% sheds
+    /// debug, more sheds info too).
+    ReduceLogSampling(u8),
+    /// Answer 429 to these tenants.
+    ThrottleTenants(Vec<String>),
+}
+
+/// When the gateway counts itself overloaded and what it does about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overload {
+    /// The sink commit latency p99 (or the oldest backlog) above which actions start.
+    pub freshness_threshold_p99: Duration,
+    /// In the seed's shed order; after the last, 503 for everyone.
+    pub actions: Vec<OverloadAction>,
+}
+
+/// A sink, as configured.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkConfig {
+    /// A spool directory of append-only segments.
+    File {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Amazon Kinesis Data Streams.
+    Kinesis {
+        /// Stream name.
+        stream: String,
+        /// AWS region.
+        region: String,
+        /// A local AWS API server, for tests.
+        endpoint_url: Option<String>,
+    },
+    /// Amazon Data Firehose.
+    Firehose {
+        /// Delivery stream name.
+        delivery_stream: String,
+        /// AWS region.
+        region: String,
+        /// A local AWS API server, for tests.
+        endpoint_url: Option<String>,
+    },
+    /// A Prometheus remote_write endpoint.
+    RemoteWrite {
+        /// The URL.
+        url: String,
+        /// SigV4 signing (AMP): region and service.
+        sigv4: Option<(String, String)>,
+    },
+}
+
+/// Request limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Compressed body bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Bytes a body may decompress to (413 above).
+    pub max_decompressed_bytes: usize,
+    /// A connection older than this is asked to go (HTTP/2 GOAWAY, HTTP/1.1
+    /// `Connection: close`), so the load balancer can rebalance.
+    pub max_connection_age: Duration,
+    /// SIGTERM: how long in-flight requests get.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated gateway config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// TLS files, or `None` for `tls: off`.
+    pub tls: Option<TlsFiles>,
+    /// Replicas in the region: each enforces `limit / replicas`.
+    pub replicas: u32,
+    /// Tenant identity.
+    pub identities: Identities,
+    /// The label policy (`None`: the one shipped with `schemas/`).
+    pub policy: Option<PathBuf>,
+    /// Limits of every named tenant, `default` among them, resolved.
+    pub tenants: BTreeMap<String, TenantLimits>,
+    /// The cadence agents are told to use (`Edge-Cadence`).
+    pub fleet_cadence: Duration,
+    /// Overload detection and actions.
+    pub overload: Overload,
+    /// Where metrics go.
+    pub metrics_sink: SinkConfig,
+    /// Where logs go.
+    pub logs_sink: SinkConfig,
+    /// Request limits.
+    pub limits: Limits,
+}
+
+impl GatewayConfig {
+    /// The limits of `tenant`: its own entry, else `default`'s.
+    pub fn limits_of(&self, tenant: &str) -> &TenantLimits {
+        self.tenants
+            .get(tenant)
+            .or_else(|| self.tenants.get(DEFAULT_TENANT))
+            .unwrap_or(&BUILTIN_LIMITS)
+    }
+}
+
+/// A config that cannot be used, with every problem found.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.file, .problems))]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// `(key path, message)`.
+    pub problems: Vec<(String, String)>,
+}
+
+fn render(file: &Path, problems: &[(String, String)]) -> String {
+    problems
+        .iter()
+        .map(|(path, message)| format!("{}: {path}: {message}", file.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Loads and validates `file`, expanding variables from the process environment.
+pub fn load(file: &Path) -> Result<GatewayConfig, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        problems: vec![("(file)".into(), format!("cannot read: {e}"))],
+    })?;
+    parse(file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates config text; `env` resolves `${VAR}`.
+pub fn parse(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigError> {
+    let fail = |problems| ConfigError {
+        file: file.to_path_buf(),
+        problems,
+    };
+    let raw: Raw = serde_saphyr::from_str(text).map_err(|e| {
+        let (at, message) = yaml_error(&e);
+        fail(vec![(at, message)])
+    })?;
+    let mut v = Validator {
+        problems: Vec::new(),
+        env,
+    };
+    let config = v.validate(raw);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(fail(v.problems))
+    }
+}
+
+struct Validator<'a> {
+    problems: Vec<(String, String)>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push((path.into(), message.into()));
+    }
+
+    fn expand(&mut self, path: &str, value: &str) -> String {
+        let (out, problems) = expand_vars(value, self.env);
+        for p in problems {
+            self.problem(path, p);
+        }
+        out
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        let value = self.expand(path, value);
+        match parse_duration(&value) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                self.problem(
+                    path,
+                    format!("{value:?} is not a duration: use e.g. 10s, 500ms, 1m"),
+                );
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, path: &str, value: Option<&str>, default: u64) -> u64 {
+        let Some(value) = value else { return default };
+        let value = self.expand(path, value);
+        match parse_size(&value) {
+            Some(n) if n > 0 => n,
+            _ => {
+                self.problem(
+                    path,
+                    format!("{value:?} is not a size: use e.g. 10MiB, 512KiB, 1GB"),
+                );
+                default
+            }
+        }
+    }
+
+    fn validate(&mut self, raw: Raw) -> GatewayConfig {
+        let listen_text = raw
+            .listen
+            .as_deref()
+            .map(|l| self.expand("listen", l))
+            .unwrap_or_else(|| "0.0.0.0:8443".into());
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.problem(
+                    "listen",
+                    format!("{listen_text:?} is not an address like 0.0.0.0:8443"),
+                );
+                SocketAddr::from(([0, 0, 0, 0], 8443))
+            }
+        };
+        let tls = match raw.tls {
+            None => {
+                self.problem(
+                    "tls",
+                    "missing: give { cert, key, client_ca }, or `tls: off` for a loopback test or the local demo",
+                );
+                None
+            }
+            Some(RawTls::Switch(on)) => {
+                if on {
+                    self.problem("tls", "give { cert, key, client_ca } to turn TLS on");
+                }
+                None
+            }
+            Some(RawTls::Off(word)) => {
+                if word != "off" {
+                    self.problem(
+                        "tls",
+                        format!("{word:?}: give {{ cert, key, client_ca }} or `off`"),
+                    );
+                }
+                None
+            }
+            Some(RawTls::Files(f)) => {
+                let client_cert_required = match f.client_auth.as_deref() {
+                    None | Some("required") => true,
+                    Some("optional") => false,
+                    Some(other) => {
+                        self.problem(
+                            "tls.client_auth",
+                            format!("{other:?}: use required or optional"),
+                        );
+                        true
+                    }
+                };
+                Some(TlsFiles {
+                    cert: PathBuf::from(self.expand("tls.cert", &f.cert)),
+                    key: PathBuf::from(self.expand("tls.key", &f.key)),
+                    client_ca: PathBuf::from(self.expand("tls.client_ca", &f.client_ca)),
+                    client_cert_required,
+                })
+            }
+        };
+        let replicas = raw.replicas.unwrap_or(1);
+        if replicas == 0 {
+            self.problem("replicas", "must be at least 1");
+        }
+        let identities = self.identities(raw.identities);
+        let policy = raw
+            .policy
+            .as_deref()
+            .map(|p| PathBuf::from(self.expand("policy", p)));
+        let tenants = self.tenants(&raw.tenants);
+        let fleet_cadence = self.duration(
+            "fleet.cadence",
+            raw.fleet.cadence.as_deref(),
+            Duration::from_secs(10),
+        );
+        let overload = self.overload(raw.overload, &tenants);
+        let (metrics_sink, logs_sink) = match raw.sinks {
+            Some(s) => (
+                self.sink("sinks.metrics", s.metrics, "metrics"),
+                self.sink("sinks.logs", s.logs, "logs"),
+            ),
+            None => {
+                self.problem("sinks", "missing: give sinks.metrics and sinks.logs (kind: kinesis, firehose, remote_write or file)");
+                let dir = PathBuf::from("/var/lib/edge-gateway/spool");
+                (
+                    SinkConfig::File { dir: dir.clone() },
+                    SinkConfig::File { dir },
+                )
+            }
+        };
+        let l = raw.limits;
+        let limits = Limits {
+            max_body_bytes: self.size(
+                "limits.max_body_bytes",
+                l.max_body_bytes.as_deref(),
+                16 << 20,
+            ) as usize,
+            max_decompressed_bytes: self.size(
+                "limits.max_decompressed_bytes",
+                l.max_decompressed_bytes.as_deref(),
+                64 << 20,
+            ) as usize,
+            max_connection_age: self.duration(
+                "limits.max_connection_age",
+                l.max_connection_age.as_deref(),
+                Duration::from_secs(300),
+            ),
+            shutdown_grace: self.duration(
+                "limits.shutdown_grace",
+                l.shutdown_grace.as_deref(),
+                Duration::from_secs(20),
+            ),
+        };
+        GatewayConfig {
+            listen,
+            tls,
+            replicas: replicas.max(1),
+            identities,
+            policy,
+            tenants,
+            fleet_cadence,
+            overload,
+            metrics_sink,
+            logs_sink,
+            limits,
+        }
+    }
+
+    fn identities(&mut self, raw: RawIdentities) -> Identities {
+        let mut tokens = Vec::new();
+        for (i, t) in raw.tokens.into_iter().enumerate() {
+            let path = format!("identities.tokens[{i}].sha256");
+            let hex = self.expand(&path, &t.sha256);
+            match decode_sha256(&hex) {
+                Some(h) => tokens.push((h, t.tenant)),
+                None => self.problem(
+                    path,
+                    "not a SHA-256: 64 hex digits (sha256sum of the token)",
+                ),
+            }
+        }
+        let mut subjects = Vec::new();
+        for (pattern, tenant) in raw.subjects {
+            if !pattern.contains('=') {
+                self.problem(
+                    format!("identities.subjects.{pattern}"),
+                    "a subject pattern names its attribute, like CN=gs-*",
+                );
+            }
+            subjects.push((pattern, tenant));
+        }
+        Identities {
+            spiffe_trust_domain: raw.spiffe_trust_domain,
+            subjects,
+            tokens,
+        }
+    }
+
+    fn tenants(&mut self, raw: &BTreeMap<String, RawTenant>) -> BTreeMap<String, TenantLimits> {
+        let default_raw = raw.get(DEFAULT_TENANT).cloned().unwrap_or_default();
+        let default = self.tenant(DEFAULT_TENANT, &default_raw, &BUILTIN_LIMITS);
+        let mut out = BTreeMap::new();
+        for (name, t) in raw {
+            if name == DEFAULT_TENANT {
+                continue;
+            }
+            let limits = self.tenant(name, t, &default);
+            out.insert(name.clone(), limits);
+        }
+        out.insert(DEFAULT_TENANT.to_string(), default);
+        out
+    }
+
+    fn tenant(&mut self, name: &str, t: &RawTenant, base: &TenantLimits) -> TenantLimits {
+        let path = |key: &str| format!("tenants.{name}.{key}");
+        let mut l = base.clone();
+        if let Some(r) = t.samples_rate_limit {
+            if r.is_finite() && r > 0.0 {
+                l.samples_rate_limit = r;
+            } else {
+                self.problem(path("samples_rate_limit"), format!("{r}: must be above 0"));
+            }
+        }
+        if let Some(b) = t.burst {
+            l.burst = b;
+        } else if t.samples_rate_limit.is_some() {
+            // A tenant that sets its rate but not its burst gets two seconds' worth, as
+            // the design's default does (20,000/s, 40,000).
+            l.burst = (l.samples_rate_limit * 2.0) as u64;
+        }
+        if l.burst == 0 || l.burst > u64::from(u32::MAX) {
+            self.problem(
+                path("burst"),
+                format!("{}: must be between 1 and {}", l.burst, u32::MAX),
+            );
+            l.burst = base.burst;
+        }
+        if let Some(m) = t.max_series {
+            l.max_series = m;
+        }
+        if let Some(m) = t.max_label_names {
+            l.max_label_names = m;
+        }
+        if let Some(m) = t.max_label_value_length {
+            l.max_label_value_length = m;
+        }
+        if let Some(m) = t.max_label_name_length {
+            l.max_label_name_length = m;
+        }
+        if let Some(p) = t.priority {
+            l.priority = p;
+        }
+        let rate_set = t.log_bytes_rate_limit.is_some();
+        l.log_bytes_rate_limit = self.size(
+            &path("log_bytes_rate_limit"),
+            t.log_bytes_rate_limit.as_deref(),
+            l.log_bytes_rate_limit,
+        );
+        let burst_default = if rate_set {
+            l.log_bytes_rate_limit.saturating_mul(2)
+        } else {
+            l.log_bytes_burst
+        };
+        l.log_bytes_burst = self.size(
+            &path("log_bytes_burst"),
+            t.log_bytes_burst.as_deref(),
+            burst_default,
+        );
+        if l.log_bytes_burst > u64::from(u32::MAX) {
+            self.problem(path("log_bytes_burst"), "must be under 4GiB");
+            l.log_bytes_burst = base.log_bytes_burst;
+        }
+        l
+    }
+
+    fn overload(
+        &mut self,
+        raw: Option<RawOverload>,
+        tenants: &BTreeMap<String, TenantLimits>,
+    ) -> Overload {
+        let Some(raw) = raw else {
+            return Overload {
+                freshness_threshold_p99: Duration::from_secs(10),
+                actions: Vec::new(),
+            };
+        };
+        let freshness_threshold_p99 = self.duration(
+            "overload.freshness_threshold_p99",
+            raw.freshness_threshold_p99.as_deref(),
+            Duration::from_secs(10),
+        );
+        let mut actions = Vec::new();
+        for (i, a) in raw.actions.into_iter().enumerate() {
+            let path = format!("overload.actions[{i}]");
+            match (a.reduce_log_sampling, a.throttle_tenants) {
+                (Some(p), None) => {
+                    let n = p.trim().trim_end_matches('%').trim().parse::<u8>().ok();
+                    match n {
+                        Some(n) if (1..=100).contains(&n) => {
+                            actions.push(OverloadAction::ReduceLogSampling(n))
+                        }
+                        _ => self.problem(
+                            format!("{path}.reduce_log_sampling"),
+                            format!("{p:?}: a percentage, like 50%"),
+                        ),
+                    }
+                }
+                (None, Some(list)) => {
+                    for t in &list {
+                        if !tenants.contains_key(t) {
+                            self.problem(
+                                format!("{path}.throttle_tenants"),
+                                format!("{t:?} is not a tenant under `tenants`"),
+                            );
+                        }
+                    }
+                    actions.push(OverloadAction::ThrottleTenants(list));
+                }
+                _ => self.problem(path, "one of reduce_log_sampling or throttle_tenants"),
+            }
+        }
+        Overload {
+            freshness_threshold_p99,
+            actions,
+        }
+    }
+
+    fn sink(&mut self, path: &str, raw: RawSink, default_stream: &str) -> SinkConfig {
+        let need = |v: &mut Self, key: &str, value: Option<String>| -> String {
+            match value {
+                Some(s) => v.expand(&format!("{path}.{key}"), &s),
+                None => {
+                    v.problem(
+                        format!("{path}.{key}"),
+                        format!("missing for kind {}", raw.kind),
+                    );
+                    String::new()
+                }
+            }
+        };
+        let region = |v: &mut Self, r: Option<String>| -> String {
+            r.map(|r| v.expand(&format!("{path}.region"), &r))
+                .unwrap_or_else(|| "us-east-1".into())
+        };
+        let endpoint = |v: &mut Self, e: Option<String>| {
+            e.map(|e| v.expand(&format!("{path}.endpoint_url"), &e))
+        };
+        match raw.kind.as_str() {
+            "file" => SinkConfig::File {
+                dir: PathBuf::from(need(self, "dir", raw.dir)),
+            },
+            "kinesis" => SinkConfig::Kinesis {
+                stream: raw.stream.map_or_else(
+                    || default_stream.to_string(),
+                    |s| self.expand(&format!("{path}.stream"), &s),
+                ),
+                region: region(self, raw.region),
+                endpoint_url: endpoint(self, raw.endpoint_url),
+            },
+            "firehose" => SinkConfig::Firehose {
+                delivery_stream: need(self, "delivery_stream", raw.delivery_stream),
+                region: region(self, raw.region),
+                endpoint_url: endpoint(self, raw.endpoint_url),
+            },
+            "remote_write" => SinkConfig::RemoteWrite {
+                url: need(self, "url", raw.url),
+                sigv4: raw
+                    .sigv4
+                    .map(|s| (s.region, s.service.unwrap_or_else(|| "aps".into()))),
+            },
+            other => {
+                self.problem(
+                    format!("{path}.kind"),
+                    format!("{other:?}: use kinesis, firehose, remote_write or file"),
+                );
+                SinkConfig::File {
+                    dir: PathBuf::new(),
+                }
+            }
+        }
+    }
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let t = hex.trim().as_bytes();
+    if t.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = (nibble(t[2 * i])? << 4) | nibble(t[2 * i + 1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+use super::*;
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "REGION" => Some("eu-west-1".into()),
+        _ => None,
+    }
+}
+
+fn parse_text(text: &str) -> Result<GatewayConfig, ConfigError> {
+    parse(Path::new("gateway.yaml"), text, &env)
+}
+
+const GOOD: &str = r#"
+listen: 127.0.0.1:8443
+tls: { cert: /etc/gw/tls.crt, key: /etc/gw/tls.key, client_ca: /etc/gw/ca.crt }
+replicas: 3
+identities: { spiffe_trust_domain: obs.internal, subjects: { "CN=gs-*": game }, tokens: [ { sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", tenant: studio-x } ] }
+tenants:
+  default: { samples_rate_limit: 20000, burst: 40000, max_series: 2000000, max_label_names: 30, max_label_value_length: 128, log_bytes_rate_limit: 10MiB, priority: 100 }
+  lowprio: { samples_rate_limit: 5000, priority: 10 }
+fleet: { cadence: 10s }
+overload: { freshness_threshold_p99: 10s, actions: [ { reduce_log_sampling: 50% }, { throttle_tenants: [lowprio] } ] }
+sinks:
+  metrics: { kind: kinesis, stream: metrics, region: "${REGION}", endpoint_url: "http://127.0.0.1:5055" }
+  logs: { kind: firehose, delivery_stream: logs, region: us-east-1 }
+relay: { stream: metrics }
+"#;
+
+#[test]
+fn the_design_example_parses() {
+    let c = parse_text(GOOD).expect("valid");
+    assert_eq!(c.replicas, 3);
+    assert_eq!(c.limits_of("lowprio").samples_rate_limit, 5000.0);
+    assert_eq!(c.limits_of("lowprio").burst, 10_000, "two seconds' worth");
+    assert_eq!(
+        c.limits_of("lowprio").max_series,
+        2_000_000,
+        "inherited from default"
+    );
+    assert_eq!(c.limits_of("someone-else").priority, 100);
+    assert_eq!(c.limits_of("default").log_bytes_rate_limit, 10 << 20);
+    assert_eq!(c.identities.tokens.len(), 1);
+    assert_eq!(
+        c.metrics_sink,
+        SinkConfig::Kinesis {
+            stream: "metrics".into(),
+            region: "eu-west-1".into(),
+            endpoint_url: Some("http://127.0.0.1:5055".into())
+        }
+    );
+    assert_eq!(
+        c.overload.actions,
+        vec![
+            OverloadAction::ReduceLogSampling(50),
+            OverloadAction::ThrottleTenants(vec!["lowprio".into()])
+        ]
+    );
+    assert!(c.tls.as_ref().is_some_and(|t| t.client_cert_required));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_key() {
+    let text = r#"
+listen: nowhere
+tls: maybe
+replicas: 0
+identities: { subjects: { "gs-*": game }, tokens: [ { sha256: "abc", tenant: x } ] }
+tenants:
+  t1: { samples_rate_limit: -1, log_bytes_rate_limit: lots }
+overload: { freshness_threshold_p99: soon, actions: [ { reduce_log_sampling: "500%" }, { throttle_tenants: [nobody] } ] }
+sinks:
+  metrics: { kind: s3 }
+  logs: { kind: file }
+"#;
+    let err = parse_text(text).expect_err("invalid");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    for key in [
+        "listen",
+        "tls",
+        "replicas",
+        "identities.tokens[0].sha256",
+        "identities.subjects.gs-*",
+        "tenants.t1.samples_rate_limit",
+        "tenants.t1.log_bytes_rate_limit",
+        "overload.freshness_threshold_p99",
+        "overload.actions[0].reduce_log_sampling",
+        "overload.actions[1].throttle_tenants",
+        "sinks.metrics.kind",
+        "sinks.logs.dir",
+    ] {
+        assert!(keys.contains(&key), "no problem at {key}: {err}");
+    }
+}
+
+#[test]
+fn unknown_keys_and_tls_off() {
+    let err = parse_text("tls: off\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\nbogus: 1\n")
+        .expect_err("unknown key");
+    assert!(err.to_string().contains("bogus"), "{err}");
+    let c = parse_text(
+        "tls: off\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n",
+    )
+    .expect("tls off");
+    assert!(c.tls.is_none());
+    assert_eq!(c.limits_of("any"), &BUILTIN_LIMITS);
+}

@@ -1,0 +1,136 @@
+//! `edge-gateway --config FILE` runs the gateway; `edge-gateway validate --config FILE`
+//! checks a config and exits 0, or 1 with every problem.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "edge-gateway",
+    version,
+    about = "The edgepipe regional ingest gateway"
+)]
+struct Cli {
+    /// The gateway's YAML config.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config: exit 0, or 1 with every problem, one per line.
+    Validate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGE_GATEWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Some(config) = cli.config else {
+        eprintln!("edge-gateway: give --config FILE");
+        return ExitCode::from(2);
+    };
+    match cli.command {
+        Some(Command::Validate) => match edge_gateway::server::load_live(&config) {
+            Ok(live) => {
+                println!("{}: ok (sha256 {})", config.display(), live.hash);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        None => run(&config),
+    }
+}
+
+fn run(config: &std::path::Path) -> ExitCode {
+    let gw = match edge_gateway::server::Gateway::new(config) {
+        Ok(gw) => gw,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("edge-gateway")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edge-gateway: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let addr = gw.live().config.listen;
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("edge-gateway: cannot listen on {addr}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::info!(%addr, tls = gw.live().tls.is_some(), "edge-gateway listening");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(edge_gateway::server::serve(gw.clone(), listener, stop_rx));
+        tokio::spawn(housekeeping(gw.clone()));
+        wait_for_signals(&gw).await;
+        tracing::info!("stopping: no new connections; in-flight requests get the grace period");
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Every second: the overload controller and the gauges; every two, a look at the
+/// config and TLS files.
+async fn housekeeping(gw: Arc<edge_gateway::server::Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    loop {
+        tick.tick().await;
+        gw.overload_tick();
+        n += 1;
+        if n % 2 == 0 {
+            let g = gw.clone();
+            let _ = tokio::task::spawn_blocking(move || g.reload(false)).await;
+        }
+    }
+}
+
+async fn wait_for_signals(gw: &Arc<edge_gateway::server::Gateway>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stopping");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                let g = gw.clone();
+                let _ = tokio::task::spawn_blocking(move || g.reload(true)).await;
+            }
+        }
+    }
+}

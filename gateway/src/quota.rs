@@ -1,0 +1,308 @@
+//! Per-tenant quotas: sample and log-byte rates (GCRA through `governor`) and active
+//! series (exact, over a 5-minute window).
+//!
+//! Every limit is regional: each replica enforces `limit / replicas`. A request that
+//! could never fit (more than the burst at once) is refused outright, not with a 429
+//! that would send the client into a loop it can never leave.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota};
+
+use crate::config::TenantLimits;
+
+/// A series is active while it was written in this window (Mimir's default).
+pub const ACTIVE_WINDOW: Duration = Duration::from_secs(300);
+
+/// The answer of a rate check.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RateCheck {
+    /// Admitted.
+    Ok,
+    /// Over the rate: would fit after `wait`.
+    Wait(Duration),
+    /// More than the burst at once: can never fit.
+    TooLarge {
+        /// What the request asked for.
+        asked: u64,
+        /// The burst (this replica's share).
+        burst: u64,
+    },
+}
+
+/// One rate limit: a GCRA bucket and the figures it was made from.
+#[derive(Debug)]
+struct Bucket {
+    limiter: DefaultDirectRateLimiter,
+    rate: f64,
+    burst: u32,
+}
+
+impl Bucket {
+    fn new(rate: f64, burst: u64) -> Bucket {
+        let burst = u32::try_from(burst.max(1)).unwrap_or(u32::MAX);
+        let period = Duration::from_secs_f64(1.0 / rate.max(1e-9)).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN));
+        Bucket {
+            limiter: DefaultDirectRateLimiter::direct(quota),
+            rate,
+            burst,
+        }
+    }
+
+    fn check(&self, n: u64) -> RateCheck {
+        let Some(n32) = u32::try_from(n).ok().and_then(NonZeroU32::new) else {
+            return if n == 0 {
+                RateCheck::Ok
+            } else {
+                RateCheck::TooLarge {
+                    asked: n,
+                    burst: u64::from(self.burst),
+                }
+            };
+        };
+        match self.limiter.check_n(n32) {
+            Ok(Ok(())) => RateCheck::Ok,
+            Ok(Err(not_until)) => {
+                RateCheck::Wait(not_until.wait_time_from(DefaultClock::default().now()))
+            }
+            Err(_) => RateCheck::TooLarge {
+                asked: n,
+                burst: u64::from(self.burst),
+            },
+        }
+    }
+}
+
+/// A tenant's state on this replica.
+#[derive(Debug)]
+struct Tenant {
+    samples: Bucket,
+    log_bytes: Bucket,
+    series: Series,
+}
+
+/// Active series: the hash of each series' labels and when it was last written.
+#[derive(Debug, Default)]
+struct Series {
+    seen: HashMap<u64, Instant>,
+    pruned: Option<Instant>,
+}
+
+impl Series {
+    fn prune(&mut self, now: Instant) {
+        if self
+            .pruned
+            .is_some_and(|p| now.saturating_duration_since(p) < Duration::from_secs(10))
+        {
+            return;
+        }
+        self.pruned = Some(now);
+        self.seen
+            .retain(|_, last| now.saturating_duration_since(*last) < ACTIVE_WINDOW);
+    }
+}
+
+/// Quotas of every tenant on this replica.
+#[derive(Debug, Default)]
+pub struct Quotas {
+    tenants: Mutex<HashMap<String, Tenant>>,
+}
+
+/// This replica's share of a regional figure.
+fn share(total: f64, replicas: u32) -> f64 {
+    total / f64::from(replicas.max(1))
+}
+
+impl Quotas {
+    fn with_tenant<R>(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        f: impl FnOnce(&mut Tenant) -> R,
+    ) -> R {
+        let mut tenants = self
+            .tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let rate = share(limits.samples_rate_limit, replicas);
+        let burst = share(limits.burst as f64, replicas).ceil() as u64;
+        let log_rate = share(limits.log_bytes_rate_limit as f64, replicas);
+        let log_burst = share(limits.log_bytes_burst as f64, replicas).ceil() as u64;
+        let t = tenants.entry(tenant.to_string()).or_insert_with(|| Tenant {
+            samples: Bucket::new(rate, burst),
+            log_bytes: Bucket::new(log_rate, log_burst),
+            series: Series::default(),
+        });
+        // A reloaded config with other figures gets a new bucket (and a full burst);
+        // unchanged figures keep the bucket and its state.
+        if t.samples.rate != rate || u64::from(t.samples.burst) != burst.min(u64::from(u32::MAX)) {
+            t.samples = Bucket::new(rate, burst);
+        }
+        if t.log_bytes.rate != log_rate
+            || u64::from(t.log_bytes.burst) != log_burst.min(u64::from(u32::MAX))
+        {
+            t.log_bytes = Bucket::new(log_rate, log_burst);
+        }
+        f(t)
+    }
+
+    /// Takes `samples` from the tenant's sample rate.
+    pub fn check_samples(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        samples: u64,
+    ) -> RateCheck {
+        self.with_tenant(tenant, limits, replicas, |t| t.samples.check(samples))
+    }
+
+    /// Takes `bytes` from the tenant's log byte rate.
+    pub fn check_log_bytes(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        bytes: u64,
+    ) -> RateCheck {
+        self.with_tenant(tenant, limits, replicas, |t| t.log_bytes.check(bytes))
+    }
+
+    /// Admits the series whose label hashes are given, in order, up to the tenant's
+    /// `max_series / replicas` active series; returns, for each, whether it is admitted.
+    /// A series already active is always admitted (and kept active).
+    pub fn admit_series(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        hashes: &[u64],
+        now: Instant,
+    ) -> Vec<bool> {
+        let max = (limits.max_series / u64::from(replicas.max(1))) as usize;
+        self.with_tenant(tenant, limits, replicas, |t| {
+            t.series.prune(now);
+            hashes
+                .iter()
+                .map(|h| {
+                    if let Some(last) = t.series.seen.get_mut(h) {
+                        *last = now;
+                        true
+                    } else if t.series.seen.len() < max {
+                        t.series.seen.insert(*h, now);
+                        true
+                    } else {
+                        false
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Active series per tenant.
+    pub fn active_series(&self) -> Vec<(String, usize)> {
+        let tenants = self
+            .tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<(String, usize)> = tenants
+            .iter()
+            .map(|(name, t)| (name.clone(), t.series.seen.len()))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// The `Retry-After` for a wait: whole seconds, rounded up, plus up to half again (at
+/// least one second) of jitter so that clients refused together do not return
+/// together. Obeyed, it is never too early.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    let base = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    let base = base.max(1);
+    let jitter = fastrand::u64(0..=(base / 2).max(1));
+    base + jitter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BUILTIN_LIMITS;
+
+    fn limits(rate: f64, burst: u64, max_series: u64) -> TenantLimits {
+        TenantLimits {
+            samples_rate_limit: rate,
+            burst,
+            max_series,
+            ..BUILTIN_LIMITS
+        }
+    }
+
+    #[test]
+    fn rate_burst_and_never_fits() {
+        let q = Quotas::default();
+        let l = limits(100.0, 200, 10);
+        assert_eq!(q.check_samples("a", &l, 1, 150), RateCheck::Ok);
+        match q.check_samples("a", &l, 1, 150) {
+            RateCheck::Wait(w) => {
+                // 100 more are needed at 100/s: about a second.
+                assert!(
+                    w > Duration::from_millis(900) && w <= Duration::from_millis(1000),
+                    "{w:?}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another tenant is not slowed.
+        assert_eq!(q.check_samples("b", &l, 1, 150), RateCheck::Ok);
+        assert_eq!(
+            q.check_samples("a", &l, 1, 201),
+            RateCheck::TooLarge {
+                asked: 201,
+                burst: 200
+            }
+        );
+        // Two replicas: each takes half.
+        assert_eq!(
+            q.check_samples("c", &l, 2, 101),
+            RateCheck::TooLarge {
+                asked: 101,
+                burst: 100
+            }
+        );
+    }
+
+    #[test]
+    fn series_limit_and_window() {
+        let q = Quotas::default();
+        let l = limits(1e9, 1 << 30, 3);
+        let t0 = Instant::now();
+        assert_eq!(
+            q.admit_series("a", &l, 1, &[1, 2, 3, 4], t0),
+            [true, true, true, false]
+        );
+        // Known series stay admitted; new ones do not.
+        assert_eq!(q.admit_series("a", &l, 1, &[3, 5], t0), [true, false]);
+        // After the window, room again.
+        let later = t0 + ACTIVE_WINDOW + Duration::from_secs(11);
+        assert_eq!(q.admit_series("a", &l, 1, &[5], later), [true]);
+        assert_eq!(q.active_series(), vec![("a".to_string(), 1)]);
+    }
+
+    #[test]
+    fn retry_after_is_never_early() {
+        for _ in 0..100 {
+            let s = retry_after_secs(Duration::from_millis(1500));
+            assert!((2..=3).contains(&s), "{s}");
+        }
+        assert!(retry_after_secs(Duration::ZERO) >= 1);
+    }
+}

@@ -1,0 +1,295 @@
+//! The `file` sink, the embedded default: a spool directory of append-only segment
+//! files, one record per frame `[u32 len][u32 crc32][u16 key len][key][data]`
+//! (little-endian). Commits from concurrent requests are grouped: one writer thread
+//! appends everything waiting and makes it durable with one `fdatasync`, then answers
+//! every commit in the group.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
+
+use tokio::sync::oneshot;
+
+use super::{BoxFuture, Record, Sink, SinkError};
+
+/// A segment is closed and a new one begun past this size.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+
+struct Job {
+    records: Vec<Record>,
+    bytes: u64,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+/// The spool of one stream (`metrics` or `logs`) under a directory.
+#[derive(Debug)]
+pub struct FileSink {
+    dir: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    backlog: Arc<(AtomicU64, AtomicU64)>,
+}
+
+impl FileSink {
+    /// Opens (creating) `dir/<stream>/` and starts its writer thread.
+    pub fn open(dir: &Path, stream: &str) -> std::io::Result<FileSink> {
+        let dir = dir.join(stream);
+        std::fs::create_dir_all(&dir)?;
+        let mut writer = Writer::open(&dir)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        let backlog = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+        let shared = backlog.clone();
+        std::thread::Builder::new()
+            .name(format!("spool-{stream}"))
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        group.push(more);
+                    }
+                    let result = writer.append(&group);
+                    for job in group {
+                        shared
+                            .0
+                            .fetch_sub(job.records.len() as u64, Ordering::Relaxed);
+                        shared.1.fetch_sub(job.bytes, Ordering::Relaxed);
+                        let _ = job.done.send(result.clone());
+                    }
+                }
+            })?;
+        Ok(FileSink {
+            dir,
+            jobs: tx,
+            backlog,
+        })
+    }
+
+    /// The stream's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Sink for FileSink {
+    fn commit(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(async move {
+            if records.is_empty() {
+                return Ok(());
+            }
+            if let Some(r) = records.iter().find(|r| r.key.len() > usize::from(u16::MAX)) {
+                return Err(SinkError::Refused(format!(
+                    "a key of {} bytes",
+                    r.key.len()
+                )));
+            }
+            let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
+            self.backlog
+                .0
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            self.backlog.1.fetch_add(bytes, Ordering::Relaxed);
+            let (done, wait) = oneshot::channel();
+            self.jobs
+                .send(Job {
+                    records,
+                    bytes,
+                    done,
+                })
+                .map_err(|_| SinkError::Failed("the spool writer has stopped".into()))?;
+            match wait.await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(SinkError::Failed(e)),
+                Err(_) => Err(SinkError::Failed("the spool writer has stopped".into())),
+            }
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async move { self.dir.is_dir() })
+    }
+
+    fn backlog(&self) -> (u64, u64) {
+        (
+            self.backlog.0.load(Ordering::Relaxed),
+            self.backlog.1.load(Ordering::Relaxed),
+        )
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    file: File,
+    seq: u64,
+    len: u64,
+}
+
+impl Writer {
+    fn open(dir: &Path) -> std::io::Result<Writer> {
+        let last = segments(dir)?.last().map_or(0, |(seq, _)| *seq);
+        // A new segment per start: a torn tail of the last run stays where it is and is
+        // skipped by the reader.
+        let seq = last + 1;
+        let file = create_segment(dir, seq)?;
+        Ok(Writer {
+            dir: dir.to_path_buf(),
+            file,
+            seq,
+            len: 0,
+        })
+    }
+
+    fn append(&mut self, group: &[Job]) -> Result<(), String> {
+        let mut buf = Vec::new();
+        for job in group {
+            for r in &job.records {
+                let body_len = 2 + r.key.len() + r.data.len();
+                let mut body = Vec::with_capacity(body_len);
+                body.extend_from_slice(&(r.key.len() as u16).to_le_bytes());
+                body.extend_from_slice(r.key.as_bytes());
+                body.extend_from_slice(&r.data);
+                buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+                buf.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+                buf.extend_from_slice(&body);
+            }
+        }
+        let result = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = result {
+            // The segment may now end torn; start a new one so later frames are whole.
+            self.rotate().ok();
+            return Err(format!("spool {}: {e}", self.dir.display()));
+        }
+        self.len += buf.len() as u64;
+        if self.len >= SEGMENT_BYTES {
+            self.rotate()
+                .map_err(|e| format!("spool {}: {e}", self.dir.display()))?;
+        }
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        self.seq += 1;
+        self.file = create_segment(&self.dir, self.seq)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+fn create_segment(dir: &Path, seq: u64) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(dir.join(format!("{seq:012}.seg")))?;
+    // The new name must survive a crash too.
+    File::open(dir)?.sync_all()?;
+    Ok(file)
+}
+
+fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".seg"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = seq {
+            out.push((seq, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Every whole record in a stream's spool, in order. A torn or corrupt frame ends its
+/// segment (the rest of that segment is counted in the second value, in bytes).
+pub fn read_spool(dir: &Path, stream: &str) -> std::io::Result<(Vec<Record>, u64)> {
+    let mut records = Vec::new();
+    let mut skipped = 0u64;
+    for (_, path) in segments(&dir.join(stream))? {
+        let bytes = std::fs::read(&path)?;
+        let mut at = 0usize;
+        while at + 8 <= bytes.len() {
+            let len = u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+                as usize;
+            let crc =
+                u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
+            let Some(body) = bytes.get(at + 8..at + 8 + len) else {
+                break;
+            };
+            if crc32fast::hash(body) != crc || body.len() < 2 {
+                break;
+            }
+            let key_len = usize::from(u16::from_le_bytes([body[0], body[1]]));
+            let Some(key) = body.get(2..2 + key_len) else {
+                break;
+            };
+            records.push(Record {
+                key: String::from_utf8_lossy(key).into_owned(),
+                data: body[2 + key_len..].to_vec(),
+            });
+            at += 8 + len;
+        }
+        skipped += (bytes.len() - at) as u64;
+    }
+    Ok((records, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_are_durable_in_order_and_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = FileSink::open(dir.path(), "metrics").expect("open");
+        let mut handles = Vec::new();
+        let sink = Arc::new(sink);
+        for i in 0..20 {
+            let s = sink.clone();
+            handles.push(tokio::spawn(async move {
+                s.commit(vec![Record {
+                    key: format!("game/gs-{i}"),
+                    data: vec![i as u8; 100],
+                }])
+                .await
+            }));
+        }
+        for h in handles {
+            h.await.expect("join").expect("commit");
+        }
+        assert_eq!(sink.backlog(), (0, 0));
+        let (records, skipped) = read_spool(dir.path(), "metrics").expect("read");
+        assert_eq!(skipped, 0);
+        assert_eq!(records.len(), 20);
+        let mut keys: Vec<String> = records.iter().map(|r| r.key.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(keys.len(), 20);
+        // A torn tail is skipped, not misread.
+        let seg = segments(&dir.path().join("metrics")).expect("segments")[0]
+            .1
+            .clone();
+        let mut f = OpenOptions::new().append(true).open(&seg).expect("open");
+        f.write_all(&[50, 0, 0, 0, 1, 2]).expect("tear");
+        let (records, skipped) = read_spool(dir.path(), "metrics").expect("read");
+        assert_eq!((records.len(), skipped), (20, 6));
+        // A restart writes a new segment.
+        drop(sink);
+        let sink = FileSink::open(dir.path(), "metrics").expect("reopen");
+        sink.commit(vec![Record {
+            key: "k".into(),
+            data: b"after".to_vec(),
+        }])
+        .await
+        .expect("commit");
+        let (records, _) = read_spool(dir.path(), "metrics").expect("read");
+        assert_eq!(
+            records.last().map(|r| r.data.as_slice()),
+            Some(&b"after"[..])
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Per-series policy at the gateway: label names valid, none forbidden by the label
+//! policy, and the tenant's label limits. A series that breaks one is dropped with a
+//! reason (Mimir's discard reason names where they mean the same); its neighbours pass.
+
+use edge_schema::names::is_valid_label_name;
+use edge_schema::policy::LabelPolicy;
+use edge_schema::proto::prometheus::TimeSeries;
+
+use crate::config::TenantLimits;
+
+/// Why a series is dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Discard {
+    /// The discard reason, for `edge_gateway_discarded_samples_total{reason}`.
+    pub reason: &'static str,
+    /// What and where, for the answer's body.
+    pub message: String,
+}
+
+/// The series' metric name, for messages.
+pub fn metric_name(series: &TimeSeries) -> &str {
+    series
+        .labels
+        .iter()
+        .find(|l| l.name == "__name__")
+        .map_or("", |l| l.value.as_str())
+}
+
+/// Checks one series.
+pub fn check_series(
+    series: &TimeSeries,
+    policy: &LabelPolicy,
+    limits: &TenantLimits,
+) -> Result<(), Discard> {
+    let metric = metric_name(series);
+    let discard = |reason, message: String| Err(Discard { reason, message });
+    if metric.is_empty() {
+        return discard("missing_metric_name", "a series without __name__".into());
+    }
+    if series.labels.len() > limits.max_label_names {
+        return discard(
+            "max_label_names_per_series",
+            format!(
+                "series of {metric} has {} labels, more than the limit of {}",
+                series.labels.len(),
+                limits.max_label_names
+            ),
+        );
+    }
+    let mut previous: Option<&str> = None;
+    for label in &series.labels {
+        if label.name.len() > limits.max_label_name_length {
+            return discard(
+                "label_name_too_long",
+                format!(
+                    "series of {metric}: label name {:.64}… is {} bytes, over the limit of {}",
+                    label.name,
+                    label.name.len(),
+                    limits.max_label_name_length
+                ),
+            );
+        }
+        if !is_valid_label_name(&label.name) {
+            return discard(
+                "label_invalid",
+                format!(
+                    "series of {metric}: {:?} is not a valid label name",
+                    label.name
+                ),
+            );
+        }
+        if let Some(matched) = policy.forbidden_match(&label.name) {
+            return discard(
+                "forbidden_label",
+                format!(
+                    "series of {metric}: label {} is forbidden by the label policy (matches {matched}); player-level detail belongs in logs",
+                    label.name
+                ),
+            );
+        }
+        if label.value.len() > limits.max_label_value_length {
+            return discard(
+                "label_value_too_long",
+                format!(
+                    "series of {metric}: the value of label {} is {} bytes, over the limit of {}",
+                    label.name,
+                    label.value.len(),
+                    limits.max_label_value_length
+                ),
+            );
+        }
+        if let Some(p) = previous {
+            if p == label.name.as_str() {
+                return discard(
+                    "duplicate_label_names",
+                    format!("series of {metric}: label {} twice", label.name),
+                );
+            }
+        }
+        previous = Some(&label.name);
+    }
+    Ok(())
+}
+
+/// A stable hash of a series' labels (order-independent), for the active-series count.
+pub fn series_hash(series: &TimeSeries) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut pairs: Vec<(&str, &str)> = series
+        .labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    pairs.hash(&mut h);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::BUILTIN_LIMITS;
+    use edge_schema::proto::prometheus::Label;
+
+    fn series(labels: &[(&str, &str)]) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reasons() {
+        let policy = LabelPolicy::shipped();
+        let l = BUILTIN_LIMITS;
+        assert_eq!(
+            check_series(
+                &series(&[("__name__", "up"), ("region", "eu")]),
+                &policy,
+                &l
+            ),
+            Ok(())
+        );
+        let reason = |s: &TimeSeries| check_series(s, &policy, &l).map_err(|d| d.reason);
+        assert_eq!(
+            reason(&series(&[("region", "eu")])),
+            Err("missing_metric_name")
+        );
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("player_id", "p1")])),
+            Err("forbidden_label")
+        );
+        let long = "x".repeat(200);
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("region", &long)])),
+            Err("label_value_too_long")
+        );
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("bad-name", "v")])),
+            Err("label_invalid")
+        );
+        let many: Vec<(String, String)> =
+            (0..31).map(|i| (format!("l{i:02}"), "v".into())).collect();
+        let mut s = series(&[("__name__", "up")]);
+        s.labels.extend(many.iter().map(|(n, v)| Label {
+            name: n.clone(),
+            value: v.clone(),
+        }));
+        assert_eq!(reason(&s), Err("max_label_names_per_series"));
+    }
+
+    #[test]
+    fn hash_ignores_label_order() {
+        let a = series(&[("__name__", "up"), ("region", "eu")]);
+        let b = series(&[("region", "eu"), ("__name__", "up")]);
+        let c = series(&[("__name__", "up"), ("region", "us")]);
+        assert_eq!(series_hash(&a), series_hash(&b));
+        assert_ne!(series_hash(&a), series_hash(&c));
+    }
+}
