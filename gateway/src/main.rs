@@ -106,7 +106,7 @@ async fn housekeeping(gw: Arc<edge_gateway::server::Gateway>) {
         tick.tick().await;
         gw.overload_tick();
         n += 1;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let g = gw.clone();
             let _ = tokio::task::spawn_blocking(move || g.reload(false)).await;
         }

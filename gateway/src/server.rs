@@ -722,7 +722,7 @@ async fn push(
             over_series += samples_of(&series);
             let entry = refused.entry("per_user_series_limit").or_default();
             entry.0 += samples_of(&series);
-            if entry.1.len() < 1 {
+            if entry.1.is_empty() {
                 entry.1.push(format!(
                     "tenant {tenant} is at its limit of {} active series (this replica's share); new series are refused",
                     limits.max_series / u64::from(live.config.replicas)

@@ -89,12 +89,15 @@ pub fn labels(pairs: &[(&str, &str)]) -> String {
         .join(",")
 }
 
+/// A histogram family: help, buckets, and a histogram per label set.
+type HistogramFamily = (&'static str, &'static [f64], BTreeMap<String, Histogram>);
+
 #[derive(Debug, Default)]
 struct Families {
     /// name → (help, type, series labels → value)
     counters: BTreeMap<&'static str, (&'static str, BTreeMap<String, f64>)>,
     gauges: BTreeMap<&'static str, (&'static str, BTreeMap<String, f64>)>,
-    histograms: BTreeMap<&'static str, (&'static str, &'static [f64], BTreeMap<String, Histogram>)>,
+    histograms: BTreeMap<&'static str, HistogramFamily>,
 }
 
 /// The registry.

@@ -89,13 +89,11 @@ pub fn check_series(
                 ),
             );
         }
-        if let Some(p) = previous {
-            if p == label.name.as_str() {
-                return discard(
-                    "duplicate_label_names",
-                    format!("series of {metric}: label {} twice", label.name),
-                );
-            }
+        if previous == Some(label.name.as_str()) {
+            return discard(
+                "duplicate_label_names",
+                format!("series of {metric}: label {} twice", label.name),
+            );
         }
         previous = Some(&label.name);
     }

@@ -1,0 +1,330 @@
+//! The real gateway over real mTLS, with certificates made per test: identity, policy,
+//! quotas, reload, and what reaches the file sink.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use edge_schema::proto::prometheus::WriteRequest;
+use support::{Client, Gateway, Pki, config_text, free_port, series, spooled_series, tls_config};
+
+const TENANTS: &str = "  default: { samples_rate_limit: 100000, burst: 200000 }\n  \
+                       game: { samples_rate_limit: 100, burst: 200 }\n  \
+                       studio: { samples_rate_limit: 100000, burst: 200000, max_label_names: 6 }";
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    pki: Pki,
+    gw: Gateway,
+}
+
+fn setup(tenants: &str) -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let gw = Gateway::start(dir.path(), port, &config_text(dir.path(), port, tenants));
+    Setup { _dir: dir, pki, gw }
+}
+
+impl Setup {
+    async fn client(&self, cn: &str, uri: Option<&str>) -> Client {
+        let cert = self.pki.client(cn, uri);
+        Client::connect(self.gw.port, tls_config(&self.pki.ca_der, Some(&cert)))
+            .await
+            .expect("connect")
+    }
+}
+
+#[tokio::test]
+async fn a_client_without_a_certificate_or_from_another_ca_is_refused_at_the_handshake() {
+    let s = setup(TENANTS);
+    let none = Client::connect(s.gw.port, tls_config(&s.pki.ca_der, None)).await;
+    // TLS 1.3 reports the refusal at the first read: the handshake or the first
+    // request fails; neither gets an answer.
+    match none {
+        Err(_) => {}
+        Ok(mut c) => assert!(
+            c.request("GET", "/healthz", &[], Vec::new()).await.is_err(),
+            "a client without a certificate got an answer"
+        ),
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = Pki::new(dir.path(), "other");
+    let stranger = other.client("gs-1", None);
+    match Client::connect(s.gw.port, tls_config(&s.pki.ca_der, Some(&stranger))).await {
+        Err(_) => {}
+        Ok(mut c) => assert!(
+            c.request("GET", "/healthz", &[], Vec::new()).await.is_err(),
+            "a certificate from another CA got an answer"
+        ),
+    }
+    let mut good = s.client("gs-1", None).await;
+    let a = good
+        .request("GET", "/healthz", &[], Vec::new())
+        .await
+        .expect("healthz");
+    assert_eq!(a.status, 200);
+    let refused = good
+        .metric("edge_gateway_tls_handshake_failures_total")
+        .await
+        .unwrap_or(0.0);
+    assert!(refused >= 2.0, "handshake failures counted: {refused}");
+}
+
+#[tokio::test]
+async fn a_tenant_header_the_certificate_does_not_allow_is_refused() {
+    let s = setup(TENANTS);
+    let mut c = s.client("gs-1", None).await;
+    let req = WriteRequest {
+        timeseries: vec![series("edge_test_total", &[("region", "eu")], 1.0)],
+        ..Default::default()
+    };
+    let a = c.push(&req, &[("x-scope-orgid", "studio")]).await;
+    assert_eq!(a.status, 403, "{}", a.body);
+    assert!(
+        a.body.contains("studio") && a.body.contains("game"),
+        "{}",
+        a.body
+    );
+    let a = c.push(&req, &[("x-scope-orgid", "game")]).await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    // A certificate that maps to no tenant.
+    let mut nobody = s.client("lobby-1", None).await;
+    assert_eq!(nobody.push(&req, &[]).await.status, 401);
+    // The SPIFFE SAN names the tenant and the host.
+    let mut spiffe = s
+        .client("whatever", Some("spiffe://obs.internal/tenant/studio/gs-9"))
+        .await;
+    assert_eq!(spiffe.push(&req, &[]).await.status, 204);
+    let keys: Vec<String> = spooled_series(&s.gw.spool)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(keys.contains(&"game/gs-1".to_string()), "{keys:?}");
+    assert!(keys.contains(&"studio/gs-9".to_string()), "{keys:?}");
+}
+
+#[tokio::test]
+async fn a_forbidden_label_never_reaches_the_sink_while_its_neighbours_do() {
+    let s = setup(TENANTS);
+    let mut c = s
+        .client("whatever", Some("spiffe://obs.internal/tenant/studio/gs-2"))
+        .await;
+    let req = WriteRequest {
+        timeseries: vec![
+            series("edge_good_total", &[("region", "eu")], 1.0),
+            series("edge_bad_total", &[("player_id", "p-12345678")], 1.0),
+            series(
+                "edge_wide_total",
+                &[
+                    ("a", "1"),
+                    ("b", "2"),
+                    ("c", "3"),
+                    ("d", "4"),
+                    ("e", "5"),
+                    ("f", "6"),
+                ],
+                1.0,
+            ),
+            series("edge_also_good_total", &[("region", "us")], 2.0),
+        ],
+        ..Default::default()
+    };
+    let a = c.push(&req, &[]).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body.contains("forbidden_label") && a.body.contains("player_id"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("max_label_names_per_series"), "{}", a.body);
+    let stored = spooled_series(&s.gw.spool);
+    let names: Vec<String> = stored
+        .iter()
+        .map(|(_, s)| s.labels[0].value.clone())
+        .collect();
+    assert_eq!(names, ["edge_good_total", "edge_also_good_total"]);
+    let raw = std::fs::read_dir(s.gw.spool.join("metrics"))
+        .expect("spool")
+        .flatten()
+        .map(|e| std::fs::read(e.path()).expect("segment"))
+        .collect::<Vec<_>>()
+        .concat();
+    assert!(
+        !raw.windows(b"player_id".len()).any(|w| w == b"player_id"),
+        "the forbidden label is in the spool"
+    );
+    let discarded = c
+        .metric(
+            "edge_gateway_discarded_samples_total{tenant=\"studio\",reason=\"forbidden_label\"}",
+        )
+        .await;
+    assert_eq!(discarded, Some(1.0));
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_gets_429_and_retry_after_works_while_another_tenant_flows() {
+    let s = setup(TENANTS);
+    // Tenant game: 100 samples/s, burst 200.
+    let mut game = s.client("gs-1", None).await;
+    let mut studio = s
+        .client("x", Some("spiffe://obs.internal/tenant/studio/gs-3"))
+        .await;
+    let batch = |n: usize, tag: &str| WriteRequest {
+        timeseries: (0..n)
+            .map(|i| series("edge_rate_total", &[("shard", &format!("{tag}{i}"))], 1.0))
+            .collect(),
+        ..Default::default()
+    };
+    assert_eq!(game.push(&batch(150, "a"), &[]).await.status, 204);
+    let refused = game.push(&batch(150, "b"), &[]).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let retry: u64 = refused
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=3).contains(&retry), "Retry-After {retry}");
+    // Meanwhile the other tenant is not slowed.
+    for i in 0..5 {
+        let a = studio.push(&batch(150, &format!("s{i}-")), &[]).await;
+        assert_eq!(a.status, 204, "{}", a.body);
+    }
+    // Obeyed, the same request is accepted.
+    tokio::time::sleep(Duration::from_secs(retry)).await;
+    let a = game.push(&batch(150, "b"), &[]).await;
+    assert_eq!(a.status, 204, "after Retry-After: {}", a.body);
+    // A request that can never fit is a 413 with a reason, not a 429 loop.
+    let too_big = game.push(&batch(201, "c"), &[]).await;
+    assert_eq!(too_big.status, 413, "{}", too_big.body);
+    assert!(too_big.body.contains("never fit"), "{}", too_big.body);
+    assert_eq!(
+        game.metric("tenant_over_limit_total{tenant=\"game\",limit=\"ingestion_rate\"}")
+            .await,
+        Some(1.0)
+    );
+    // The cadence hint rides on every answer.
+    assert_eq!(
+        refused
+            .headers
+            .get("edge-cadence")
+            .and_then(|v| v.to_str().ok()),
+        Some("10s")
+    );
+}
+
+#[tokio::test]
+async fn the_2_000_001st_series_is_refused() {
+    let s = setup("  default: { samples_rate_limit: 100000000, burst: 100000000 }");
+    let mut c = s.client("gs-7", None).await;
+    let started = Instant::now();
+    const PER_REQUEST: usize = 50_000;
+    for r in 0..40 {
+        let req = WriteRequest {
+            timeseries: (0..PER_REQUEST)
+                .map(|i| {
+                    series(
+                        "edge_card_total",
+                        &[("shard", &(r * PER_REQUEST + i).to_string())],
+                        1.0,
+                    )
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let a = c.push(&req, &[]).await;
+        assert_eq!(a.status, 204, "request {r}: {}", a.body);
+    }
+    let extra = WriteRequest {
+        timeseries: vec![
+            series("edge_card_total", &[("shard", "2000000")], 1.0),
+            // A series already active is still accepted at the limit.
+            series("edge_card_total", &[("shard", "0")], 2.0),
+        ],
+        ..Default::default()
+    };
+    let a = c.push(&extra, &[]).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("per_user_series_limit"), "{}", a.body);
+    assert!(
+        a.body
+            .contains("1 samples of the other series were accepted"),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        c.metric(
+            "edge_gateway_discarded_samples_total{tenant=\"game\",reason=\"per_user_series_limit\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+    eprintln!("2,000,001 series in {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_yaml_edit_changes_a_limit_without_a_restart_and_a_broken_edit_changes_nothing() {
+    let s = setup(TENANTS);
+    let mut c = s
+        .client("x", Some("spiffe://obs.internal/tenant/studio/gs-4"))
+        .await;
+    let five = WriteRequest {
+        timeseries: vec![series(
+            "edge_reload_total",
+            &[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")],
+            1.0,
+        )],
+        ..Default::default()
+    };
+    assert_eq!(
+        c.push(&five, &[]).await.status,
+        204,
+        "5 labels under a limit of 6"
+    );
+    let config = std::fs::read_to_string(&s.gw.config).expect("config");
+    let tighter = config.replace("max_label_names: 6", "max_label_names: 3");
+    assert_ne!(config, tighter);
+    std::fs::write(&s.gw.config, &tighter).expect("edit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = c.push(&five, &[]).await;
+        if a.status == 400 {
+            assert!(a.body.contains("max_label_names_per_series"), "{}", a.body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new limit never took effect");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reloads = c
+        .metric("edge_gateway_config_reloads_total{result=\"success\"}")
+        .await;
+    assert!(reloads.is_some_and(|n| n >= 2.0), "{reloads:?}");
+    // A broken edit (an unknown key, and a limit that would loosen things) is refused.
+    let broken = tighter.replace("max_label_names: 3", "max_label_names: 30, bogus_key: 1");
+    std::fs::write(&s.gw.config, broken).expect("edit");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.metric("edge_gateway_config_last_reload_successful").await != Some(0.0) {
+        assert!(
+            Instant::now() < deadline,
+            "the broken config was not noticed: {}",
+            s.gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        c.push(&five, &[]).await.status,
+        400,
+        "the old limit stays in force"
+    );
+    assert!(
+        s.gw.log_text().contains("bogus_key"),
+        "the log says what is wrong"
+    );
+    // The connection survived both reloads.
+    let a = c
+        .request("GET", "/healthz", &[], Vec::new())
+        .await
+        .expect("healthz");
+    assert_eq!(a.status, 200);
+}

@@ -1,0 +1,303 @@
+//! For the gateway's tests: a CA with server and client certificates made per test,
+//! the real `edge-gateway` binary as a child process, and an mTLS client.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edge_schema::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use prost::Message;
+
+/// A CA and the files a gateway needs (`ca.crt`, `server.crt`, `server.key`).
+pub struct Pki {
+    pub dir: PathBuf,
+    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub ca_der: Vec<u8>,
+}
+
+/// A client's certificate and key (DER).
+#[derive(Clone)]
+pub struct ClientCert {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+impl Pki {
+    pub fn new(dir: &Path, name: &str) -> Pki {
+        let ca_key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("{name} CA"));
+        let ca_cert = params.self_signed(&ca_key).expect("CA");
+        std::fs::write(dir.join(format!("{name}-ca.crt")), ca_cert.pem()).expect("write");
+        let ca = rcgen::Issuer::new(params, ca_key);
+        let pki = Pki {
+            dir: dir.to_path_buf(),
+            ca,
+            ca_der: ca_cert.der().to_vec(),
+        };
+        let key = rcgen::KeyPair::generate().expect("key");
+        let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .expect("params")
+            .signed_by(&key, &pki.ca)
+            .expect("server");
+        std::fs::write(dir.join(format!("{name}-server.crt")), server.pem()).expect("write");
+        std::fs::write(dir.join(format!("{name}-server.key")), key.serialize_pem()).expect("write");
+        pki
+    }
+
+    /// A client certificate with CN `cn` and, if given, a URI SAN.
+    pub fn client(&self, cn: &str, uri: Option<&str>) -> ClientCert {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        if let Some(uri) = uri {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                uri.to_string().try_into().expect("uri"),
+            ));
+        }
+        let cert = params.signed_by(&key, &self.ca).expect("client");
+        ClientCert {
+            cert: cert.der().to_vec(),
+            key: key.serialize_der(),
+        }
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// The real gateway binary, running.
+pub struct Gateway {
+    pub child: Child,
+    pub port: u16,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    pub spool: PathBuf,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A config for a gateway on loopback with mTLS from `pki` named `name`, a file sink in
+/// `dir/spool`, and `tenants` (YAML lines under `tenants:`).
+pub fn config_text(dir: &Path, port: u16, tenants: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:{port}\n\
+         tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
+         identities: {{ spiffe_trust_domain: obs.internal, subjects: {{ \"CN=gs-*\": game }} }}\n\
+         tenants:\n{tenants}\n\
+         fleet: {{ cadence: 10s }}\n\
+         sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
+        d = dir.display()
+    )
+}
+
+impl Gateway {
+    /// Writes `config` to `dir/gateway.yaml` and starts the gateway on `port`.
+    pub fn start(dir: &Path, port: u16, config: &str) -> Gateway {
+        let file = dir.join("gateway.yaml");
+        std::fs::write(&file, config).expect("config");
+        let log = dir.join("gateway.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_edge-gateway"))
+            .arg("--config")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start edge-gateway");
+        let gw = Gateway {
+            child,
+            port,
+            config: file,
+            log,
+            spool: dir.join("spool"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the gateway did not listen: {}",
+                gw.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gw
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// An answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+/// A TLS config presenting `client` (or nothing) and trusting `ca_der`.
+pub fn tls_config(ca_der: &[u8], client: Option<&ClientCert>) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_der.to_vec().into()).expect("CA");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let mut config = match client {
+        Some(c) => builder
+            .with_client_auth_cert(
+                vec![c.cert.clone().into()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(c.key.clone().into()),
+            )
+            .expect("client auth"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
+
+/// One HTTP/2 connection over TLS.
+pub struct Client {
+    send: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+}
+
+impl Client {
+    /// Connects; an error is the handshake's (or the first request's) refusal.
+    pub async fn connect(port: u16, tls: Arc<rustls::ClientConfig>) -> Result<Client, String> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let stream = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (send, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Client { send })
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer, String> {
+        let mut req = http::Request::builder()
+            .method(method)
+            .uri(format!("https://localhost{path}"));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::from(body))).expect("request");
+        self.send.ready().await.map_err(|e| e.to_string())?;
+        let resp = self
+            .send
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        })
+    }
+
+    /// Pushes `request` as remote_write.
+    pub async fn push(&mut self, request: &WriteRequest, extra: &[(&str, &str)]) -> Answer {
+        let body = snap::raw::Encoder::new()
+            .compress_vec(&request.encode_to_vec())
+            .expect("snappy");
+        let mut headers = vec![
+            ("content-type", "application/x-protobuf"),
+            ("content-encoding", "snappy"),
+        ];
+        headers.extend_from_slice(extra);
+        self.request("POST", "/api/v1/push", &headers, body)
+            .await
+            .expect("push")
+    }
+
+    /// A gauge or counter from `/metrics` (exact series text).
+    pub async fn metric(&mut self, series: &str) -> Option<f64> {
+        let a = self
+            .request("GET", "/metrics", &[], Vec::new())
+            .await
+            .ok()?;
+        a.body
+            .lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+    }
+}
+
+/// A series `name{labels}` with one sample now.
+pub fn series(name: &str, labels: &[(&str, &str)], value: f64) -> TimeSeries {
+    let mut l = vec![Label {
+        name: "__name__".into(),
+        value: name.into(),
+    }];
+    l.extend(labels.iter().map(|(n, v)| Label {
+        name: (*n).into(),
+        value: (*v).into(),
+    }));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    TimeSeries {
+        labels: l,
+        samples: vec![Sample {
+            value,
+            timestamp: now,
+        }],
+        ..Default::default()
+    }
+}
+
+/// Every series in the metrics spool, decoded.
+pub fn spooled_series(spool: &Path) -> Vec<(String, TimeSeries)> {
+    let (records, _) = edge_gateway::sink::file::read_spool(spool, "metrics").expect("spool");
+    records
+        .into_iter()
+        .flat_map(|r| {
+            let req = WriteRequest::decode(r.data.as_slice()).expect("WriteRequest in the spool");
+            req.timeseries.into_iter().map(move |s| (r.key.clone(), s))
+        })
+        .collect()
+}
