@@ -86,11 +86,13 @@ pub fn by_encoding(body: &[u8], encoding: Option<&str>, max: usize) -> Result<Ve
     }
 }
 
-/// A remote_write body: snappy, then protobuf.
-pub fn write_request(body: &[u8], max: usize) -> Result<WriteRequest, BodyError> {
+/// A remote_write body: snappy, then protobuf. The decompressed bytes come back too:
+/// when every series is accepted they go to the sink as they are.
+pub fn write_request(body: &[u8], max: usize) -> Result<(WriteRequest, Vec<u8>), BodyError> {
     let raw = snappy(body, max)?;
-    WriteRequest::decode(raw.as_slice())
-        .map_err(|e| BodyError::Malformed(format!("not a remote_write WriteRequest: {e}")))
+    let request = WriteRequest::decode(raw.as_slice())
+        .map_err(|e| BodyError::Malformed(format!("not a remote_write WriteRequest: {e}")))?;
+    Ok((request, raw))
 }
 
 /// An OTLP/HTTP logs body (protobuf), by its encoding; also returns the decompressed

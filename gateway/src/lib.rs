@@ -12,6 +12,7 @@ pub mod decode;
 pub mod docs;
 pub mod identity;
 pub mod quota;
+pub mod remote_write;
 pub mod server;
 pub mod sink;
 pub mod telemetry;

@@ -9,11 +9,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use edge_schema::policy::LabelPolicy;
-use edge_schema::proto::prometheus::WriteRequest;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prost::Message;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
@@ -25,7 +23,7 @@ use crate::quota::{Quotas, RateCheck, retry_after_secs};
 use crate::sink::file::FileSink;
 use crate::sink::{Record, Sink, SinkError};
 use crate::telemetry::{AGE_BUCKETS, LATENCY_BUCKETS, Telemetry, labels};
-use crate::validate::{check_series, series_hash};
+use crate::validate::{KnownNames, check_labels, labels_hash};
 
 /// The answer header carrying the fleet cadence (the agent's `Edge-Cadence`).
 pub const CADENCE_HEADER: &str = "edge-cadence";
@@ -647,8 +645,12 @@ fn sink_error(e: SinkError) -> Answer {
     }
 }
 
-fn samples_of(s: &edge_schema::proto::prometheus::TimeSeries) -> u64 {
-    (s.samples.len() + s.histograms.len()) as u64
+/// The series still kept.
+fn kept<'s>(
+    series: &'s [crate::remote_write::SeriesView],
+    keep: &'s [bool],
+) -> impl Iterator<Item = &'s crate::remote_write::SeriesView> {
+    series.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| s)
 }
 
 async fn push(
@@ -659,27 +661,32 @@ async fn push(
     body: &[u8],
     max: usize,
 ) -> Answer {
-    let request = match decode::write_request(body, max) {
+    let raw = match decode::snappy(body, max) {
         Ok(r) => r,
         Err(e) => return body_error(gw, id, "samples", e),
+    };
+    let scanned = match crate::remote_write::scan(&raw) {
+        Ok(s) => s,
+        Err(e) => return body_error(gw, id, "samples", BodyError::Malformed(e.to_string())),
     };
     let tenant = id.tenant.as_str();
     // reason → (samples, first messages)
     let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
-    let mut keep = Vec::with_capacity(request.timeseries.len());
-    for series in request.timeseries {
-        match check_series(&series, &live.policy, limits) {
-            Ok(()) => keep.push(series),
+    let mut keep = vec![false; scanned.series.len()];
+    let mut known = KnownNames::default();
+    for (i, series) in scanned.series.iter().enumerate() {
+        match check_labels(scanned.labels_of(series), &live.policy, limits, &mut known) {
+            Ok(()) => keep[i] = true,
             Err(d) => {
                 let entry = refused.entry(d.reason).or_default();
-                entry.0 += samples_of(&series);
+                entry.0 += series.samples;
                 if entry.1.len() < 3 {
                     entry.1.push(d.message);
                 }
             }
         }
     }
-    let samples: u64 = keep.iter().map(samples_of).sum();
+    let samples: u64 = kept(&scanned.series, &keep).map(|s| s.samples).sum();
     match gw
         .quotas
         .check_samples(tenant, limits, live.config.replicas, samples)
@@ -709,19 +716,24 @@ async fn push(
         }
     }
     let now = Instant::now();
-    let hashes: Vec<u64> = keep.iter().map(series_hash).collect();
+    let mut scratch = Vec::new();
+    let hashes: Vec<u64> = kept(&scanned.series, &keep)
+        .map(|s| labels_hash(scanned.labels_of(s), &mut scratch))
+        .collect();
     let admitted = gw
         .quotas
         .admit_series(tenant, limits, live.config.replicas, &hashes, now);
     let mut over_series = 0u64;
-    let mut accepted = Vec::with_capacity(keep.len());
-    for (series, ok) in keep.into_iter().zip(admitted) {
-        if ok {
-            accepted.push(series);
-        } else {
-            over_series += samples_of(&series);
+    let mut admitted = admitted.into_iter();
+    for (i, series) in scanned.series.iter().enumerate() {
+        if !keep[i] {
+            continue;
+        }
+        if admitted.next() == Some(false) {
+            keep[i] = false;
+            over_series += series.samples;
             let entry = refused.entry("per_user_series_limit").or_default();
-            entry.0 += samples_of(&series);
+            entry.0 += series.samples;
             if entry.1.is_empty() {
                 entry.1.push(format!(
                     "tenant {tenant} is at its limit of {} active series (this replica's share); new series are refused",
@@ -733,27 +745,23 @@ async fn push(
     if over_series > 0 {
         over_limit(gw, tenant, "max_series");
     }
-    let accepted_samples: u64 = accepted.iter().map(samples_of).sum();
-    if !accepted.is_empty() {
+    let accepted_samples: u64 = kept(&scanned.series, &keep).map(|s| s.samples).sum();
+    let accepted_series = kept(&scanned.series, &keep).count();
+    if accepted_series > 0 {
         let now_ms = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let ages: Vec<f64> = accepted
-            .iter()
-            .filter_map(|s| {
-                s.samples
-                    .iter()
-                    .map(|x| x.timestamp)
-                    .chain(s.histograms.iter().map(|h| h.timestamp))
-                    .max()
-            })
+        let ages: Vec<f64> = kept(&scanned.series, &keep)
+            .filter_map(|s| s.newest_ms)
             .map(|ts| (now_ms - ts).max(0) as f64 / 1000.0)
             .collect();
-        let data = WriteRequest {
-            timeseries: accepted,
-            metadata: request.metadata,
-        }
-        .encode_to_vec();
+        // All accepted: the bytes as they came. Otherwise the accepted series' fields.
+        let data = if accepted_series == scanned.series.len() {
+            drop(scanned);
+            raw
+        } else {
+            crate::remote_write::select(&raw, &scanned, &keep)
+        };
         let record = Record {
             key: format!("{tenant}/{}", id.host),
             data,

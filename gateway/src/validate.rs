@@ -18,100 +18,140 @@ pub struct Discard {
 }
 
 /// The series' metric name, for messages.
-pub fn metric_name(series: &TimeSeries) -> &str {
-    series
-        .labels
+pub fn metric_name<'a>(labels: &[(&'a str, &'a str)]) -> &'a str {
+    labels
         .iter()
-        .find(|l| l.name == "__name__")
-        .map_or("", |l| l.value.as_str())
+        .find(|(n, _)| *n == "__name__")
+        .map_or("", |(_, v)| v)
 }
 
-/// Checks one series.
+/// Label names already found fine in this request: a request repeats the same few
+/// names hundreds of times, and the policy lookup normalizes each one it is asked.
+#[derive(Debug, Default)]
+pub struct KnownNames<'a>(Vec<&'a str>);
+
+/// Checks one series (owned form; tests and callers outside the hot path).
 pub fn check_series(
     series: &TimeSeries,
     policy: &LabelPolicy,
     limits: &TenantLimits,
 ) -> Result<(), Discard> {
-    let metric = metric_name(series);
+    let labels: Vec<(&str, &str)> = series
+        .labels
+        .iter()
+        .map(|l| (l.name.as_str(), l.value.as_str()))
+        .collect();
+    check_labels(&labels, policy, limits, &mut KnownNames::default())
+}
+
+/// Checks one series' labels, remembering the names found fine in `known`.
+pub fn check_labels<'a>(
+    labels: &[(&'a str, &'a str)],
+    policy: &LabelPolicy,
+    limits: &TenantLimits,
+    known: &mut KnownNames<'a>,
+) -> Result<(), Discard> {
+    let metric = metric_name(labels);
     let discard = |reason, message: String| Err(Discard { reason, message });
     if metric.is_empty() {
         return discard("missing_metric_name", "a series without __name__".into());
     }
-    if series.labels.len() > limits.max_label_names {
+    if labels.len() > limits.max_label_names {
         return discard(
             "max_label_names_per_series",
             format!(
                 "series of {metric} has {} labels, more than the limit of {}",
-                series.labels.len(),
+                labels.len(),
                 limits.max_label_names
             ),
         );
     }
     let mut previous: Option<&str> = None;
-    for label in &series.labels {
-        if label.name.len() > limits.max_label_name_length {
-            return discard(
-                "label_name_too_long",
-                format!(
-                    "series of {metric}: label name {:.64}… is {} bytes, over the limit of {}",
-                    label.name,
-                    label.name.len(),
-                    limits.max_label_name_length
-                ),
-            );
+    for &(name, value) in labels {
+        if !known.0.contains(&name) {
+            if name.len() > limits.max_label_name_length {
+                return discard(
+                    "label_name_too_long",
+                    format!(
+                        "series of {metric}: label name {:.64}… is {} bytes, over the limit of {}",
+                        name,
+                        name.len(),
+                        limits.max_label_name_length
+                    ),
+                );
+            }
+            if !is_valid_label_name(name) {
+                return discard(
+                    "label_invalid",
+                    format!("series of {metric}: {name:?} is not a valid label name"),
+                );
+            }
+            if let Some(matched) = policy.forbidden_match(name) {
+                return discard(
+                    "forbidden_label",
+                    format!(
+                        "series of {metric}: label {name} is forbidden by the label policy (matches {matched}); player-level detail belongs in logs"
+                    ),
+                );
+            }
+            // A few dozen names at most per request: a list beats a hash set here.
+            if known.0.len() < 64 {
+                known.0.push(name);
+            }
         }
-        if !is_valid_label_name(&label.name) {
-            return discard(
-                "label_invalid",
-                format!(
-                    "series of {metric}: {:?} is not a valid label name",
-                    label.name
-                ),
-            );
-        }
-        if let Some(matched) = policy.forbidden_match(&label.name) {
-            return discard(
-                "forbidden_label",
-                format!(
-                    "series of {metric}: label {} is forbidden by the label policy (matches {matched}); player-level detail belongs in logs",
-                    label.name
-                ),
-            );
-        }
-        if label.value.len() > limits.max_label_value_length {
+        if value.len() > limits.max_label_value_length {
             return discard(
                 "label_value_too_long",
                 format!(
-                    "series of {metric}: the value of label {} is {} bytes, over the limit of {}",
-                    label.name,
-                    label.value.len(),
+                    "series of {metric}: the value of label {name} is {} bytes, over the limit of {}",
+                    value.len(),
                     limits.max_label_value_length
                 ),
             );
         }
-        if previous == Some(label.name.as_str()) {
+        if previous == Some(name) {
             return discard(
                 "duplicate_label_names",
-                format!("series of {metric}: label {} twice", label.name),
+                format!("series of {metric}: label {name} twice"),
             );
         }
-        previous = Some(&label.name);
+        previous = Some(name);
     }
     Ok(())
 }
 
-/// A stable hash of a series' labels (order-independent), for the active-series count.
+/// A stable hash of a series' labels (order-independent), for the active-series count:
+/// one SipHash pass over `name 0xff value 0xfe …` in name order. remote_write sends
+/// labels sorted; only an unsorted set pays for a sorted copy.
+pub fn labels_hash(labels: &[(&str, &str)], scratch: &mut Vec<u8>) -> u64 {
+    use std::hash::Hasher;
+    scratch.clear();
+    let mut push = |(n, v): &(&str, &str)| {
+        scratch.extend_from_slice(n.as_bytes());
+        scratch.push(0xff);
+        scratch.extend_from_slice(v.as_bytes());
+        scratch.push(0xfe);
+    };
+    if labels.windows(2).all(|w| w[0].0 <= w[1].0) {
+        labels.iter().for_each(&mut push);
+    } else {
+        let mut sorted = labels.to_vec();
+        sorted.sort_unstable();
+        sorted.iter().for_each(&mut push);
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(scratch);
+    h.finish()
+}
+
+/// [`labels_hash`] of an owned series.
 pub fn series_hash(series: &TimeSeries) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut pairs: Vec<(&str, &str)> = series
+    let labels: Vec<(&str, &str)> = series
         .labels
         .iter()
         .map(|l| (l.name.as_str(), l.value.as_str()))
         .collect();
-    pairs.sort_unstable();
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    pairs.hash(&mut h);
-    h.finish()
+    labels_hash(&labels, &mut Vec::new())
 }
 
 #[cfg(test)]

@@ -1,4 +1,7 @@
 //! Cross-binary end-to-end tests and the load generators they use.
 //!
 //! Unit tests live next to their code; this crate holds what needs more than one binary
-//! (agent, gateway, relay) running together. Nothing is implemented here yet.
+//! (agent, gateway, relay) running together, and the simulated fleet that loads them.
+
+pub mod fleet;
+pub mod pki;
