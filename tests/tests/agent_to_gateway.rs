@@ -1,0 +1,229 @@
+//! The real agent into the real gateway over mTLS (certificates made here), with the
+//! file sink: host metrics arrive under the agent's tenant and host, the game's log
+//! lines arrive as documents, and no PII value from the log is anywhere in the spool.
+//!
+//! Both binaries come from the workspace's target directory (`cargo test --workspace`
+//! builds them).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use edge_schema::proto::prometheus::WriteRequest;
+use prost::Message;
+
+const PII: &[&str] = &[
+    "carol.jones@example.org",
+    "198.51.100.23",
+    "2001:db8:85a3::8a2e:370:7334",
+    "p-55501234",
+];
+
+fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join(name))
+        .expect("target dir");
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo build -p edge-agent -p edge-gateway` (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port()
+}
+
+struct Proc(Child, PathBuf);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    fn start(bin: &str, config: &Path, log: PathBuf) -> Proc {
+        let child = Command::new(binary(bin))
+            .arg("--config")
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("start");
+        Proc(child, log)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+fn spool_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for stream in ["metrics", "logs"] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(stream)) {
+            for e in entries.flatten() {
+                all.extend(std::fs::read(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let pki = edge_tests::pki::Pki::new(d).expect("pki");
+    pki.write_client(d, "gs-1", "game").expect("client cert");
+    let port = free_port();
+    let gateway_yaml = d.join("gateway.yaml");
+    std::fs::write(
+        &gateway_yaml,
+        format!(
+            "listen: 127.0.0.1:{port}\n\
+             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
+             identities: {{ spiffe_trust_domain: obs.internal }}\n\
+             fleet: {{ cadence: 1s }}\n\
+             sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
+            d = d.display()
+        ),
+    )
+    .expect("gateway config");
+    let gateway = Proc::start("edge-gateway", &gateway_yaml, d.join("gateway.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "gateway: {}", gateway.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let log = d.join("game.log");
+    std::fs::write(&log, "").expect("log");
+    std::fs::write(d.join("tokenize.key"), "e2e-key-0123456789abcdef\n").expect("key");
+    let agent_yaml = d.join("agent.yaml");
+    std::fs::write(
+        &agent_yaml,
+        format!(
+            "host_labels: {{ region: eu-test-1, cluster: c1, build_id: b1 }}\n\
+             cadence: 1s\nincident_cadence: 1s\n\
+             listen: 127.0.0.1:{listen}\n\
+             host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
+             logs:\n  - {{ path: \"{d}/game.log\", service: game, parser: json, read_from: beginning }}\n\
+             tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
+             output:\n  metrics_url: https://localhost:{port}/api/v1/push\n  logs_url: https://localhost:{port}/v1/logs\n  \
+             tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
+             queue: {{ dir: {d}/queue }}\n",
+            listen = free_port(),
+            d = d.display()
+        ),
+    )
+    .expect("agent config");
+    let agent = Proc::start("edge-agent", &agent_yaml, d.join("agent.log"));
+
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open log");
+    for (i, pii) in PII.iter().enumerate() {
+        writeln!(
+            f,
+            r#"{{"level":"warn","msg":"e2e line {i}: login from {pii}","player_id":"{}"}}"#,
+            PII[3]
+        )
+        .expect("write");
+    }
+    f.flush().expect("flush");
+
+    // Wait for the metrics and every log line to be in the spool.
+    let spool = d.join("spool");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (metrics, logs) = loop {
+        let metrics = edge_gateway_spool(&spool, "metrics");
+        let logs = edge_gateway_spool(&spool, "logs");
+        let lines = logs
+            .iter()
+            .filter(|(_, d)| String::from_utf8_lossy(d).contains("e2e line"))
+            .count();
+        let cpu = metrics.iter().any(|(_, d)| {
+            WriteRequest::decode(d.as_slice())
+                .map(|r| {
+                    r.timeseries.iter().any(|s| {
+                        s.labels
+                            .iter()
+                            .any(|l| l.name == "__name__" && l.value == "node_cpu_seconds_total")
+                    })
+                })
+                .unwrap_or(false)
+        });
+        if cpu && lines >= PII.len() {
+            break (metrics, logs);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not everything arrived ({} metrics records, {lines} log lines)\nagent: {}\ngateway: {}",
+            metrics.len(),
+            agent.log(),
+            gateway.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Metrics are keyed by the certificate's tenant and host and carry the host labels.
+    assert!(
+        metrics.iter().all(|(k, _)| k == "game/gs-1"),
+        "keys: {:?}",
+        metrics.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+    let first = WriteRequest::decode(metrics[0].1.as_slice()).expect("WriteRequest");
+    assert!(
+        first.timeseries[0]
+            .labels
+            .iter()
+            .any(|l| l.name == "region" && l.value == "eu-test-1"),
+        "{:?}",
+        first.timeseries[0].labels
+    );
+    // Log documents: the design's shape, tenant from the certificate, PII tokenized.
+    let doc: serde_json::Value = logs
+        .iter()
+        .find_map(|(_, d)| {
+            let v: serde_json::Value = serde_json::from_slice(d).ok()?;
+            v["message"]
+                .as_str()?
+                .starts_with("e2e line 0")
+                .then_some(v)
+        })
+        .expect("the first line as a document");
+    assert_eq!(doc["level"], "warn");
+    assert_eq!(doc["service"], "game");
+    assert_eq!(doc["tenant"], "game");
+    assert_eq!(doc["attributes"]["region"], "eu-test-1");
+    assert!(
+        doc["message"].as_str().is_some_and(|m| m.contains("tok_")),
+        "{doc}"
+    );
+    let all = spool_bytes(&spool);
+    for pii in PII {
+        assert!(
+            !all.windows(pii.len()).any(|w| w == pii.as_bytes()),
+            "{pii} reached the gateway's spool"
+        );
+    }
+}
+
+fn edge_gateway_spool(dir: &Path, stream: &str) -> Vec<(String, Vec<u8>)> {
+    match edge_gateway::sink::file::read_spool(dir, stream) {
+        Ok((records, _)) => records.into_iter().map(|r| (r.key, r.data)).collect(),
+        Err(_) => Vec::new(),
+    }
+}
