@@ -323,13 +323,7 @@ impl Gateway {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
         let held = since.map_or(Duration::MAX, |s| now.saturating_duration_since(s));
-        let next = if over && stage < max && held >= Duration::from_secs(5) {
-            stage + 1
-        } else if !over && stage > 0 && held >= Duration::from_secs(15) {
-            stage - 1
-        } else {
-            stage
-        };
+        let next = next_stage(stage, over, held, max);
         if next != stage {
             *since = Some(now);
             self.overload.stage.store(next, Ordering::Relaxed);
@@ -364,6 +358,25 @@ impl Gateway {
                 n as f64,
             );
         }
+    }
+}
+
+/// How long the sink must be over the threshold before the next action, and under it
+/// before stepping back.
+pub const ESCALATE_AFTER: Duration = Duration::from_secs(5);
+/// See [`ESCALATE_AFTER`].
+pub const RECOVER_AFTER: Duration = Duration::from_secs(15);
+
+/// The overload stage after one tick: up one stage (to at most `max`) after
+/// [`ESCALATE_AFTER`] over the threshold in this stage, down one after
+/// [`RECOVER_AFTER`] under it.
+pub fn next_stage(stage: u8, over: bool, held: Duration, max: u8) -> u8 {
+    if over && stage < max && held >= ESCALATE_AFTER {
+        stage + 1
+    } else if !over && stage > 0 && held >= RECOVER_AFTER {
+        stage - 1
+    } else {
+        stage
     }
 }
 
@@ -1007,5 +1020,24 @@ async fn drive<I>(
                 asked = true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overload_escalates_in_order_and_recovers_slowly() {
+        let s = Duration::from_secs;
+        // Over the threshold: one stage per ESCALATE_AFTER, up to one past the actions.
+        assert_eq!(next_stage(0, true, Duration::MAX, 3), 1);
+        assert_eq!(next_stage(1, true, s(4), 3), 1, "not yet");
+        assert_eq!(next_stage(1, true, s(5), 3), 2);
+        assert_eq!(next_stage(3, true, s(60), 3), 3, "the last stage holds");
+        // Under it: back one stage per RECOVER_AFTER.
+        assert_eq!(next_stage(3, false, s(14), 3), 3);
+        assert_eq!(next_stage(3, false, s(15), 3), 2);
+        assert_eq!(next_stage(0, false, s(60), 3), 0);
     }
 }

@@ -328,3 +328,101 @@ async fn a_yaml_edit_changes_a_limit_without_a_restart_and_a_broken_edit_changes
         .expect("healthz");
     assert_eq!(a.status, 200);
 }
+
+#[tokio::test]
+async fn the_json_api_takes_a_bearer_token_and_sigterm_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let pki = Pki::new(d, "test");
+    let port = free_port();
+    // sha256("s3cret")
+    let config = format!(
+        "listen: 127.0.0.1:{port}\n\
+         tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt, client_auth: optional }}\n\
+         identities: {{ tokens: [ {{ sha256: \"a9e5c6a0cd3a5e8b4a3ed8c3b5c2f2e4d1e2c0e83b6a55a4f1b7a2d0e3d6c8b1\", tenant: wrong }}, {{ sha256: \"{hash}\", tenant: studio }} ] }}\n\
+         sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
+        d = d.display(),
+        hash = sha256_hex(b"s3cret"),
+    );
+    let mut gw = Gateway::start(d, port, &config);
+    let mut c = Client::connect(port, tls_config(&pki.ca_der, None))
+        .await
+        .expect("a client without a certificate may connect when client_auth is optional");
+    let body = br#"[{"timestamp":"2026-11-23T12:00:00Z","level":"INFO","service":"lobby","instance":"i-1","message":"hello","metadata":{"k":"v"}},{"message":"two"}]"#;
+    let a = c
+        .request(
+            "POST",
+            "/api/v1/logs",
+            &[
+                ("authorization", "Bearer s3cret"),
+                ("content-type", "application/json"),
+            ],
+            body.to_vec(),
+        )
+        .await
+        .expect("post");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let answer: serde_json::Value = serde_json::from_str(&a.body).expect("json answer");
+    assert_eq!(answer["status"], "accepted");
+    assert_eq!(answer["ingestedCount"], 2);
+    let a = c
+        .request(
+            "POST",
+            "/api/v1/logs",
+            &[("authorization", "Bearer nope")],
+            body.to_vec(),
+        )
+        .await
+        .expect("post");
+    assert_eq!(a.status, 401, "{}", a.body);
+    let a = c
+        .request(
+            "POST",
+            "/api/v1/logs",
+            &[("authorization", "Bearer s3cret")],
+            b"{not json".to_vec(),
+        )
+        .await
+        .expect("post");
+    assert_eq!(a.status, 400);
+    assert!(a.body.contains("not JSON"), "{}", a.body);
+    let (records, _) = edge_gateway::sink::file::read_spool(&gw.spool, "logs").expect("spool");
+    assert_eq!(records.len(), 2);
+    let doc: serde_json::Value = serde_json::from_slice(&records[0].data).expect("doc");
+    assert_eq!(doc["tenant"], "studio");
+    assert_eq!(doc["host"], "i-1");
+    assert_eq!(doc["level"], "info");
+    let ready = c
+        .request("GET", "/ready", &[], Vec::new())
+        .await
+        .expect("ready");
+    assert_eq!(ready.status, 200);
+    // SIGTERM: the gateway stops and exits 0.
+    let pid = gw.child.id();
+    let _ = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(25);
+    let status = loop {
+        if let Some(s) = gw.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not stop: {}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit {status:?}: {}", gw.log_text());
+    assert!(gw.log_text().contains("stopped"), "{}", gw.log_text());
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
