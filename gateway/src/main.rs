@@ -57,13 +57,6 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &std::path::Path) -> ExitCode {
-    let gw = match edge_gateway::server::Gateway::new(config) {
-        Ok(gw) => gw,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(1);
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("edge-gateway")
@@ -76,6 +69,13 @@ fn run(config: &std::path::Path) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let gw = match edge_gateway::server::Gateway::new(config).await {
+            Ok(gw) => gw,
+            Err(e) => {
+                eprintln!("{e:#}");
+                return ExitCode::from(1);
+            }
+        };
         let addr = gw.live().config.listen;
         let listener = match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => l,

@@ -162,26 +162,42 @@ pub struct Gateway {
     in_flight: AtomicI64,
 }
 
-fn open_sink(config: &SinkConfig, stream: &str) -> anyhow::Result<Arc<dyn Sink>> {
+/// Bytes of commits that may wait on an AWS sink before it answers `Busy`.
+pub const AWS_IN_FLIGHT_BYTES: u64 = 64 << 20;
+
+async fn open_sink(config: &SinkConfig, stream: &str) -> anyhow::Result<Arc<dyn Sink>> {
     match config {
         SinkConfig::File { dir } => Ok(Arc::new(FileSink::open(dir, stream)?)),
+        SinkConfig::Kinesis {
+            stream,
+            region,
+            endpoint_url,
+        } => Ok(Arc::new(
+            crate::sink::kinesis::KinesisSink::new(crate::sink::kinesis::KinesisConfig {
+                stream: stream.clone(),
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+                max_in_flight_bytes: AWS_IN_FLIGHT_BYTES,
+            })
+            .await,
+        )),
         other => anyhow::bail!(
-            "sink {other:?} is not in this build yet: only `kind: file` is (Kinesis, Firehose and remote_write are being added)"
+            "sink {other:?} is not in this build yet: `kind: file` and `kind: kinesis` are (Firehose and remote_write are being added)"
         ),
     }
 }
 
 impl Gateway {
-    /// Loads `config_path` and opens the sinks.
-    pub fn new(config_path: &Path) -> anyhow::Result<Arc<Gateway>> {
+    /// Loads `config_path` and opens the sinks (on the current runtime).
+    pub async fn new(config_path: &Path) -> anyhow::Result<Arc<Gateway>> {
         let live = load_live(config_path).map_err(anyhow::Error::msg)?;
         if live.config.tls.is_none() {
             tracing::warn!(
                 "TLS is off: plain HTTP, identity only from bearer tokens; for loopback tests and the local demo only"
             );
         }
-        let metrics_sink = open_sink(&live.config.metrics_sink, "metrics")?;
-        let logs_sink = open_sink(&live.config.logs_sink, "logs")?;
+        let metrics_sink = open_sink(&live.config.metrics_sink, "metrics").await?;
+        let logs_sink = open_sink(&live.config.logs_sink, "logs").await?;
         let gw = Arc::new(Gateway {
             config_path: config_path.to_path_buf(),
             live: RwLock::new(Arc::new(live)),

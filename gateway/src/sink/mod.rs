@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 pub mod file;
+pub mod kinesis;
 
 /// One record for a sink.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -114,10 +114,16 @@ pub fn config_text(dir: &Path, port: u16, tenants: &str) -> String {
 impl Gateway {
     /// Writes `config` to `dir/gateway.yaml` and starts the gateway on `port`.
     pub fn start(dir: &Path, port: u16, config: &str) -> Gateway {
+        Self::start_with_env(dir, port, config, &[])
+    }
+
+    /// [`Gateway::start`] with extra environment variables.
+    pub fn start_with_env(dir: &Path, port: u16, config: &str, env: &[(&str, &str)]) -> Gateway {
         let file = dir.join("gateway.yaml");
         std::fs::write(&file, config).expect("config");
         let log = dir.join("gateway.log");
         let child = Command::new(env!("CARGO_BIN_EXE_edge-gateway"))
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&file)
             .stdout(Stdio::null())
@@ -301,3 +307,50 @@ pub fn spooled_series(spool: &Path) -> Vec<(String, TimeSeries)> {
         })
         .collect()
 }
+
+/// A local AWS API server (moto), started for one test and stopped with it.
+pub struct Moto {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start moto_server ({e}): install the local AWS API server with `pip install 'moto[server]'` (scripts/test does)")
+            });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Moto { child, port }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// The environment the gateway needs to reach moto (static test credentials).
+pub const AWS_TEST_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];

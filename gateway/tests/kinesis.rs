@@ -1,0 +1,335 @@
+//! The Kinesis sink against a real local AWS API server (moto): what the gateway
+//! accepts is read back with GetRecords and compared, and a server that fails half the
+//! records of a call (a proxy wrapping moto) ends with every record in the stream once.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::types::ShardIteratorType;
+use edge_schema::proto::prometheus::WriteRequest;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use prost::Message;
+use support::{AWS_TEST_ENV, Client, Gateway, Moto, Pki, free_port, series, tls_config};
+
+fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
+    let config = aws_sdk_kinesis::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    aws_sdk_kinesis::Client::from_conf(config)
+}
+
+async fn create_stream(k: &aws_sdk_kinesis::Client, name: &str) {
+    k.create_stream()
+        .stream_name(name)
+        .shard_count(2)
+        .send()
+        .await
+        .expect("create the stream in moto");
+}
+
+/// Every record in the stream: (partition key, decoded request).
+async fn read_stream(k: &aws_sdk_kinesis::Client, name: &str) -> Vec<(String, WriteRequest)> {
+    let shards = k
+        .list_shards()
+        .stream_name(name)
+        .send()
+        .await
+        .expect("list shards");
+    let mut out = Vec::new();
+    for shard in shards.shards() {
+        let mut iterator = k
+            .get_shard_iterator()
+            .stream_name(name)
+            .shard_id(shard.shard_id())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator")
+            .shard_iterator
+            .expect("an iterator");
+        loop {
+            let got = k
+                .get_records()
+                .shard_iterator(&iterator)
+                .send()
+                .await
+                .expect("get records");
+            if got.records().is_empty() {
+                break;
+            }
+            for r in got.records() {
+                let raw = snap::raw::Decoder::new()
+                    .decompress_vec(r.data().as_ref())
+                    .expect("a snappy record");
+                let req = WriteRequest::decode(raw.as_slice()).expect("a WriteRequest record");
+                out.push((r.partition_key().to_string(), req));
+            }
+            match got.next_shard_iterator {
+                Some(next) => iterator = next,
+                None => break,
+            }
+        }
+    }
+    out
+}
+
+fn gateway_config(dir: &std::path::Path, port: u16, endpoint: &str) -> String {
+    format!(
+        "listen: 127.0.0.1:{port}\n\
+         tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
+         identities: {{ spiffe_trust_domain: obs.internal }}\n\
+         sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"{endpoint}\" }}\n  \
+         logs: {{ kind: file, dir: {d}/spool }}\n",
+        d = dir.display()
+    )
+}
+
+/// Pushes `per_host` requests of 3 series from each of `hosts` hosts, concurrently.
+async fn push_from_hosts(
+    pki: &Pki,
+    port: u16,
+    hosts: usize,
+    per_host: usize,
+) -> BTreeMap<String, Vec<String>> {
+    let mut tasks = Vec::new();
+    for h in 0..hosts {
+        let cert = pki.client(
+            "x",
+            Some(&format!("spiffe://obs.internal/tenant/game/gs-{h}")),
+        );
+        let tls = tls_config(&pki.ca_der, Some(&cert));
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(port, tls).await.expect("connect");
+            let mut sent = Vec::new();
+            for r in 0..per_host {
+                let names: Vec<String> = (0..3)
+                    .map(|i| format!("edge_k_{h}_{r}_{i}_total"))
+                    .collect();
+                let req = WriteRequest {
+                    timeseries: names
+                        .iter()
+                        .map(|n| series(n, &[("region", "eu")], 1.0))
+                        .collect(),
+                    ..Default::default()
+                };
+                let a = c.push(&req, &[]).await;
+                assert_eq!(a.status, 204, "{}", a.body);
+                sent.extend(names);
+            }
+            (format!("game/gs-{h}"), sent)
+        }));
+    }
+    let mut out = BTreeMap::new();
+    for t in tasks {
+        let (k, v) = t.await.expect("host");
+        out.insert(k, v);
+    }
+    out
+}
+
+fn received(records: &[(String, WriteRequest)]) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (key, req) in records {
+        for s in &req.timeseries {
+            let name = s
+                .labels
+                .iter()
+                .find(|l| l.name == "__name__")
+                .map(|l| l.value.clone())
+                .unwrap_or_default();
+            out.entry(key.clone()).or_default().push(name);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_gateway_accepts_is_in_the_stream_once_keyed_by_tenant_and_host() {
+    let moto = Moto::start();
+    let k = kinesis(&moto.url());
+    create_stream(&k, "metrics").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let _gw = Gateway::start_with_env(
+        dir.path(),
+        port,
+        &gateway_config(dir.path(), port, &moto.url()),
+        AWS_TEST_ENV,
+    );
+    let sent = push_from_hosts(&pki, port, 4, 3).await;
+    let records = read_stream(&k, "metrics").await;
+    let got = received(&records);
+    assert_eq!(got, sent, "every series exactly once, in order per host");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_fails_half_the_records_of_a_call_ends_with_every_record_once() {
+    let moto = Moto::start();
+    let k = kinesis(&moto.url());
+    create_stream(&k, "metrics").await;
+    let proxy_port = free_port();
+    let failing_calls = Arc::new(AtomicU32::new(4));
+    let injected = Arc::new(AtomicU32::new(0));
+    tokio::spawn(half_failing_proxy(
+        proxy_port,
+        moto.port,
+        failing_calls.clone(),
+        injected.clone(),
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let gw = Gateway::start_with_env(
+        dir.path(),
+        port,
+        &gateway_config(dir.path(), port, &proxy),
+        AWS_TEST_ENV,
+    );
+    let sent = push_from_hosts(&pki, port, 6, 2).await;
+    assert!(
+        injected.load(Ordering::Relaxed) > 0,
+        "the proxy failed no record: {}",
+        gw.log_text()
+    );
+    let got = received(&read_stream(&k, "metrics").await);
+    assert_eq!(
+        got, sent,
+        "every record committed exactly once after the retries"
+    );
+}
+
+/// Forwards to moto; for the first `failing` PutRecords calls, only every other record
+/// goes through and the rest are answered ProvisionedThroughputExceededException.
+async fn half_failing_proxy(
+    port: u16,
+    moto: u16,
+    failing: Arc<AtomicU32>,
+    injected: Arc<AtomicU32>,
+) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("proxy bind");
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let failing = failing.clone();
+        let injected = injected.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| {
+                    let failing = failing.clone();
+                    let injected = injected.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let target = parts
+                            .headers
+                            .get("x-amz-target")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let fail_now = target.ends_with("PutRecords")
+                            && failing
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok();
+                        if !fail_now {
+                            return Ok::<_, std::convert::Infallible>(
+                                forward(moto, parts, body.to_vec()).await,
+                            );
+                        }
+                        let mut json: serde_json::Value =
+                            serde_json::from_slice(&body).expect("a JSON PutRecords body");
+                        let all = json["Records"].as_array().cloned().unwrap_or_default();
+                        let kept: Vec<serde_json::Value> = all.iter().step_by(2).cloned().collect();
+                        json["Records"] = serde_json::Value::Array(kept);
+                        let upstream =
+                            forward(moto, parts, serde_json::to_vec(&json).expect("json")).await;
+                        let status = upstream.status();
+                        let bytes = upstream
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let answer: serde_json::Value =
+                            serde_json::from_slice(&bytes).unwrap_or_default();
+                        let ok = answer["Records"].as_array().cloned().unwrap_or_default();
+                        let mut ok = ok.into_iter();
+                        let mut merged = Vec::new();
+                        let mut failed = 0;
+                        for i in 0..all.len() {
+                            if i % 2 == 0 {
+                                merged.push(ok.next().unwrap_or_default());
+                            } else {
+                                failed += 1;
+                                merged.push(serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "injected by the test proxy"}));
+                            }
+                        }
+                        injected.fetch_add(failed, Ordering::Relaxed);
+                        let out =
+                            serde_json::json!({"FailedRecordCount": failed, "Records": merged});
+                        let mut resp = http::Response::new(Full::new(Bytes::from(
+                            serde_json::to_vec(&out).expect("json"),
+                        )));
+                        *resp.status_mut() = status;
+                        resp.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("application/x-amz-json-1.1"),
+                        );
+                        Ok(resp)
+                    }
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+async fn forward(
+    moto: u16,
+    parts: http::request::Parts,
+    body: Vec<u8>,
+) -> http::Response<Full<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", moto))
+        .await
+        .expect("moto");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().method(parts.method).uri(parts.uri);
+    for (k, v) in &parts.headers {
+        if k != http::header::CONTENT_LENGTH {
+            req = req.header(k, v);
+        }
+    }
+    let req = req.body(Full::new(Bytes::from(body))).expect("request");
+    let resp = send.send_request(req).await.expect("moto answers");
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    http::Response::from_parts(parts, Full::new(bytes))
+}
