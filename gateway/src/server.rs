@@ -181,8 +181,21 @@ async fn open_sink(config: &SinkConfig, stream: &str) -> anyhow::Result<Arc<dyn 
             })
             .await,
         )),
+        SinkConfig::Firehose {
+            delivery_stream,
+            region,
+            endpoint_url,
+        } => Ok(Arc::new(
+            crate::sink::firehose::FirehoseSink::new(crate::sink::firehose::FirehoseConfig {
+                delivery_stream: delivery_stream.clone(),
+                region: region.clone(),
+                endpoint_url: endpoint_url.clone(),
+                max_in_flight_bytes: AWS_IN_FLIGHT_BYTES,
+            })
+            .await,
+        )),
         other => anyhow::bail!(
-            "sink {other:?} is not in this build yet: `kind: file` and `kind: kinesis` are (Firehose and remote_write are being added)"
+            "sink {other:?} is not in this build yet: `kind: file`, `kinesis` and `firehose` are (remote_write is being added)"
         ),
     }
 }

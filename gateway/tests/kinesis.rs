@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use edge_schema::proto::prometheus::WriteRequest;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use prost::Message;
-use support::{AWS_TEST_ENV, Client, Gateway, Moto, Pki, free_port, series, tls_config};
+use support::{
+    AWS_TEST_ENV, Client, Gateway, KINESIS_PUT, Moto, Pki, free_port, half_failing_proxy, series,
+    tls_config,
+};
 
 fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
     let config = aws_sdk_kinesis::Config::builder()
@@ -183,6 +183,7 @@ async fn a_stream_that_fails_half_the_records_of_a_call_ends_with_every_record_o
     tokio::spawn(half_failing_proxy(
         proxy_port,
         moto.port,
+        KINESIS_PUT,
         failing_calls.clone(),
         injected.clone(),
     ));
@@ -207,129 +208,4 @@ async fn a_stream_that_fails_half_the_records_of_a_call_ends_with_every_record_o
         got, sent,
         "every record committed exactly once after the retries"
     );
-}
-
-/// Forwards to moto; for the first `failing` PutRecords calls, only every other record
-/// goes through and the rest are answered ProvisionedThroughputExceededException.
-async fn half_failing_proxy(
-    port: u16,
-    moto: u16,
-    failing: Arc<AtomicU32>,
-    injected: Arc<AtomicU32>,
-) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("proxy bind");
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        let failing = failing.clone();
-        let injected = injected.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(
-                move |req: http::Request<hyper::body::Incoming>| {
-                    let failing = failing.clone();
-                    let injected = injected.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let target = parts
-                            .headers
-                            .get("x-amz-target")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let fail_now = target.ends_with("PutRecords")
-                            && failing
-                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                    n.checked_sub(1)
-                                })
-                                .is_ok();
-                        if !fail_now {
-                            return Ok::<_, std::convert::Infallible>(
-                                forward(moto, parts, body.to_vec()).await,
-                            );
-                        }
-                        let mut json: serde_json::Value =
-                            serde_json::from_slice(&body).expect("a JSON PutRecords body");
-                        let all = json["Records"].as_array().cloned().unwrap_or_default();
-                        let kept: Vec<serde_json::Value> = all.iter().step_by(2).cloned().collect();
-                        json["Records"] = serde_json::Value::Array(kept);
-                        let upstream =
-                            forward(moto, parts, serde_json::to_vec(&json).expect("json")).await;
-                        let status = upstream.status();
-                        let bytes = upstream
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let answer: serde_json::Value =
-                            serde_json::from_slice(&bytes).unwrap_or_default();
-                        let ok = answer["Records"].as_array().cloned().unwrap_or_default();
-                        let mut ok = ok.into_iter();
-                        let mut merged = Vec::new();
-                        let mut failed = 0;
-                        for i in 0..all.len() {
-                            if i % 2 == 0 {
-                                merged.push(ok.next().unwrap_or_default());
-                            } else {
-                                failed += 1;
-                                merged.push(serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "injected by the test proxy"}));
-                            }
-                        }
-                        injected.fetch_add(failed, Ordering::Relaxed);
-                        let out =
-                            serde_json::json!({"FailedRecordCount": failed, "Records": merged});
-                        let mut resp = http::Response::new(Full::new(Bytes::from(
-                            serde_json::to_vec(&out).expect("json"),
-                        )));
-                        *resp.status_mut() = status;
-                        resp.headers_mut().insert(
-                            "content-type",
-                            http::HeaderValue::from_static("application/x-amz-json-1.1"),
-                        );
-                        Ok(resp)
-                    }
-                },
-            );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
-}
-
-async fn forward(
-    moto: u16,
-    parts: http::request::Parts,
-    body: Vec<u8>,
-) -> http::Response<Full<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", moto))
-        .await
-        .expect("moto");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut req = http::Request::builder().method(parts.method).uri(parts.uri);
-    for (k, v) in &parts.headers {
-        if k != http::header::CONTENT_LENGTH {
-            req = req.header(k, v);
-        }
-    }
-    let req = req.body(Full::new(Bytes::from(body))).expect("request");
-    let resp = send.send_request(req).await.expect("moto answers");
-    let (parts, body) = resp.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    http::Response::from_parts(parts, Full::new(bytes))
 }

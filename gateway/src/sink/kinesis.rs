@@ -18,15 +18,13 @@
 //!   without bound.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use tokio::sync::{mpsc, oneshot};
 
+use super::coalesce::{Coalescer, backoff};
 use super::{BoxFuture, Record, Sink, SinkError};
 
 /// Kinesis's limit on one record's data plus key.
@@ -53,20 +51,12 @@ pub struct KinesisConfig {
     pub max_in_flight_bytes: u64,
 }
 
-struct Pending {
-    records: Vec<Record>,
-    bytes: u64,
-    done: oneshot::Sender<Result<(), SinkError>>,
-}
-
 /// The sink.
 #[derive(Debug)]
 pub struct KinesisSink {
     client: Client,
     stream: String,
-    tx: mpsc::UnboundedSender<Pending>,
-    in_flight: Arc<(AtomicU64, AtomicU64)>,
-    max_in_flight_bytes: u64,
+    coalescer: Coalescer,
 }
 
 /// An AWS SDK config from the default chain (environment, profile, instance role),
@@ -86,60 +76,28 @@ impl KinesisSink {
     pub async fn new(config: KinesisConfig) -> KinesisSink {
         let sdk = aws_config(&config.region, config.endpoint_url.as_deref()).await;
         let client = Client::new(&sdk);
-        let (tx, rx) = mpsc::unbounded_channel();
-        let in_flight = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
-        tokio::spawn(flusher(
-            client.clone(),
-            config.stream.clone(),
-            rx,
-            in_flight.clone(),
-        ));
+        let (c, stream) = (client.clone(), config.stream.clone());
+        let coalescer = Coalescer::start(
+            "Kinesis",
+            LINGER,
+            MAX_CALL_BYTES as u64,
+            config.max_in_flight_bytes,
+            move |commits| {
+                let (client, stream) = (c.clone(), stream.clone());
+                async move { flush(&client, &stream, commits).await }
+            },
+        );
         KinesisSink {
             client,
             stream: config.stream,
-            tx,
-            in_flight,
-            max_in_flight_bytes: config.max_in_flight_bytes,
+            coalescer,
         }
     }
 }
 
 impl Sink for KinesisSink {
     fn commit(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            if records.is_empty() {
-                return Ok(());
-            }
-            let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
-            let waiting = self.in_flight.1.fetch_add(bytes, Ordering::Relaxed);
-            if waiting + bytes > self.max_in_flight_bytes {
-                self.in_flight.1.fetch_sub(bytes, Ordering::Relaxed);
-                return Err(SinkError::Busy {
-                    retry_after: Duration::from_secs(2),
-                });
-            }
-            self.in_flight
-                .0
-                .fetch_add(records.len() as u64, Ordering::Relaxed);
-            let (done, wait) = oneshot::channel();
-            let count = records.len() as u64;
-            if self
-                .tx
-                .send(Pending {
-                    records,
-                    bytes,
-                    done,
-                })
-                .is_err()
-            {
-                self.in_flight.0.fetch_sub(count, Ordering::Relaxed);
-                self.in_flight.1.fetch_sub(bytes, Ordering::Relaxed);
-                return Err(SinkError::Failed("the Kinesis flusher has stopped".into()));
-            }
-            wait.await.unwrap_or_else(|_| {
-                Err(SinkError::Failed("the Kinesis flusher has stopped".into()))
-            })
-        })
+        Box::pin(self.coalescer.commit(records))
     }
 
     fn ready(&self) -> BoxFuture<'_, bool> {
@@ -154,11 +112,20 @@ impl Sink for KinesisSink {
     }
 
     fn backlog(&self) -> (u64, u64) {
-        (
-            self.in_flight.0.load(Ordering::Relaxed),
-            self.in_flight.1.load(Ordering::Relaxed),
-        )
+        self.coalescer.backlog()
     }
+}
+
+/// Bundles and sends the commits gathered; answers each.
+async fn flush(
+    client: &Client,
+    stream: &str,
+    commits: Vec<Vec<Record>>,
+) -> Vec<Result<(), SinkError>> {
+    let mut failed: Vec<Option<SinkError>> = (0..commits.len()).map(|_| None).collect();
+    let outgoing = bundle(&commits, &mut failed);
+    put_all(client, stream, outgoing, &mut failed).await;
+    failed.into_iter().map(|f| f.map_or(Ok(()), Err)).collect()
 }
 
 /// One Kinesis record and the commits (indexes into the flush) it carries.
@@ -168,13 +135,19 @@ struct Outgoing {
     owners: Vec<usize>,
 }
 
+fn too_big(key: &str) -> SinkError {
+    SinkError::Refused(format!(
+        "a request for {key} compresses to more than a Kinesis record holds (1 MiB)"
+    ))
+}
+
 /// Bundles the records of each key, in order, into compressed Kinesis records ≤ 1 MiB.
 /// A request that alone compresses past the limit fails its commit.
-fn bundle(flush: &[Pending], failed: &mut [Option<String>]) -> VecDeque<Outgoing> {
+fn bundle(commits: &[Vec<Record>], failed: &mut [Option<SinkError>]) -> VecDeque<Outgoing> {
     let mut order: Vec<String> = Vec::new();
     let mut by_key: HashMap<String, Vec<(usize, &[u8])>> = HashMap::new();
-    for (i, p) in flush.iter().enumerate() {
-        for r in &p.records {
+    for (i, records) in commits.iter().enumerate() {
+        for r in records {
             by_key
                 .entry(r.key.clone())
                 .or_insert_with(|| {
@@ -202,9 +175,7 @@ fn bundle(flush: &[Pending], failed: &mut [Option<String>]) -> VecDeque<Outgoing
                     Ok(c) if c.len() <= limit => Some(c),
                     _ => {
                         if raw.is_empty() {
-                            failed[owner] = Some(format!(
-                                "a request for {key} compresses to more than a Kinesis record holds (1 MiB)"
-                            ));
+                            failed[owner] = Some(too_big(&key));
                             continue;
                         }
                         // Flush what fits, start over with this one.
@@ -226,9 +197,7 @@ fn bundle(flush: &[Pending], failed: &mut [Option<String>]) -> VecDeque<Outgoing
                                 compressed = Some(c);
                             }
                             _ => {
-                                failed[owner] = Some(format!(
-                                    "a request for {key} compresses to more than a Kinesis record holds (1 MiB)"
-                                ));
+                                failed[owner] = Some(too_big(&key));
                             }
                         }
                         continue;
@@ -251,48 +220,12 @@ fn bundle(flush: &[Pending], failed: &mut [Option<String>]) -> VecDeque<Outgoing
     out
 }
 
-async fn flusher(
-    client: Client,
-    stream: String,
-    mut rx: mpsc::UnboundedReceiver<Pending>,
-    in_flight: Arc<(AtomicU64, AtomicU64)>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut flush = vec![first];
-        let until = tokio::time::Instant::now() + LINGER;
-        let mut bytes: usize = flush[0].bytes as usize;
-        while bytes < MAX_CALL_BYTES {
-            match tokio::time::timeout_at(until, rx.recv()).await {
-                Ok(Some(p)) => {
-                    bytes += p.bytes as usize;
-                    flush.push(p);
-                }
-                _ => break,
-            }
-        }
-        let mut failed: Vec<Option<String>> = vec![None; flush.len()];
-        let outgoing = bundle(&flush, &mut failed);
-        put_all(&client, &stream, outgoing, &mut failed).await;
-        for (p, f) in flush.into_iter().zip(failed) {
-            in_flight
-                .0
-                .fetch_sub(p.records.len() as u64, Ordering::Relaxed);
-            in_flight.1.fetch_sub(p.bytes, Ordering::Relaxed);
-            let _ = p.done.send(match f {
-                None => Ok(()),
-                Some(why) if why.contains("compresses to more") => Err(SinkError::Refused(why)),
-                Some(why) => Err(SinkError::Failed(why)),
-            });
-        }
-    }
-}
-
 /// Sends every outgoing record, retrying failures, at most one record per key per call.
 async fn put_all(
     client: &Client,
     stream: &str,
     mut queue: VecDeque<Outgoing>,
-    failed: &mut [Option<String>],
+    failed: &mut [Option<SinkError>],
 ) {
     let deadline = Instant::now() + COMMIT_DEADLINE;
     let mut attempt: u32 = 0;
@@ -354,16 +287,13 @@ async fn put_all(
             continue;
         }
         attempt += 1;
-        let backoff = Duration::from_millis(100)
-            .saturating_mul(1u32 << attempt.min(6))
-            .min(Duration::from_secs(5));
-        let wait = backoff.mul_f64(fastrand::f64());
+        let wait = backoff(attempt);
         if Instant::now() + wait >= deadline {
             for o in retry.iter().chain(queue.iter()) {
                 for owner in &o.owners {
-                    failed[*owner] = Some(format!(
+                    failed[*owner] = Some(SinkError::Failed(format!(
                         "Kinesis did not accept the records within {COMMIT_DEADLINE:?}"
-                    ));
+                    )));
                 }
             }
             return;
@@ -380,31 +310,24 @@ async fn put_all(
 mod tests {
     use super::*;
 
-    fn pending(records: Vec<(&str, Vec<u8>)>) -> Pending {
-        let (done, _) = oneshot::channel();
-        let records: Vec<Record> = records
+    fn commit(records: Vec<(&str, Vec<u8>)>) -> Vec<Record> {
+        records
             .into_iter()
             .map(|(k, d)| Record {
                 key: k.into(),
                 data: d,
             })
-            .collect();
-        let bytes = records.iter().map(|r| r.data.len() as u64).sum();
-        Pending {
-            records,
-            bytes,
-            done,
-        }
+            .collect()
     }
 
     #[test]
     fn bundles_per_key_in_order_under_a_megabyte() {
         let flush = vec![
-            pending(vec![("game/a", vec![1; 1000])]),
-            pending(vec![("game/b", vec![2; 1000])]),
-            pending(vec![("game/a", vec![3; 1000])]),
+            commit(vec![("game/a", vec![1; 1000])]),
+            commit(vec![("game/b", vec![2; 1000])]),
+            commit(vec![("game/a", vec![3; 1000])]),
         ];
-        let mut failed = vec![None; 3];
+        let mut failed: Vec<Option<SinkError>> = (0..3).map(|_| None).collect();
         let out = bundle(&flush, &mut failed);
         assert_eq!(out.len(), 2, "one record per key");
         assert_eq!(out[0].key, "game/a");
@@ -425,11 +348,11 @@ mod tests {
             (0..n).map(|_| rng.u8(..)).collect::<Vec<u8>>()
         };
         let flush = vec![
-            pending(vec![("k", noise(700_000, 1))]),
-            pending(vec![("k", noise(700_000, 2))]),
-            pending(vec![("k", noise(1_200_000, 3))]),
+            commit(vec![("k", noise(700_000, 1))]),
+            commit(vec![("k", noise(700_000, 2))]),
+            commit(vec![("k", noise(1_200_000, 3))]),
         ];
-        let mut failed = vec![None; 3];
+        let mut failed: Vec<Option<SinkError>> = (0..3).map(|_| None).collect();
         let out = bundle(&flush, &mut failed);
         assert_eq!(out.len(), 2, "two 700 KB requests do not fit one record");
         assert!(

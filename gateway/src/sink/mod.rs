@@ -5,7 +5,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+pub mod coalesce;
 pub mod file;
+pub mod firehose;
 pub mod kinesis;
 
 /// One record for a sink.

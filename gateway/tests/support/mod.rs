@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
@@ -354,3 +355,166 @@ pub const AWS_TEST_ENV: &[(&str, &str)] = &[
     ("AWS_SECRET_ACCESS_KEY", "test"),
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
+
+/// The JSON shape of a batch put: the target's suffix, the request's list of records,
+/// the answer's failure count, and the answer's per-record list.
+#[derive(Clone, Copy)]
+pub struct BatchPut {
+    pub target: &'static str,
+    pub records: &'static str,
+    pub failed_count: &'static str,
+    pub answers: &'static str,
+}
+
+pub const KINESIS_PUT: BatchPut = BatchPut {
+    target: "PutRecords",
+    records: "Records",
+    failed_count: "FailedRecordCount",
+    answers: "Records",
+};
+
+pub const FIREHOSE_PUT: BatchPut = BatchPut {
+    target: "PutRecordBatch",
+    records: "Records",
+    failed_count: "FailedPutCount",
+    answers: "RequestResponses",
+};
+
+/// A proxy that wraps moto: for the first `failing` batch puts of `shape`, only every
+/// other record goes through and the rest are answered with a throttling error.
+pub async fn half_failing_proxy(
+    port: u16,
+    moto: u16,
+    shape: BatchPut,
+    failing: Arc<AtomicU32>,
+    injected: Arc<AtomicU32>,
+) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("proxy bind");
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let failing = failing.clone();
+        let injected = injected.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| {
+                    let failing = failing.clone();
+                    let injected = injected.clone();
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let target = parts
+                            .headers
+                            .get("x-amz-target")
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("")
+                            .to_string();
+                        let fail_now = target.ends_with(shape.target)
+                            && failing
+                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                    n.checked_sub(1)
+                                })
+                                .is_ok();
+                        if !fail_now {
+                            return Ok::<_, std::convert::Infallible>(
+                                forward(moto, parts, body.to_vec()).await,
+                            );
+                        }
+                        let mut json: serde_json::Value =
+                            serde_json::from_slice(&body).expect("a JSON batch put body");
+                        let all = json[shape.records].as_array().cloned().unwrap_or_default();
+                        let kept: Vec<serde_json::Value> =
+                            all.iter().skip(1).step_by(2).cloned().collect();
+                        // Nothing kept: moto is not asked at all (an empty batch would
+                        // still write an empty object).
+                        let (status, answer) = if kept.is_empty() {
+                            (http::StatusCode::OK, serde_json::json!({}))
+                        } else {
+                            json[shape.records] = serde_json::Value::Array(kept);
+                            let upstream =
+                                forward(moto, parts, serde_json::to_vec(&json).expect("json"))
+                                    .await;
+                            let status = upstream.status();
+                            let bytes = upstream
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            (status, serde_json::from_slice(&bytes).unwrap_or_default())
+                        };
+                        let ok = answer[shape.answers]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default();
+                        let mut ok = ok.into_iter();
+                        let mut merged = Vec::new();
+                        let mut failed = 0;
+                        for i in 0..all.len() {
+                            // Odd records pass, even ones fail: a call of one record
+                            // fails whole.
+                            if i % 2 == 1 {
+                                merged.push(ok.next().unwrap_or_default());
+                            } else {
+                                failed += 1;
+                                merged.push(serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "injected by the test proxy"}));
+                            }
+                        }
+                        injected.fetch_add(failed, Ordering::Relaxed);
+                        let mut out = answer.clone();
+                        out[shape.failed_count] = serde_json::json!(failed);
+                        out[shape.answers] = serde_json::Value::Array(merged);
+                        let mut resp = http::Response::new(Full::new(Bytes::from(
+                            serde_json::to_vec(&out).expect("json"),
+                        )));
+                        *resp.status_mut() = status;
+                        resp.headers_mut().insert(
+                            "content-type",
+                            http::HeaderValue::from_static("application/x-amz-json-1.1"),
+                        );
+                        Ok(resp)
+                    }
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), service)
+                .await;
+        });
+    }
+}
+
+pub async fn forward(
+    moto: u16,
+    parts: http::request::Parts,
+    body: Vec<u8>,
+) -> http::Response<Full<Bytes>> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", moto))
+        .await
+        .expect("moto");
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = http::Request::builder().method(parts.method).uri(parts.uri);
+    for (k, v) in &parts.headers {
+        if k != http::header::CONTENT_LENGTH {
+            req = req.header(k, v);
+        }
+    }
+    let req = req.body(Full::new(Bytes::from(body))).expect("request");
+    let resp = send.send_request(req).await.expect("moto answers");
+    let (parts, body) = resp.into_parts();
+    let bytes = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    http::Response::from_parts(parts, Full::new(bytes))
+}
