@@ -4,7 +4,10 @@
 //! samples/s), into the file sink. Reports the gateway's CPU per million samples
 //! accepted and the time to first byte at p50 and p99.
 //!
-//! `cargo bench -p edge-gateway --bench ingest_load [-- --hosts 1700 --seconds 30 --loads 1,3,5]`
+//! `cargo bench -p edge-gateway --bench ingest_load [-- --hosts 1700 --seconds 30 --loads 1,3,5 --sink file|kinesis]`
+//!
+//! With `--sink kinesis` the gateway writes to a Kinesis stream (2 shards) on a local
+//! AWS API server (`moto_server`, started here), which then shares the machine too.
 //!
 //! The gateway's CPU is its threads' on-CPU time (`/proc/<pid>/task/*/schedstat`) over
 //! each run, after every host has connected; the load generator runs in this
@@ -71,12 +74,61 @@ fn main() {
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
+    let sink = arg("--sink", "file");
+    let mut moto = None;
+    let metrics_sink = match sink.as_str() {
+        "file" => format!("{{ kind: file, dir: {}/spool }}", d.display()),
+        "kinesis" => {
+            let moto_port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("port")
+                .port();
+            let child = Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("moto_server (pip install 'moto[server]')");
+            moto = Some(child);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while std::net::TcpStream::connect(("127.0.0.1", moto_port)).is_err() {
+                assert!(Instant::now() < deadline, "moto_server did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let url = format!("http://127.0.0.1:{moto_port}");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async {
+                let config = aws_sdk_kinesis::Config::builder()
+                    .behavior_version(aws_sdk_kinesis::config::BehaviorVersion::latest())
+                    .region(aws_sdk_kinesis::config::Region::new("us-east-1"))
+                    .endpoint_url(&url)
+                    .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                        "test", "test", None, None, "static",
+                    ))
+                    .build();
+                aws_sdk_kinesis::Client::from_conf(config)
+                    .create_stream()
+                    .stream_name("metrics")
+                    .shard_count(2)
+                    .send()
+                    .await
+                    .expect("create stream");
+            });
+            format!(
+                "{{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"{url}\" }}"
+            )
+        }
+        other => panic!("--sink {other}: file or kinesis"),
+    };
     let config = format!(
         "listen: 127.0.0.1:{port}\n\
          tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          tenants:\n  default: {{ samples_rate_limit: 100000000, burst: 100000000 }}\n\
-         sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
+         sinks: {{ metrics: {metrics_sink}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
         d = d.display()
     );
     std::fs::write(d.join("gateway.yaml"), config).expect("config");
@@ -84,6 +136,9 @@ fn main() {
         .arg("--config")
         .arg(d.join("gateway.yaml"))
         .env("EDGE_GATEWAY_LOG", "warn")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -145,7 +200,11 @@ fn main() {
             report.errors
         );
     }
-    println!("gateway peak RSS: {:.1} MiB", rss_mib(pid));
+    println!("sink: {sink}; gateway peak RSS: {:.1} MiB", rss_mib(pid));
     let _ = child.kill();
     let _ = child.wait();
+    if let Some(mut m) = moto {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
 }
