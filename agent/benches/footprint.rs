@@ -38,21 +38,10 @@ fn arg(name: &str, default: u64) -> u64 {
 /// `/proc/<pid>/task/*/schedstat`) and its peak RSS in bytes. Threads that exited are
 /// not counted; the agent's threads live as long as it does.
 fn usage(pid: u32) -> (Duration, u64) {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .expect("tasks")
-        .flatten()
-    {
-        if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-            ns += text
-                .split_whitespace()
-                .next()
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    let (_, _, hwm) = usage_split(pid);
-    (Duration::from_nanos(ns), hwm)
+    (
+        edge_tests::procstat::cpu(pid),
+        edge_tests::procstat::peak_rss(pid),
+    )
 }
 
 /// User CPU, system CPU and peak RSS of `pid`.

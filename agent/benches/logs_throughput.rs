@@ -25,27 +25,10 @@ fn arg(name: &str, default: u64) -> u64 {
 }
 
 fn cpu_and_rss(pid: u32) -> (Duration, u64) {
-    let mut ns = 0u64;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for task in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) {
-                ns += text
-                    .split_whitespace()
-                    .next()
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .unwrap_or(0);
-            }
-        }
-    }
-    let hwm_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0);
-    (Duration::from_nanos(ns), hwm_kb * 1024)
+    (
+        edge_tests::procstat::cpu(pid),
+        edge_tests::procstat::peak_rss(pid),
+    )
 }
 
 /// The generated game log, one record at a time (a stack trace is one record of five

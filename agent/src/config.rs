@@ -299,30 +299,11 @@ pub struct AgentConfig {
     pub queue: QueueConfig,
 }
 
-/// A config that cannot be used, with every problem found.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", render(.file, .problems))]
-pub struct ConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// `(key path, message)`, in key order.
-    pub problems: Vec<(String, String)>,
-}
-
-fn render(file: &Path, problems: &[(String, String)]) -> String {
-    problems
-        .iter()
-        .map(|(path, message)| format!("{}: {path}: {message}", file.display()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+pub use edge_schema::config::ConfigError;
 
 /// Loads and validates `file`, expanding variables from the process environment.
 pub fn load(file: &Path) -> Result<AgentConfig, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-        file: file.to_path_buf(),
-        problems: vec![("(file)".into(), format!("cannot read: {e}"))],
-    })?;
+    let text = edge_schema::config::read_config(file)?;
     parse(file, &text, &|name| std::env::var(name).ok())
 }
 
@@ -332,14 +313,7 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AgentConfig, ConfigError> {
-    let fail = |problems| ConfigError {
-        file: file.to_path_buf(),
-        problems,
-    };
-    let raw: Raw = serde_saphyr::from_str(text).map_err(|e| {
-        let (at, message) = edge_schema::config::yaml_error(&e);
-        fail(vec![(at, message)])
-    })?;
+    let raw: Raw = edge_schema::config::parse_raw(file, text)?;
     let mut v = Validator {
         problems: Vec::new(),
         env,
@@ -348,7 +322,7 @@ pub fn parse(
     if v.problems.is_empty() {
         Ok(config)
     } else {
-        Err(fail(v.problems))
+        Err(ConfigError::new(file, v.problems))
     }
 }
 

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use edge_schema::config::{expand_vars, parse_duration, parse_size, yaml_error};
+use edge_schema::config::{expand_vars, parse_duration, parse_size};
 use serde::Deserialize;
 
 /// The tenant whose limits every tenant inherits where its own entry is silent.
@@ -311,30 +311,11 @@ impl GatewayConfig {
     }
 }
 
-/// A config that cannot be used, with every problem found.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", render(.file, .problems))]
-pub struct ConfigError {
-    /// The file.
-    pub file: PathBuf,
-    /// `(key path, message)`.
-    pub problems: Vec<(String, String)>,
-}
-
-fn render(file: &Path, problems: &[(String, String)]) -> String {
-    problems
-        .iter()
-        .map(|(path, message)| format!("{}: {path}: {message}", file.display()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+pub use edge_schema::config::ConfigError;
 
 /// Loads and validates `file`, expanding variables from the process environment.
 pub fn load(file: &Path) -> Result<GatewayConfig, ConfigError> {
-    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-        file: file.to_path_buf(),
-        problems: vec![("(file)".into(), format!("cannot read: {e}"))],
-    })?;
+    let text = edge_schema::config::read_config(file)?;
     parse(file, &text, &|name| std::env::var(name).ok())
 }
 
@@ -344,14 +325,7 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<GatewayConfig, ConfigError> {
-    let fail = |problems| ConfigError {
-        file: file.to_path_buf(),
-        problems,
-    };
-    let raw: Raw = serde_saphyr::from_str(text).map_err(|e| {
-        let (at, message) = yaml_error(&e);
-        fail(vec![(at, message)])
-    })?;
+    let raw: Raw = edge_schema::config::parse_raw(file, text)?;
     let mut v = Validator {
         problems: Vec::new(),
         env,
@@ -360,7 +334,7 @@ pub fn parse(
     if v.problems.is_empty() {
         Ok(config)
     } else {
-        Err(fail(v.problems))
+        Err(ConfigError::new(file, v.problems))
     }
 }
 

@@ -1,7 +1,55 @@
 //! Pieces both daemons' YAML configs share: `${VAR}` expansion, durations, sizes, and
 //! where a YAML parse error is.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// A config that cannot be used, with every problem found, one per line as
+/// `file: key.path: what is wrong`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", render(.file, .problems))]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// `(key path, message)`, in key order.
+    pub problems: Vec<(String, String)>,
+}
+
+fn render(file: &Path, problems: &[(String, String)]) -> String {
+    problems
+        .iter()
+        .map(|(path, message)| format!("{}: {path}: {message}", file.display()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    /// Problems found in `file`.
+    pub fn new(file: &Path, problems: Vec<(String, String)>) -> ConfigError {
+        ConfigError {
+            file: file.to_path_buf(),
+            problems,
+        }
+    }
+}
+
+/// The text of a config file; a file that cannot be read is a problem at `(file)`.
+pub fn read_config(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file)
+        .map_err(|e| ConfigError::new(file, vec![("(file)".into(), format!("cannot read: {e}"))]))
+}
+
+/// The raw (unvalidated) form of a config: unknown keys and wrong types are refused
+/// with their line and column.
+pub fn parse_raw<T: serde::de::DeserializeOwned>(
+    file: &Path,
+    text: &str,
+) -> Result<T, ConfigError> {
+    serde_saphyr::from_str(text).map_err(|e| {
+        let (at, message) = yaml_error(&e);
+        ConfigError::new(file, vec![(at, message)])
+    })
+}
 
 /// Expands `${VAR}` and `${VAR:-default}` in `value`; `env` resolves a name. An empty
 /// variable counts as unset. Every variable that is unset without a default, or an

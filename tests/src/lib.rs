@@ -5,3 +5,4 @@
 
 pub mod fleet;
 pub mod pki;
+pub mod procstat;

@@ -47,7 +47,11 @@ impl Pki {
     }
 
     /// A client certificate with CN `cn` and a SPIFFE URI SAN naming `tenant`.
-    pub fn client(&self, cn: &str, tenant: &str) -> std::io::Result<ClientCert> {
+    fn issue(
+        &self,
+        cn: &str,
+        tenant: &str,
+    ) -> std::io::Result<(rcgen::Certificate, rcgen::KeyPair)> {
         let err = |e: rcgen::Error| std::io::Error::other(e.to_string());
         let key = rcgen::KeyPair::generate().map_err(err)?;
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
@@ -59,25 +63,21 @@ impl Pki {
             .subject_alt_names
             .push(rcgen::SanType::URI(uri.try_into().map_err(err)?));
         let cert = params.signed_by(&key, &self.ca).map_err(err)?;
+        Ok((cert, key))
+    }
+
+    /// [`Pki::issue`], as DER.
+    pub fn client(&self, cn: &str, tenant: &str) -> std::io::Result<ClientCert> {
+        let (cert, key) = self.issue(cn, tenant)?;
         Ok(ClientCert {
             cert: cert.der().to_vec(),
             key: key.serialize_der(),
         })
     }
 
-    /// Writes a client certificate and key as PEM files (for an agent's config).
+    /// [`Pki::issue`], written as `agent.crt` and `agent.key` (PEM) into `dir`.
     pub fn write_client(&self, dir: &Path, cn: &str, tenant: &str) -> std::io::Result<()> {
-        let err = |e: rcgen::Error| std::io::Error::other(e.to_string());
-        let key = rcgen::KeyPair::generate().map_err(err)?;
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        let uri = format!("spiffe://obs.internal/tenant/{tenant}/{cn}");
-        params
-            .subject_alt_names
-            .push(rcgen::SanType::URI(uri.try_into().map_err(err)?));
-        let cert = params.signed_by(&key, &self.ca).map_err(err)?;
+        let (cert, key) = self.issue(cn, tenant)?;
         std::fs::write(dir.join("agent.crt"), cert.pem())?;
         std::fs::write(dir.join("agent.key"), key.serialize_pem())?;
         Ok(())
