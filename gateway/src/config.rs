@@ -33,9 +33,37 @@ struct Raw {
     sinks: Option<RawSinks>,
     #[serde(default)]
     limits: RawLimits,
-    /// Read by `edge-gateway relay`; the gateway itself ignores it.
-    #[serde(rename = "relay")]
-    _relay: Option<serde::de::IgnoredAny>,
+    /// Read by `edge-gateway relay`; `validate` checks it too.
+    relay: Option<RawRelay>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    stream: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    checkpoint: Option<String>,
+    target: Option<RawTarget>,
+    instance_index: Option<u32>,
+    instance_count: Option<u32>,
+    start: Option<String>,
+    listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: String,
+    sigv4: Option<RawSigv4>,
+    tls: Option<RawClientTls>,
+}
+
+/// What `edge-gateway relay` reads of the file: the `relay` block only, so a relay host
+/// needs none of the gateway's files.
+#[derive(Deserialize)]
+struct RawRelayFile {
+    relay: Option<RawRelay>,
 }
 
 #[derive(Deserialize)]
@@ -127,6 +155,7 @@ struct RawSink {
     endpoint_url: Option<String>,
     url: Option<String>,
     sigv4: Option<RawSigv4>,
+    tls: Option<RawClientTls>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +163,14 @@ struct RawSink {
 struct RawSigv4 {
     region: String,
     service: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientTls {
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -252,12 +289,70 @@ pub enum SinkConfig {
         endpoint_url: Option<String>,
     },
     /// A Prometheus remote_write endpoint.
-    RemoteWrite {
-        /// The URL.
-        url: String,
-        /// SigV4 signing (AMP): region and service.
-        sigv4: Option<(String, String)>,
-    },
+    RemoteWrite(Target),
+}
+
+/// A remote_write endpoint: a stock Prometheus, Mimir, or Amazon Managed Prometheus.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// `http://` or `https://` URL of the write endpoint.
+    pub url: String,
+    /// SigV4 signing with the default AWS credential chain (AMP: service `aps`).
+    pub sigv4: Option<Sigv4>,
+    /// TLS towards the endpoint: a private CA and/or a client certificate.
+    pub tls: Option<ClientTls>,
+}
+
+/// Where and as what requests are signed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sigv4 {
+    /// AWS region.
+    pub region: String,
+    /// Service name (`aps` for Amazon Managed Prometheus).
+    pub service: String,
+}
+
+/// Client-side TLS files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientTls {
+    /// CA bundle to verify the endpoint (default: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain (mTLS), with `key`.
+    pub cert: Option<PathBuf>,
+    /// Client private key, with `cert`.
+    pub key: Option<PathBuf>,
+}
+
+/// `edge-gateway relay`: Kinesis → remote_write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelayConfig {
+    /// The Kinesis stream to read.
+    pub stream: String,
+    /// AWS region.
+    pub region: String,
+    /// A local AWS API server, for tests.
+    pub endpoint_url: Option<String>,
+    /// The checkpoint file (last forwarded sequence number per shard).
+    pub checkpoint: PathBuf,
+    /// Where records go.
+    pub target: Target,
+    /// This relay's index among `instance_count` relays of the stream.
+    pub instance_index: u32,
+    /// Relays sharing the stream (shards split statically).
+    pub instance_count: u32,
+    /// Where a shard without a checkpoint starts.
+    pub start: StartAt,
+    /// `/metrics`, `/healthz` and `/ready`.
+    pub listen: SocketAddr,
+}
+
+/// Where a shard without a checkpoint starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest record kept (nothing lost; the default).
+    TrimHorizon,
+    /// Only records written from now on.
+    Latest,
 }
 
 /// Request limits.
@@ -299,6 +394,8 @@ pub struct GatewayConfig {
     pub logs_sink: SinkConfig,
     /// Request limits.
     pub limits: Limits,
+    /// The `relay` block, if the file has one.
+    pub relay: Option<RelayConfig>,
 }
 
 impl GatewayConfig {
@@ -331,6 +428,40 @@ pub fn parse(
         env,
     };
     let config = v.validate(raw);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::new(file, v.problems))
+    }
+}
+
+/// Loads the `relay` block of `file` (other keys are the gateway's and not read).
+pub fn load_relay(file: &Path) -> Result<RelayConfig, ConfigError> {
+    let text = edge_schema::config::read_config(file)?;
+    parse_relay(file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates the `relay` block of config text.
+pub fn parse_relay(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RelayConfig, ConfigError> {
+    let raw: RawRelayFile = edge_schema::config::parse_raw(file, text)?;
+    let mut v = Validator {
+        problems: Vec::new(),
+        env,
+    };
+    let Some(relay) = raw.relay else {
+        return Err(ConfigError::new(
+            file,
+            vec![(
+                "relay".into(),
+                "missing: the relay reads the `relay:` block".into(),
+            )],
+        ));
+    };
+    let config = v.relay(relay);
     if v.problems.is_empty() {
         Ok(config)
     } else {
@@ -475,6 +606,13 @@ impl Validator<'_> {
                 )
             }
         };
+        if matches!(logs_sink, SinkConfig::RemoteWrite(_)) {
+            self.problem(
+                "sinks.logs.kind",
+                "remote_write carries metrics only: use firehose or file for logs",
+            );
+        }
+        let relay = raw.relay.map(|r| self.relay(r));
         let l = raw.limits;
         let limits = Limits {
             max_body_bytes: self.size(
@@ -510,6 +648,88 @@ impl Validator<'_> {
             metrics_sink,
             logs_sink,
             limits,
+            relay,
+        }
+    }
+
+    fn relay(&mut self, raw: RawRelay) -> RelayConfig {
+        let stream = raw
+            .stream
+            .map_or_else(|| "metrics".into(), |s| self.expand("relay.stream", &s));
+        let region = raw
+            .region
+            .map_or_else(|| "us-east-1".into(), |s| self.expand("relay.region", &s));
+        let endpoint_url = raw
+            .endpoint_url
+            .map(|e| self.expand("relay.endpoint_url", &e));
+        let checkpoint = match raw.checkpoint {
+            Some(c) => PathBuf::from(self.expand("relay.checkpoint", &c)),
+            None => {
+                self.problem(
+                    "relay.checkpoint",
+                    "missing: a file for the shards' checkpoints",
+                );
+                PathBuf::new()
+            }
+        };
+        let target = match raw.target {
+            Some(t) => {
+                let url = self.expand("relay.target.url", &t.url);
+                self.target("relay.target", url, t.sigv4, t.tls)
+            }
+            None => {
+                self.problem(
+                    "relay.target",
+                    "missing: { url: …, sigv4: { region, service: aps } }",
+                );
+                Target {
+                    url: String::new(),
+                    sigv4: None,
+                    tls: None,
+                }
+            }
+        };
+        let instance_count = raw.instance_count.unwrap_or(1);
+        let instance_index = raw.instance_index.unwrap_or(0);
+        if instance_count == 0 {
+            self.problem("relay.instance_count", "must be at least 1");
+        } else if instance_index >= instance_count {
+            self.problem(
+                "relay.instance_index",
+                format!("{instance_index} is not below instance_count ({instance_count})"),
+            );
+        }
+        let start = match raw.start.as_deref() {
+            None | Some("trim_horizon") => StartAt::TrimHorizon,
+            Some("latest") => StartAt::Latest,
+            Some(other) => {
+                self.problem(
+                    "relay.start",
+                    format!("{other:?}: use trim_horizon or latest"),
+                );
+                StartAt::TrimHorizon
+            }
+        };
+        let listen = raw.listen.map_or_else(
+            || SocketAddr::from(([127, 0, 0, 1], 9742)),
+            |l| {
+                let l = self.expand("relay.listen", &l);
+                l.parse().unwrap_or_else(|_| {
+                    self.problem("relay.listen", format!("{l:?} is not an address:port"));
+                    SocketAddr::from(([127, 0, 0, 1], 9742))
+                })
+            },
+        );
+        RelayConfig {
+            stream,
+            region,
+            endpoint_url,
+            checkpoint,
+            target,
+            instance_index,
+            instance_count: instance_count.max(1),
+            start,
+            listen,
         }
     }
 
@@ -709,12 +929,10 @@ impl Validator<'_> {
                 region: region(self, raw.region),
                 endpoint_url: endpoint(self, raw.endpoint_url),
             },
-            "remote_write" => SinkConfig::RemoteWrite {
-                url: need(self, "url", raw.url),
-                sigv4: raw
-                    .sigv4
-                    .map(|s| (s.region, s.service.unwrap_or_else(|| "aps".into()))),
-            },
+            "remote_write" => {
+                let url = need(self, "url", raw.url);
+                SinkConfig::RemoteWrite(self.target(path, url, raw.sigv4, raw.tls))
+            }
             other => {
                 self.problem(
                     format!("{path}.kind"),
@@ -725,6 +943,57 @@ impl Validator<'_> {
                 }
             }
         }
+    }
+}
+
+impl Validator<'_> {
+    /// A remote_write target at `path` (`url` already expanded).
+    fn target(
+        &mut self,
+        path: &str,
+        url: String,
+        sigv4: Option<RawSigv4>,
+        tls: Option<RawClientTls>,
+    ) -> Target {
+        match url.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                if uri.scheme_str() == Some("http") && tls.is_some() {
+                    self.problem(
+                        format!("{path}.tls"),
+                        "given for an http:// URL: use https://",
+                    );
+                }
+            }
+            _ if url.is_empty() => {}
+            _ => self.problem(
+                format!("{path}.url"),
+                format!("{url:?} is not an http:// or https:// URL"),
+            ),
+        }
+        let sigv4 = sigv4.map(|s| Sigv4 {
+            region: self.expand(&format!("{path}.sigv4.region"), &s.region),
+            service: s.service.map_or_else(
+                || "aps".into(),
+                |v| self.expand(&format!("{path}.sigv4.service"), &v),
+            ),
+        });
+        let tls = tls.map(|t| {
+            let mut file = |key: &str, v: Option<String>| {
+                v.map(|v| PathBuf::from(self.expand(&format!("{path}.tls.{key}"), &v)))
+            };
+            let tls = ClientTls {
+                ca: file("ca", t.ca),
+                cert: file("cert", t.cert),
+                key: file("key", t.key),
+            };
+            if tls.cert.is_some() != tls.key.is_some() {
+                self.problem(format!("{path}.tls"), "cert and key go together");
+            }
+            tls
+        });
+        Target { url, sigv4, tls }
     }
 }
 

@@ -10,6 +10,7 @@
 pub mod config;
 pub mod decode;
 pub mod docs;
+pub mod forward;
 pub mod identity;
 pub mod quota;
 pub mod remote_write;

@@ -6,3 +6,4 @@
 pub mod fleet;
 pub mod pki;
 pub mod procstat;
+pub mod prometheus;

@@ -24,7 +24,7 @@ overload: { freshness_threshold_p99: 10s, actions: [ { reduce_log_sampling: 50% 
 sinks:
   metrics: { kind: kinesis, stream: metrics, region: "${REGION}", endpoint_url: "http://127.0.0.1:5055" }
   logs: { kind: firehose, delivery_stream: logs, region: us-east-1 }
-relay: { stream: metrics }
+relay: { stream: metrics, checkpoint: /var/lib/edge-relay/checkpoints.json, target: { url: "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", sigv4: { region: us-east-1, service: aps } }, instance_index: 0, instance_count: 1 }
 "#;
 
 #[test]
@@ -104,4 +104,58 @@ fn unknown_keys_and_tls_off() {
     .expect("tls off");
     assert!(c.tls.is_none());
     assert_eq!(c.limits_of("any"), &BUILTIN_LIMITS);
+}
+
+#[test]
+fn remote_write_sinks_and_the_relay_block() {
+    let c = parse_text(GOOD).expect("good");
+    let relay = c.relay.expect("relay block");
+    assert_eq!(relay.stream, "metrics");
+    assert_eq!(relay.start, StartAt::TrimHorizon);
+    assert_eq!(
+        relay.target.sigv4,
+        Some(Sigv4 {
+            region: "us-east-1".into(),
+            service: "aps".into()
+        })
+    );
+    let standalone = parse_relay(Path::new("relay.yaml"), GOOD, &env).expect("relay alone");
+    assert_eq!(
+        standalone.checkpoint,
+        PathBuf::from("/var/lib/edge-relay/checkpoints.json")
+    );
+
+    let c = parse_text(
+        "tls: off\nsinks: { metrics: { kind: remote_write, url: \"https://mimir:8080/api/v1/push\", \
+         tls: { ca: /etc/ca.pem, cert: /etc/c.pem, key: /etc/k.pem } }, logs: { kind: file, dir: /x } }\n",
+    )
+    .expect("remote_write sink");
+    let SinkConfig::RemoteWrite(target) = c.metrics_sink else {
+        panic!("not remote_write: {:?}", c.metrics_sink);
+    };
+    assert_eq!(target.sigv4, None);
+    assert_eq!(
+        target.tls.and_then(|t| t.cert),
+        Some(PathBuf::from("/etc/c.pem"))
+    );
+
+    let err = parse_text(
+        "tls: off\nsinks: { metrics: { kind: remote_write, url: \"ftp://x\", tls: { cert: /c } }, \
+         logs: { kind: remote_write, url: \"http://x\" } }\n\
+         relay: { instance_index: 2, instance_count: 2, start: yesterday, target: { url: \"http://x\" } }\n",
+    )
+    .expect_err("bad");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    for key in [
+        "sinks.metrics.url",
+        "sinks.metrics.tls",
+        "sinks.logs.kind",
+        "relay.checkpoint",
+        "relay.instance_index",
+        "relay.start",
+    ] {
+        assert!(keys.contains(&key), "no problem at {key}: {err}");
+    }
+    let err = parse_relay(Path::new("r.yaml"), "listen: 1.2.3.4:5\n", &env).expect_err("no relay");
+    assert!(err.to_string().contains("relay: missing"), "{err}");
 }

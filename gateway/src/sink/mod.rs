@@ -9,6 +9,7 @@ pub mod coalesce;
 pub mod file;
 pub mod firehose;
 pub mod kinesis;
+pub mod remote_write;
 
 /// One record for a sink.
 #[derive(Clone, Debug, PartialEq, Eq)]
