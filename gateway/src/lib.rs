@@ -13,6 +13,7 @@ pub mod docs;
 pub mod forward;
 pub mod identity;
 pub mod quota;
+pub mod relay;
 pub mod remote_write;
 pub mod server;
 pub mod sink;

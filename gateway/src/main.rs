@@ -1,5 +1,6 @@
 //! `edge-gateway --config FILE` runs the gateway; `edge-gateway validate --config FILE`
-//! checks a config and exits 0, or 1 with every problem.
+//! checks a config and exits 0, or 1 with every problem; `edge-gateway relay --config
+//! FILE` runs the Kinesis → remote_write relay from the file's `relay` block.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,8 @@ struct Cli {
 enum Command {
     /// Check a config: exit 0, or 1 with every problem, one per line.
     Validate,
+    /// Run the relay: the `relay` block's Kinesis stream to its remote_write target.
+    Relay,
 }
 
 fn main() -> ExitCode {
@@ -52,7 +55,89 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Some(Command::Relay) => relay(&config),
         None => run(&config),
+    }
+}
+
+fn relay(config: &std::path::Path) -> ExitCode {
+    let relay_config = match edge_gateway::config::load_relay(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("edge-relay")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("edge-gateway relay: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let listen = relay_config.listen;
+        let relay = match edge_gateway::relay::Relay::new(relay_config).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("edge-gateway relay: {e:#}");
+                return ExitCode::from(1);
+            }
+        };
+        let listener = match tokio::net::TcpListener::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("edge-gateway relay: cannot listen on {listen}: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tokio::spawn(edge_gateway::relay::serve_metrics(relay.clone(), listener));
+        let c = relay.config();
+        tracing::info!(
+            stream = %c.stream,
+            target = %c.target.url,
+            instance = c.instance_index,
+            of = c.instance_count,
+            %listen,
+            "edge-gateway relay running"
+        );
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(relay.clone().run(stop_rx));
+        wait_for_stop().await;
+        tracing::info!(
+            "stopping: the records in flight are not checkpointed and come again after a restart"
+        );
+        let _ = stop_tx.send(true);
+        match running.await {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("edge-gateway relay: {e:#}");
+                ExitCode::from(1)
+            }
+            Err(e) => {
+                eprintln!("edge-gateway relay: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn wait_for_stop() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stopping");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }
 

@@ -1,0 +1,307 @@
+//! One shard's reader: `GetRecords` in a loop, each record forwarded and then
+//! checkpointed, in order.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_kinesis::types::ShardIteratorType;
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::checkpoint::Checkpoint;
+use super::{Position, Relay, sequence_cmp};
+use crate::forward::Outcome;
+use crate::sink::coalesce::backoff;
+use crate::telemetry::labels;
+
+/// Kinesis allows five `GetRecords` a second per shard.
+const MIN_POLL_GAP: Duration = Duration::from_millis(200);
+/// A shard that is caught up is polled once a second.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+/// Records per `GetRecords`.
+const BATCH: i32 = 1000;
+
+const FRESHNESS_BOUNDS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// How a reader ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The shard is closed and every record was forwarded.
+    Finished,
+    /// Shutdown.
+    Stopped,
+}
+
+pub(crate) struct Reader {
+    relay: Arc<Relay>,
+    shard: String,
+    /// The last record done with (forwarded or skipped), or where to begin.
+    position: Position,
+}
+
+impl Reader {
+    pub(crate) fn new(relay: Arc<Relay>, shard: String, position: Position) -> Reader {
+        Reader {
+            relay,
+            shard,
+            position,
+        }
+    }
+
+    fn count(&self, name: &'static str, help: &'static str, extra: &[(&str, &str)], by: f64) {
+        let mut pairs = vec![("shard", self.shard.as_str())];
+        pairs.extend_from_slice(extra);
+        self.relay.telemetry.add(name, help, labels(&pairs), by);
+    }
+
+    fn retried(&self, reason: &str) {
+        self.count(
+            "edge_relay_retries_total",
+            "Calls retried, by reason.",
+            &[("reason", reason)],
+            1.0,
+        );
+    }
+
+    async fn iterator(&self) -> Result<Option<String>, String> {
+        let kinesis = &self.relay.kinesis;
+        let request = kinesis
+            .get_shard_iterator()
+            .stream_name(&self.relay.config.stream)
+            .shard_id(&self.shard);
+        let request = match &self.position {
+            Position::After(seq) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .starting_sequence_number(seq),
+            Position::TrimHorizon => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+            Position::Latest => request.shard_iterator_type(ShardIteratorType::Latest),
+        };
+        request
+            .send()
+            .await
+            .map(|r| r.shard_iterator)
+            .map_err(|e| DisplayErrorContext(e).to_string())
+    }
+
+    /// Reads until the shard is finished or `shutdown` turns true.
+    pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> End {
+        let mut attempt = 0u32;
+        let mut iterator: Option<String> = None;
+        loop {
+            if *shutdown.borrow() {
+                return End::Stopped;
+            }
+            let current = match iterator.take() {
+                Some(i) => i,
+                None => match self.iterator().await {
+                    Ok(Some(i)) => i,
+                    // No iterator: a closed shard with nothing after the position.
+                    Ok(None) => return self.finish().await,
+                    Err(e) => {
+                        tracing::warn!(shard = %self.shard, error = %e, "GetShardIterator failed");
+                        self.retried("kinesis_error");
+                        if pause(&mut shutdown, backoff(attempt.min(6)).max(MIN_POLL_GAP)).await {
+                            return End::Stopped;
+                        }
+                        attempt += 1;
+                        continue;
+                    }
+                },
+            };
+            let started = tokio::time::Instant::now();
+            let answer = self
+                .relay
+                .kinesis
+                .get_records()
+                .shard_iterator(&current)
+                .limit(BATCH)
+                .send()
+                .await;
+            let got = match answer {
+                Ok(got) => got,
+                Err(e) => {
+                    let code = e.code().unwrap_or("").to_string();
+                    let reason = match code.as_str() {
+                        "ProvisionedThroughputExceededException" => "throttled",
+                        // Acquired again from the position below.
+                        "ExpiredIteratorException" => "iterator_expired",
+                        _ => "kinesis_error",
+                    };
+                    if reason == "kinesis_error" {
+                        tracing::warn!(shard = %self.shard, error = %DisplayErrorContext(&e), "GetRecords failed");
+                    }
+                    self.retried(reason);
+                    // A throttled or failed call keeps its iterator unless it expired.
+                    if reason != "iterator_expired" {
+                        iterator = Some(current);
+                    }
+                    if pause(&mut shutdown, backoff(attempt.min(6)).max(MIN_POLL_GAP)).await {
+                        return End::Stopped;
+                    }
+                    attempt += 1;
+                    continue;
+                }
+            };
+            attempt = 0;
+            let behind = got.millis_behind_latest().unwrap_or(0);
+            self.relay.telemetry.set(
+                "edge_relay_millis_behind_latest",
+                "How far the shard's reader is behind the tip (GetRecords' MillisBehindLatest).",
+                labels(&[("shard", self.shard.as_str())]),
+                behind as f64,
+            );
+            let empty = got.records().is_empty();
+            for record in got.records() {
+                let data = Bytes::copy_from_slice(record.data().as_ref());
+                if !self.forward(data, &mut shutdown).await {
+                    // Stopped while retrying: the record is not checkpointed.
+                    return End::Stopped;
+                }
+                let seq = record.sequence_number().to_string();
+                self.checkpoint(Checkpoint::After(seq.clone()), &mut shutdown)
+                    .await;
+                self.position = Position::After(seq);
+            }
+            // Finished: no next iterator, or (for servers that always give one) closed
+            // and read past its last record.
+            let Some(next) = got.next_shard_iterator().map(str::to_string) else {
+                return self.finish().await;
+            };
+            if let Some(ending) = self.relay.ending_of(&self.shard) {
+                let past_end = match &self.position {
+                    Position::After(seq) => sequence_cmp(seq, &ending).is_ge(),
+                    _ => false,
+                };
+                if past_end || (empty && behind == 0) {
+                    return self.finish().await;
+                }
+            }
+            iterator = Some(next);
+            let gap = if empty || behind == 0 {
+                IDLE_POLL
+            } else {
+                MIN_POLL_GAP
+            };
+            let wait = gap.saturating_sub(started.elapsed());
+            if pause(&mut shutdown, wait).await {
+                return End::Stopped;
+            }
+        }
+    }
+
+    async fn finish(&self) -> End {
+        let (_tx, mut never) = watch::channel(false);
+        self.checkpoint(Checkpoint::Finished, &mut never).await;
+        End::Finished
+    }
+
+    /// Saves a checkpoint, retrying until it is saved: reading on without one would
+    /// repeat everything since after a restart.
+    async fn checkpoint(&self, at: Checkpoint, shutdown: &mut watch::Receiver<bool>) {
+        let mut attempt = 0;
+        while let Err(e) = self.relay.store.save(&self.shard, at.clone()).await {
+            tracing::error!(shard = %self.shard, error = %e, "cannot save the checkpoint; retrying");
+            self.retried("checkpoint");
+            if pause(shutdown, backoff(attempt).max(MIN_POLL_GAP)).await {
+                return;
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Forwards one record until the target takes it or refuses it for good; false if
+    /// `shutdown` came first.
+    async fn forward(&self, data: Bytes, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let newest = newest_sample(&data);
+        let Some(newest) = newest else {
+            tracing::warn!(shard = %self.shard, bytes = data.len(), "a record that is not a snappy WriteRequest; skipped");
+            self.count(
+                "edge_relay_records_skipped_total",
+                "Records not forwarded, by reason.",
+                &[("reason", "malformed")],
+                1.0,
+            );
+            return true;
+        };
+        let mut attempt = 0;
+        loop {
+            match self.relay.forwarder.send(data.clone()).await {
+                Outcome::Accepted => {
+                    self.count(
+                        "edge_relay_records_forwarded_total",
+                        "Records the target accepted.",
+                        &[],
+                        1.0,
+                    );
+                    self.count(
+                        "edge_relay_bytes_forwarded_total",
+                        "Bytes (snappy) of the records the target accepted.",
+                        &[],
+                        data.len() as f64,
+                    );
+                    if let Some(ms) = newest {
+                        let now_ms = SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_millis() as i64);
+                        self.relay.telemetry.observe(
+                            "edge_relay_freshness_seconds",
+                            "Now minus the newest sample timestamp of each forwarded record.",
+                            FRESHNESS_BOUNDS,
+                            String::new(),
+                            (now_ms - ms).max(0) as f64 / 1000.0,
+                        );
+                    }
+                    return true;
+                }
+                Outcome::Rejected { status, reason } => {
+                    tracing::warn!(shard = %self.shard, status, %reason, "the target refused a record; skipped");
+                    self.count(
+                        "edge_relay_records_skipped_total",
+                        "Records not forwarded, by reason.",
+                        &[("reason", "rejected")],
+                        1.0,
+                    );
+                    return true;
+                }
+                Outcome::Retry { after, reason } => {
+                    tracing::debug!(shard = %self.shard, %reason, "the target asks to retry");
+                    self.retried("target");
+                    let wait = after.unwrap_or_default().max(backoff(attempt));
+                    if pause(shutdown, wait).await {
+                        return false;
+                    }
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The newest sample timestamp (ms) of a snappy `WriteRequest`: `None` if it is not
+/// one, `Some(None)` if it holds no sample.
+fn newest_sample(data: &[u8]) -> Option<Option<i64>> {
+    let raw = snap::raw::Decoder::new().decompress_vec(data).ok()?;
+    let scanned = crate::remote_write::scan(&raw).ok()?;
+    Some(scanned.series.iter().filter_map(|s| s.newest_ms).max())
+}
+
+/// Sleeps `wait`; true if `shutdown` turned true first.
+async fn pause(shutdown: &mut watch::Receiver<bool>, wait: Duration) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => *shutdown.borrow(),
+        r = shutdown.changed() => match r {
+            Ok(()) => *shutdown.borrow(),
+            // Nobody can stop us any more: just wait.
+            Err(_) => {
+                tokio::time::sleep(wait).await;
+                false
+            }
+        },
+    }
+}
