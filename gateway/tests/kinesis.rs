@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use edge_schema::proto::prometheus::WriteRequest;
 use prost::Message;
@@ -16,25 +15,6 @@ use support::{
     AWS_TEST_ENV, Client, Gateway, KINESIS_PUT, Moto, Pki, free_port, half_failing_proxy, series,
     tls_config,
 };
-
-fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
-    let config = aws_sdk_kinesis::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    aws_sdk_kinesis::Client::from_conf(config)
-}
-
-async fn create_stream(k: &aws_sdk_kinesis::Client, name: &str) {
-    k.create_stream()
-        .stream_name(name)
-        .shard_count(2)
-        .send()
-        .await
-        .expect("create the stream in moto");
-}
 
 /// Every record in the stream: (partition key, decoded request).
 async fn read_stream(k: &aws_sdk_kinesis::Client, name: &str) -> Vec<(String, WriteRequest)> {
@@ -155,8 +135,8 @@ fn received(records: &[(String, WriteRequest)]) -> BTreeMap<String, Vec<String>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_gateway_accepts_is_in_the_stream_once_keyed_by_tenant_and_host() {
     let moto = Moto::start();
-    let k = kinesis(&moto.url());
-    create_stream(&k, "metrics").await;
+    let k = moto.kinesis();
+    moto.create_stream("metrics", 2).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new(dir.path(), "test");
     let port = free_port();
@@ -175,8 +155,8 @@ async fn what_the_gateway_accepts_is_in_the_stream_once_keyed_by_tenant_and_host
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_fails_half_the_records_of_a_call_ends_with_every_record_once() {
     let moto = Moto::start();
-    let k = kinesis(&moto.url());
-    create_stream(&k, "metrics").await;
+    let k = moto.kinesis();
+    moto.create_stream("metrics", 2).await;
     let proxy_port = free_port();
     let failing_calls = Arc::new(AtomicU32::new(4));
     let injected = Arc::new(AtomicU32::new(0));

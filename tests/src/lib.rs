@@ -4,6 +4,8 @@
 //! (agent, gateway, relay) running together, and the simulated fleet that loads them.
 
 pub mod fleet;
+pub mod moto;
 pub mod pki;
+pub mod procs;
 pub mod procstat;
 pub mod prometheus;

@@ -6,11 +6,11 @@
 //! builds them).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::WriteRequest;
+use edge_tests::procs::{Proc, free_port};
 use prost::Message;
 
 const PII: &[&str] = &[
@@ -19,55 +19,6 @@ const PII: &[&str] = &[
     "2001:db8:85a3::8a2e:370:7334",
     "p-55501234",
 ];
-
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join(name))
-        .expect("target dir");
-    assert!(
-        path.is_file(),
-        "{} is not built: run `cargo build -p edge-agent -p edge-gateway` (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port()
-}
-
-struct Proc(Child, PathBuf);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    fn start(bin: &str, config: &Path, log: PathBuf) -> Proc {
-        let child = Command::new(binary(bin))
-            .arg("--config")
-            .arg(config)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("start");
-        Proc(child, log)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-}
 
 fn spool_bytes(dir: &Path) -> Vec<u8> {
     let mut all = Vec::new();
@@ -101,12 +52,13 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
         ),
     )
     .expect("gateway config");
-    let gateway = Proc::start("edge-gateway", &gateway_yaml, d.join("gateway.log"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gateway: {}", gateway.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let gateway = Proc::start(
+        "edge-gateway",
+        &["--config", &gateway_yaml.display().to_string()],
+        &[],
+        d.join("gateway.log"),
+    );
+    gateway.wait_for_port(port);
 
     let log = d.join("game.log");
     std::fs::write(&log, "").expect("log");
@@ -129,7 +81,12 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
         ),
     )
     .expect("agent config");
-    let agent = Proc::start("edge-agent", &agent_yaml, d.join("agent.log"));
+    let agent = Proc::start(
+        "edge-agent",
+        &["--config", &agent_yaml.display().to_string()],
+        &[],
+        d.join("agent.log"),
+    );
 
     let mut f = std::fs::OpenOptions::new()
         .append(true)

@@ -1,7 +1,7 @@
 //! For the gateway's tests: a CA with server and client certificates made per test,
 //! the real `edge-gateway` binary as a child process, and an mTLS client.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -309,52 +309,7 @@ pub fn spooled_series(spool: &Path) -> Vec<(String, TimeSeries)> {
         .collect()
 }
 
-/// A local AWS API server (moto), started for one test and stopped with it.
-pub struct Moto {
-    pub child: Child,
-    pub port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Moto {
-    pub fn start() -> Moto {
-        let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start moto_server ({e}): install the local AWS API server with `pip install 'moto[server]'` (scripts/test does)")
-            });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on {port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Moto { child, port }
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-}
-
-/// The environment the gateway needs to reach moto (static test credentials).
-pub const AWS_TEST_ENV: &[(&str, &str)] = &[
-    ("AWS_ACCESS_KEY_ID", "test"),
-    ("AWS_SECRET_ACCESS_KEY", "test"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-];
+pub use edge_tests::moto::{AWS_TEST_ENV, Moto};
 
 /// The JSON shape of a batch put: the target's suffix, the request's list of records,
 /// the answer's failure count, and the answer's per-record list.
