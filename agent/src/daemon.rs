@@ -25,8 +25,8 @@ use crate::metrics::{Batch, Pipeline, Point, SeriesKey, now_ms, scrape};
 use crate::queue::{Class, DiskQueue, SharedQueue, with_queue};
 use crate::sender::tls::ReloadingTls;
 use crate::sender::{Sender, SenderConfig, figures};
-use crate::systemd::Notifier;
 use crate::telemetry::{Stream, Telemetry};
+use edge_sd_notify::Notifier;
 
 /// After SIGTERM, how long queued batches may still be sent before the agent exits
 /// (they stay queued either way; this only saves a replay on the next start).

@@ -10,7 +10,7 @@
 //! - [`receiver`]: the loopback push receiver, `/metrics`, `/healthz`, `/ready`;
 //! - [`metrics`]: the policy and budget gate and the per-cycle batch;
 //! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
-//! - [`cadence`], [`telemetry`], [`systemd`], [`imds`]: the daemon's surroundings;
+//! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-sd-notify`);
 //! - [`daemon`]: the lifecycle.
 //!
 //! Logs (tail, parse, tokenize) come next and share the queue and the sender.
@@ -26,5 +26,4 @@ pub mod plain_http;
 pub mod queue;
 pub mod receiver;
 pub mod sender;
-pub mod systemd;
 pub mod telemetry;

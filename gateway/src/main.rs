@@ -107,7 +107,20 @@ fn relay(config: &std::path::Path) -> ExitCode {
         );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let running = tokio::spawn(relay.clone().run(stop_rx));
+        let notifier = Arc::new(edge_sd_notify::Notifier::from_env());
+        if let Some(every) = notifier.watchdog_interval() {
+            let notifier = notifier.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    notifier.notify("WATCHDOG=1");
+                }
+            });
+        }
+        notifier.notify("READY=1");
         wait_for_stop().await;
+        notifier.notify("STOPPING=1");
         tracing::info!(
             "stopping: the records in flight are not checkpointed and come again after a restart"
         );
@@ -172,9 +185,12 @@ fn run(config: &std::path::Path) -> ExitCode {
         tracing::info!(%addr, tls = gw.live().tls.is_some(), "edge-gateway listening");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let server = tokio::spawn(edge_gateway::server::serve(gw.clone(), listener, stop_rx));
-        tokio::spawn(housekeeping(gw.clone()));
+        let notifier = Arc::new(edge_sd_notify::Notifier::from_env());
+        tokio::spawn(housekeeping(gw.clone(), notifier.clone()));
+        notifier.notify("READY=1");
         wait_for_signals(&gw).await;
         tracing::info!("stopping: no new connections; in-flight requests get the grace period");
+        notifier.notify("STOPPING=1");
         let _ = stop_tx.send(true);
         let _ = server.await;
         tracing::info!("stopped");
@@ -182,14 +198,21 @@ fn run(config: &std::path::Path) -> ExitCode {
     })
 }
 
-/// Every second: the overload controller and the gauges; every two, a look at the
-/// config and TLS files.
-async fn housekeeping(gw: Arc<edge_gateway::server::Gateway>) {
+/// Every second: the overload controller and the gauges, and systemd's watchdog (so a
+/// wedged runtime is restarted); every two, a look at the config and TLS files.
+async fn housekeeping(
+    gw: Arc<edge_gateway::server::Gateway>,
+    notifier: Arc<edge_sd_notify::Notifier>,
+) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n = 0u64;
+    let watchdog = notifier.watchdog_interval().is_some();
     loop {
         tick.tick().await;
         gw.overload_tick();
+        if watchdog {
+            notifier.notify("WATCHDOG=1");
+        }
         n += 1;
         if n.is_multiple_of(2) {
             let g = gw.clone();

@@ -1,6 +1,7 @@
-//! systemd's notification protocol: `READY=1` once the agent serves and sends,
-//! `WATCHDOG=1` from the collection loop (so a stuck loop is restarted), `STOPPING=1`
-//! on shutdown. Without `$NOTIFY_SOCKET` (not run by systemd) every call does nothing.
+//! systemd's notification protocol, for units with `Type=notify` and `WatchdogSec`:
+//! `READY=1` once a daemon serves, `WATCHDOG=1` from the loop whose stalling should
+//! restart it, `STOPPING=1` on shutdown. Without `$NOTIFY_SOCKET` (not run by systemd)
+//! every call does nothing.
 
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
