@@ -374,7 +374,8 @@ pub async fn drive_host(
     report
 }
 
-async fn connect(
+/// One mTLS HTTP/2 connection to `127.0.0.1:port` (server name `localhost`).
+pub async fn connect(
     port: u16,
     tls: Arc<rustls::ClientConfig>,
 ) -> Result<hyper::client::conn::http2::SendRequest<Full<Bytes>>, String> {

@@ -1,9 +1,13 @@
 //! The workspace's binaries as child processes: found next to the test binary, logs
 //! to a file, killed on drop.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
@@ -13,21 +17,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// The path of workspace binary `name` (`cargo test --workspace` builds it).
+/// The path of workspace binary `name` (`cargo test --workspace` builds it): next to
+/// this executable (a binary in `target/<profile>/`) or one level up (a test in
+/// `target/<profile>/deps/`).
 pub fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
+    let exe = std::env::current_exe().expect("own executable path");
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
         .map(|d| d.join(name))
-        .expect("target dir");
-    assert!(
-        path.is_file(),
-        "{} is not built: run `cargo build -p edge-agent -p edge-gateway` (cargo test --workspace builds it)",
-        path.display()
-    );
-    path
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{name} is not built next to {}: run `cargo build -p edge-agent -p edge-gateway` \
+                 (cargo test --workspace and scripts/demo build it)",
+                exe.display()
+            )
+        })
 }
 
 /// A running child, killed on drop.
@@ -80,4 +91,30 @@ impl Proc {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Plain HTTP/1.1 `GET path` on 127.0.0.1:`port`: status and body (at most 16 MiB).
+pub async fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>), String> {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let request = http::Request::get(path)
+        .header(http::header::HOST, format!("127.0.0.1:{port}"))
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(Duration::from_secs(10), send.send_request(request))
+        .await
+        .map_err(|_| "no answer within 10 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let body = Limited::new(response.into_body(), 16 << 20)
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, body.to_vec()))
 }

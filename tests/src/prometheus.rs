@@ -6,10 +6,6 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
-
 /// A running Prometheus.
 #[derive(Debug)]
 pub struct Prometheus {
@@ -59,7 +55,7 @@ impl Prometheus {
             });
         let prometheus = Prometheus { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(get(port, "/-/ready").await, Ok((200, _))) {
+        while !matches!(crate::procs::http_get(port, "/-/ready").await, Ok((200, _))) {
             assert!(
                 Instant::now() < deadline,
                 "Prometheus did not become ready; its log: {}",
@@ -78,7 +74,9 @@ impl Prometheus {
     /// The `data.result` array of an instant query, once.
     pub async fn query_once(&self, promql: &str) -> serde_json::Value {
         let path = format!("/api/v1/query?query={}", encode(promql));
-        let (status, body) = get(self.port, &path).await.expect("Prometheus answers");
+        let (status, body) = crate::procs::http_get(self.port, &path)
+            .await
+            .expect("Prometheus answers");
         assert_eq!(
             status,
             200,
@@ -120,30 +118,4 @@ fn encode(q: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-/// `GET path` on 127.0.0.1:`port`: status and body.
-async fn get(port: u16, path: &str) -> Result<(u16, Vec<u8>), String> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let request = http::Request::get(path)
-        .header(http::header::HOST, format!("127.0.0.1:{port}"))
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = tokio::time::timeout(Duration::from_secs(10), send.send_request(request))
-        .await
-        .map_err(|_| "no answer within 10 s".to_string())?
-        .map_err(|e| e.to_string())?;
-    let status = response.status().as_u16();
-    let body = Limited::new(response.into_body(), 16 << 20)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((status, body.to_vec()))
 }

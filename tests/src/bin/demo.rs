@@ -1,0 +1,365 @@
+//! The local pipeline, on loopback, with nothing faked: a throwaway CA and certificates
+//! made now, `edge-gateway` (mTLS, `file` sink) and `edge-agent` as real processes, a
+//! synthetic game pushing gameplay histograms and counters through `edge-exporter`,
+//! and a synthetic game log with PII being written and rotated. A summary line every
+//! second; at the end, where the spool is and whether any PII value reached it.
+//!
+//! `scripts/demo [--seconds N] [--dir DIR]` (Ctrl-C stops it without `--seconds`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use edge_exporter::registry::Registry;
+use edge_tests::fleet;
+use edge_tests::pki::Pki;
+use edge_tests::procs::{Proc, free_port, http_get};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+
+/// Values the synthetic game writes into its log; none may reach the spool.
+const PII: &[&str] = &[
+    "ana.silva@example.com",
+    "bo.chen@example.net",
+    "203.0.113.77",
+    "198.51.100.4",
+    "2001:db8::1f",
+    "p-10042017",
+    "p-77810364",
+];
+
+struct Args {
+    seconds: Option<u64>,
+    dir: Option<PathBuf>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut out = Args {
+        seconds: None,
+        dir: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--seconds" => {
+                let v = it.next().ok_or("--seconds needs a number")?;
+                out.seconds = Some(
+                    v.parse()
+                        .map_err(|_| format!("--seconds {v:?}: not a number"))?,
+                );
+            }
+            "--dir" => out.dir = Some(PathBuf::from(it.next().ok_or("--dir needs a path")?)),
+            "-h" | "--help" => {
+                return Err("usage: demo [--seconds N] [--dir DIR]".into());
+            }
+            other => return Err(format!("unknown argument {other:?}; try --help")),
+        }
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let args = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("demo: cannot start a runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("demo: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<bool, String> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::temp_dir().join(format!("edgepipe-demo-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(dir.join("game")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let d = dir.display().to_string();
+    let io = |e: std::io::Error| e.to_string();
+
+    // A throwaway CA; the gateway's certificate; the agent's, naming tenant `game`.
+    let pki = Pki::new(&dir).map_err(io)?;
+    pki.write_client(&dir, "gs-demo-1", "game").map_err(io)?;
+    // A fresh tokenization key: 32 random hex digits.
+    let key: String = (0..32).map(|_| fastrand::digit(16)).collect();
+    std::fs::write(dir.join("tokenize.key"), format!("{key}\n")).map_err(io)?;
+
+    let gateway_port = free_port();
+    let agent_port = free_port();
+    std::fs::write(
+        dir.join("gateway.yaml"),
+        format!(
+            "listen: 127.0.0.1:{gateway_port}\n\
+             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
+             identities: {{ spiffe_trust_domain: obs.internal }}\n\
+             tenants:\n  default: {{ samples_rate_limit: 20000, burst: 40000, max_series: 2000000, log_bytes_rate_limit: 10MiB }}\n\
+             fleet: {{ cadence: 1s }}\n\
+             sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n"
+        ),
+    )
+    .map_err(io)?;
+    std::fs::write(
+        dir.join("agent.yaml"),
+        format!(
+            "host_labels: {{ region: local, cluster: demo, build_id: dev }}\n\
+             cadence: 1s\nincident_cadence: 1s\n\
+             listen: 127.0.0.1:{agent_port}\n\
+             host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
+             logs:\n  - {{ path: \"{d}/game/*.log\", service: game, parser: json, read_from: beginning }}\n\
+             tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
+             output:\n  metrics_url: https://localhost:{gateway_port}/api/v1/push\n  logs_url: https://localhost:{gateway_port}/v1/logs\n  \
+             tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
+             queue: {{ dir: {d}/queue }}\n"
+        ),
+    )
+    .map_err(io)?;
+
+    println!("edgepipe demo in {d}");
+    let gateway = Proc::start(
+        "edge-gateway",
+        &["--config", &format!("{d}/gateway.yaml")],
+        &[],
+        dir.join("gateway.log"),
+    );
+    gateway.wait_for_port(gateway_port);
+    let agent = Proc::start(
+        "edge-agent",
+        &["--config", &format!("{d}/agent.yaml")],
+        &[],
+        dir.join("agent.log"),
+    );
+    agent.wait_for_port(agent_port);
+    println!(
+        "gateway https://127.0.0.1:{gateway_port} (mTLS, file sink) and agent 127.0.0.1:{agent_port} are up; \
+         logs: {d}/gateway.log, {d}/agent.log"
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let game = std::thread::spawn({
+        let stop = stop.clone();
+        let url = format!("http://127.0.0.1:{agent_port}/api/v1/push");
+        move || synthetic_game(&url, &stop)
+    });
+    let logger = std::thread::spawn({
+        let stop = stop.clone();
+        let dir = dir.join("game");
+        move || synthetic_log(&dir, &stop)
+    });
+
+    let client = pki.client("demo-observer", "game").map_err(io)?;
+    let tls = fleet::client_tls(&pki.ca_der, &client)?;
+    let started = Instant::now();
+    let until = args.seconds.map(|s| started + Duration::from_secs(s));
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut ctrl_c => break,
+        }
+        let gw = fleet::connect(gateway_port, tls.clone())
+            .await
+            .ok()
+            .map(scrape_tls);
+        let gw = match gw {
+            Some(f) => f.await.unwrap_or_default(),
+            None => String::new(),
+        };
+        let ag = match http_get(agent_port, "/metrics").await {
+            Ok((200, body)) => String::from_utf8_lossy(&body).into_owned(),
+            _ => String::new(),
+        };
+        println!(
+            "t={:>3}s  samples accepted {:>7}  series {:>4}  log lines shipped {:>5}  tokens {:>5}  429s {:>3}  queue {:>3} records",
+            started.elapsed().as_secs(),
+            sum(&gw, "edge_gateway_samples_accepted_total", ""),
+            sum(&gw, "edge_gateway_active_series", ""),
+            sum(&gw, "edge_gateway_log_records_accepted_total", ""),
+            sum(&ag, "edge_logs_pii_replaced_total", ""),
+            sum(&gw, "edge_gateway_requests_total", "code=\"429\""),
+            sum(&ag, "edge_queue_records", ""),
+        );
+        let _ = std::io::stdout().flush();
+        if until.is_some_and(|u| Instant::now() >= u) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = game.join();
+    let _ = logger.join();
+    drop(agent);
+    drop(gateway);
+
+    let spool = dir.join("spool");
+    let bytes = spool_bytes(&spool);
+    let leaked: Vec<&str> = PII
+        .iter()
+        .copied()
+        .filter(|p| memfind(&bytes, p.as_bytes()))
+        .collect();
+    println!(
+        "spool: {} ({} bytes in metrics/ and logs/)",
+        spool.display(),
+        bytes.len()
+    );
+    if leaked.is_empty() {
+        println!(
+            "PII check: none of the {} PII values written to the game log is in the spool",
+            PII.len()
+        );
+        Ok(true)
+    } else {
+        println!("PII check FAILED: found {leaked:?} in the spool");
+        Ok(false)
+    }
+}
+
+async fn scrape_tls(
+    mut send: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
+) -> Option<String> {
+    let request = http::Request::get("https://localhost/metrics")
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    let response = send.send_request(request).await.ok()?;
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The sum of `name`'s series (with `with` in their labels) in Prometheus text.
+fn sum(text: &str, name: &str, with: &str) -> u64 {
+    text.lines()
+        .filter(|l| {
+            (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+                && l.contains(with)
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A game server's metrics: tick times, action latencies, counters, pushed each second.
+fn synthetic_game(url: &str, stop: &AtomicBool) {
+    let registry = Registry::new();
+    let (Ok(ticks), Ok(acks), Ok(actions), Ok(players)) = (
+        registry.histogram("game_tick_duration_seconds", "Duration of one server tick."),
+        registry.histogram(
+            "game_action_ack_latency_seconds",
+            "Time from a player action arriving to its acknowledgement leaving.",
+        ),
+        registry.counter("game_actions_total", "Player actions handled."),
+        registry.gauge(
+            "game_players_connected",
+            "Players connected, per shard (instance density).",
+        ),
+    ) else {
+        eprintln!("demo: the synthetic game's metrics are not in the catalog");
+        return;
+    };
+    let mut rng = fastrand::Rng::with_seed(7);
+    while !stop.load(Ordering::SeqCst) {
+        for shard in ["1", "2", "3"] {
+            if let Ok(h) = ticks.with(&[("shard_id", shard)]) {
+                for _ in 0..30 {
+                    // A 16 ms tick budget, mostly met.
+                    h.record(0.004 + 0.012 * rng.f64() + if rng.u8(..) < 3 { 0.02 } else { 0.0 });
+                }
+            }
+            if let Ok(g) = players.with(&[("shard_id", shard)]) {
+                g.set(f64::from(rng.u32(40..64)));
+            }
+        }
+        for action in ["move", "attack", "ability", "chat"] {
+            if let Ok(h) = acks.with(&[("action", action)]) {
+                for _ in 0..20 {
+                    h.record(0.010 + 0.060 * rng.f64() * rng.f64());
+                }
+            }
+            if let Ok(c) = actions.with(&[("action", action)]) {
+                c.add(u64::from(rng.u32(50..200)));
+            }
+        }
+        if let Err(e) = edge_exporter::push::push_once(&registry, url, Duration::from_secs(2)) {
+            eprintln!("demo: push to the agent failed: {e}");
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A game log with PII in messages and fields, 50 lines a second, rotated (renamed to
+/// `game.log.1` and started again) every 5 seconds.
+fn synthetic_log(dir: &Path, stop: &AtomicBool) {
+    let path = dir.join("game.log");
+    let mut file = match std::fs::File::create(&path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("demo: {}: {e}", path.display());
+            return;
+        }
+    };
+    let started = Instant::now();
+    let mut rotated = 0;
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        for _ in 0..5 {
+            let pii = PII[(n % PII.len() as u64) as usize];
+            let player = PII[5 + (n % 2) as usize];
+            let level = ["info", "info", "warn", "debug", "error"][(n % 5) as usize];
+            let _ = writeln!(
+                file,
+                r#"{{"level":"{level}","msg":"line {n}: session from {pii}","player_id":"{player}","shard":"{}"}}"#,
+                n % 3 + 1
+            );
+            n += 1;
+        }
+        let _ = file.flush();
+        if started.elapsed() >= Duration::from_secs(5 * (rotated + 1)) {
+            rotated += 1;
+            let _ = std::fs::rename(&path, dir.join("game.log.1"));
+            match std::fs::File::create(&path) {
+                Ok(f) => file = f,
+                Err(e) => {
+                    eprintln!("demo: {}: {e}", path.display());
+                    return;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn spool_bytes(spool: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for stream in ["metrics", "logs"] {
+        if let Ok(entries) = std::fs::read_dir(spool.join(stream)) {
+            for e in entries.flatten() {
+                all.extend(std::fs::read(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    all
+}
+
+fn memfind(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
