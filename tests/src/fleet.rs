@@ -253,6 +253,20 @@ pub struct LoadReport {
     pub samples_accepted: u64,
     /// Time to first byte of every answer.
     pub ttfb: Vec<Duration>,
+    /// Every request answered 2xx, measured or not: what the sink must hold.
+    pub acked: Vec<Acked>,
+}
+
+/// A request the gateway answered 2xx: host `host` pushed `series` series stamped
+/// `ts_ms` (every series of one push carries the same timestamp).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acked {
+    /// The host's name (`gs-<n>`).
+    pub host: String,
+    /// The push's sample timestamp.
+    pub ts_ms: i64,
+    /// Series in the push.
+    pub series: u32,
 }
 
 impl LoadReport {
@@ -273,6 +287,7 @@ impl LoadReport {
         self.errors += other.errors;
         self.samples_accepted += other.samples_accepted;
         self.ttfb.extend(other.ttfb);
+        self.acked.extend(other.acked);
     }
 }
 
@@ -355,6 +370,13 @@ pub async fn drive_host(
                 let ttfb = sent.elapsed();
                 let status = resp.status().as_u16();
                 let _ = resp.into_body().collect().await;
+                if (200..300).contains(&status) {
+                    report.acked.push(Acked {
+                        host: host.name.clone(),
+                        ts_ms: now_ms,
+                        series: samples as u32,
+                    });
+                }
                 if counted {
                     report.ttfb.push(ttfb);
                     *report.statuses.entry(status).or_default() += 1;

@@ -4,6 +4,7 @@
 //! (agent, gateway, relay) running together, and the simulated fleet that loads them.
 
 pub mod fleet;
+pub mod gates;
 pub mod moto;
 pub mod pki;
 pub mod procs;

@@ -215,10 +215,28 @@ fn segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Every whole record in a stream's spool, in order. A torn or corrupt frame ends its
-/// segment (the rest of that segment is counted in the second value, in bytes).
+/// Every whole record of `stream` in the spool under `dir`, in order, and the bytes
+/// after the last whole record of each segment (a torn tail). Reads it all into
+/// memory: for a large spool use [`for_each_record`].
 pub fn read_spool(dir: &Path, stream: &str) -> std::io::Result<(Vec<Record>, u64)> {
     let mut records = Vec::new();
+    let skipped = for_each_record(dir, stream, |key, data| {
+        records.push(Record {
+            key: key.to_string(),
+            data: data.to_vec(),
+        });
+    })?;
+    Ok((records, skipped))
+}
+
+/// Calls `each(key, data)` for every whole record of `stream` in the spool under
+/// `dir`, in order, one segment in memory at a time; returns the bytes after the last
+/// whole record of each segment (a torn tail).
+pub fn for_each_record(
+    dir: &Path,
+    stream: &str,
+    mut each: impl FnMut(&str, &[u8]),
+) -> std::io::Result<u64> {
     let mut skipped = 0u64;
     for (_, path) in segments(&dir.join(stream))? {
         let bytes = std::fs::read(&path)?;
@@ -238,15 +256,12 @@ pub fn read_spool(dir: &Path, stream: &str) -> std::io::Result<(Vec<Record>, u64
             let Some(key) = body.get(2..2 + key_len) else {
                 break;
             };
-            records.push(Record {
-                key: String::from_utf8_lossy(key).into_owned(),
-                data: body[2 + key_len..].to_vec(),
-            });
+            each(&String::from_utf8_lossy(key), &body[2 + key_len..]);
             at += 8 + len;
         }
         skipped += (bytes.len() - at) as u64;
     }
-    Ok((records, skipped))
+    Ok(skipped)
 }
 
 #[cfg(test)]

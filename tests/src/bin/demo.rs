@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use edge_exporter::registry::Registry;
 use edge_tests::fleet;
+use edge_tests::gates::metric_sum;
 use edge_tests::pki::Pki;
 use edge_tests::procs::{Proc, free_port, http_get};
 use http_body_util::{BodyExt, Full};
@@ -194,12 +195,12 @@ async fn run(args: Args) -> Result<bool, String> {
         println!(
             "t={:>3}s  samples accepted {:>7}  series {:>4}  log lines shipped {:>5}  tokens {:>5}  429s {:>3}  queue {:>3} records",
             started.elapsed().as_secs(),
-            sum(&gw, "edge_gateway_samples_accepted_total", ""),
-            sum(&gw, "edge_gateway_active_series", ""),
-            sum(&gw, "edge_gateway_log_records_accepted_total", ""),
-            sum(&ag, "edge_logs_pii_replaced_total", ""),
-            sum(&gw, "edge_gateway_requests_total", "code=\"429\""),
-            sum(&ag, "edge_queue_records", ""),
+            metric_sum(&gw, "edge_gateway_samples_accepted_total", ""),
+            metric_sum(&gw, "edge_gateway_active_series", ""),
+            metric_sum(&gw, "edge_gateway_log_records_accepted_total", ""),
+            metric_sum(&ag, "edge_logs_pii_replaced_total", ""),
+            metric_sum(&gw, "edge_gateway_requests_total", "code=\"429\""),
+            metric_sum(&ag, "edge_queue_records", ""),
         );
         let _ = std::io::stdout().flush();
         if until.is_some_and(|u| Instant::now() >= u) {
@@ -245,17 +246,6 @@ async fn scrape_tls(
     let response = send.send_request(request).await.ok()?;
     let body = response.into_body().collect().await.ok()?.to_bytes();
     Some(String::from_utf8_lossy(&body).into_owned())
-}
-
-/// The sum of `name`'s series (with `with` in their labels) in Prometheus text.
-fn sum(text: &str, name: &str, with: &str) -> u64 {
-    text.lines()
-        .filter(|l| {
-            (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-                && l.contains(with)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
 }
 
 /// A game server's metrics: tick times, action latencies, counters, pushed each second.
