@@ -195,12 +195,12 @@ async fn run(args: Args) -> Result<bool, String> {
         println!(
             "t={:>3}s  samples accepted {:>7}  series {:>4}  log lines shipped {:>5}  tokens {:>5}  429s {:>3}  queue {:>3} records",
             started.elapsed().as_secs(),
-            metric_sum(&gw, "edge_gateway_samples_accepted_total", ""),
-            metric_sum(&gw, "edge_gateway_active_series", ""),
-            metric_sum(&gw, "edge_gateway_log_records_accepted_total", ""),
-            metric_sum(&ag, "edge_logs_pii_replaced_total", ""),
-            metric_sum(&gw, "edge_gateway_requests_total", "code=\"429\""),
-            metric_sum(&ag, "edge_queue_records", ""),
+            metric_sum(&gw, "edge_gateway_samples_accepted_total", "") as u64,
+            metric_sum(&gw, "edge_gateway_active_series", "") as u64,
+            metric_sum(&gw, "edge_gateway_log_records_accepted_total", "") as u64,
+            metric_sum(&ag, "edge_logs_pii_replaced_total", "") as u64,
+            metric_sum(&gw, "edge_gateway_requests_total", "code=\"429\"") as u64,
+            metric_sum(&ag, "edge_queue_records", "") as u64,
         );
         let _ = std::io::stdout().flush();
         if until.is_some_and(|u| Instant::now() >= u) {

@@ -138,7 +138,8 @@ pub fn metric_sum(text: &str, name: &str, with: &str) -> f64 {
                 && l.contains(with)
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        // Not `sum()`: an empty float sum is -0.0, which prints as "-0".
+        .fold(0.0, |a, b| a + b)
 }
 
 #[cfg(test)]
@@ -180,5 +181,6 @@ mod tests {
             metric_sum("a{x=\"1\"} 2\na{x=\"2\"} 3\nab 9\na 1\n", "a", ""),
             6.0
         );
+        assert_eq!(format!("{}", metric_sum("", "a", "")), "0", "not -0");
     }
 }
