@@ -423,11 +423,20 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<GatewayConfig, ConfigError> {
     let raw: Raw = edge_schema::config::parse_raw(file, text)?;
+    validated(file, env, |v| v.validate(raw))
+}
+
+/// Runs `check` with a fresh validator: its result, or every problem it found.
+fn validated<T>(
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    check: impl FnOnce(&mut Validator<'_>) -> T,
+) -> Result<T, ConfigError> {
     let mut v = Validator {
         problems: Vec::new(),
         env,
     };
-    let config = v.validate(raw);
+    let config = check(&mut v);
     if v.problems.is_empty() {
         Ok(config)
     } else {
@@ -448,10 +457,6 @@ pub fn parse_relay(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RelayConfig, ConfigError> {
     let raw: RawRelayFile = edge_schema::config::parse_raw(file, text)?;
-    let mut v = Validator {
-        problems: Vec::new(),
-        env,
-    };
     let Some(relay) = raw.relay else {
         return Err(ConfigError::new(
             file,
@@ -461,12 +466,7 @@ pub fn parse_relay(
             )],
         ));
     };
-    let config = v.relay(relay);
-    if v.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::new(file, v.problems))
-    }
+    validated(file, env, |v| v.relay(relay))
 }
 
 struct Validator<'a> {

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_kinesis::primitives::Blob;
 use edge_schema::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
+use edge_tests::gates::metric_sum;
 use edge_tests::moto::Moto;
-use edge_tests::procs::{Proc, free_port};
+use edge_tests::procs::{Proc, free_port, http_get};
 use edge_tests::prometheus::Prometheus;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -133,35 +134,10 @@ fn start_relay(dir: &std::path::Path, config: &std::path::Path, run: u32) -> Pro
 
 /// The relay's `/metrics`: the sum of `name`'s series whose labels contain `with`.
 async fn relay_metric(port: u16, name: &str, with: &str) -> f64 {
-    let Ok(tcp) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0.0;
-    };
-    let Ok((mut send, conn)) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await
-    else {
-        return 0.0;
-    };
-    tokio::spawn(conn);
-    let request = http::Request::get("/metrics")
-        .header("host", "relay")
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let Ok(response) = send.send_request(request).await else {
-        return 0.0;
-    };
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .filter(|l| {
-            (l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-                && l.contains(with)
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    match http_get(port, "/metrics").await {
+        Ok((200, body)) => metric_sum(&String::from_utf8_lossy(&body), name, with),
+        _ => 0.0,
+    }
 }
 
 /// A proxy in front of Prometheus: 503 + `Retry-After: 1` while `failing`, and every
@@ -197,31 +173,7 @@ async fn flaky_proxy(
                             .await
                             .map(|b| b.to_bytes())
                             .unwrap_or_default();
-                        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
-                            .await
-                            .expect("prometheus");
-                        let (mut send, conn) =
-                            hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-                                .await
-                                .expect("handshake");
-                        tokio::spawn(conn);
-                        let mut up = http::Request::builder()
-                            .method(parts.method)
-                            .uri(parts.uri.path());
-                        for (k, v) in &parts.headers {
-                            up = up.header(k, v);
-                        }
-                        let response = send
-                            .send_request(up.body(Full::new(body)).expect("request"))
-                            .await
-                            .expect("prometheus answers");
-                        let (parts, body) = response.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        Ok(http::Response::from_parts(parts, Full::new(body)))
+                        Ok(support::forward(upstream, parts, body.to_vec()).await)
                     }
                 });
             let _ = hyper::server::conn::http1::Builder::new()

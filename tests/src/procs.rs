@@ -41,6 +41,20 @@ pub fn binary(name: &str) -> PathBuf {
         })
 }
 
+/// Runs `command` to the end: whether it succeeded, and its stdout then stderr. If it
+/// cannot be started, panics saying so and `install` (what to install).
+pub fn run_captured(command: &mut Command, install: &str) -> (bool, String) {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {:?} ({e}): {install}", command.get_program()));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// A running child, killed on drop.
 #[derive(Debug)]
 pub struct Proc {

@@ -20,18 +20,6 @@ const PII: &[&str] = &[
     "p-55501234",
 ];
 
-fn spool_bytes(dir: &Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for stream in ["metrics", "logs"] {
-        if let Ok(entries) = std::fs::read_dir(dir.join(stream)) {
-            for e in entries.flatten() {
-                all.extend(std::fs::read(e.path()).unwrap_or_default());
-            }
-        }
-    }
-    all
-}
-
 #[test]
 fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -169,13 +157,8 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
         doc["message"].as_str().is_some_and(|m| m.contains("tok_")),
         "{doc}"
     );
-    let all = spool_bytes(&spool);
-    for pii in PII {
-        assert!(
-            !all.windows(pii.len()).any(|w| w == pii.as_bytes()),
-            "{pii} reached the gateway's spool"
-        );
-    }
+    let (leaked, _) = edge_tests::gates::pii_in_spool(&spool, PII);
+    assert!(leaked.is_empty(), "{leaked:?} reached the gateway's spool");
 }
 
 fn edge_gateway_spool(dir: &Path, stream: &str) -> Vec<(String, Vec<u8>)> {

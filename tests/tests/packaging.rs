@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use edge_tests::procs::binary;
+use edge_tests::procs::{binary, run_captured};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -18,20 +18,9 @@ fn repo() -> PathBuf {
 }
 
 fn packer(args: &[&str]) -> (bool, String) {
-    let out = Command::new("packer")
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run packer ({e}): install Debian's `packer` package (scripts/test does)")
-        });
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    run_captured(
+        Command::new("packer").args(args).current_dir(repo()),
+        "install Debian's `packer` package (scripts/test does)",
     )
 }
 
@@ -76,20 +65,13 @@ struct WriteFile {
 
 fn validate_agent(env: &BTreeMap<String, String>) -> (bool, String) {
     let config = repo().join("packer/files/etc/edge-agent/agent.yaml");
-    let out = Command::new(binary("edge-agent"))
-        .args(["validate", "--config"])
-        .arg(&config)
-        .env_clear()
-        .envs(env)
-        .output()
-        .expect("edge-agent validate");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
+    run_captured(
+        Command::new(binary("edge-agent"))
+            .args(["validate", "--config"])
+            .arg(&config)
+            .env_clear()
+            .envs(env),
+        "build it with `cargo build -p edge-agent`",
     )
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use edge_tests::procs::{Proc, binary, free_port};
+use edge_tests::procs::{Proc, binary, free_port, run_captured};
 
 const UNITS: &[&str] = &[
     "edge-agent.service",
@@ -21,19 +21,10 @@ fn units_dir() -> PathBuf {
 }
 
 fn systemd_analyze(args: &[&str], dir: &Path) -> (bool, String) {
-    let out = Command::new("systemd-analyze")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run systemd-analyze ({e}): install Debian's `systemd` package")
-        });
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    run_captured(
+        Command::new("systemd-analyze").args(args).current_dir(dir),
+        "install Debian's `systemd` package",
+    )
 }
 
 /// The unit, with the installed binary paths pointed at the ones this build made

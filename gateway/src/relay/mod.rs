@@ -21,7 +21,7 @@
 pub mod checkpoint;
 mod shard;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -203,14 +203,6 @@ impl Relay {
     /// Runs until `shutdown` turns true; then stops every shard reader (the record in
     /// flight is not checkpointed, so it is sent again after a restart).
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut finished: HashSet<String> = self
-            .store
-            .load()
-            .await?
-            .into_iter()
-            .filter(|(_, c)| *c == Checkpoint::Finished)
-            .map(|(s, _)| s)
-            .collect();
         let mut running: HashMap<String, tokio::task::JoinHandle<shard::End>> = HashMap::new();
         let mut closed_since: HashMap<String, Instant> = HashMap::new();
         let (index, count) = (self.config.instance_index, self.config.instance_count);
@@ -225,10 +217,8 @@ impl Relay {
             for id in ended {
                 if let Some(handle) = running.remove(&id) {
                     match handle.await {
-                        Ok(shard::End::Finished) => {
-                            tracing::info!(shard = %id, "shard finished");
-                            finished.insert(id);
-                        }
+                        // Its checkpoint says so from now on.
+                        Ok(shard::End::Finished) => tracing::info!(shard = %id, "shard finished"),
                         Ok(shard::End::Stopped) => {}
                         Err(e) => {
                             tracing::error!(shard = %id, error = %e, "shard reader failed; it restarts")
@@ -259,6 +249,11 @@ impl Relay {
                         }
                     }
                     let checkpoints = self.store.load().await?;
+                    let finished: HashSet<String> = checkpoints
+                        .iter()
+                        .filter(|(_, c)| **c == Checkpoint::Finished)
+                        .map(|(s, _)| s.clone())
+                        .collect();
                     for s in &shards {
                         if !mine(&s.id) || running.contains_key(&s.id) || finished.contains(&s.id) {
                             continue;
@@ -357,11 +352,6 @@ pub async fn serve_metrics(relay: Arc<Relay>, listener: tokio::net::TcpListener)
                 .await;
         });
     }
-}
-
-/// Sorted shard ids → progress, for logs and tests.
-pub async fn checkpoints(relay: &Relay) -> anyhow::Result<BTreeMap<String, Checkpoint>> {
-    relay.store.load().await
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use edge_exporter::registry::Registry;
 use edge_tests::fleet;
-use edge_tests::gates::metric_sum;
+use edge_tests::gates::{metric_sum, pii_in_spool};
 use edge_tests::pki::Pki;
 use edge_tests::procs::{Proc, free_port, http_get};
 use http_body_util::{BodyExt, Full};
@@ -214,16 +214,10 @@ async fn run(args: Args) -> Result<bool, String> {
     drop(gateway);
 
     let spool = dir.join("spool");
-    let bytes = spool_bytes(&spool);
-    let leaked: Vec<&str> = PII
-        .iter()
-        .copied()
-        .filter(|p| memfind(&bytes, p.as_bytes()))
-        .collect();
+    let (leaked, bytes) = pii_in_spool(&spool, PII);
     println!(
-        "spool: {} ({} bytes in metrics/ and logs/)",
-        spool.display(),
-        bytes.len()
+        "spool: {} ({bytes} bytes in metrics/ and logs/)",
+        spool.display()
     );
     if leaked.is_empty() {
         println!(
@@ -336,20 +330,4 @@ fn synthetic_log(dir: &Path, stop: &AtomicBool) {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn spool_bytes(spool: &Path) -> Vec<u8> {
-    let mut all = Vec::new();
-    for stream in ["metrics", "logs"] {
-        if let Ok(entries) = std::fs::read_dir(spool.join(stream)) {
-            for e in entries.flatten() {
-                all.extend(std::fs::read(e.path()).unwrap_or_default());
-            }
-        }
-    }
-    all
-}
-
-fn memfind(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -142,6 +142,26 @@ pub fn metric_sum(text: &str, name: &str, with: &str) -> f64 {
         .fold(0.0, |a, b| a + b)
 }
 
+/// The values of `pii` that appear anywhere in the file sink's spool under `spool`
+/// (every segment of `metrics/` and `logs/`, read as raw bytes, so a value counts
+/// wherever it is: key, label, message or attribute), and the bytes searched.
+pub fn pii_in_spool<'a>(spool: &Path, pii: &[&'a str]) -> (Vec<&'a str>, usize) {
+    let mut all = Vec::new();
+    for stream in ["metrics", "logs"] {
+        if let Ok(entries) = std::fs::read_dir(spool.join(stream)) {
+            for e in entries.flatten() {
+                all.extend(std::fs::read(e.path()).unwrap_or_default());
+            }
+        }
+    }
+    let found = pii
+        .iter()
+        .copied()
+        .filter(|p| all.windows(p.len()).any(|w| w == p.as_bytes()))
+        .collect();
+    (found, all.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
