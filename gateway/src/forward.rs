@@ -274,10 +274,7 @@ const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 
 impl Signer {
     async fn new(settings: Sigv4) -> Signer {
-        let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(settings.region.clone()))
-            .load()
-            .await;
+        let sdk = crate::sink::kinesis::aws_config(&settings.region, None).await;
         let provider = sdk.credentials_provider();
         if provider.is_none() {
             tracing::warn!("SigV4: the AWS credential chain has no provider; requests will fail");
