@@ -161,7 +161,7 @@ enum OneOrMany {
 #[serde(deny_unknown_fields)]
 struct RawOutput {
     metrics_url: Option<OneOrMany>,
-    logs_url: Option<String>,
+    logs_url: Option<OneOrMany>,
     tls: Option<RawTls>,
 }
 
@@ -291,8 +291,9 @@ pub struct AgentConfig {
     /// Where metrics go (remote_write): one URL, or several gateways tried in order,
     /// a failed one skipped until it answers again.
     pub metrics_urls: Vec<String>,
-    /// Where logs go (OTLP/HTTP).
-    pub logs_url: Option<String>,
+    /// Where logs go (OTLP/HTTP): like `metrics_urls`, one or several gateways tried
+    /// in order; empty when logs have nowhere to go.
+    pub logs_urls: Vec<String>,
     /// mTLS files, required for `https` outputs.
     pub tls: Option<TlsFiles>,
     /// The disk queue.
@@ -370,6 +371,22 @@ impl Validator<'_> {
             self.problem(path, format!("{value:?} is not an http:// or https:// URL"));
         }
         value
+    }
+
+    /// One URL, or a non-empty list of them (gateways tried in order).
+    fn urls(&mut self, path: &str, urls: OneOrMany) -> Vec<String> {
+        match urls {
+            OneOrMany::One(u) => vec![self.url(path, &u)],
+            OneOrMany::Many(urls) => {
+                if urls.is_empty() {
+                    self.problem(path, "is an empty list");
+                }
+                urls.iter()
+                    .enumerate()
+                    .map(|(i, u)| self.url(&format!("{path}[{i}]"), u))
+                    .collect()
+            }
+        }
     }
 
     fn validate(&mut self, raw: Raw) -> AgentConfig {
@@ -592,30 +609,24 @@ impl Validator<'_> {
             self.problem("tokenize.key_file", "logs are configured but no tokenization key is: the agent will not ship logs that may carry PII untokenized");
         }
 
-        let (metrics_urls, logs_url, tls) = match raw.output {
+        let (metrics_urls, logs_urls, tls) = match raw.output {
             None => {
                 self.problem("output.metrics_url", "is required");
-                (Vec::new(), None, None)
+                (Vec::new(), Vec::new(), None)
             }
             Some(o) => {
-                let metrics_urls: Vec<String> = match o.metrics_url {
-                    Some(OneOrMany::One(u)) => vec![self.url("output.metrics_url", &u)],
-                    Some(OneOrMany::Many(urls)) => {
-                        if urls.is_empty() {
-                            self.problem("output.metrics_url", "is an empty list");
-                        }
-                        urls.iter()
-                            .enumerate()
-                            .map(|(i, u)| self.url(&format!("output.metrics_url[{i}]"), u))
-                            .collect()
-                    }
+                let metrics_urls = match o.metrics_url {
+                    Some(urls) => self.urls("output.metrics_url", urls),
                     None => {
                         self.problem("output.metrics_url", "is required");
                         Vec::new()
                     }
                 };
-                let logs_url = o.logs_url.map(|u| self.url("output.logs_url", &u));
-                if !logs.is_empty() && logs_url.is_none() {
+                let logs_urls = o
+                    .logs_url
+                    .map(|urls| self.urls("output.logs_url", urls))
+                    .unwrap_or_default();
+                if !logs.is_empty() && logs_urls.is_empty() {
                     self.problem(
                         "output.logs_url",
                         "logs are configured but have nowhere to go",
@@ -626,17 +637,17 @@ impl Validator<'_> {
                     key: PathBuf::from(self.expand("output.tls.key", &t.key)),
                     ca: PathBuf::from(self.expand("output.tls.ca", &t.ca)),
                 });
-                let https = metrics_urls.iter().any(|u| u.starts_with("https://"))
-                    || logs_url
-                        .as_deref()
-                        .is_some_and(|u| u.starts_with("https://"));
+                let https = metrics_urls
+                    .iter()
+                    .chain(&logs_urls)
+                    .any(|u| u.starts_with("https://"));
                 if https && tls.is_none() {
                     self.problem(
                         "output.tls",
                         "an https output needs a client certificate, key and CA (mTLS)",
                     );
                 }
-                (metrics_urls, logs_url, tls)
+                (metrics_urls, logs_urls, tls)
             }
         };
 
@@ -683,7 +694,7 @@ impl Validator<'_> {
             tokenize_key_file,
             detectors,
             metrics_urls,
-            logs_url,
+            logs_urls,
             tls,
             queue,
         }

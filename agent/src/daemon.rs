@@ -139,8 +139,8 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         telemetry.clone(),
         cadence.clone(),
     )?;
-    let logs = match (&config.logs_url, config.logs.is_empty()) {
-        (Some(url), false) => {
+    let logs = match (config.logs_urls.is_empty(), config.logs.is_empty()) {
+        (false, false) => {
             let logs_wake = Arc::new(Notify::new());
             let tls = match &config.tls {
                 Some(files) => Some(ReloadingTls::load(files.clone())?),
@@ -149,7 +149,7 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
             let sender = Sender::new(
                 SenderConfig {
                     stream: Stream::Logs,
-                    urls: vec![url.clone()],
+                    urls: config.logs_urls.clone(),
                     // Highest priority first.
                     classes: vec![Class::LogsWarn, Class::LogsInfo, Class::LogsDebug],
                     headers: otlp_headers(),

@@ -49,6 +49,10 @@ fn the_design_example_loads_with_variables_expanded() {
         c.metrics_urls[0],
         "https://gw.eu-west-1.obs.internal:8443/api/v1/push"
     );
+    assert_eq!(
+        c.logs_urls,
+        vec!["https://gw.eu-west-1.obs.internal:8443/v1/logs".to_string()]
+    );
     assert_eq!(c.cadence, Duration::from_secs(10));
     assert_eq!(c.incident_cadence, Duration::from_secs(5));
     assert_eq!(c.queue.max_bytes, 256 * 1024 * 1024);
@@ -124,4 +128,26 @@ fn a_minimal_config_for_a_local_prometheus() {
     assert!(c.tls.is_none());
     assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
     assert_eq!(c.series_budget, 300);
+}
+
+#[test]
+fn logs_like_metrics_may_go_to_several_gateways_in_order() {
+    let text = GOOD.replace(
+        r#"logs_url: "${GATEWAY_URL}/v1/logs""#,
+        r#"logs_url: ["https://gw-a:8443/v1/logs", "https://gw-b:8443/v1/logs"]"#,
+    );
+    let c = parse(Path::new("agent.yaml"), &text, &env).expect("valid");
+    assert_eq!(
+        c.logs_urls,
+        vec![
+            "https://gw-a:8443/v1/logs".to_string(),
+            "https://gw-b:8443/v1/logs".to_string()
+        ]
+    );
+    let text = GOOD.replace(r#"logs_url: "${GATEWAY_URL}/v1/logs""#, "logs_url: []");
+    assert!(
+        problems(&text).iter().any(|(k, m)| k == "output.logs_url" && m.contains("empty")),
+        "{:?}",
+        problems(&text)
+    );
 }
