@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use aws_sdk_kinesis::types::ShardIteratorType;
 use edge_schema::proto::prometheus::WriteRequest;
 use prost::Message;
 use support::{
@@ -17,49 +16,19 @@ use support::{
 };
 
 /// Every record in the stream: (partition key, decoded request).
-async fn read_stream(k: &aws_sdk_kinesis::Client, name: &str) -> Vec<(String, WriteRequest)> {
-    let shards = k
-        .list_shards()
-        .stream_name(name)
-        .send()
+async fn read_stream(moto: &Moto, name: &str) -> Vec<(String, WriteRequest)> {
+    moto.read_stream(name)
         .await
-        .expect("list shards");
-    let mut out = Vec::new();
-    for shard in shards.shards() {
-        let mut iterator = k
-            .get_shard_iterator()
-            .stream_name(name)
-            .shard_id(shard.shard_id())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .expect("iterator")
-            .shard_iterator
-            .expect("an iterator");
-        loop {
-            let got = k
-                .get_records()
-                .shard_iterator(&iterator)
-                .send()
-                .await
-                .expect("get records");
-            if got.records().is_empty() {
-                break;
-            }
-            for r in got.records() {
-                let raw = snap::raw::Decoder::new()
-                    .decompress_vec(r.data().as_ref())
-                    .expect("a snappy record");
-                let req = WriteRequest::decode(raw.as_slice()).expect("a WriteRequest record");
-                out.push((r.partition_key().to_string(), req));
-            }
-            match got.next_shard_iterator {
-                Some(next) => iterator = next,
-                None => break,
-            }
-        }
-    }
-    out
+        .expect("read the stream")
+        .into_iter()
+        .map(|r| {
+            let raw = snap::raw::Decoder::new()
+                .decompress_vec(&r.data)
+                .expect("a snappy record");
+            let req = WriteRequest::decode(raw.as_slice()).expect("a WriteRequest record");
+            (r.key, req)
+        })
+        .collect()
 }
 
 fn gateway_config(dir: &std::path::Path, port: u16, endpoint: &str) -> String {
@@ -135,7 +104,6 @@ fn received(records: &[(String, WriteRequest)]) -> BTreeMap<String, Vec<String>>
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_the_gateway_accepts_is_in_the_stream_once_keyed_by_tenant_and_host() {
     let moto = Moto::start();
-    let k = moto.kinesis();
     moto.create_stream("metrics", 2).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new(dir.path(), "test");
@@ -147,7 +115,7 @@ async fn what_the_gateway_accepts_is_in_the_stream_once_keyed_by_tenant_and_host
         AWS_TEST_ENV,
     );
     let sent = push_from_hosts(&pki, port, 4, 3).await;
-    let records = read_stream(&k, "metrics").await;
+    let records = read_stream(&moto, "metrics").await;
     let got = received(&records);
     assert_eq!(got, sent, "every series exactly once, in order per host");
 }
@@ -155,7 +123,6 @@ async fn what_the_gateway_accepts_is_in_the_stream_once_keyed_by_tenant_and_host
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_that_fails_half_the_records_of_a_call_ends_with_every_record_once() {
     let moto = Moto::start();
-    let k = moto.kinesis();
     moto.create_stream("metrics", 2).await;
     let proxy_port = free_port();
     let failing_calls = Arc::new(AtomicU32::new(4));
@@ -183,7 +150,7 @@ async fn a_stream_that_fails_half_the_records_of_a_call_ends_with_every_record_o
         "the proxy failed no record: {}",
         gw.log_text()
     );
-    let got = received(&read_stream(&k, "metrics").await);
+    let got = received(&read_stream(&moto, "metrics").await);
     assert_eq!(
         got, sent,
         "every record committed exactly once after the retries"

@@ -10,3 +10,4 @@ pub mod pki;
 pub mod procs;
 pub mod procstat;
 pub mod prometheus;
+pub mod proxy;

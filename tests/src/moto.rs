@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kinesis::types::ShardIteratorType;
 
 /// The environment a daemon needs to reach moto: static test credentials, no IMDS.
 pub const AWS_TEST_ENV: &[(&str, &str)] = &[
@@ -145,4 +146,69 @@ impl Moto {
             .await
             .expect("create the stream in moto");
     }
+
+    /// Every record of stream `name`, shard by shard, each shard's in sequence order.
+    pub async fn read_stream(&self, name: &str) -> Result<Vec<StreamRecord>, String> {
+        let k = self.kinesis();
+        let shards = k
+            .list_shards()
+            .stream_name(name)
+            .send()
+            .await
+            .map_err(|e| format!("ListShards {name}: {e}"))?;
+        let mut out = Vec::new();
+        for shard in shards.shards() {
+            let mut iterator = k
+                .get_shard_iterator()
+                .stream_name(name)
+                .shard_id(shard.shard_id())
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .map_err(|e| format!("GetShardIterator {}: {e}", shard.shard_id()))?
+                .shard_iterator
+                .ok_or("GetShardIterator gave no iterator")?;
+            loop {
+                let got = k
+                    .get_records()
+                    .shard_iterator(&iterator)
+                    .limit(10_000)
+                    .send()
+                    .await
+                    .map_err(|e| format!("GetRecords {}: {e}", shard.shard_id()))?;
+                if got.records().is_empty() {
+                    break;
+                }
+                for r in got.records() {
+                    out.push(StreamRecord {
+                        shard: shard.shard_id().to_string(),
+                        key: r.partition_key().to_string(),
+                        arrival_ms: r
+                            .approximate_arrival_timestamp()
+                            .and_then(|t| t.to_millis().ok())
+                            .unwrap_or(0),
+                        data: r.data().as_ref().to_vec(),
+                    });
+                }
+                match got.next_shard_iterator {
+                    Some(next) => iterator = next,
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A record read back from a stream.
+#[derive(Clone, Debug)]
+pub struct StreamRecord {
+    /// The shard it is in.
+    pub shard: String,
+    /// Its partition key.
+    pub key: String,
+    /// When the stream took it (ms since the epoch).
+    pub arrival_ms: i64,
+    /// Its data, as put.
+    pub data: Vec<u8>,
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 
@@ -109,6 +109,34 @@ impl Proc {
 
 /// Plain HTTP/1.1 `GET path` on 127.0.0.1:`port`: status and body (at most 16 MiB).
 pub async fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>), String> {
+    let request = http::Request::get(path)
+        .header(http::header::HOST, format!("127.0.0.1:{port}"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    http_call(port, request).await
+}
+
+/// Plain HTTP/1.1 `POST path` of a snappy remote_write body on 127.0.0.1:`port` (an
+/// agent's local receiver): status and body.
+pub async fn remote_write_post(
+    port: u16,
+    path: &str,
+    snappy_body: Vec<u8>,
+) -> Result<(u16, Vec<u8>), String> {
+    let request = http::Request::post(path)
+        .header(http::header::HOST, format!("127.0.0.1:{port}"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0")
+        .body(Full::new(Bytes::from(snappy_body)))
+        .map_err(|e| e.to_string())?;
+    http_call(port, request).await
+}
+
+async fn http_call(
+    port: u16,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(u16, Vec<u8>), String> {
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .map_err(|e| e.to_string())?;
@@ -116,10 +144,6 @@ pub async fn http_get(port: u16, path: &str) -> Result<(u16, Vec<u8>), String> {
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let request = http::Request::get(path)
-        .header(http::header::HOST, format!("127.0.0.1:{port}"))
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(Duration::from_secs(10), send.send_request(request))
         .await
         .map_err(|_| "no answer within 10 s".to_string())?

@@ -445,31 +445,13 @@ pub async fn half_failing_proxy(
     }
 }
 
+/// [`edge_tests::proxy::forward`], for tests: panics if the upstream does not answer.
 pub async fn forward(
-    moto: u16,
+    upstream: u16,
     parts: http::request::Parts,
     body: Vec<u8>,
 ) -> http::Response<Full<Bytes>> {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", moto))
+    edge_tests::proxy::forward(upstream, parts, body)
         .await
-        .expect("moto");
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-        .await
-        .expect("handshake");
-    tokio::spawn(conn);
-    let mut req = http::Request::builder().method(parts.method).uri(parts.uri);
-    for (k, v) in &parts.headers {
-        if k != http::header::CONTENT_LENGTH {
-            req = req.header(k, v);
-        }
-    }
-    let req = req.body(Full::new(Bytes::from(body))).expect("request");
-    let resp = send.send_request(req).await.expect("moto answers");
-    let (parts, body) = resp.into_parts();
-    let bytes = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    http::Response::from_parts(parts, Full::new(bytes))
+        .expect("the upstream answers")
 }
