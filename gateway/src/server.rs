@@ -811,10 +811,9 @@ async fn push(
             key: format!("{tenant}/{}", id.host),
             data,
         };
-        let commit_started = Instant::now();
+        let timer = gw.telemetry.commit_begins("metrics");
         let result = gw.metrics_sink.commit(vec![record]).await;
-        gw.telemetry
-            .commit_took("metrics", commit_started.elapsed());
+        timer.done();
         if let Err(e) = result {
             return sink_error(e);
         }
@@ -894,9 +893,9 @@ async fn logs(
                 data,
             })
             .collect();
-        let commit_started = Instant::now();
+        let timer = gw.telemetry.commit_begins("logs");
         let result = gw.logs_sink.commit(records).await;
-        gw.telemetry.commit_took("logs", commit_started.elapsed());
+        timer.done();
         if let Err(e) = result {
             return sink_error(e);
         }

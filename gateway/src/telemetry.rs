@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Buckets (seconds) for request and commit latencies.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -104,8 +104,44 @@ struct Families {
 #[derive(Debug, Default)]
 pub struct Telemetry {
     families: Mutex<Families>,
-    /// Recent sink commit latencies (for the overload p99), newest last.
-    recent_commits: Mutex<std::collections::VecDeque<(std::time::Instant, Duration)>>,
+    /// Recent sink commits (for the overload p99), newest last: when each ended,
+    /// when it began, and how long it took.
+    recent_commits: Mutex<std::collections::VecDeque<(Instant, Instant, Duration)>>,
+    /// Commits under way: id → when each began.
+    in_flight: Mutex<std::collections::HashMap<u64, Instant>>,
+    next_commit: AtomicU64,
+}
+
+/// How far back the overload p99 looks.
+pub const COMMIT_WINDOW: Duration = Duration::from_secs(10);
+
+/// A sink commit being timed (see [`Telemetry::commit_begins`]). It counts as under way
+/// until [`CommitTimer::done`] or until it is dropped (its request went away first).
+#[derive(Debug)]
+pub struct CommitTimer<'a> {
+    telemetry: &'a Telemetry,
+    sink: &'static str,
+    id: u64,
+    began: Instant,
+}
+
+impl CommitTimer<'_> {
+    /// The commit ended (either way): its latency goes into the sink's histogram and
+    /// the overload p99.
+    pub fn done(self) {
+        self.telemetry
+            .commit_took(self.sink, self.began, self.began.elapsed());
+    }
+}
+
+impl Drop for CommitTimer<'_> {
+    fn drop(&mut self) {
+        self.telemetry
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
 }
 
 impl Telemetry {
@@ -204,8 +240,25 @@ impl Telemetry {
         })
     }
 
-    /// A sink commit took `took`: kept for the overload p99.
-    pub fn commit_took(&self, sink: &str, took: Duration) {
+    /// A commit to `sink` begins; time it with the returned timer.
+    pub fn commit_begins(&self, sink: &'static str) -> CommitTimer<'_> {
+        let id = self
+            .next_commit
+            .fetch_add(1, Ordering::Relaxed);
+        let began = Instant::now();
+        self.in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, began);
+        CommitTimer {
+            telemetry: self,
+            sink,
+            id,
+            began,
+        }
+    }
+
+    fn commit_took(&self, sink: &str, began: Instant, took: Duration) {
         self.observe(
             "edge_gateway_sink_commit_seconds",
             "Time from handing records to a sink to their commit.",
@@ -213,28 +266,44 @@ impl Telemetry {
             labels(&[("sink", sink)]),
             took.as_secs_f64(),
         );
-        let now = std::time::Instant::now();
+        let now = Instant::now();
         let mut recent = self
             .recent_commits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        recent.push_back((now, took));
+        recent.push_back((now, began, took));
         while recent
             .front()
-            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > Duration::from_secs(10))
+            .is_some_and(|(at, _, _)| now.saturating_duration_since(*at) > COMMIT_WINDOW)
             || recent.len() > 10_000
         {
             recent.pop_front();
         }
     }
 
-    /// The p99 of sink commit latencies over the last 10 s (zero when none).
+    /// How slow the sinks are now: the p99 over the commits that began within the
+    /// last [`COMMIT_WINDOW`] and ended, and the age of every commit still under way
+    /// (zero when there are none). A commit that began before the window describes the
+    /// sink as it was: after an outage, the commits that waited it out end all at once
+    /// with long latencies while the sink is healthy again, and counting them would
+    /// shed load just when the backlog should drain.
     pub fn commit_p99(&self) -> Duration {
-        let recent = self
+        let now = Instant::now();
+        let mut took: Vec<Duration> = self
             .recent_commits
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut took: Vec<Duration> = recent.iter().map(|(_, d)| *d).collect();
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, began, _)| now.saturating_duration_since(*began) <= COMMIT_WINDOW)
+            .map(|(_, _, d)| *d)
+            .collect();
+        took.extend(
+            self.in_flight
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .map(|began| now.saturating_duration_since(*began)),
+        );
         if took.is_empty() {
             return Duration::ZERO;
         }
@@ -306,5 +375,31 @@ mod tests {
         );
         assert!(text.contains("h_seconds_count{e=\"push\"} 1"), "{text}");
         assert_eq!(t.counter("x_total", "tenant=\"a\\\"b\""), 2.0);
+    }
+
+    #[test]
+    fn the_overload_p99_counts_commits_under_way_but_not_those_from_before_the_window() {
+        let t = Telemetry::default();
+        assert_eq!(t.commit_p99(), Duration::ZERO);
+        // A commit that waited out an outage ends now, long after it began: it does
+        // not count.
+        let long_ago = Instant::now() - Duration::from_secs(30);
+        t.commit_took("metrics", long_ago, Duration::from_secs(30));
+        assert_eq!(t.commit_p99(), Duration::ZERO);
+        // One that began within the window counts.
+        t.commit_took("metrics", Instant::now(), Duration::from_millis(40));
+        assert_eq!(t.commit_p99(), Duration::from_millis(40));
+        // A commit still under way counts with its age; done or dropped, it leaves.
+        let stuck = t.commit_begins("logs");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(t.commit_p99() >= Duration::from_millis(60));
+        drop(stuck);
+        assert_eq!(t.commit_p99(), Duration::from_millis(40));
+        t.commit_begins("logs").done();
+        let text = t.render();
+        assert!(
+            text.contains("edge_gateway_sink_commit_seconds_count{sink=\"logs\"} 1"),
+            "{text}"
+        );
     }
 }
