@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use edge_tests::gates::{Report, t1};
+use edge_tests::gates::{Report, t1, t2};
 
 fn short_soak(dir: &std::path::Path) -> t1::SoakOptions {
     // 150 hosts at 1.3× a 1 s cadence for 8 s: about 1,500 pushes, 450,000 series.
@@ -14,6 +14,132 @@ fn short_soak(dir: &std::path::Path) -> t1::SoakOptions {
         load: 1.3,
         dir: dir.to_path_buf(),
     }
+}
+
+fn short_bursts(dir: &std::path::Path) -> t2::BurstOptions {
+    // 20 in-quota and 20 noisy hosts at a 2 s cadence, 3 s phases: at 5× the gateway
+    // takes 100 pushes a second, which a debug build sharing two cores with the load
+    // generator answers without slowing down (the noisy hosts must be able to go over
+    // their quota). The noisy backlog, about 120 pushes, ideally drains in 12 s; it took
+    // 16–19 s. The run stops a second after it has drained: about 30 s.
+    let cadence = Duration::from_secs(2);
+    t2::BurstOptions {
+        hosts: 20,
+        noisy_hosts: 20,
+        phase: Duration::from_secs(3),
+        cadence,
+        dir: dir.to_path_buf(),
+        drain_bound: Duration::from_secs(30),
+        overload_threshold: t2::BurstOptions::scaled_threshold(cadence),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t2_bursts_push_back_on_the_noisy_tenant_only_and_fail_when_its_backlog_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let started = std::time::Instant::now();
+    let mut run = t2::run(&short_bursts(&dir.path().join("run")))
+        .await
+        .expect("bursts");
+    let (found, records) = t1::index_spool(&run.spool, |_| true).expect("index");
+    let (game, noisy) = t2::account_both(&run, &found);
+    let verdict = t2::verdict(&game, &noisy, &run);
+    eprintln!("{}", verdict.measured);
+    assert!(verdict.pass, "{}", verdict.measured);
+    let f = t2::figures(&run, &run.noisy);
+    assert!(f.throttled[1] + f.throttled[2] > 0, "{f:?}");
+    assert_eq!(t2::figures(&run, &run.game).throttled, [0; 4]);
+    assert!(
+        game.acked_requests >= 300 && noisy.acked_requests >= 300,
+        "{game:?} {noisy:?}"
+    );
+
+    // The report is written, with its plots.
+    let report = Report {
+        title: "short T2".into(),
+        notes: vec![short_bursts(dir.path()).describe()],
+        results: vec![verdict],
+        plots: run.plots.clone(),
+    };
+    let md = std::fs::read_to_string(report.write(&dir.path().join("report")).expect("report"))
+        .expect("read");
+    assert!(
+        md.contains("| T2 bursts |") && md.contains("**pass**"),
+        "{md}"
+    );
+    for name in [
+        "T2 accepted samples per second",
+        "T2 429 answers per second",
+        "T2 TTFB p99 per second",
+        "T2 client backlog (noisy)",
+        "T2 sink backlog",
+        "T2 mean sample age at ingest",
+        "T2 overload stage",
+    ] {
+        let plot = run.plots.iter().find(|p| p.name == name);
+        assert!(
+            plot.is_some_and(|p| !p.points.is_empty()),
+            "{name}: {plot:?}"
+        );
+    }
+    let backlog = run
+        .plots
+        .iter()
+        .find(|p| p.name == "T2 client backlog (noisy)");
+    assert!(
+        backlog.is_some_and(|p| p.points.iter().any(|x| x.1 > 0.0)),
+        "the noisy backlog was sampled: {backlog:?}"
+    );
+
+    // A sink that dropped one of the game tenant's records fails T2.
+    let mut seen = 0;
+    let (found, _) = t1::index_spool_keyed(&run.spool, |_, key| {
+        let game = key.starts_with("game/");
+        seen += usize::from(game);
+        !(game && seen == 10)
+    })
+    .expect("index");
+    let (game_broken, noisy_same) = t2::account_both(&run, &found);
+    assert!(
+        game_broken.lost_samples > 0,
+        "{game_broken:?} of {records} records"
+    );
+    assert_eq!(noisy_same, noisy);
+    let broken = t2::verdict(&game_broken, &noisy, &run);
+    assert!(
+        !broken.pass,
+        "T2 passed without a game record: {}",
+        broken.measured
+    );
+
+    // So does a noisy backlog that outlives the bound, one still pending at the end,
+    // and a 429 to the tenant in quota.
+    let drained_at = run.noisy.drained_at;
+    run.noisy.drained_at = Some(run.bursts_end() + run.drain_bound.as_secs_f32() + 1.0);
+    assert!(
+        !t2::verdict(&game, &noisy, &run).pass,
+        "a slow drain passed"
+    );
+    run.noisy.drained_at = drained_at;
+    run.noisy.undrained = 1;
+    run.noisy.unsent = 3;
+    assert!(
+        !t2::verdict(&game, &noisy, &run).pass,
+        "an undrained backlog passed"
+    );
+    run.noisy.undrained = 0;
+    run.noisy.unsent = 0;
+    assert!(t2::verdict(&game, &noisy, &run).pass, "restored");
+    run.game.answers.push(edge_tests::fleet::Answered {
+        at: 1.0,
+        ttfb: Duration::from_millis(1),
+        status: 429,
+    });
+    assert!(
+        !t2::verdict(&game, &noisy, &run).pass,
+        "a 429 to the game passed"
+    );
+    eprintln!("the T2 test took {:.1} s", started.elapsed().as_secs_f64());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,14 +3,24 @@
 //! writes a report: a Markdown table (gate, criterion, measured, pass/fail) and SVG
 //! plots of what the gateway saw over time.
 //!
-//! Built so far: T1 (soak). The short form runs in the test suite
-//! (`tests/tests/gates.rs`); the long form is `cargo run --release -p edge-tests --bin
-//! gates -- --gate T1 --duration 30m`.
+//! Built so far: T1 (soak), T2 (1×/3×/5× bursts: backpressure, backlog drain). The
+//! short forms run in the test suite (`tests/tests/gates.rs`); the long form is `cargo
+//! run --release -p edge-tests --bin gates -- --gate T1 --duration 30m`. Every gate
+//! plots the gateway's view through one [`Sampler`].
 
 pub mod t1;
+pub mod t2;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+
+use crate::fleet::{Answered, connect, quantile};
 
 /// One gate's verdict.
 #[derive(Clone, Debug)]
@@ -140,6 +150,186 @@ pub fn metric_sum(text: &str, name: &str, with: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         // Not `sum()`: an empty float sum is -0.0, which prints as "-0".
         .fold(0.0, |a, b| a + b)
+}
+
+/// Scrapes the gateway's `/metrics` once a second while a gate runs and turns what it
+/// saw into plots: accepted samples/s, 429 answers/s, the sink's backlog and the mean
+/// sample age at ingest (in that order, always); then one plot per client backlog
+/// given, and the overload stage if asked.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    /// Plot titles begin with it (`T1`).
+    pub prefix: String,
+    /// The gateway's port on 127.0.0.1.
+    pub port: u16,
+    /// A client identity the gateway accepts.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Time zero of the plots.
+    pub start: Instant,
+    /// Client-side backlogs (pushes pending, e.g. [`crate::fleet::Drive::backlog`]) to
+    /// plot as `<prefix> client backlog (<name>)`.
+    pub client_backlogs: Vec<(String, Arc<AtomicU64>)>,
+    /// Whether to plot `edge_gateway_overload_stage` as `<prefix> overload stage`.
+    pub overload_stage: bool,
+}
+
+/// What a [`Sampler`] saw.
+#[derive(Clone, Debug, Default)]
+pub struct Sampled {
+    /// The plots, in the order [`Sampler`] gives.
+    pub plots: Vec<Plot>,
+    /// Mean sample age at ingest over the run (s), from the gateway's histogram.
+    pub mean_sample_age: f64,
+    /// The highest overload stage seen.
+    pub max_overload_stage: f64,
+    /// The sink's largest backlog seen (records, every sink).
+    pub max_sink_backlog: f64,
+    /// The sink's backlog at the last scrape.
+    pub last_sink_backlog: f64,
+    /// The last scrape's text: the gateway's counters at the end.
+    pub last_scrape: String,
+}
+
+/// A running [`Sampler`]; [`SamplerTask::finish`] stops it.
+#[derive(Debug)]
+pub struct SamplerTask {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<Sampled>,
+}
+
+impl SamplerTask {
+    /// Stops sampling (after the scrape under way) and returns what was seen.
+    pub async fn finish(self) -> Result<Sampled, String> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.map_err(|e| e.to_string())
+    }
+}
+
+impl Sampler {
+    /// The four plots every gate has, titled `<prefix> …`.
+    pub fn new(prefix: &str, port: u16, tls: Arc<rustls::ClientConfig>, start: Instant) -> Sampler {
+        Sampler {
+            prefix: prefix.to_string(),
+            port,
+            tls,
+            start,
+            client_backlogs: Vec::new(),
+            overload_stage: false,
+        }
+    }
+
+    /// Starts scraping on the current runtime.
+    pub fn spawn(self) -> SamplerTask {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(self.run(stop.clone()));
+        SamplerTask { stop, task }
+    }
+
+    async fn run(self, stop: Arc<AtomicBool>) -> Sampled {
+        let p = &self.prefix;
+        let plot = |name: String, unit: &str| Plot {
+            name,
+            unit: unit.into(),
+            ..Plot::default()
+        };
+        let mut accepted = plot(format!("{p} accepted samples per second"), "samples/s");
+        let mut throttled = plot(format!("{p} 429 answers per second"), "429/s");
+        let mut backlog = plot(format!("{p} sink backlog"), "records");
+        let mut age = plot(format!("{p} mean sample age at ingest"), "seconds");
+        let mut clients: Vec<Plot> = self
+            .client_backlogs
+            .iter()
+            .map(|(name, _)| plot(format!("{p} client backlog ({name})"), "pushes pending"))
+            .collect();
+        let mut stage = plot(format!("{p} overload stage"), "stage");
+        let mut out = Sampled::default();
+        let mut send = None;
+        let mut last: Option<(f64, f64, f64, f64)> = None;
+        let mut first: Option<(f64, f64)> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while !stop.load(Ordering::SeqCst) {
+            tick.tick().await;
+            if send.is_none() {
+                send = connect(self.port, self.tls.clone()).await.ok();
+            }
+            let Some(s) = send.as_mut() else { continue };
+            let Ok(request) =
+                http::Request::get("https://localhost/metrics").body(Full::new(Bytes::new()))
+            else {
+                continue;
+            };
+            let text = match s.send_request(request).await {
+                Ok(r) => match r.into_body().collect().await {
+                    Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+                    Err(_) => continue,
+                },
+                Err(_) => {
+                    send = None;
+                    continue;
+                }
+            };
+            let t = self.start.elapsed().as_secs_f64();
+            let now = (
+                metric_sum(&text, "edge_gateway_samples_accepted_total", ""),
+                metric_sum(&text, "edge_gateway_requests_total", "code=\"429\""),
+                metric_sum(&text, "edge_gateway_sample_age_seconds_sum", ""),
+                metric_sum(&text, "edge_gateway_sample_age_seconds_count", ""),
+            );
+            let sink = metric_sum(&text, "edge_gateway_sink_backlog_records", "");
+            backlog.points.push((t, sink));
+            out.max_sink_backlog = out.max_sink_backlog.max(sink);
+            out.last_sink_backlog = sink;
+            if let Some(prev) = last {
+                accepted.points.push((t, now.0 - prev.0));
+                throttled.points.push((t, now.1 - prev.1));
+                let n = now.3 - prev.3;
+                age.points
+                    .push((t, if n > 0.0 { (now.2 - prev.2) / n } else { 0.0 }));
+            }
+            for (plot, (_, gauge)) in clients.iter_mut().zip(&self.client_backlogs) {
+                plot.points.push((t, gauge.load(Ordering::Relaxed) as f64));
+            }
+            let s = metric_sum(&text, "edge_gateway_overload_stage", "");
+            stage.points.push((t, s));
+            out.max_overload_stage = out.max_overload_stage.max(s);
+            first.get_or_insert((now.2, now.3));
+            last = Some(now);
+            out.last_scrape = text;
+        }
+        out.mean_sample_age = match (first, last) {
+            (Some(f), Some(l)) if l.3 > f.1 => (l.2 - f.0) / (l.3 - f.1),
+            _ => 0.0,
+        };
+        out.plots = vec![accepted, throttled, backlog, age];
+        out.plots.extend(clients);
+        if self.overload_stage {
+            out.plots.push(stage);
+        }
+        out
+    }
+}
+
+/// The p99 of the answers' time to first byte in each second (by when the request was
+/// sent), in milliseconds; seconds without answers are left out.
+pub fn ttfb_p99_per_second<'a>(
+    name: &str,
+    answers: impl IntoIterator<Item = &'a Answered>,
+) -> Plot {
+    let mut by_second: std::collections::BTreeMap<u32, Vec<Duration>> = Default::default();
+    for a in answers {
+        by_second
+            .entry(a.at.max(0.0) as u32)
+            .or_default()
+            .push(a.ttfb);
+    }
+    Plot {
+        name: name.to_string(),
+        unit: "ms".into(),
+        points: by_second
+            .into_iter()
+            .map(|(s, v)| (f64::from(s) + 1.0, quantile(v, 0.99).as_secs_f64() * 1000.0))
+            .collect(),
+    }
 }
 
 /// The values of `pii` that appear anywhere in the file sink's spool under `spool`

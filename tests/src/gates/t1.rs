@@ -10,16 +10,13 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::WriteRequest;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use prost::Message;
 
-use super::{GateResult, Plot, metric_sum};
-use crate::fleet::{Acked, LoadReport, SimHost, client_tls, connect, drive_fleet};
+use super::{GateResult, Plot, Sampler};
+use crate::fleet::{Acked, LoadReport, SimHost, client_tls, drive_fleet};
 use crate::pki::Pki;
 use crate::procs::{Proc, free_port};
 
@@ -76,13 +73,21 @@ pub fn index_spool(
     spool: &Path,
     mut keep: impl FnMut(usize) -> bool,
 ) -> Result<(Found, usize), String> {
+    index_spool_keyed(spool, |i, _| keep(i))
+}
+
+/// [`index_spool`], where `keep(i, key)` also sees record `i`'s key (`tenant/host`).
+pub fn index_spool_keyed(
+    spool: &Path,
+    mut keep: impl FnMut(usize, &str) -> bool,
+) -> Result<(Found, usize), String> {
     let mut found = Found::new();
     let mut n = 0usize;
     let mut bad = None;
     edge_gateway::sink::file::for_each_record(spool, "metrics", |key, data| {
         let i = n;
         n += 1;
-        if !keep(i) || bad.is_some() {
+        if !keep(i, key) || bad.is_some() {
             return;
         }
         let host = key.rsplit('/').next().unwrap_or(key);
@@ -200,97 +205,14 @@ pub async fn run(opts: &SoakOptions) -> Result<SoakRun, String> {
     let start = Instant::now();
     let measure_from = start + Duration::from_secs(2).min(cadence);
     let until = start + opts.duration;
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = tokio::spawn(sample(port, observer, start, stop.clone()));
+    let sampler = Sampler::new("T1", port, observer, start).spawn();
     let load = drive_fleet(hosts, port, cadence, measure_from, until).await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (plots, mean_sample_age) = sampler.await.map_err(|e| e.to_string())?;
+    let sampled = sampler.finish().await?;
     drop(gateway);
     Ok(SoakRun {
         load,
         spool: d.join("spool"),
-        plots,
-        mean_sample_age,
+        plots: sampled.plots,
+        mean_sample_age: sampled.mean_sample_age,
     })
-}
-
-/// Scrapes the gateway once a second until `stop`: accepted samples/s, 429s/s, the
-/// sink's backlog, and the mean sample age per second; and the mean age overall.
-async fn sample(
-    port: u16,
-    tls: Arc<rustls::ClientConfig>,
-    start: Instant,
-    stop: Arc<std::sync::atomic::AtomicBool>,
-) -> (Vec<Plot>, f64) {
-    let mut accepted = Plot {
-        name: "T1 accepted samples per second".into(),
-        unit: "samples/s".into(),
-        ..Plot::default()
-    };
-    let mut throttled = Plot {
-        name: "T1 429 answers per second".into(),
-        unit: "429/s".into(),
-        ..Plot::default()
-    };
-    let mut backlog = Plot {
-        name: "T1 sink backlog".into(),
-        unit: "records".into(),
-        ..Plot::default()
-    };
-    let mut age = Plot {
-        name: "T1 mean sample age at ingest".into(),
-        unit: "seconds".into(),
-        ..Plot::default()
-    };
-    let mut send = None;
-    let mut last: Option<(f64, f64, f64, f64)> = None;
-    let mut first: Option<(f64, f64)> = None;
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        tick.tick().await;
-        if send.is_none() {
-            send = connect(port, tls.clone()).await.ok();
-        }
-        let Some(s) = send.as_mut() else { continue };
-        let Ok(request) =
-            http::Request::get("https://localhost/metrics").body(Full::new(Bytes::new()))
-        else {
-            continue;
-        };
-        let text = match s.send_request(request).await {
-            Ok(r) => match r.into_body().collect().await {
-                Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-                Err(_) => continue,
-            },
-            Err(_) => {
-                send = None;
-                continue;
-            }
-        };
-        let t = start.elapsed().as_secs_f64();
-        let now = (
-            metric_sum(&text, "edge_gateway_samples_accepted_total", ""),
-            metric_sum(&text, "edge_gateway_requests_total", "code=\"429\""),
-            metric_sum(&text, "edge_gateway_sample_age_seconds_sum", ""),
-            metric_sum(&text, "edge_gateway_sample_age_seconds_count", ""),
-        );
-        backlog.points.push((
-            t,
-            metric_sum(&text, "edge_gateway_sink_backlog_records", ""),
-        ));
-        if let Some(prev) = last {
-            accepted.points.push((t, now.0 - prev.0));
-            throttled.points.push((t, now.1 - prev.1));
-            let n = now.3 - prev.3;
-            age.points
-                .push((t, if n > 0.0 { (now.2 - prev.2) / n } else { 0.0 }));
-        }
-        first.get_or_insert((now.2, now.3));
-        last = Some(now);
-    }
-    let mean = match (first, last) {
-        (Some(f), Some(l)) if l.3 > f.1 => (l.2 - f.0) / (l.3 - f.1),
-        _ => 0.0,
-    };
-    (vec![accepted, throttled, backlog, age], mean)
 }
