@@ -21,7 +21,7 @@ fn short_bursts(dir: &std::path::Path) -> t2::BurstOptions {
     // takes 100 pushes a second, which a debug build sharing two cores with the load
     // generator answers without slowing down (the noisy hosts must be able to go over
     // their quota). The noisy backlog, about 120 pushes, ideally drains in 12 s; it took
-    // 16–19 s. The run stops a second after it has drained: about 30 s.
+    // 12–18 s. The run stops a second after it has drained: about 30 s in all.
     let cadence = Duration::from_secs(2);
     t2::BurstOptions {
         hosts: 20,

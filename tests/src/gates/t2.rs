@@ -21,14 +21,14 @@
 //!
 //! The shed hints and the overload stage are reported, not judged. The overload
 //! controller escalates on the sink's commit p99 against
-//! `overload.freshness_threshold_p99` (here the seed's 10 s scaled to the cadence), and
-//! with the file sink on one machine that p99 follows the disk's `fdatasync` and the
-//! CPU left over more than the bursts. Measured in the short form on 2 cores: the
-//! client's TTFB p99 (commit included) was 15–30 ms in every phase; a 25 ms threshold
-//! never engaged; a 10 ms one engaged in the 5× burst but, since the drain keeps the
-//! gateway at about 3× afterwards, climbed on to the last stage (503 for everyone) in
-//! the recovery and held the backlog past the bound. No threshold makes them engage in
-//! the bursts and let go after them reliably.
+//! `overload.freshness_threshold_p99` (here the seed's 10 s scaled to the cadence:
+//! never reached), and with the file sink on one machine that p99 follows the disk's
+//! `fdatasync` and the CPU left over more than the bursts. Measured in the short form on
+//! 2 cores: the client's TTFB p99 (commit included) was 15–40 ms in every phase. A 10 ms
+//! threshold engaged stage 1 (shed hints) only in the recovery, where the drain keeps
+//! the gateway at about 3×, after the bursts rather than in them; 15 ms went on to
+//! stage 2 there and slowed the drain to 27 s of a 30 s bound; 25 ms never engaged. No
+//! threshold makes them engage in the bursts and let go after them reliably.
 
 use std::path::PathBuf;
 use std::sync::Arc;
