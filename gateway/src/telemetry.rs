@@ -242,9 +242,7 @@ impl Telemetry {
 
     /// A commit to `sink` begins; time it with the returned timer.
     pub fn commit_begins(&self, sink: &'static str) -> CommitTimer<'_> {
-        let id = self
-            .next_commit
-            .fetch_add(1, Ordering::Relaxed);
+        let id = self.next_commit.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
         self.in_flight
             .lock()

@@ -90,11 +90,8 @@ impl Cutoff {
                                     return Err("upstream cut off".to_string());
                                 }
                                 let (parts, body) = req.into_parts();
-                                let body = body
-                                    .collect()
-                                    .await
-                                    .map_err(|e| e.to_string())?
-                                    .to_bytes();
+                                let body =
+                                    body.collect().await.map_err(|e| e.to_string())?.to_bytes();
                                 forward(upstream, parts, body.to_vec()).await
                             }
                         },

@@ -146,7 +146,9 @@ fn logs_like_metrics_may_go_to_several_gateways_in_order() {
     );
     let text = GOOD.replace(r#"logs_url: "${GATEWAY_URL}/v1/logs""#, "logs_url: []");
     assert!(
-        problems(&text).iter().any(|(k, m)| k == "output.logs_url" && m.contains("empty")),
+        problems(&text)
+            .iter()
+            .any(|(k, m)| k == "output.logs_url" && m.contains("empty")),
         "{:?}",
         problems(&text)
     );
