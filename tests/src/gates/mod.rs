@@ -8,6 +8,7 @@
 //! run --release -p edge-tests --bin gates -- --gate T1 --duration 30m`. Every gate
 //! plots the gateway's view through one [`Sampler`].
 
+pub mod edge;
 pub mod t1;
 pub mod t2;
 
@@ -344,12 +345,15 @@ pub fn pii_in_spool<'a>(spool: &Path, pii: &[&'a str]) -> (Vec<&'a str>, usize) 
             }
         }
     }
-    let found = pii
-        .iter()
+    (find_pii(&all, pii), all.len())
+}
+
+/// The values of `pii` that appear in `hay`, byte for byte.
+pub fn find_pii<'a>(hay: &[u8], pii: &[&'a str]) -> Vec<&'a str> {
+    pii.iter()
         .copied()
-        .filter(|p| all.windows(p.len()).any(|w| w == p.as_bytes()))
-        .collect();
-    (found, all.len())
+        .filter(|p| hay.windows(p.len()).any(|w| w == p.as_bytes()))
+        .collect()
 }
 
 #[cfg(test)]
