@@ -3,10 +3,14 @@
 //! writes a report: a Markdown table (gate, criterion, measured, pass/fail) and SVG
 //! plots of what the gateway saw over time.
 //!
-//! Built so far: T1 (soak), T2 (1×/3×/5× bursts: backpressure, backlog drain). The
-//! short forms run in the test suite (`tests/tests/gates.rs`); the long form is `cargo
-//! run --release -p edge-tests --bin gates -- --gate T1 --duration 30m`. Every gate
-//! plots the gateway's view through one [`Sampler`].
+//! - [`t1`]: soak; [`t2`]: 1×/3×/5× bursts (backpressure, backlog drain). Simulated
+//!   hosts straight into a gateway; they plot the gateway's view through [`Sampler`].
+//! - [`edge`]: T4 chaos, T5 replay, T6 completeness, T7 cardinality guard and privacy,
+//!   through real agents with their games and logs, into Kinesis (moto).
+//!
+//! The short forms run in the test suite (`tests/tests/gates.rs`,
+//! `tests/tests/gates_agents.rs`); the long form is `cargo run --release -p edge-tests
+//! --bin gates -- --gate all --duration 30m`.
 
 pub mod edge;
 pub mod t1;
