@@ -12,6 +12,17 @@ pub struct ClientCert {
     pub key: Vec<u8>,
 }
 
+/// The head of a gateway config that listens on `127.0.0.1:port` with mTLS, using the
+/// files [`Pki::new`] wrote into `dir`, and takes tenants from SPIFFE identities.
+pub fn gateway_yaml_head(port: u16, dir: &Path) -> String {
+    format!(
+        "listen: 127.0.0.1:{port}\n\
+         tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
+         identities: {{ spiffe_trust_domain: obs.internal }}\n",
+        d = dir.display()
+    )
+}
+
 /// A CA that signs what a test needs.
 #[allow(missing_debug_implementations)]
 pub struct Pki {

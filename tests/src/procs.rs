@@ -82,6 +82,28 @@ impl Proc {
         Proc { child, log }
     }
 
+    /// Writes `yaml` to `<dir>/<stem>.yaml`, runs `bin --config` on it with `env` added
+    /// (log in `<dir>/<stem>.log`), and waits until it listens on `port`.
+    pub fn configured(
+        bin: &str,
+        dir: &std::path::Path,
+        stem: &str,
+        yaml: &str,
+        env: &[(&str, &str)],
+        port: u16,
+    ) -> Result<Proc, String> {
+        let config = dir.join(format!("{stem}.yaml"));
+        std::fs::write(&config, yaml).map_err(|e| format!("{}: {e}", config.display()))?;
+        let p = Proc::start(
+            bin,
+            &["--config", &config.display().to_string()],
+            env,
+            dir.join(format!("{stem}.log")),
+        );
+        p.wait_for_port(port);
+        Ok(p)
+    }
+
     /// What it logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -15,22 +15,12 @@ use std::time::{Duration, Instant};
 
 use edge_exporter::registry::Registry;
 use edge_tests::fleet;
+use edge_tests::gates::edge::PII;
 use edge_tests::gates::{metric_sum, pii_in_spool};
-use edge_tests::pki::Pki;
+use edge_tests::pki::{Pki, gateway_yaml_head};
 use edge_tests::procs::{Proc, free_port, http_get};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-
-/// Values the synthetic game writes into its log; none may reach the spool.
-const PII: &[&str] = &[
-    "ana.silva@example.com",
-    "bo.chen@example.net",
-    "203.0.113.77",
-    "198.51.100.4",
-    "2001:db8::1f",
-    "p-10042017",
-    "p-77810364",
-];
 
 struct Args {
     seconds: Option<u64>,
@@ -108,21 +98,25 @@ async fn run(args: Args) -> Result<bool, String> {
 
     let gateway_port = free_port();
     let agent_port = free_port();
-    std::fs::write(
-        dir.join("gateway.yaml"),
-        format!(
-            "listen: 127.0.0.1:{gateway_port}\n\
-             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
-             identities: {{ spiffe_trust_domain: obs.internal }}\n\
-             tenants:\n  default: {{ samples_rate_limit: 20000, burst: 40000, max_series: 2000000, log_bytes_rate_limit: 10MiB }}\n\
+    println!("edgepipe demo in {d}");
+    let gateway = Proc::configured(
+        "edge-gateway",
+        &dir,
+        "gateway",
+        &format!(
+            "{}tenants:\n  default: {{ samples_rate_limit: 20000, burst: 40000, max_series: 2000000, log_bytes_rate_limit: 10MiB }}\n\
              fleet: {{ cadence: 1s }}\n\
-             sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n"
+             sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
+            gateway_yaml_head(gateway_port, &dir)
         ),
-    )
-    .map_err(io)?;
-    std::fs::write(
-        dir.join("agent.yaml"),
-        format!(
+        &[],
+        gateway_port,
+    )?;
+    let agent = Proc::configured(
+        "edge-agent",
+        &dir,
+        "agent",
+        &format!(
             "host_labels: {{ region: local, cluster: demo, build_id: dev }}\n\
              cadence: 1s\nincident_cadence: 1s\n\
              listen: 127.0.0.1:{agent_port}\n\
@@ -133,24 +127,9 @@ async fn run(args: Args) -> Result<bool, String> {
              tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
              queue: {{ dir: {d}/queue }}\n"
         ),
-    )
-    .map_err(io)?;
-
-    println!("edgepipe demo in {d}");
-    let gateway = Proc::start(
-        "edge-gateway",
-        &["--config", &format!("{d}/gateway.yaml")],
         &[],
-        dir.join("gateway.log"),
-    );
-    gateway.wait_for_port(gateway_port);
-    let agent = Proc::start(
-        "edge-agent",
-        &["--config", &format!("{d}/agent.yaml")],
-        &[],
-        dir.join("agent.log"),
-    );
-    agent.wait_for_port(agent_port);
+        agent_port,
+    )?;
     println!(
         "gateway https://127.0.0.1:{gateway_port} (mTLS, file sink) and agent 127.0.0.1:{agent_port} are up; \
          logs: {d}/gateway.log, {d}/agent.log"

@@ -30,7 +30,7 @@ use super::t1::{Accounting, Found, account};
 use super::{GateResult, Plot, find_pii, metric_sum};
 use crate::fleet::{Acked, client_tls, connect};
 use crate::moto::{AWS_TEST_ENV, Moto};
-use crate::pki::Pki;
+use crate::pki::{Pki, gateway_yaml_head};
 use crate::procs::{Proc, free_port, http_get, remote_write_post};
 use crate::proxy::Cutoff;
 
@@ -132,7 +132,7 @@ pub struct EdgeRun {
     /// From the games' stop until every queue was empty and every line read; `None`
     /// if that did not happen within the drain bound.
     pub drained_after: Option<Duration>,
-    /// Samples each gateway accepted, when last seen, and whether before the kill.
+    /// Samples each gateway accepted, as last seen (a killed one: before it died).
     pub gateway_accepted: Vec<f64>,
     /// 503 answers the gateways gave (the sink down), summed.
     pub gateway_503: f64,
@@ -704,30 +704,23 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
         let port = free_port();
         let gd = d.join(format!("gw{g}"));
         std::fs::create_dir_all(&gd).map_err(io)?;
-        std::fs::write(
-            gd.join("gateway.yaml"),
-            format!(
-                "listen: 127.0.0.1:{port}\n\
-                 tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
-                 identities: {{ spiffe_trust_domain: obs.internal }}\n\
-                 tenants:\n  default: {{ samples_rate_limit: 1000000, burst: 2000000, max_series: 1000000, log_bytes_rate_limit: 100MiB }}\n\
+        let p = Proc::configured(
+            "edge-gateway",
+            &gd,
+            "gateway",
+            &format!(
+                "{head}tenants:\n  default: {{ samples_rate_limit: 1000000, burst: 2000000, max_series: 1000000, log_bytes_rate_limit: 100MiB }}\n\
                  fleet: {{ cadence: {}ms }}\n\
                  sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"http://127.0.0.1:{}\" }}\n  \
                  logs: {{ kind: file, dir: {gd}/spool }}\n",
                 opts.cadence.as_millis(),
                 cutoff.port,
-                d = d.display(),
+                head = gateway_yaml_head(port, d),
                 gd = gd.display(),
             ),
-        )
-        .map_err(io)?;
-        let p = Proc::start(
-            "edge-gateway",
-            &["--config", &gd.join("gateway.yaml").display().to_string()],
             AWS_TEST_ENV,
-            gd.join("gateway.log"),
-        );
-        p.wait_for_port(port);
+            port,
+        )?;
         gateways.push(Some(p));
         gateway_ports.push(port);
     }
@@ -749,9 +742,11 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
         let key: String = (0..32).map(|_| fastrand::digit(16)).collect();
         std::fs::write(ad.join("tokenize.key"), format!("{key}\n")).map_err(io)?;
         let port = free_port();
-        std::fs::write(
-            ad.join("agent.yaml"),
-            format!(
+        let p = Proc::configured(
+            "edge-agent",
+            &ad,
+            "agent",
+            &format!(
                 "host_labels: {{ region: sim-1, az: sim-1a, cluster: c{c}, instance_type: c7g.2xlarge, build_id: b1 }}\n\
                  cadence: {ms}ms\nincident_cadence: {ms}ms\n\
                  listen: 127.0.0.1:{port}\n\
@@ -768,15 +763,9 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
                 m = urls("/api/v1/push"),
                 l = urls("/v1/logs"),
             ),
-        )
-        .map_err(io)?;
-        let p = Proc::start(
-            "edge-agent",
-            &["--config", &ad.join("agent.yaml").display().to_string()],
             &[],
-            ad.join("agent.log"),
-        );
-        p.wait_for_port(port);
+            port,
+        )?;
         agents.push(p);
         agent_ports.push(port);
     }

@@ -17,7 +17,7 @@ use prost::Message;
 
 use super::{GateResult, Plot, Sampler};
 use crate::fleet::{Acked, LoadReport, SimHost, client_tls, drive_fleet};
-use crate::pki::Pki;
+use crate::pki::{Pki, gateway_yaml_head};
 use crate::procs::{Proc, free_port};
 
 /// What to run.
@@ -171,25 +171,19 @@ pub async fn run(opts: &SoakOptions) -> Result<SoakRun, String> {
     std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     let pki = Pki::new(d).map_err(|e| e.to_string())?;
     let port = free_port();
-    std::fs::write(
-        d.join("gateway.yaml"),
-        format!(
-            "listen: 127.0.0.1:{port}\n\
-             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
-             identities: {{ spiffe_trust_domain: obs.internal }}\n\
-             tenants:\n  default: {{ samples_rate_limit: 10000000, burst: 20000000, max_series: 10000000 }}\n\
+    let gateway = Proc::configured(
+        "edge-gateway",
+        d,
+        "gateway",
+        &format!(
+            "{}tenants:\n  default: {{ samples_rate_limit: 10000000, burst: 20000000, max_series: 10000000 }}\n\
              sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
+            gateway_yaml_head(port, d),
             d = d.display()
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    let gateway = Proc::start(
-        "edge-gateway",
-        &["--config", &d.join("gateway.yaml").display().to_string()],
         &[],
-        d.join("gateway.log"),
-    );
-    gateway.wait_for_port(port);
+        port,
+    )?;
 
     let mut hosts = Vec::with_capacity(opts.hosts);
     for i in 0..opts.hosts {

@@ -40,7 +40,7 @@ use super::{GateResult, Plot, Sampled, Sampler, ttfb_p99_per_second};
 use crate::fleet::{
     Drive, LoadReport, MAX_PENDING, Schedule, SimHost, client_tls, drive_fleet_with, quantile,
 };
-use crate::pki::Pki;
+use crate::pki::{Pki, gateway_yaml_head};
 use crate::procs::{Proc, free_port};
 
 /// The burst loads, a phase each, before the 1× recovery phase.
@@ -355,32 +355,26 @@ pub async fn run(opts: &BurstOptions) -> Result<BurstRun, String> {
         NOISY_QUOTA,
         NOISY_BURST_SECS,
     );
-    std::fs::write(
-        d.join("gateway.yaml"),
-        format!(
-            "listen: 127.0.0.1:{port}\n\
-             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
-             identities: {{ spiffe_trust_domain: obs.internal }}\n\
-             tenants:\n\
+    let gateway = Proc::configured(
+        "edge-gateway",
+        d,
+        "gateway",
+        &format!(
+            "{head}tenants:\n\
              \x20 default: {{ samples_rate_limit: {game_rate:.0}, burst: {game_burst} }}\n\
              \x20 game: {{ samples_rate_limit: {game_rate:.0}, burst: {game_burst} }}\n\
              \x20 noisy: {{ samples_rate_limit: {noisy_rate:.0}, burst: {noisy_burst} }}\n\
              fleet: {{ cadence: {cadence}ms }}\n\
              overload: {{ freshness_threshold_p99: {threshold}ms, actions: [ {{ reduce_log_sampling: 50% }}, {{ reduce_log_sampling: 100% }} ] }}\n\
              sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
+            head = gateway_yaml_head(port, d),
             d = d.display(),
             cadence = opts.cadence.as_millis().max(1),
             threshold = opts.overload_threshold.as_millis().max(1),
         ),
-    )
-    .map_err(|e| e.to_string())?;
-    let gateway = Proc::start(
-        "edge-gateway",
-        &["--config", &d.join("gateway.yaml").display().to_string()],
         &[],
-        d.join("gateway.log"),
-    );
-    gateway.wait_for_port(port);
+        port,
+    )?;
 
     let fleet = |prefix: &str, tenant: &str, n: usize| {
         (0..n)
