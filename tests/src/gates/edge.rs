@@ -125,6 +125,9 @@ pub struct EdgeRun {
     pub log_bytes: u64,
     /// Tokens (`tok_`) found in the log spools: the PII was there, and replaced.
     pub tokens: u64,
+    /// Log lines the agents shed when the gateway asked them to (its `edge-shed-logs`
+    /// hint under overload), as they counted them.
+    pub logs_shed: u64,
     /// The cardinality guard's observations.
     pub guard: Guard,
     /// The agents' queues at their fullest (records, summed).
@@ -309,19 +312,42 @@ pub fn metrics_accounting(run: &EdgeRun) -> Accounting {
     account(&run.acked, &index(&run.records))
 }
 
-/// Log lines written and not found in any spool; lines found more than once.
-pub fn logs_accounting(run: &EdgeRun) -> (u64, u64, u64) {
-    let (mut written, mut lost, mut dup) = (0, 0, 0);
+/// The level of log line `n`, as [`write_log`] writes it.
+fn level_of(n: u64) -> &'static str {
+    ["info", "info", "warn", "debug", "error"][(n % 5) as usize]
+}
+
+/// The log lines, accounted for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogAccounting {
+    /// Lines written.
+    pub written: u64,
+    /// Lines in no spool and not explained by shedding: debug lines beyond what the
+    /// agents counted as shed, and every missing line of a higher level.
+    pub lost: u64,
+    /// Debug lines in no spool, which the agents may have shed when told to.
+    pub missing_debug: u64,
+    /// Lines found more than once.
+    pub duplicated: u64,
+}
+
+/// Every log line written must be in a spool, unless it was a debug line the agents
+/// shed (and counted) when the gateway asked.
+pub fn logs_accounting(run: &EdgeRun) -> LogAccounting {
+    let mut out = LogAccounting::default();
+    let mut missing_other = 0;
     for (host, n) in &run.logs_written {
-        written += n;
+        out.written += n;
         for i in 0..*n {
             match run.logs_found.get(&(host.clone(), i)).copied().unwrap_or(0) {
-                0 => lost += 1,
-                c => dup += u64::from(c - 1),
+                0 if level_of(i) == "debug" => out.missing_debug += 1,
+                0 => missing_other += 1,
+                c => out.duplicated += u64::from(c - 1),
             }
         }
     }
-    (written, lost, dup)
+    out.lost = missing_other + out.missing_debug.saturating_sub(run.logs_shed);
+    out
 }
 
 /// New samples that arrived after a later one of the same host: for each host, in
@@ -416,17 +442,20 @@ fn freshness_plot(run: &EdgeRun) -> Plot {
     }
 }
 
-fn loss_text(acc: &Accounting, logs: (u64, u64, u64)) -> String {
+fn loss_text(acc: &Accounting, logs: LogAccounting, shed: u64) -> String {
     format!(
         "{} game pushes / {} points acknowledged by agents: {} lost, {} duplicated; \
-         {} log lines written: {} lost, {} duplicated",
+         {} log lines written: {} lost, {} duplicated, {} debug lines shed on the gateway's hint \
+         ({} counted by the agents)",
         acc.acked_requests,
         acc.acked_samples,
         acc.lost_samples,
         acc.duplicated_samples,
-        logs.0,
-        logs.1,
-        logs.2
+        logs.written,
+        logs.lost,
+        logs.duplicated,
+        logs.missing_debug,
+        shed
     )
 }
 
@@ -450,7 +479,7 @@ pub fn t4_verdict(run: &EdgeRun) -> GateResult {
         measured: format!(
             "{}; freshness p99 before {:.1} s, normal ≤ {:.1} s, back to normal {:.1} s after the kill; \
              samples accepted per gateway {:?}",
-            loss_text(&acc, logs),
+            loss_text(&acc, logs, run.logs_shed),
             p99 as f64 / 1000.0,
             normal.as_secs_f64(),
             recovered.as_secs_f64(),
@@ -458,8 +487,8 @@ pub fn t4_verdict(run: &EdgeRun) -> GateResult {
         ),
         pass: acc.acked_samples > 0
             && acc.lost_samples == 0
-            && logs.0 > 0
-            && logs.1 == 0
+            && logs.written > 0
+            && logs.lost == 0
             && recovered <= bound
             && both_used,
     }
@@ -476,15 +505,16 @@ pub fn t5_verdict(run: &EdgeRun) -> GateResult {
     GateResult {
         gate: "T5 replay".into(),
         criterion: format!(
-            "Kinesis unreachable for {length:?}: zero loss; per-host order kept; caught up (queues empty, \
-             freshness normal) within {:?} of the sink's return",
+            "Kinesis unreachable for {length:?}: agents buffer and, told by the gateway's overload \
+             hint, shed debug logs first (counted); nothing else lost; per-host order kept; caught up \
+             (queues empty, freshness normal) within {:?} of the sink's return",
             run.opts.drain_bound
         ),
         measured: format!(
             "{}; {} records out of per-host order; agent queues peaked at {} records; gateways answered \
              503 {} times; {} calls refused while cut; freshness back under {:.1} s {:.1} s after the \
              sink returned; queues drained {}",
-            loss_text(&acc, logs),
+            loss_text(&acc, logs, run.logs_shed),
             disorder,
             run.queue_peak,
             run.gateway_503,
@@ -498,7 +528,8 @@ pub fn t5_verdict(run: &EdgeRun) -> GateResult {
         ),
         pass: acc.acked_samples > 0
             && acc.lost_samples == 0
-            && logs.1 == 0
+            && logs.lost == 0
+            && run.logs_shed > 0
             && disorder == 0
             && run.queue_peak > 0.0
             && run.cut_refused > 0
@@ -711,8 +742,11 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
             &format!(
                 "{head}tenants:\n  default: {{ samples_rate_limit: 1000000, burst: 2000000, max_series: 1000000, log_bytes_rate_limit: 100MiB }}\n\
                  fleet: {{ cadence: {}ms }}\n\
+                 overload: {{ freshness_threshold_p99: {}ms, actions: [ {{ reduce_log_sampling: 50% }} ] }}\n\
                  sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"http://127.0.0.1:{}\" }}\n  \
                  logs: {{ kind: file, dir: {gd}/spool }}\n",
+                opts.cadence.as_millis(),
+                // The seed's 10 s at a 10 s cadence, scaled.
                 opts.cadence.as_millis(),
                 cutoff.port,
                 head = gateway_yaml_head(port, d),
@@ -850,6 +884,7 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
     let stopped = Instant::now();
     let mut drained_after = None;
     let mut calm = 0;
+    let mut shed = vec![0.0; opts.agents];
     while stopped.elapsed() < opts.drain_bound {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let mut empty = true;
@@ -859,7 +894,12 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
                 _ => String::new(),
             };
             let queued = metric_sum(&text, "edge_queue_records", "");
-            let read = metric_sum(&text, "edge_logs_records_total", "");
+            // Every line is either queued or dropped (counted, with its reason).
+            let read = metric_sum(&text, "edge_logs_records_total", "")
+                + metric_sum(&text, "edge_logs_dropped_total", "");
+            if !text.is_empty() {
+                shed[i] = metric_sum(&text, "edge_logs_dropped_total", "reason=\"shed\"");
+            }
             let written = logs_written.get(&format!("gs-{i}")).copied().unwrap_or(0);
             empty &= !text.is_empty() && queued == 0.0 && read >= written as f64;
         }
@@ -923,6 +963,7 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
         pii_in_logs,
         log_bytes,
         tokens,
+        logs_shed: shed.iter().sum::<f64>() as u64,
         guard,
         queue_peak: sampled.queue_peak,
         drained_after,
@@ -1059,7 +1100,7 @@ fn write_log(dir: &Path, host: &str, rate: u32, until: Instant) -> Result<u64, S
         while n < due {
             let pii = PII[(n % 5) as usize];
             let player = PII[5 + (n % 2) as usize];
-            let level = ["info", "info", "warn", "debug", "error"][(n % 5) as usize];
+            let level = level_of(n);
             writeln!(
                 file,
                 r#"{{"level":"{level}","msg":"lid={host}#{n}; session from {pii}","player_id":"{player}","client_ip":"{}"}}"#,
