@@ -227,7 +227,10 @@ fn main() -> ExitCode {
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             started.elapsed().as_secs_f64() / 60.0
         ));
-        notes.push(format!("command: {}", args.join(" ")));
+        notes.push(format!(
+            "command: `cargo run --release -p edge-tests --bin gates -- {}`",
+            args.get(1..).unwrap_or_default().join(" ")
+        ));
         let report = Report {
             title: format!("Acceptance gates: {}", plan.gates.join(", ")),
             notes,
