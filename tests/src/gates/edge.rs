@@ -729,78 +729,13 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
     moto.create_stream("metrics", 2).await;
     let cutoff = Cutoff::start(moto.port).await?;
 
-    let mut gateways = Vec::new();
-    let mut gateway_ports = Vec::new();
-    for g in 0..opts.gateways {
-        let port = free_port();
-        let gd = d.join(format!("gw{g}"));
-        std::fs::create_dir_all(&gd).map_err(io)?;
-        let p = Proc::configured(
-            "edge-gateway",
-            &gd,
-            "gateway",
-            &format!(
-                "{head}tenants:\n  default: {{ samples_rate_limit: 1000000, burst: 2000000, max_series: 1000000, log_bytes_rate_limit: 100MiB }}\n\
-                 fleet: {{ cadence: {}ms }}\n\
-                 overload: {{ freshness_threshold_p99: {}ms, actions: [ {{ reduce_log_sampling: 50% }} ] }}\n\
-                 sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"http://127.0.0.1:{}\" }}\n  \
-                 logs: {{ kind: file, dir: {gd}/spool }}\n",
-                opts.cadence.as_millis(),
-                // The seed's 10 s at a 10 s cadence, scaled.
-                opts.cadence.as_millis(),
-                cutoff.port,
-                head = gateway_yaml_head(port, d),
-                gd = gd.display(),
-            ),
-            AWS_TEST_ENV,
-            port,
-        )?;
-        gateways.push(Some(p));
-        gateway_ports.push(port);
-    }
-    let urls = |path: &str| {
-        let list: Vec<String> = gateway_ports
-            .iter()
-            .map(|p| format!("\"https://localhost:{p}{path}\""))
-            .collect();
-        format!("[{}]", list.join(", "))
-    };
+    let (mut gateways, gateway_ports) = start_gateways(opts, cutoff.port)?;
 
     let mut agents = Vec::new();
     let mut agent_ports = Vec::new();
     for i in 0..opts.agents {
-        let ad = d.join(format!("agent{i}"));
-        std::fs::create_dir_all(ad.join("game")).map_err(io)?;
-        pki.write_client(&ad, &format!("gs-{i}"), "game")
-            .map_err(io)?;
-        let key: String = (0..32).map(|_| fastrand::digit(16)).collect();
-        std::fs::write(ad.join("tokenize.key"), format!("{key}\n")).map_err(io)?;
-        let port = free_port();
-        let p = Proc::configured(
-            "edge-agent",
-            &ad,
-            "agent",
-            &format!(
-                "host_labels: {{ region: sim-1, az: sim-1a, cluster: c{c}, instance_type: c7g.2xlarge, build_id: b1 }}\n\
-                 cadence: {ms}ms\nincident_cadence: {ms}ms\n\
-                 listen: 127.0.0.1:{port}\n\
-                 host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
-                 logs:\n  - {{ path: \"{ad}/game/*.log\", service: game, parser: json, read_from: beginning }}\n\
-                 tokenize: {{ key_file: {ad}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
-                 output:\n  metrics_url: {m}\n  logs_url: {l}\n  \
-                 tls: {{ cert: {ad}/agent.crt, key: {ad}/agent.key, ca: {d}/ca.crt }}\n\
-                 queue: {{ dir: {ad}/queue }}\n",
-                c = i % 4,
-                ms = opts.cadence.as_millis(),
-                ad = ad.display(),
-                d = d.display(),
-                m = urls("/api/v1/push"),
-                l = urls("/v1/logs"),
-            ),
-            &[],
-            port,
-        )?;
-        agents.push(p);
+        let (agent, port) = start_agent(opts, &pki, i, &gateway_ports)?;
+        agents.push(agent);
         agent_ports.push(port);
     }
 
@@ -845,25 +780,25 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
     ));
 
     // The faults, on schedule.
-    let mut faults: Vec<(Duration, u8)> = Vec::new();
+    let mut faults: Vec<(Duration, Fault)> = Vec::new();
     if let Some(k) = opts.kill_at {
-        faults.push((k, 0));
+        faults.push((k, Fault::KillFirstGateway));
     }
     if let Some((from, length)) = opts.cut {
-        faults.push((from, 1));
-        faults.push((from + length, 2));
+        faults.push((from, Fault::CutSink));
+        faults.push((from + length, Fault::RestoreSink));
     }
-    faults.sort();
-    for (at, what) in faults {
+    faults.sort_by_key(|f| f.0);
+    for (at, fault) in faults {
         tokio::time::sleep_until((start + at).into()).await;
-        match what {
-            0 => {
+        match fault {
+            Fault::KillFirstGateway => {
                 if let Some(mut g) = gateways.first_mut().and_then(Option::take) {
                     g.kill();
                 }
             }
-            1 => cutoff.set(true),
-            _ => cutoff.set(false),
+            Fault::CutSink => cutoff.set(true),
+            Fault::RestoreSink => cutoff.set(false),
         }
     }
 
@@ -880,7 +815,148 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
     }
     let _ = rogue_task.await;
 
-    // Drain: every queue empty and every line read, twice in a row.
+    let (drained_after, logs_shed) = drain(&agent_ports, &logs_written, opts).await;
+    stop.store(true, Ordering::SeqCst);
+    let sampled = sampler.await.map_err(|e| e.to_string())?;
+    drop(agents);
+    drop(gateways);
+
+    let records = read_back(&moto).await?;
+
+    let logs = LogSpools::read(opts)?;
+    let guard = guard.lock().map(|g| g.clone()).unwrap_or_default();
+
+    let mut run = EdgeRun {
+        opts: opts.clone(),
+        start_ms,
+        acked,
+        records,
+        logs_written,
+        logs_found: logs.found,
+        pii_in_logs: logs.pii,
+        log_bytes: logs.bytes,
+        tokens: logs.tokens,
+        logs_shed,
+        guard,
+        queue_peak: sampled.queue_peak,
+        drained_after,
+        gateway_accepted: sampled.accepted,
+        gateway_503: sampled.unavailable,
+        cut_refused: cutoff.refused.load(Ordering::Relaxed),
+        plots: sampled.plots,
+    };
+    run.plots.push(freshness_plot(&run));
+    Ok(run)
+}
+
+/// The faults a run can inject.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    KillFirstGateway,
+    CutSink,
+    RestoreSink,
+}
+
+/// The gateways: Kinesis (through the cut-off proxy on `sink_port`) for metrics, a
+/// spool each for logs; the seed's overload threshold scaled to the cadence, with the
+/// log shed as its action.
+fn start_gateways(
+    opts: &EdgeOptions,
+    sink_port: u16,
+) -> Result<(Vec<Option<Proc>>, Vec<u16>), String> {
+    let d = &opts.dir;
+    let io = |e: std::io::Error| format!("{}: {e}", d.display());
+    let mut gateways = Vec::new();
+    let mut gateway_ports = Vec::new();
+    for g in 0..opts.gateways {
+        let port = free_port();
+        let gd = d.join(format!("gw{g}"));
+        std::fs::create_dir_all(&gd).map_err(io)?;
+        let p = Proc::configured(
+            "edge-gateway",
+            &gd,
+            "gateway",
+            &format!(
+                "{head}tenants:\n  default: {{ samples_rate_limit: 1000000, burst: 2000000, max_series: 1000000, log_bytes_rate_limit: 100MiB }}\n\
+                 fleet: {{ cadence: {}ms }}\n\
+                 overload: {{ freshness_threshold_p99: {}ms, actions: [ {{ reduce_log_sampling: 50% }} ] }}\n\
+                 sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"http://127.0.0.1:{}\" }}\n  \
+                 logs: {{ kind: file, dir: {gd}/spool }}\n",
+                opts.cadence.as_millis(),
+                // The seed's 10 s at a 10 s cadence, scaled.
+                opts.cadence.as_millis(),
+                sink_port,
+                head = gateway_yaml_head(port, d),
+                gd = gd.display(),
+            ),
+            AWS_TEST_ENV,
+            port,
+        )?;
+        gateways.push(Some(p));
+        gateway_ports.push(port);
+    }
+    Ok((gateways, gateway_ports))
+}
+
+/// Agent `i` (host `gs-<i>`): its certificate, tokenization key, game log directory
+/// and config, listing every gateway in order for metrics and logs.
+fn start_agent(
+    opts: &EdgeOptions,
+    pki: &Pki,
+    i: usize,
+    gateway_ports: &[u16],
+) -> Result<(Proc, u16), String> {
+    let d = &opts.dir;
+    let io = |e: std::io::Error| format!("{}: {e}", d.display());
+    let urls = |path: &str| {
+        let list: Vec<String> = gateway_ports
+            .iter()
+            .map(|p| format!("\"https://localhost:{p}{path}\""))
+            .collect();
+        format!("[{}]", list.join(", "))
+    };
+    let ad = d.join(format!("agent{i}"));
+    std::fs::create_dir_all(ad.join("game")).map_err(io)?;
+    pki.write_client(&ad, &format!("gs-{i}"), "game")
+        .map_err(io)?;
+    let key: String = (0..32).map(|_| fastrand::digit(16)).collect();
+    std::fs::write(ad.join("tokenize.key"), format!("{key}\n")).map_err(io)?;
+    let port = free_port();
+    let p = Proc::configured(
+        "edge-agent",
+        &ad,
+        "agent",
+        &format!(
+            "host_labels: {{ region: sim-1, az: sim-1a, cluster: c{c}, instance_type: c7g.2xlarge, build_id: b1 }}\n\
+             cadence: {ms}ms\nincident_cadence: {ms}ms\n\
+             listen: 127.0.0.1:{port}\n\
+             host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
+             logs:\n  - {{ path: \"{ad}/game/*.log\", service: game, parser: json, read_from: beginning }}\n\
+             tokenize: {{ key_file: {ad}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
+             output:\n  metrics_url: {m}\n  logs_url: {l}\n  \
+             tls: {{ cert: {ad}/agent.crt, key: {ad}/agent.key, ca: {d}/ca.crt }}\n\
+             queue: {{ dir: {ad}/queue }}\n",
+            c = i % 4,
+            ms = opts.cadence.as_millis(),
+            ad = ad.display(),
+            d = d.display(),
+            m = urls("/api/v1/push"),
+            l = urls("/v1/logs"),
+        ),
+        &[],
+        port,
+    )?;
+    Ok((p, port))
+}
+
+/// Waits until every agent's queue is empty and every log line is read (queued or
+/// dropped), twice in a row, within the drain bound: how long it took from now, and the
+/// log lines the agents shed on the gateway's hint.
+async fn drain(
+    agent_ports: &[u16],
+    logs_written: &BTreeMap<String, u64>,
+    opts: &EdgeOptions,
+) -> (Option<Duration>, u64) {
     let stopped = Instant::now();
     let mut drained_after = None;
     let mut calm = 0;
@@ -909,13 +985,12 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
             break;
         }
     }
-    stop.store(true, Ordering::SeqCst);
-    let sampled = sampler.await.map_err(|e| e.to_string())?;
-    drop(agents);
-    drop(gateways);
+    (drained_after, shed.iter().sum::<f64>() as u64)
+}
 
-    let records = moto
-        .read_stream("metrics")
+/// The metrics stream, every record decompressed and decoded.
+async fn read_back(moto: &Moto) -> Result<Vec<SinkRecord>, String> {
+    moto.read_stream("metrics")
         .await?
         .into_iter()
         .map(|r| {
@@ -931,49 +1006,46 @@ pub async fn run(opts: &EdgeOptions) -> Result<EdgeRun, String> {
                 raw,
             })
         })
-        .collect::<Result<Vec<_>, String>>()?;
+        .collect()
+}
 
-    let mut pii: Vec<&str> = PII.to_vec();
-    pii.push(BAD_PLAYER);
-    let mut logs_found = HashMap::new();
-    let (mut pii_in_logs, mut log_bytes, mut tokens) = (Vec::new(), 0u64, 0u64);
-    for g in 0..opts.gateways {
-        let spool = d.join(format!("gw{g}/spool"));
-        edge_gateway::sink::file::for_each_record(&spool, "logs", |key, data| {
-            log_bytes += data.len() as u64;
-            tokens += count(data, b"tok_");
-            for (host, n) in line_ids(data) {
-                *logs_found.entry((host, n)).or_insert(0u32) += 1;
-            }
-            for value in find_pii(data, &pii) {
-                pii_in_logs.push((format!("gw{g}'s log spool under {key}"), value.to_string()));
-            }
+/// What the log spools hold.
+struct LogSpools {
+    found: HashMap<(String, u64), u32>,
+    pii: Vec<(String, String)>,
+    bytes: u64,
+    tokens: u64,
+}
+
+impl LogSpools {
+    /// Reads every gateway's log spool: the line ids, PII and tokens in it.
+    fn read(opts: &EdgeOptions) -> Result<LogSpools, String> {
+        let d = &opts.dir;
+        let mut pii: Vec<&str> = PII.to_vec();
+        pii.push(BAD_PLAYER);
+        let mut found = HashMap::new();
+        let (mut in_logs, mut bytes, mut tokens) = (Vec::new(), 0u64, 0u64);
+        for g in 0..opts.gateways {
+            let spool = d.join(format!("gw{g}/spool"));
+            edge_gateway::sink::file::for_each_record(&spool, "logs", |key, data| {
+                bytes += data.len() as u64;
+                tokens += count(data, b"tok_");
+                for (host, n) in line_ids(data) {
+                    *found.entry((host, n)).or_insert(0u32) += 1;
+                }
+                for value in find_pii(data, &pii) {
+                    in_logs.push((format!("gw{g}'s log spool under {key}"), value.to_string()));
+                }
+            })
+            .map_err(|e| format!("{}: {e}", spool.display()))?;
+        }
+        Ok(LogSpools {
+            found,
+            pii: in_logs,
+            bytes,
+            tokens,
         })
-        .map_err(|e| format!("{}: {e}", spool.display()))?;
     }
-    let guard = guard.lock().map(|g| g.clone()).unwrap_or_default();
-
-    let mut run = EdgeRun {
-        opts: opts.clone(),
-        start_ms,
-        acked,
-        records,
-        logs_written,
-        logs_found,
-        pii_in_logs,
-        log_bytes,
-        tokens,
-        logs_shed: shed.iter().sum::<f64>() as u64,
-        guard,
-        queue_peak: sampled.queue_peak,
-        drained_after,
-        gateway_accepted: sampled.accepted,
-        gateway_503: sampled.unavailable,
-        cut_refused: cutoff.refused.load(Ordering::Relaxed),
-        plots: sampled.plots,
-    };
-    run.plots.push(freshness_plot(&run));
-    Ok(run)
 }
 
 fn count(hay: &[u8], needle: &[u8]) -> u64 {
@@ -1190,37 +1262,40 @@ async fn sample(
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(SAMPLE_EVERY).await;
         n += 1;
-        let (mut queued, mut refused) = (0.0, 0.0);
+        // A refusal counts from the answer that first showed it.
+        let mark = |counted: fn(&mut Guard) -> &mut Option<i64>| {
+            let now = now_ms();
+            if let Ok(mut g) = guard.lock() {
+                counted(&mut g).get_or_insert(now);
+            }
+        };
+        let mut queued = 0.0;
         for port in &s.agents {
             if let Ok((200, body)) = http_get(*port, "/metrics").await {
                 let text = String::from_utf8_lossy(&body);
                 queued += metric_sum(&text, "edge_queue_records", "");
-                refused += metric_sum(
+                let refused = metric_sum(
                     &text,
                     "edge_series_rejected_total",
                     "reason=\"forbidden_label\"",
                 );
+                if refused > 0.0 {
+                    mark(|g| &mut g.agent_counted_ms);
+                }
             }
         }
-        let mut gw_refused = 0.0;
         for (i, port) in s.gateways.iter().enumerate() {
             if let Some(text) = scrape_gateway(&mut conns[i], *port, &s.tls).await {
                 last_accepted[i] = metric_sum(&text, "edge_gateway_samples_accepted_total", "");
                 last_503[i] = metric_sum(&text, "edge_gateway_requests_total", "code=\"503\"");
-                gw_refused += metric_sum(
+                let refused = metric_sum(
                     &text,
                     "edge_gateway_discarded_samples_total",
                     "reason=\"forbidden_label\"",
                 );
-            }
-        }
-        let now = now_ms();
-        if let Ok(mut g) = guard.lock() {
-            if refused > 0.0 {
-                g.agent_counted_ms.get_or_insert(now);
-            }
-            if gw_refused > 0.0 {
-                g.gateway_counted_ms.get_or_insert(now);
+                if refused > 0.0 {
+                    mark(|g| &mut g.gateway_counted_ms);
+                }
             }
         }
         peak = peak.max(queued);
