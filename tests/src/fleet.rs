@@ -568,7 +568,8 @@ struct Reply {
     shed_hint: bool,
 }
 
-fn now_ms() -> i64 {
+/// Wall-clock time in ms since the Unix epoch (the clock of sample timestamps).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

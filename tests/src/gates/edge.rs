@@ -28,7 +28,7 @@ use prost::Message;
 
 use super::t1::{Accounting, Found, account};
 use super::{GateResult, Plot, find_pii, metric_sum};
-use crate::fleet::{Acked, client_tls, connect};
+use crate::fleet::{Acked, client_tls, connect, now_ms};
 use crate::moto::{AWS_TEST_ENV, Moto};
 use crate::pki::{Pki, gateway_yaml_head};
 use crate::procs::{Proc, free_port, http_get, remote_write_post};
@@ -249,12 +249,6 @@ fn bad_request(ts: i64) -> WriteRequest {
         )],
         ..Default::default()
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn snappy(request: &WriteRequest) -> Vec<u8> {
