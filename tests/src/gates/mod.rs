@@ -89,7 +89,7 @@ impl Report {
             );
         }
         for p in &self.plots {
-            let file = format!("{}.svg", p.name.replace(' ', "_"));
+            let file = format!("{}.svg", file_stem(&p.name));
             std::fs::write(dir.join(&file), svg(p))?;
             let _ = write!(md, "\n![{}]({file})\n", p.name);
         }
@@ -97,6 +97,20 @@ impl Report {
         std::fs::write(&path, md)?;
         Ok(path)
     }
+}
+
+/// A plot's file name: its name with every run of characters other than ASCII letters,
+/// digits and `-` made one `_`, so that a Markdown link to it needs no escaping.
+fn file_stem(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            out.push(c);
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.trim_end_matches('_').to_string()
 }
 
 /// A line chart, 720×240, with the axes' ranges written on them.
@@ -400,5 +414,9 @@ mod tests {
             6.0
         );
         assert_eq!(format!("{}", metric_sum("", "a", "")), "0", "not -0");
+        assert_eq!(
+            file_stem("T4 agent queues (records waiting, all agents)"),
+            "T4_agent_queues_records_waiting_all_agents"
+        );
     }
 }
