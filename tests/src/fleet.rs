@@ -519,9 +519,9 @@ impl LoadReport {
 }
 
 /// The `q` quantile of `values` (zero when there are none).
-pub fn quantile(mut values: Vec<Duration>, q: f64) -> Duration {
+pub fn quantile<T: Ord + Copy + Default>(mut values: Vec<T>, q: f64) -> T {
     if values.is_empty() {
-        return Duration::ZERO;
+        return T::default();
     }
     values.sort_unstable();
     let i = ((values.len() as f64 * q) as usize).min(values.len() - 1);

@@ -16,11 +16,9 @@ use std::time::{Duration, Instant};
 use edge_exporter::registry::Registry;
 use edge_tests::fleet;
 use edge_tests::gates::edge::PII;
-use edge_tests::gates::{metric_sum, pii_in_spool};
+use edge_tests::gates::{metric_sum, pii_in_spool, scrape_gateway};
 use edge_tests::pki::{Pki, gateway_yaml_head};
 use edge_tests::procs::{Proc, free_port, http_get};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 
 struct Args {
     seconds: Option<u64>,
@@ -151,6 +149,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let tls = fleet::client_tls(&pki.ca_der, &client)?;
     let started = Instant::now();
     let until = args.seconds.map(|s| started + Duration::from_secs(s));
+    let mut observer = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
@@ -159,14 +158,9 @@ async fn run(args: Args) -> Result<bool, String> {
             _ = tick.tick() => {}
             _ = &mut ctrl_c => break,
         }
-        let gw = fleet::connect(gateway_port, tls.clone())
+        let gw = scrape_gateway(&mut observer, gateway_port, &tls)
             .await
-            .ok()
-            .map(scrape_tls);
-        let gw = match gw {
-            Some(f) => f.await.unwrap_or_default(),
-            None => String::new(),
-        };
+            .unwrap_or_default();
         let ag = match http_get(agent_port, "/metrics").await {
             Ok((200, body)) => String::from_utf8_lossy(&body).into_owned(),
             _ => String::new(),
@@ -208,17 +202,6 @@ async fn run(args: Args) -> Result<bool, String> {
         println!("PII check FAILED: found {leaked:?} in the spool");
         Ok(false)
     }
-}
-
-async fn scrape_tls(
-    mut send: hyper::client::conn::http2::SendRequest<Full<Bytes>>,
-) -> Option<String> {
-    let request = http::Request::get("https://localhost/metrics")
-        .body(Full::new(Bytes::new()))
-        .ok()?;
-    let response = send.send_request(request).await.ok()?;
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    Some(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// A game server's metrics: tick times, action latencies, counters, pushed each second.

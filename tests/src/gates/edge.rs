@@ -27,8 +27,8 @@ use hyper::body::Bytes;
 use prost::Message;
 
 use super::t1::{Accounting, Found, account};
-use super::{GateResult, Plot, find_pii, metric_sum};
-use crate::fleet::{Acked, client_tls, connect, now_ms};
+use super::{GateResult, Plot, find_pii, metric_sum, scrape_gateway};
+use crate::fleet::{Acked, client_tls, connect, now_ms, quantile};
 use crate::moto::{AWS_TEST_ENV, Moto};
 use crate::pki::{Pki, gateway_yaml_head};
 use crate::procs::{Proc, free_port, http_get, remote_write_post};
@@ -382,14 +382,6 @@ fn ages(records: &[SinkRecord]) -> Vec<(i64, i64)> {
         }
     }
     out
-}
-
-fn quantile(mut v: Vec<i64>, q: f64) -> i64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    v[((v.len() as f64 * q) as usize).min(v.len() - 1)]
 }
 
 /// Freshness around a fault starting `from` ms after the start and ending `to`: the
@@ -1201,30 +1193,6 @@ struct Sampled {
     queue_peak: f64,
     accepted: Vec<f64>,
     unavailable: f64,
-}
-
-async fn scrape_gateway(
-    send: &mut Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
-    port: u16,
-    tls: &Arc<rustls::ClientConfig>,
-) -> Option<String> {
-    if send.is_none() {
-        *send = connect(port, tls.clone()).await.ok();
-    }
-    let s = send.as_mut()?;
-    let request = http::Request::get("https://localhost/metrics")
-        .body(Full::new(Bytes::new()))
-        .ok()?;
-    match s.send_request(request).await {
-        Ok(r) => {
-            let body = r.into_body().collect().await.ok()?.to_bytes();
-            Some(String::from_utf8_lossy(&body).into_owned())
-        }
-        Err(_) => {
-            *send = None;
-            None
-        }
-    }
 }
 
 /// How often the agents and gateways are scraped.

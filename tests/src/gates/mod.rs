@@ -268,24 +268,8 @@ impl Sampler {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         while !stop.load(Ordering::SeqCst) {
             tick.tick().await;
-            if send.is_none() {
-                send = connect(self.port, self.tls.clone()).await.ok();
-            }
-            let Some(s) = send.as_mut() else { continue };
-            let Ok(request) =
-                http::Request::get("https://localhost/metrics").body(Full::new(Bytes::new()))
-            else {
+            let Some(text) = scrape_gateway(&mut send, self.port, &self.tls).await else {
                 continue;
-            };
-            let text = match s.send_request(request).await {
-                Ok(r) => match r.into_body().collect().await {
-                    Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-                    Err(_) => continue,
-                },
-                Err(_) => {
-                    send = None;
-                    continue;
-                }
             };
             let t = self.start.elapsed().as_secs_f64();
             let now = (
@@ -325,6 +309,32 @@ impl Sampler {
             out.plots.push(stage);
         }
         out
+    }
+}
+
+/// The gateway's `/metrics` over `send`, an mTLS HTTP/2 connection to `127.0.0.1:port`
+/// made first if there is none and dropped when it fails (the next call reconnects).
+pub async fn scrape_gateway(
+    send: &mut Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
+    port: u16,
+    tls: &Arc<rustls::ClientConfig>,
+) -> Option<String> {
+    if send.is_none() {
+        *send = connect(port, tls.clone()).await.ok();
+    }
+    let s = send.as_mut()?;
+    let request = http::Request::get("https://localhost/metrics")
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    match s.send_request(request).await {
+        Ok(r) => {
+            let body = r.into_body().collect().await.ok()?.to_bytes();
+            Some(String::from_utf8_lossy(&body).into_owned())
+        }
+        Err(_) => {
+            *send = None;
+            None
+        }
     }
 }
 
