@@ -16,12 +16,21 @@ fn short_soak(dir: &std::path::Path) -> t1::SoakOptions {
     }
 }
 
+/// The short form's wall-clock bound on the noisy backlog's drain: generous, see
+/// [`short_bursts`].
+const SHORT_DRAIN_BOUND: Duration = Duration::from_secs(120);
+
 fn short_bursts(dir: &std::path::Path) -> t2::BurstOptions {
     // 20 in-quota and 20 noisy hosts at a 2 s cadence, 3 s phases: at 5× the gateway
     // takes 100 pushes a second, which a debug build sharing two cores with the load
     // generator answers without slowing down (the noisy hosts must be able to go over
     // their quota). The noisy backlog, about 120 pushes, ideally drains in 12 s; it took
-    // 12–18 s. The run stops a second after it has drained: about 30 s in all.
+    // 12–18 s on an idle machine and 31 s beside other builds. The run stops a second
+    // after it has drained (about 30 s in all), so the bound costs nothing when things go
+    // well: it is generous on purpose (10× the ideal), because here a wall-clock bound
+    // would judge the machine, not the gateway. What is judged exactly is that the
+    // backlog drains at all, with nothing shed, refused or lost. The full-length gate
+    // (`gates --gate T2`) keeps the seed's strict bound.
     let cadence = Duration::from_secs(2);
     t2::BurstOptions {
         hosts: 20,
@@ -29,13 +38,14 @@ fn short_bursts(dir: &std::path::Path) -> t2::BurstOptions {
         phase: Duration::from_secs(3),
         cadence,
         dir: dir.to_path_buf(),
-        drain_bound: Duration::from_secs(30),
+        drain_bound: SHORT_DRAIN_BOUND,
         overload_threshold: t2::BurstOptions::scaled_threshold(cadence),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t2_bursts_push_back_on_the_noisy_tenant_only_and_fail_when_its_backlog_stays() {
+async fn t2_bursts_push_back_on_the_noisy_tenant_only_and_fail_when_its_backlog_outlives_a_generous_wall_clock_bound()
+ {
     let dir = tempfile::tempdir().expect("tempdir");
     let started = std::time::Instant::now();
     let mut run = t2::run(&short_bursts(&dir.path().join("run")))

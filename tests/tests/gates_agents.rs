@@ -17,7 +17,11 @@ fn options(dir: &std::path::Path, name: &str) -> EdgeOptions {
         kill_at: None,
         cut: None,
         log_lines_per_second: 20,
-        drain_bound: Duration::from_secs(30),
+        // A wall-clock bound, generous on purpose: the drain ends as soon as the queues
+        // are empty (a few seconds on an idle machine), so the bound only matters when
+        // the machine is slow, and then it must not turn slowness into a failure. Loss,
+        // order and counts are judged exactly.
+        drain_bound: Duration::from_secs(120),
         dir: dir.join(name),
     }
 }
@@ -141,7 +145,8 @@ async fn t4_a_gateway_killed_under_load_loses_nothing_and_fails_when_a_record_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t5_a_sink_outage_is_buffered_and_replayed_in_order_and_fails_out_of_order() {
+async fn t5_a_sink_outage_is_buffered_and_replayed_in_order_within_a_generous_wall_clock_bound_and_fails_out_of_order()
+ {
     let dir = tempfile::tempdir().expect("tempdir");
     let opts = EdgeOptions {
         duration: Duration::from_secs(24),
