@@ -257,7 +257,7 @@ fn check_float_histogram(h: &Histogram, count: f64) -> Result<(), String> {
     let negative = float_buckets("negative", &h.negative_spans, &h.negative_counts)?;
     let buckets = zero + positive + negative;
     // Float counts: allow the rounding of a sum of many buckets. NaN is refused too.
-    if !(count >= buckets * (1.0 - 1e-9)) {
+    if count.is_nan() || count < buckets * (1.0 - 1e-9) {
         return Err(format!(
             "count {count} is less than the zero bucket and buckets together ({buckets})"
         ));

@@ -240,7 +240,7 @@ fn a_value_that_looks_like_personal_data_is_refused_by_name_not_by_value() {
                     ("shard_id", value),
                 ],
             )
-            .unwrap_err();
+            .expect_err("refused");
         assert_eq!(v.reason(), "pii_label_value");
         assert_eq!(v.label(), "shard_id");
         let message = v.to_string();
@@ -275,6 +275,6 @@ fn a_host_label_is_only_checked_for_personal_data() {
             "game_tick_duration_seconds",
             [("build_id", "ops@example.com")],
         )
-        .unwrap_err();
+        .expect_err("refused");
     assert_eq!(refused.reason(), "pii_label_value");
 }

@@ -93,7 +93,7 @@ fn names_and_duplicates_anywhere_in_the_list() {
 fn the_year_3000_is_refused_and_now_passes() {
     let mut s = series(&[("__name__", "up")]);
     s.samples[0].timestamp = 32_503_680_000_000; // 3000-01-01
-    let fault = check(&mut s, NOW, &TimeWindow::default()).unwrap_err();
+    let fault = check(&mut s, NOW, &TimeWindow::default()).expect_err("refused");
     assert_eq!(fault.reason(), "too_far_in_future");
     assert!(fault.to_string().contains("600 s in the future"), "{fault}");
     // Nine minutes ahead (a skewed clock) passes.
@@ -213,7 +213,7 @@ fn inconsistent_native_histograms_are_refused_with_what_is_wrong() {
     ];
     for (h, what) in cases {
         let mut s = with_histogram(h);
-        let fault = check(&mut s, NOW, &TimeWindow::default()).unwrap_err();
+        let fault = check(&mut s, NOW, &TimeWindow::default()).expect_err("refused");
         assert_eq!(fault.reason(), "invalid_native_histogram");
         assert_eq!(fault.metric(), "game_tick_duration_seconds");
         assert_eq!(
