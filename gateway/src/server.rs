@@ -23,7 +23,7 @@ use crate::quota::{Quotas, RateCheck, retry_after_secs};
 use crate::sink::file::FileSink;
 use crate::sink::{Record, Sink, SinkError};
 use crate::telemetry::{AGE_BUCKETS, LATENCY_BUCKETS, Telemetry, labels};
-use crate::validate::{KnownNames, check_labels, labels_hash};
+use crate::validate::{KnownNames, check_labels, check_samples, labels_hash};
 
 /// The answer header carrying the fleet cadence (the agent's `Edge-Cadence`).
 pub const CADENCE_HEADER: &str = "edge-cadence";
@@ -719,8 +719,16 @@ async fn push(
     let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
     let mut keep = vec![false; scanned.series.len()];
     let mut known = KnownNames::default();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for (i, series) in scanned.series.iter().enumerate() {
-        match check_labels(scanned.labels_of(series), &live.policy, limits, &mut known) {
+        let labels = scanned.labels_of(series);
+        let checked = check_labels(labels, &live.policy, limits, &mut known).and_then(|()| {
+            let metric = crate::validate::metric_name(labels);
+            check_samples(&scanned, series, &raw, metric, now_ms, limits)
+        });
+        match checked {
             Ok(()) => keep[i] = true,
             Err(d) => {
                 let entry = refused.entry(d.reason).or_default();
