@@ -527,7 +527,9 @@ pub fn figures(q: &crate::queue::DiskQueue) -> QueueFigures {
         let i = class as usize;
         f.bytes[i] = q.class_bytes(class);
         f.records[i] = q.waiting(class);
-        f.shed[i] = q.shed(class).records;
+        let shed = q.shed(class);
+        f.shed[i] = shed.items;
+        f.shed_batches[i] = shed.records;
         f.lost_bytes[i] = q.lost_bytes(class);
     }
     f
