@@ -205,6 +205,11 @@ impl Registry {
         }
     }
 
+    /// The label policy and catalog the registry checks series against.
+    pub fn schema(&self) -> &Schema {
+        &self.inner.schema
+    }
+
     /// The series budget.
     pub fn budget(&self) -> u32 {
         self.inner.budget
