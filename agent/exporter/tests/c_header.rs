@@ -6,12 +6,12 @@
 //! To update the copy after editing `src/ffi.rs`:
 //! `EDGE_REGENERATE_HEADER=1 cargo test -p edge-exporter --test c_header`.
 
-use std::path::{Path, PathBuf};
+mod native;
+
+use std::path::PathBuf;
 use std::process::Command;
 
-fn crate_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use native::{compile, crate_dir, lib_dir};
 
 const PREAMBLE: &str = "\
 /*
@@ -118,24 +118,6 @@ fn the_checked_in_header_matches_the_rust_source() {
     }
 }
 
-/// Compiles `source` with `compiler` and `args`; panics with its output on failure.
-pub fn compile(compiler: &str, args: &[&str], dir: &Path) {
-    let out = Command::new(compiler)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run `{compiler}` ({e}): these tests need gcc and g++ installed")
-        });
-    assert!(
-        out.status.success(),
-        "`{compiler} {}` failed:\n{}{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn the_header_compiles_as_c11_and_cpp17_with_all_warnings_as_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -170,15 +152,6 @@ fn the_header_compiles_as_c11_and_cpp17_with_all_warnings_as_errors() {
             dir.path(),
         );
     }
-}
-
-/// The directory cargo put this crate's libraries in (`target/<profile>`).
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
 }
 
 #[test]

@@ -1,0 +1,27 @@
+//! The C ABI as a C program sees it: `tests/c/abi_contract.c`, compiled against the header
+//! and the static library, checks the documented result of every entry point for NULL and
+//! invalid arguments, refusals (overflow handle and last error) and bad policy text.
+
+mod native;
+
+#[test]
+fn every_entry_point_handles_null_and_invalid_arguments_as_documented() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = native::crate_dir().join("tests/c/abi_contract.c");
+    let program = native::build_against_static_lib(&source, dir.path(), "abi_contract");
+    let out = native::run(&program, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "abi_contract failed ({}):\n{stdout}{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    // Refusals are logged once per metric and reason, as in Rust.
+    assert_eq!(
+        stderr.matches("`player_id` is forbidden").count(),
+        1,
+        "{stderr}"
+    );
+}
