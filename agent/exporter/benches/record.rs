@@ -46,6 +46,17 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The same, through the C ABI: `edge_histogram_record` called through a function
+    // pointer, as a C or C++ game's call is (no inlining, a `catch_unwind` guard).
+    let through_c = edge_exporter::ffi::AbiHistogram::new(Arc::new(Histogram::with_scale(2)));
+    group.bench_function("histogram_one_thread_c_abi", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            through_c.record(black_box(vals[i & 1023]));
+            i = i.wrapping_add(1);
+        })
+    });
+
     // Two long-lived threads, as a game's simulation threads are, recording into the same
     // histogram; and, as the machine's own baseline, into two separate histograms (any gap
     // between one thread and that baseline is the hardware's: shared caches, SMT siblings).

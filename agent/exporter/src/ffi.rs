@@ -724,3 +724,32 @@ pub extern "C" fn edge_last_error() -> *const c_char {
             .unwrap_or(ptr::null())
     })
 }
+
+/// A histogram recorded through the C ABI, for Rust-side benchmarks: [`AbiHistogram::record`]
+/// calls `edge_histogram_record` through a function pointer the optimiser cannot see
+/// through, as a C or C++ caller's call is (an indirect call, no inlining).
+#[derive(Debug)]
+pub struct AbiHistogram {
+    histogram: Arc<Histogram>,
+    record: unsafe extern "C" fn(*mut edge_histogram, f64),
+}
+
+impl AbiHistogram {
+    /// Wraps `histogram`, which it keeps alive.
+    pub fn new(histogram: Arc<Histogram>) -> Self {
+        AbiHistogram {
+            histogram,
+            record: std::hint::black_box(edge_histogram_record as unsafe extern "C" fn(_, _)),
+        }
+    }
+
+    /// `edge_histogram_record(handle, v)`, as C calls it.
+    #[inline]
+    pub fn record(&self, v: f64) {
+        let handle: *mut edge_histogram = Arc::as_ptr(&self.histogram).cast_mut().cast();
+        // SAFETY: `record` is `edge_histogram_record` (set in `new`, never changed), and
+        // `handle` points to the `Histogram` this struct keeps alive through its `Arc`,
+        // which is exactly the handle `edge_histogram_record` requires.
+        unsafe { (self.record)(handle, v) }
+    }
+}
