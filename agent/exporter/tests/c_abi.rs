@@ -25,3 +25,41 @@ fn every_entry_point_handles_null_and_invalid_arguments_as_documented() {
         "{stderr}"
     );
 }
+
+/// The same program against the shared library: the same results.
+#[test]
+fn the_shared_library_keeps_the_same_contract() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = native::crate_dir().join("tests/c/abi_contract.c");
+    let libs = native::lib_dir();
+    let include = native::include_flag();
+    let source = source.display().to_string();
+    let search = format!("-L{}", libs.display());
+    let rpath = format!("-Wl,-rpath,{}", libs.display());
+    native::compile(
+        "gcc",
+        &[
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            &include,
+            &source,
+            &search,
+            &rpath,
+            "-ledge_exporter",
+            "-o",
+            "abi_contract_so",
+        ],
+        dir.path(),
+    );
+    let out = native::run(&dir.path().join("abi_contract_so"), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "abi_contract (shared) failed ({}):\n{stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+}

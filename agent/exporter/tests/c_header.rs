@@ -190,3 +190,34 @@ fn the_shared_library_exports_only_edge_symbols() {
         }
     }
 }
+
+/// The shared library needs nothing beyond libc, libm, libpthread and libdl, plus
+/// libgcc_s (the unwinder `catch_unwind` uses, which every gcc-built C++ program loads
+/// anyway).
+#[test]
+fn the_shared_library_needs_only_the_c_runtime() {
+    let so = lib_dir().join("libedge_exporter.so");
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(&so)
+        .output()
+        .expect("run readelf (binutils)");
+    assert!(out.status.success(), "readelf {}: {:?}", so.display(), out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(needed.contains(&"libc.so.6"), "{needed:?}");
+    let allowed = [
+        "libc.so.6",
+        "libm.so.6",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "libgcc_s.so.1",
+        "ld-linux-x86-64.so.2",
+    ];
+    let extra: Vec<&&str> = needed.iter().filter(|n| !allowed.contains(n)).collect();
+    assert!(extra.is_empty(), "unexpected system libraries: {extra:?}");
+}
