@@ -589,13 +589,15 @@ pub unsafe extern "C" fn edge_pusher_start(
     url: *const c_char,
     cadence_ms: u32,
 ) -> *mut edge_pusher {
-    let steady = if cadence_ms == 0 {
-        u32::try_from(DEFAULT_CADENCE.as_millis()).unwrap_or(10_000)
-    } else {
-        cadence_ms
-    };
-    // SAFETY: the arguments are passed on under this function's own contract.
-    unsafe { edge_pusher_start_with(r, url, steady, (steady / 2).max(1)) }
+    guard(ptr::null_mut(), || {
+        let steady = if cadence_ms == 0 {
+            u32::try_from(DEFAULT_CADENCE.as_millis()).unwrap_or(10_000)
+        } else {
+            cadence_ms
+        };
+        // SAFETY: the arguments are passed on under this function's own contract.
+        unsafe { edge_pusher_start_with(r, url, steady, (steady / 2).max(1)) }
+    })
 }
 
 /// `edge_pusher_start` with explicit bounds: pushes every `steady_ms` (0: 10000), and as
