@@ -13,7 +13,7 @@ use edge_exporter::export::native_to_proto;
 use edge_exporter::instruments::Histogram;
 
 use crate::logs::record::Level;
-use crate::metrics::gate::REJECT_REASONS;
+use crate::metrics::gate::{POLICY_REASONS, REJECT_REASONS};
 use crate::metrics::{Point, SeriesKey};
 use crate::queue::Class;
 
@@ -254,12 +254,16 @@ impl Telemetry {
         let load = |a: &AtomicU64| a.load(Relaxed) as f64;
         push("edge_active_series", &[], load(&self.active_series));
         push("edge_series_budget", &[], load(&self.budget));
-        for (reason, n) in REJECT_REASONS.iter().zip(&self.rejected) {
-            push(
-                "edge_series_rejected_total",
-                &[("reason", reason), ("stage", "agent")],
-                load(n),
-            );
+        for (i, (reason, n)) in REJECT_REASONS.iter().zip(&self.rejected).enumerate() {
+            if i < POLICY_REASONS {
+                push(
+                    "edge_series_rejected_total",
+                    &[("reason", reason), ("stage", "agent")],
+                    load(n),
+                );
+            } else {
+                push("edge_series_invalid_total", &[("reason", reason)], load(n));
+            }
         }
         push("edge_cadence_seconds", &[], load(&self.cadence_ms) / 1000.0);
         for class in Class::ALL {

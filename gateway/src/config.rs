@@ -518,11 +518,22 @@ impl Validator<'_> {
     }
 
     fn validate(&mut self, raw: Raw) -> GatewayConfig {
+        // Without TLS the gateway only listens on loopback (a test, the local demo): the
+        // default follows, and a network address is refused below.
+        let tls_off = matches!(raw.tls, Some(RawTls::Switch(false) | RawTls::Off(_)));
+        let listen_given = raw.listen.is_some();
         let listen_text = raw
             .listen
             .as_deref()
             .map(|l| self.expand("listen", l))
-            .unwrap_or_else(|| "0.0.0.0:8443".into());
+            .unwrap_or_else(|| {
+                if tls_off {
+                    "127.0.0.1:8443"
+                } else {
+                    "0.0.0.0:8443"
+                }
+                .into()
+            });
         let listen = match listen_text.parse::<SocketAddr>() {
             Ok(a) => a,
             Err(_) => {
@@ -533,6 +544,16 @@ impl Validator<'_> {
                 SocketAddr::from(([0, 0, 0, 0], 8443))
             }
         };
+        if tls_off && listen_given && !listen.ip().is_loopback() {
+            self.problem(
+                "tls",
+                format!(
+                    "`tls: off` with listen {listen}, which is not a loopback address: agents' \
+                     data and credentials would cross the network in clear text; give \
+                     {{ cert, key, client_ca }}, or listen on 127.0.0.1"
+                ),
+            );
+        }
         let tls = match raw.tls {
             None => {
                 self.problem(

@@ -1,10 +1,12 @@
 //! Per-series policy at the gateway: label names valid, none forbidden by the label
-//! policy, and the tenant's label limits. A series that breaks one is dropped with a
+//! policy, no value that looks like personal data or an unbounded identifier (the same
+//! heuristic as the agent and `label-lint`), and the tenant's label limits. A series that breaks one is dropped with a
 //! reason (Mimir's discard reason names where they mean the same); its neighbours pass.
 
 use edge_schema::names::is_valid_label_name;
 use edge_schema::policy::LabelPolicy;
 use edge_schema::proto::prometheus::TimeSeries;
+use edge_schema::values::{classify, is_checked_label};
 
 use crate::config::TenantLimits;
 
@@ -115,6 +117,17 @@ pub fn check_labels<'a>(
                 format!("series of {metric}: label {name} twice"),
             );
         }
+        if is_checked_label(name)
+            && let Some(suspect) = classify(value, policy.is_host_label(name))
+        {
+            return discard(
+                "pii_label_value",
+                format!(
+                    "series of {metric}: the value of label {name} looks like {}; personal data and unbounded identifiers must never be label values",
+                    suspect.describe()
+                ),
+            );
+        }
         previous = Some(name);
     }
     Ok(())
@@ -211,6 +224,23 @@ mod tests {
             value: v.clone(),
         }));
         assert_eq!(reason(&s), Err("max_label_names_per_series"));
+        for value in ["203.0.113.7", "val.user@example.com", "plr-123456789"] {
+            assert_eq!(
+                reason(&series(&[("__name__", "up"), ("shard_id", value)])),
+                Err("pii_label_value"),
+                "{value}"
+            );
+        }
+        // Numbers in `le` and a build hash in a host label are not identifiers.
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("le", "250000")])),
+            Ok(())
+        );
+        let sha = "7f3c2a1e9b0d4c8f2a6e1b3d5c7f9a0b2c4e6f8a";
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("build_id", sha)])),
+            Ok(())
+        );
     }
 
     #[test]
