@@ -117,7 +117,8 @@ void edge_registry_free(edge_registry *r);
  * The counter series `name` with `labels[0..n]`, created on first use.
  *
  * `name` must be a counter of the registry's catalog. A series the label policy or the
- * budget refuses returns the metric's overflow series (never NULL), counted in
+ * budget refuses (a forbidden or undeclared label, an undeclared value, a value that
+ * looks like personal data, a spent budget) returns the metric's overflow series (never NULL), counted in
  * `edge_series_rejected_total{reason}`, and `edge_last_error` names the metric, the label
  * and the reason. NULL is returned only for invalid arguments: `r` or `name` NULL, a
  * NULL or non-UTF-8 string, `labels` NULL with `n` > 0, a metric not in the catalog or of
@@ -291,7 +292,7 @@ void edge_pusher_stop(edge_pusher *p);
  *
  * The text names what was wrong: for a refused series the metric, the label and the
  * reason (`forbidden_label`, `label_not_allowed`, `invalid_label_name`,
- * `label_value_not_declared`, `budget`). The string is owned by the library and valid
+ * `label_value_not_declared`, `pii_label_value`, `budget`). The string is owned by the library and valid
  * until the next call that can fail on this thread; copy it to keep it. Any thread.
  */
 const char *edge_last_error(void);

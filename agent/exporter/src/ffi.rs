@@ -379,7 +379,8 @@ pub unsafe extern "C" fn edge_registry_free(r: *mut edge_registry) {
 /// The counter series `name` with `labels[0..n]`, created on first use.
 ///
 /// `name` must be a counter of the registry's catalog. A series the label policy or the
-/// budget refuses returns the metric's overflow series (never NULL), counted in
+/// budget refuses (a forbidden or undeclared label, an undeclared value, a value that
+/// looks like personal data, a spent budget) returns the metric's overflow series (never NULL), counted in
 /// `edge_series_rejected_total{reason}`, and `edge_last_error` names the metric, the label
 /// and the reason. NULL is returned only for invalid arguments: `r` or `name` NULL, a
 /// NULL or non-UTF-8 string, `labels` NULL with `n` > 0, a metric not in the catalog or of
@@ -716,7 +717,7 @@ pub unsafe extern "C" fn edge_pusher_stop(p: *mut edge_pusher) {
 ///
 /// The text names what was wrong: for a refused series the metric, the label and the
 /// reason (`forbidden_label`, `label_not_allowed`, `invalid_label_name`,
-/// `label_value_not_declared`, `budget`). The string is owned by the library and valid
+/// `label_value_not_declared`, `pii_label_value`, `budget`). The string is owned by the library and valid
 /// until the next call that can fail on this thread; copy it to keep it. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn edge_last_error() -> *const c_char {

@@ -31,7 +31,8 @@ fn every_entry_point_handles_null_and_invalid_arguments_as_documented() {
 fn the_shared_library_keeps_the_same_contract() {
     let dir = tempfile::tempdir().expect("temp dir");
     let source = native::crate_dir().join("tests/c/abi_contract.c");
-    let libs = native::lib_dir();
+    let so = native::shared_lib();
+    let libs = so.parent().expect("library directory");
     let include = native::include_flag();
     let source = source.display().to_string();
     let search = format!("-L{}", libs.display());
@@ -53,7 +54,19 @@ fn the_shared_library_keeps_the_same_contract() {
         ],
         dir.path(),
     );
-    let out = native::run(&dir.path().join("abi_contract_so"), &[]);
+    let program = dir.path().join("abi_contract_so");
+    // The program loads the library it was linked against (not an older copy elsewhere).
+    let ldd = std::process::Command::new("ldd")
+        .arg(&program)
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .expect("run ldd");
+    let ldd = String::from_utf8_lossy(&ldd.stdout);
+    assert!(
+        ldd.contains(&so.display().to_string()),
+        "{program:?} does not load {so:?}:\n{ldd}"
+    );
+    let out = native::run(&program, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

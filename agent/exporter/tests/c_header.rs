@@ -11,7 +11,7 @@ mod native;
 use std::path::PathBuf;
 use std::process::Command;
 
-use native::{compile, crate_dir, lib_dir};
+use native::{compile, crate_dir, shared_lib};
 
 const PREAMBLE: &str = "\
 /*
@@ -156,7 +156,7 @@ fn the_header_compiles_as_c11_and_cpp17_with_all_warnings_as_errors() {
 
 #[test]
 fn the_shared_library_exports_only_edge_symbols() {
-    let so = lib_dir().join("libedge_exporter.so");
+    let so = shared_lib();
     let out = Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&so)
@@ -196,7 +196,7 @@ fn the_shared_library_exports_only_edge_symbols() {
 /// anyway).
 #[test]
 fn the_shared_library_needs_only_the_c_runtime() {
-    let so = lib_dir().join("libedge_exporter.so");
+    let so = shared_lib();
     let out = Command::new("readelf")
         .arg("-d")
         .arg(&so)

@@ -113,6 +113,11 @@ int main(void) {
     edge_label invalid = {"bad-name", "x"};
     CHECK(edge_counter_get(r, "game_errors_total", &invalid, 1) == o1);
     CHECK(error_says("bad-name", "invalid_label_name", NULL));
+    edge_label ip = {"shard_id", "10.1.2.3"};
+    edge_histogram *pii = edge_histogram_get(r, "game_tick_duration_seconds", &ip, 1);
+    CHECK(pii != NULL && pii != tick);
+    CHECK(error_says("game_tick_duration_seconds", "shard_id", "pii_label_value"));
+    CHECK(strstr(edge_last_error(), "10.1.2.3") == NULL); /* the value is never repeated */
     edge_counter_add(o1, 3);
     edge_label crash = {"kind", "crash"};
     edge_counter *ok = edge_counter_get(r, "game_errors_total", &crash, 1);

@@ -15,25 +15,34 @@ pub fn include_flag() -> String {
     format!("-I{}", crate_dir().join("include").display())
 }
 
-/// The directory cargo put this crate's libraries in (`target/<profile>`): the test
-/// binary is `target/<profile>/deps/<test>-<hash>`.
-pub fn lib_dir() -> PathBuf {
+/// The newest `name` cargo built for this crate: in `target/<profile>/deps` next to the
+/// test binary (where `cargo test` leaves the library it links the tests with), or in
+/// `target/<profile>` (where `cargo build -p edge-exporter` copies it).
+pub fn library(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
+    let deps = exe.parent().expect("target/<profile>/deps");
+    let candidates = [
+        deps.join(name),
+        deps.parent().expect("target/<profile>").join(name),
+    ];
+    candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p.clone())))
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| {
+            panic!("no {name} in {candidates:?}: the crate's libraries are built with its tests")
+        })
 }
 
 /// The static library, as a game links it.
 pub fn static_lib() -> PathBuf {
-    let lib = lib_dir().join("libedge_exporter.a");
-    assert!(
-        lib.is_file(),
-        "{} is missing: the crate's staticlib should be built with its tests",
-        lib.display()
-    );
-    lib
+    library("libedge_exporter.a")
+}
+
+/// The shared library.
+pub fn shared_lib() -> PathBuf {
+    library("libedge_exporter.so")
 }
 
 /// Runs `compiler args` in `dir`; panics with its output on failure.
@@ -88,10 +97,12 @@ pub fn build_against_static_lib(source: &Path, dir: &Path, out: &str) -> PathBuf
     dir.join(out)
 }
 
-/// Runs a built program; its output.
+/// Runs a built program; its output. Without cargo's `LD_LIBRARY_PATH` for tests, so a
+/// program linked against the shared library loads the one its run path names.
 pub fn run(program: &Path, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
+        .env_remove("LD_LIBRARY_PATH")
         .output()
         .unwrap_or_else(|e| panic!("run {}: {e}", program.display()))
 }
