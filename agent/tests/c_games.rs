@@ -147,6 +147,14 @@ async fn c_and_cpp_games_push_through_the_agent_into_a_stock_prometheus() {
         .query("game_errors_total{edge_overflow=\"true\"}", wait)
         .await;
     assert_eq!(overflow, 1.0, "{labels}");
+    // The refusal is counted as in Rust (each game refused one series).
+    query_until(
+        &prometheus,
+        "edge_series_rejected_total{reason=\"forbidden_label\",stage=\"exporter\"}",
+        wait,
+        |v| v == 1.0,
+    )
+    .await;
     let (desync, _) = prometheus
         .query("game_errors_total{kind=\"desync\"}", wait)
         .await;
