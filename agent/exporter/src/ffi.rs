@@ -694,8 +694,10 @@ pub unsafe extern "C" fn edge_pusher_pushes(p: *const edge_pusher) -> u64 {
     })
 }
 
-/// Stops a pusher: pushes once more (everything recorded so far), then joins its thread
-/// (waits at most the push timeout, 2 s). The pusher is freed; NULL is a no-op.
+/// Stops a pusher: pushes once more (everything recorded so far), then joins its thread.
+/// Blocks the caller for that push and any push already under way, each bounded by the
+/// 2 s push timeout (at most about 4 s with an agent that does not answer). The pusher is
+/// freed; NULL is a no-op.
 ///
 /// Thread safety: call once per pusher, from any thread.
 ///
@@ -717,8 +719,9 @@ pub unsafe extern "C" fn edge_pusher_stop(p: *mut edge_pusher) {
 ///
 /// The text names what was wrong: for a refused series the metric, the label and the
 /// reason (`forbidden_label`, `label_not_allowed`, `invalid_label_name`,
-/// `label_value_not_declared`, `pii_label_value`, `budget`). The string is owned by the library and valid
-/// until the next call that can fail on this thread; copy it to keep it. Any thread.
+/// `label_value_not_declared`, `pii_label_value`, `budget`). The string is owned by the
+/// library and valid until the next call that can fail on this thread; copy it to keep
+/// it. Any thread.
 #[unsafe(no_mangle)]
 pub extern "C" fn edge_last_error() -> *const c_char {
     guard(ptr::null(), || {
