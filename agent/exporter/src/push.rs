@@ -140,7 +140,7 @@ impl Pusher {
 
     /// Pushes the agent has answered with 2xx so far.
     pub fn pushes(&self) -> u64 {
-        self.live.pushes.load(Ordering::Relaxed)
+        self.live.pushes.load(Ordering::Acquire)
     }
 
     /// Stops the thread after one last push and waits for it.
@@ -187,9 +187,11 @@ fn run(registry: &Registry, config: &PushConfig, stop: &(Mutex<bool>, Condvar), 
         };
         match push_once_answer(registry, &config.url, config.timeout) {
             Ok(answer) => {
-                live.pushes.fetch_add(1, Ordering::Relaxed);
                 cadence = follow(answer.cadence, config.cadence, config.incident_cadence);
                 live.cadence_ms.store(millis(cadence), Ordering::Relaxed);
+                // Released after the cadence: whoever sees this push counted sees the
+                // cadence its answer set.
+                live.pushes.fetch_add(1, Ordering::Release);
             }
             Err(err) => {
                 let reason = err.reason();
