@@ -3,6 +3,7 @@
  * real C ABI: compiled and run by tests/c_abi.rs against libedge_exporter.a. Exits 0 when
  * every check holds; otherwise prints the failed check and exits 1.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,14 @@ static int error_says(const char *a, const char *b, const char *c) {
     if (b && !strstr(e, b)) return 0;
     if (c && !strstr(e, c)) return 0;
     return 1;
+}
+
+/* Fails a call on another thread; returns whether that thread saw its own error. */
+static void *fail_elsewhere(void *arg) {
+    (void)arg;
+    int saw = edge_counter_get(NULL, "game_errors_total", NULL, 0) == NULL &&
+              edge_last_error() != NULL && strstr(edge_last_error(), "registry is NULL");
+    return saw ? (void *)1 : NULL;
 }
 
 int main(void) {
@@ -68,6 +77,14 @@ int main(void) {
     edge_histogram_record(tick, NAN);      /* refused and counted, not stored */
     edge_histogram_record(tick, INFINITY); /* likewise */
     CHECK(edge_gauge_get(r, "game_instances_active", NULL, 0) != NULL);
+
+    /* The last error is per thread: another thread's failure leaves this one's alone. */
+    pthread_t other;
+    void *saw = NULL;
+    CHECK(pthread_create(&other, NULL, fail_elsewhere, NULL) == 0);
+    CHECK(pthread_join(other, &saw) == 0);
+    CHECK(saw == (void *)1);
+    CHECK(edge_last_error() == NULL);
 
     /* Invalid names and labels: NULL, and an error that says which argument. */
     CHECK(edge_counter_get(r, NULL, NULL, 0) == NULL);
