@@ -1,6 +1,7 @@
 //! The C ABI as a C program sees it: `tests/c/abi_contract.c`, compiled against the header
 //! and the static library, checks the documented result of every entry point for NULL and
-//! invalid arguments, refusals (overflow handle and last error) and bad policy text.
+//! invalid arguments, refusals (overflow handle and last error) and bad policy text; and
+//! `tests/c/no_alloc.c` that recording allocates nothing.
 
 mod native;
 
@@ -75,4 +76,52 @@ fn the_shared_library_keeps_the_same_contract() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+/// The record functions allocate nothing: `tests/c/no_alloc.c` counts every allocation
+/// the static library makes (`-Wl,--wrap=malloc` and friends) across 200,000 records of
+/// every kind, with values over 60 decades so the histogram downscales.
+#[test]
+fn recording_through_the_c_abi_allocates_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let source = native::crate_dir()
+        .join("tests/c/no_alloc.c")
+        .display()
+        .to_string();
+    let lib = native::static_lib().display().to_string();
+    let include = native::include_flag();
+    native::compile(
+        "gcc",
+        &[
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-O2",
+            &include,
+            &source,
+            &lib,
+            "-Wl,--wrap=malloc",
+            "-Wl,--wrap=calloc",
+            "-Wl,--wrap=realloc",
+            "-Wl,--wrap=posix_memalign",
+            "-lpthread",
+            "-ldl",
+            "-lm",
+            "-o",
+            "no_alloc",
+        ],
+        dir.path(),
+    );
+    let out = native::run(&dir.path().join("no_alloc"), &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("allocations while recording: 0 "),
+        "{stdout}"
+    );
 }
