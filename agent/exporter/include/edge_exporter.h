@@ -222,7 +222,8 @@ void edge_gauge_add(edge_gauge *g, double v);
 /**
  * Records `v` into a histogram. NULL is a no-op; NaN and ±Inf are refused and counted,
  * never stored. A few atomic operations on the calling thread's stripe, no allocation,
- * no lock shared with other game threads; any thread, concurrently.
+ * no lock shared with other game threads (it waits only while the pusher's snapshot
+ * copies that stripe, microseconds); any thread, concurrently.
  *
  * # Safety
  * `h` is NULL or a handle from `edge_histogram_get` whose registry is not freed.

@@ -9,8 +9,9 @@
 //! - Every entry point runs under `catch_unwind`: no panic crosses into C. A caught panic
 //!   returns what invalid arguments return (NULL, or nothing) and sets the last error.
 //! - The record functions (`edge_counter_add`, `edge_gauge_set`, `edge_histogram_record`,
-//!   …) are a few atomic operations, allocate nothing, never block, and never touch the
-//!   last error.
+//!   …) are a few atomic operations, allocate nothing, take no lock shared between game
+//!   threads (a histogram record waits only while a snapshot copies its stripe), and
+//!   never touch the last error.
 //! - Errors are per thread (`edge_last_error`), as `errno` is.
 #![allow(unsafe_code, non_camel_case_types)]
 
@@ -557,7 +558,8 @@ pub unsafe extern "C" fn edge_gauge_add(g: *mut edge_gauge, v: f64) {
 
 /// Records `v` into a histogram. NULL is a no-op; NaN and ±Inf are refused and counted,
 /// never stored. A few atomic operations on the calling thread's stripe, no allocation,
-/// no lock shared with other game threads; any thread, concurrently.
+/// no lock shared with other game threads (it waits only while the pusher's snapshot
+/// copies that stripe, microseconds); any thread, concurrently.
 ///
 /// # Safety
 /// `h` is NULL or a handle from `edge_histogram_get` whose registry is not freed.
