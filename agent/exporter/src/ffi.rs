@@ -251,8 +251,9 @@ unsafe fn get(
         return ptr::null();
     }
     let help = family.help.clone();
-    /// Keeps the handle (the registry keeps its own reference to the series) and
-    /// records the refusal as the last error.
+    /// The raw handle of a series: valid while the registry lives, because the registry
+    /// holds its own `Arc` to every series (overflow series included) and never drops
+    /// one. A refusal also becomes the last error.
     fn handle<T>(got: Result<Arc<T>, Refused<Arc<T>>>) -> *const () {
         match got {
             Ok(series) => Arc::as_ptr(&series).cast(),
