@@ -683,6 +683,7 @@ impl Validator<'_> {
             },
         };
         let mut queue = QueueConfig::new(dir);
+        queue.count_items = crate::queue::items::count;
         queue.max_bytes = max_bytes;
 
         AgentConfig {

@@ -15,7 +15,8 @@
 //! refused: a refusal is the agent's to count and log, and the client must not retry
 //! it. A series a store would refuse (bad name, duplicate labels, a timestamp more than
 //! 10 minutes ahead, an inconsistent native histogram) is dropped alone, counted in
-//! `edge_series_invalid_total`, and named in a 200 answer's body. A body that does not decode answers 400 with the reason; a body over
+//! `edge_series_invalid_total`, and named in a 200 answer's body. A remote_write 2.0 body
+//! (by its `Content-Type`) answers 415 naming the version spoken, never 2xx. A body that does not decode answers 400 with the reason; a body over
 //! [`MAX_PUSH_BYTES`] answers 413. Pushing never waits on the network or the disk.
 
 use std::convert::Infallible;
@@ -141,6 +142,13 @@ fn incident_body(shared: &Shared) -> String {
 }
 
 async fn push(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    if let Err(why) = edge_schema::remote_write::check_content_type(content_type) {
+        return answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
+    }
     let snappy = req
         .headers()
         .get(http::header::CONTENT_ENCODING)

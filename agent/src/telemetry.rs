@@ -85,6 +85,7 @@ pub struct Telemetry {
     queue_bytes: [AtomicU64; 4],
     queue_records: [AtomicU64; 4],
     queue_shed: [AtomicU64; 4],
+    queue_shed_batches: [AtomicU64; 4],
     queue_lost_bytes: [AtomicU64; 4],
     logs_records: [AtomicU64; LEVELS.len()],
     logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
@@ -127,8 +128,10 @@ pub struct QueueFigures {
     pub bytes: [u64; 4],
     /// Records waiting per class.
     pub records: [u64; 4],
-    /// Records shed so far per class.
+    /// Log records or series shed so far per class.
     pub shed: [u64; 4],
+    /// Batches shed so far per class.
+    pub shed_batches: [u64; 4],
     /// Bytes lost to corruption so far per class.
     pub lost_bytes: [u64; 4],
 }
@@ -217,6 +220,7 @@ impl Telemetry {
             self.queue_bytes[i].store(q.bytes[i], Relaxed);
             self.queue_records[i].store(q.records[i], Relaxed);
             self.queue_shed[i].store(q.shed[i], Relaxed);
+            self.queue_shed_batches[i].store(q.shed_batches[i], Relaxed);
             self.queue_lost_bytes[i].store(q.lost_bytes[i], Relaxed);
         }
     }
@@ -275,6 +279,11 @@ impl Telemetry {
                 "edge_queue_shed_records_total",
                 &l,
                 load(&self.queue_shed[i]),
+            );
+            push(
+                "edge_queue_shed_batches_total",
+                &l,
+                load(&self.queue_shed_batches[i]),
             );
             push(
                 "edge_queue_lost_bytes_total",
