@@ -11,7 +11,9 @@ use edge_schema::proto::otlp::{ExportLogsServiceRequest, any_value};
 use prost::Message;
 use support::{Agent, Gateway, Received, Reply};
 
-const WAIT: Duration = Duration::from_secs(30);
+/// Generous: every wait returns as soon as its condition holds; the bound only ends a
+/// run that is stuck, never a slow one.
+const WAIT: Duration = Duration::from_secs(120);
 
 /// Decompressed OTLP bodies.
 fn raw_bodies(received: &[Received]) -> Vec<Vec<u8>> {

@@ -292,7 +292,7 @@ async fn a_yaml_edit_changes_a_limit_without_a_restart_and_a_broken_edit_changes
     let tighter = config.replace("max_label_names: 6", "max_label_names: 3");
     assert_ne!(config, tighter);
     std::fs::write(&s.gw.config, &tighter).expect("edit");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let a = c.push(&five, &[]).await;
         if a.status == 400 {
@@ -310,11 +310,11 @@ async fn a_yaml_edit_changes_a_limit_without_a_restart_and_a_broken_edit_changes
     let broken = tighter.replace("max_label_names: 3", "max_label_names: 30, bogus_key: 1");
     std::fs::write(&s.gw.config, broken).expect("edit");
     // Generous: the poll runs every second or so, and the machine may be busy.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     while c.metric("edge_gateway_config_last_reload_successful").await != Some(0.0) {
         assert!(
             Instant::now() < deadline,
-            "the broken config was not noticed within 60 s: {}",
+            "the broken config was not noticed within 120 s: {}",
             s.gw.log_text()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -330,7 +330,7 @@ async fn a_yaml_edit_changes_a_limit_without_a_restart_and_a_broken_edit_changes
     while !s.gw.log_text().contains("unchanged and still refused") {
         assert!(
             Instant::now() < deadline,
-            "the SIGHUP was not handled within 60 s: {}",
+            "the SIGHUP was not handled within 120 s: {}",
             s.gw.log_text()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -431,7 +431,7 @@ async fn the_json_api_takes_a_bearer_token_and_sigterm_exits_cleanly() {
         .arg("-TERM")
         .arg(pid.to_string())
         .status();
-    let deadline = Instant::now() + Duration::from_secs(25);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(s) = gw.child.try_wait().expect("wait") {
             break s;

@@ -20,7 +20,7 @@ fn read_all(
     until_writer_done: &std::sync::atomic::AtomicBool,
 ) -> Vec<String> {
     let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut out = Vec::new();
     loop {
         out.clear();
