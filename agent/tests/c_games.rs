@@ -117,7 +117,7 @@ async fn c_and_cpp_games_push_through_the_agent_into_a_stock_prometheus() {
         );
     }
 
-    let wait = Duration::from_secs(60);
+    let wait = Duration::from_secs(120);
     let total = (2 * records_per_thread) as f64;
     for shard in ["1", "2"] {
         let selector = format!("game_tick_duration_seconds{{shard_id=\"{shard}\"}}");
