@@ -91,6 +91,7 @@ pub struct Telemetry {
     logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
     logs_parse_failures: AtomicU64,
     logs_truncated: AtomicU64,
+    logs_lost_bytes: AtomicU64,
     logs_pii_replaced: AtomicU64,
     active_series: AtomicU64,
     budget: AtomicU64,
@@ -196,6 +197,11 @@ impl Telemetry {
     /// A piece of a line over the maximum.
     pub fn log_truncated(&self) {
         self.logs_truncated.fetch_add(1, Relaxed);
+    }
+
+    /// Bytes of log files that had a position but were gone at restart.
+    pub fn logs_lost_bytes(&self, n: u64) {
+        self.logs_lost_bytes.fetch_add(n, Relaxed);
     }
 
     /// PII values replaced.
@@ -332,6 +338,11 @@ impl Telemetry {
             "edge_logs_truncated_lines_total",
             &[],
             load(&self.logs_truncated),
+        );
+        push(
+            "edge_logs_lost_bytes_total",
+            &[],
+            load(&self.logs_lost_bytes),
         );
         push(
             "edge_logs_pii_replaced_total",
