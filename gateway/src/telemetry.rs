@@ -336,6 +336,46 @@ impl Telemetry {
     }
 }
 
+/// Sets `edge_build_info{daemon,version}` (always 1) for `daemon` (gateway or relay).
+pub fn set_build_info(t: &Telemetry, daemon: &str) {
+    t.set(
+        "edge_build_info",
+        "Always 1; the daemon and its version as labels.",
+        labels(&[("daemon", daemon), ("version", env!("CARGO_PKG_VERSION"))]),
+        1.0,
+    );
+}
+
+/// Sets `edge_tls_cert_expiry_timestamp_seconds{daemon,cert}` from the first certificate
+/// of the PEM file `path`; a file that does not read or parse is logged and the gauge
+/// keeps its last value.
+pub fn set_cert_expiry(t: &Telemetry, daemon: &str, cert: &str, path: &std::path::Path) {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let expiry = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())
+        .and_then(|mut certs| match certs.next() {
+            Some(Ok(der)) => X509Certificate::from_der(&der)
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("no CERTIFICATE in the file".into()),
+        });
+    match expiry {
+        #[allow(clippy::cast_precision_loss)] // Unix seconds stay far below 2^53
+        Ok(at) => t.set(
+            "edge_tls_cert_expiry_timestamp_seconds",
+            "When the certificate the daemon presents expires (Unix time).",
+            labels(&[("daemon", daemon), ("cert", cert)]),
+            at as f64,
+        ),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the certificate's expiry");
+        }
+    }
+}
+
 fn braces(labels: &str) -> String {
     if labels.is_empty() {
         String::new()
