@@ -1,7 +1,7 @@
 //! The operator kit on a live pipeline: a game (edge-exporter) → `edge-agent` → mTLS →
 //! `edge-gateway` → remote_write → a stock Prometheus that also scrapes the gateway's
 //! `/metrics` (over mTLS, until the admin listener lands) and the agent's, and loads the
-//! kit's rules (a test copy with every `for:` at 0 s, so nothing waits minutes).
+//! kit's rules (a test copy whose `for:` durations are seconds instead of minutes).
 //!
 //! Every dashboard panel query is evaluated: each parses and evaluates, and each panel of
 //! a part that ran shows data. The gameplay recording rules, which promtool cannot feed
@@ -66,24 +66,46 @@ fn ops(rel: &str) -> std::path::PathBuf {
         .join(rel)
 }
 
-/// The alerts file with every `for:` set to 0 s.
-fn alerts_without_for() -> String {
+/// The alerts file with every `for:` scaled from minutes to seconds (`for: 10m` becomes
+/// `for: 10s`): a condition must still hold over consecutive evaluations (every second
+/// here), so a steady pipeline's momentary blips do not fire, but nothing waits minutes.
+fn alerts_with_for_in_seconds() -> String {
     let text = std::fs::read_to_string(ops("prometheus/alerts.yaml")).expect("alerts.yaml");
     let mut n = 0;
     let out: Vec<String> = text
         .lines()
-        .map(|l| {
-            if l.trim_start().starts_with("for: ") {
+        .map(|l| match l.trim_start().strip_prefix("for: ") {
+            Some(value) => {
+                let minutes = value
+                    .strip_suffix('m')
+                    .unwrap_or_else(|| panic!("`for: {value}` is not in minutes"));
                 n += 1;
                 let indent = &l[..l.len() - l.trim_start().len()];
-                format!("{indent}for: 0s")
-            } else {
-                l.to_string()
+                format!("{indent}for: {minutes}s")
             }
+            None => l.to_string(),
         })
         .collect();
     assert!(n >= 10, "only {n} `for:` lines found");
     out.join("\n") + "\n"
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// When Prometheus saw the alert become active (ALERTS_FOR_STATE's value), for the
+/// alerts matching `selector`: the earliest.
+async fn active_since(prometheus: &Prometheus, selector: &str) -> f64 {
+    let result = prometheus
+        .query_once(&format!("min(ALERTS_FOR_STATE{{{selector}}})"))
+        .await;
+    result[0]["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no ALERTS_FOR_STATE{{{selector}}}: {result}"))
 }
 
 async fn firing(prometheus: &Prometheus, alert: &str) -> Vec<Value> {
@@ -115,7 +137,7 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
         prom_dir.join("rules/recording.yaml"),
     )
     .expect("copy rules");
-    std::fs::write(prom_dir.join("rules/alerts.yaml"), alerts_without_for()).expect("rules");
+    std::fs::write(prom_dir.join("rules/alerts.yaml"), alerts_with_for_in_seconds()).expect("rules");
     let config = format!(
         "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
          rule_files: [ {p}/rules/recording.yaml, {p}/rules/alerts.yaml ]\n\
@@ -377,6 +399,7 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
         firing(&prometheus, "EdgeSeriesRefused").await.is_empty(),
         "EdgeSeriesRefused fires before any series is over the budget"
     );
+    let flooded_at = unix_now();
     flood.store(true, Ordering::Relaxed);
     let t = Instant::now();
     let refused = loop {
@@ -392,6 +415,12 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     assert_eq!(refused[0]["labels"]["severity"], "warning", "{refused:?}");
+    // It became active after the flood (rules run every second; allow one evaluation).
+    let since = active_since(&prometheus, "alertname=\"EdgeSeriesRefused\"").await;
+    assert!(
+        since >= flooded_at - 1.0,
+        "EdgeSeriesRefused active since {since}, before the flood at {flooded_at}"
+    );
     let (n, _) = prometheus
         .query(
             "sum(edge_series_rejected_total{reason=\"budget\",stage=\"agent\",region=\"eu-test-1\"})",
@@ -455,13 +484,17 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
             }
         }
     }
-    assert_eq!(checked, 45, "panel queries evaluated");
-    assert!(
-        with_data >= 35,
+    assert_eq!(checked, 46, "panel queries evaluated");
+    // Every panel outside NOT_RUN showed data (the loop above waits for it); the
+    // exempt ones are the relay's 7 queries and 6 of refusals and logs.
+    assert_eq!(
+        checked - with_data,
+        13,
         "{with_data} of {checked} queries show data"
     );
 
     // Fault 2: the gateway stops; the agent (scraped directly) queues.
+    let stopped_at = unix_now();
     gateway.kill();
     let t = Instant::now();
     let queueing = loop {
@@ -481,6 +514,15 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let since = active_since(
+        &prometheus,
+        "alertname=\"EdgeAgentQueueGrowing\",job=\"edge-agent\"",
+    )
+    .await;
+    assert!(
+        since >= stopped_at - 1.0,
+        "EdgeAgentQueueGrowing active since {since}, before the gateway stopped at {stopped_at}"
+    );
     let annotations = &queueing[0]["annotations"];
     assert!(
         annotations["runbook_url"]
@@ -489,7 +531,7 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
         "{annotations}"
     );
     let (queued, _) = prometheus
-        .query("sum(edge_queue_bytes{job=\"edge-agent\"})", bound)
+        .query("sum(edge_queue_records{job=\"edge-agent\"})", bound)
         .await;
     assert!(
         queued > 0.0,
