@@ -137,7 +137,11 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
         prom_dir.join("rules/recording.yaml"),
     )
     .expect("copy rules");
-    std::fs::write(prom_dir.join("rules/alerts.yaml"), alerts_with_for_in_seconds()).expect("rules");
+    std::fs::write(
+        prom_dir.join("rules/alerts.yaml"),
+        alerts_with_for_in_seconds(),
+    )
+    .expect("rules");
     let config = format!(
         "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\n\
          rule_files: [ {p}/rules/recording.yaml, {p}/rules/alerts.yaml ]\n\
