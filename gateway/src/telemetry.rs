@@ -416,6 +416,38 @@ mod tests {
     }
 
     #[test]
+    fn build_info_and_certificate_expiry() {
+        let t = Telemetry::default();
+        set_build_info(&t, "relay");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let cert = params.self_signed(&key).expect("cert");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.crt");
+        std::fs::write(&path, cert.pem()).expect("write");
+        set_cert_expiry(&t, "gateway", "server", &path);
+        // A file that is not a certificate leaves the gauge as it was.
+        std::fs::write(&path, "garbage").expect("write");
+        set_cert_expiry(&t, "gateway", "server", &path);
+        let text = t.render();
+        assert!(
+            text.contains(&format!(
+                "edge_build_info{{daemon=\"relay\",version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        // 2031-05-17T00:00:00Z
+        assert!(
+            text.contains(
+                "edge_tls_cert_expiry_timestamp_seconds{daemon=\"gateway\",cert=\"server\"} 1936742400"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_overload_p99_counts_commits_under_way_but_not_those_from_before_the_window() {
         let t = Telemetry::default();
         assert_eq!(t.commit_p99(), Duration::ZERO);

@@ -167,3 +167,19 @@ fn build(files: &TlsFiles) -> Result<(ClientConfig, i64), TlsError> {
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((config, expiry))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expiry_is_the_certificates_not_after() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["gs-1".into()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let cert = params.self_signed(&key).expect("cert");
+        // 2031-05-17T00:00:00Z
+        assert_eq!(not_after(cert.der()), Ok(1_936_742_400));
+        assert!(not_after(b"not a certificate").is_err());
+    }
+}
