@@ -8,7 +8,7 @@
 //! native histograms, give the quantiles of what the game recorded. Two alerts are then
 //! triggered for real and seen firing in `/api/v1/alerts`: series over the host's budget
 //! (`EdgeSeriesRefused`) and a stopped gateway, so the agent queues
-//! (`EdgeAgentQueueGrowing`).
+//! (`EdgeAgentQueueGrowing`); neither fires before its fault.
 //!
 //! Waits are generous bounds derived from how long the first data took to arrive, not
 //! speed judgements.
@@ -498,15 +498,23 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
     );
 
     // Fault 2: the gateway stops; the agent (scraped directly) queues.
-    let stopped_at = unix_now();
+    // Not firing while the gateway answers. (Its pending state is not judged: on a
+    // busy machine a slow gateway may leave batches waiting for a few seconds, which is
+    // what the alert is about.)
+    let queue_alert = |f: Vec<Value>| -> Vec<Value> {
+        f.into_iter()
+            .filter(|a| a["labels"]["job"] == "edge-agent")
+            .collect()
+    };
+    assert!(
+        queue_alert(firing(&prometheus, "EdgeAgentQueueGrowing").await).is_empty(),
+        "EdgeAgentQueueGrowing fires while the gateway runs{}",
+        logs(&gateway)
+    );
     gateway.kill();
     let t = Instant::now();
     let queueing = loop {
-        let f = firing(&prometheus, "EdgeAgentQueueGrowing").await;
-        let f: Vec<Value> = f
-            .into_iter()
-            .filter(|a| a["labels"]["job"] == "edge-agent")
-            .collect();
+        let f = queue_alert(firing(&prometheus, "EdgeAgentQueueGrowing").await);
         if !f.is_empty() {
             break f;
         }
@@ -518,15 +526,6 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    let since = active_since(
-        &prometheus,
-        "alertname=\"EdgeAgentQueueGrowing\",job=\"edge-agent\"",
-    )
-    .await;
-    assert!(
-        since >= stopped_at - 1.0,
-        "EdgeAgentQueueGrowing active since {since}, before the gateway stopped at {stopped_at}"
-    );
     let annotations = &queueing[0]["annotations"];
     assert!(
         annotations["runbook_url"]
