@@ -26,6 +26,9 @@ struct Query {
     /// The panel's title and the target's refId, for messages.
     what: String,
     expr: String,
+    /// For a query rewritten before linting (a variable's `label_values`): the text as
+    /// written, whose place in the file every finding points at.
+    at: Option<String>,
 }
 
 fn collect(panels: &[Value], out: &mut Vec<Query>) {
@@ -41,6 +44,7 @@ fn collect(panels: &[Value], out: &mut Vec<Query>) {
                     out.push(Query {
                         what: format!("panel `{title}` query {ref_id}"),
                         expr: expr.to_string(),
+                        at: None,
                     });
                 }
             }
@@ -98,6 +102,21 @@ pub(crate) fn stand_in_variables(expr: &str) -> String {
     out
 }
 
+/// `label_values(selector, label)` as `count by (label) (selector)`, so the label is
+/// checked like a grouping on the selector's metric; `None` for other variable queries.
+fn label_values_as_grouping(query: &str) -> Option<String> {
+    let inner = query
+        .trim()
+        .strip_prefix("label_values(")?
+        .strip_suffix(')')?;
+    let (selector, label) = inner.rsplit_once(',')?;
+    let label = label.trim();
+    if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return None;
+    }
+    Some(format!("count by ({label}) ({})", selector.trim()))
+}
+
 /// Line and column (1-based) of byte `offset` of `text`.
 fn line_col(text: &str, offset: usize) -> (u32, u32) {
     let offset = offset.min(text.len());
@@ -133,15 +152,38 @@ impl Linter {
         if let Some(panels) = root.get("panels").and_then(Value::as_array) {
             collect(panels, &mut queries);
         }
+        // Template variables' `label_values(selector, label)`: the label is read from
+        // the selector's metric, like a grouping.
+        if let Some(vars) = root.pointer("/templating/list").and_then(Value::as_array) {
+            for var in vars {
+                let query = match var.get("query") {
+                    Some(Value::String(q)) => Some(q.as_str()),
+                    Some(q) => q.get("query").and_then(Value::as_str),
+                    None => None,
+                };
+                let name = var.get("name").and_then(Value::as_str).unwrap_or("?");
+                if let Some(expr) = query.and_then(label_values_as_grouping) {
+                    queries.push(Query {
+                        what: format!("variable `{name}`"),
+                        expr,
+                        at: query.map(str::to_string),
+                    });
+                }
+            }
+        }
         let mut findings = Vec::new();
         for q in &queries {
             // Where the query's JSON string starts in the file (its first occurrence);
             // without escapes inside, offsets in the query map one to one after the quote.
-            let encoded = serde_json::to_string(&q.expr).unwrap_or_default();
+            let written = q.at.as_ref().unwrap_or(&q.expr);
+            let encoded = serde_json::to_string(written).unwrap_or_default();
             let start = text.find(&encoded);
             let expr = stand_in_variables(&q.expr);
             self.lint_expr_at(file, &expr, &q.what, &mut findings, |offset, _| {
                 start.map_or((1, 1), |s| {
+                    if q.at.is_some() {
+                        return line_col(text, s + 1);
+                    }
                     let prefix = serde_json::to_string(q.expr.get(..offset).unwrap_or(&q.expr))
                         .map_or(0, |p| p.len().saturating_sub(1));
                     line_col(text, s + prefix)
@@ -167,6 +209,16 @@ mod tests {
             r#"sum by (region) (rate(x{region=~"$region"}[5m              ]))"#
         );
         assert_eq!(stand_in_variables("x[${__range}]"), "x[5m        ]");
+    }
+
+    #[test]
+    fn label_values_reads_a_label_like_a_grouping() {
+        assert_eq!(
+            label_values_as_grouping(r#"label_values(x{region=~"$region"}, cluster)"#).as_deref(),
+            Some(r#"count by (cluster) (x{region=~"$region"})"#)
+        );
+        assert_eq!(label_values_as_grouping("query_result(up)"), None);
+        assert_eq!(label_values_as_grouping("label_values(x, )"), None);
     }
 
     #[test]

@@ -423,13 +423,14 @@ fn dashboard_queries_are_checked_where_they_are_written() {
     assert_eq!(
         findings(&run),
         vec![
-            f("dashboard_forbidden.json:7:50", "error", "forbidden-label"),
+            f("dashboard_forbidden.json:5:65", "error", "forbidden-label"),
+            f("dashboard_forbidden.json:12:50", "error", "forbidden-label"),
             f(
-                "dashboard_forbidden.json:17:51",
+                "dashboard_forbidden.json:22:51",
                 "error",
                 "label-not-allowed"
             ),
-            f("dashboard_forbidden.json:18:61", "error", "forbidden-label"),
+            f("dashboard_forbidden.json:23:61", "error", "forbidden-label"),
         ]
     );
     // Panels inside a row are found, and messages name the panel and the query.
@@ -440,6 +441,11 @@ fn dashboard_queries_are_checked_where_they_are_written() {
     assert!(
         run.stdout
             .contains("panel `Ticks` query B: the expression matches on label `email`")
+    );
+    // A variable's `label_values` reads its label like a grouping.
+    assert!(
+        run.stdout
+            .contains("variable `player`: the expression groups by label `player_id`")
     );
 }
 
