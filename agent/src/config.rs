@@ -427,13 +427,23 @@ impl Validator<'_> {
         };
 
         let cadence = self.duration("cadence", raw.cadence, DEFAULT_CADENCE);
+        // The default follows a shorter cadence (`cadence: 1s` alone is fine); only an
+        // explicit longer value is a mistake.
+        let explicit_incident = raw.incident_cadence.is_some();
         let incident_cadence = self.duration(
             "incident_cadence",
             raw.incident_cadence,
-            DEFAULT_INCIDENT_CADENCE,
+            DEFAULT_INCIDENT_CADENCE.min(cadence),
         );
-        if incident_cadence > cadence {
-            self.problem("incident_cadence", "must not be longer than cadence");
+        if explicit_incident && incident_cadence > cadence {
+            self.problem(
+                "incident_cadence",
+                format!(
+                    "{} s is longer than cadence ({} s): incident mode must not slow collection down",
+                    incident_cadence.as_secs_f64(),
+                    cadence.as_secs_f64()
+                ),
+            );
         }
         let series_budget = raw
             .series_budget
@@ -673,6 +683,7 @@ impl Validator<'_> {
             },
         };
         let mut queue = QueueConfig::new(dir);
+        queue.count_items = crate::queue::items::count;
         queue.max_bytes = max_bytes;
 
         AgentConfig {

@@ -10,7 +10,10 @@
 //!
 //! A push answers 204 once its series have passed the gate, even when some were
 //! refused: a refusal is the agent's to count and log, and the client must not retry
-//! it. A body that does not decode answers 400 with the reason; a body over
+//! it. A series a store would refuse (bad name, duplicate labels, a timestamp more than
+//! 10 minutes ahead, an inconsistent native histogram) is dropped alone, counted in
+//! `edge_series_invalid_total`, and named in a 200 answer's body. A remote_write 2.0 body
+//! (by its `Content-Type`) answers 415 naming the version spoken, never 2xx. A body that does not decode answers 400 with the reason; a body over
 //! [`MAX_PUSH_BYTES`] answers 413. Pushing never waits on the network or the disk.
 
 use std::convert::Infallible;
@@ -119,6 +122,13 @@ fn incident_body(shared: &Shared) -> String {
 }
 
 async fn push(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    if let Err(why) = edge_schema::remote_write::check_content_type(content_type) {
+        return answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
+    }
     let snappy = req
         .headers()
         .get(http::header::CONTENT_ENCODING)
@@ -169,12 +179,18 @@ async fn push(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<By
         }
     };
     let ingested = shared.pipeline().ingest(request, Instant::now());
-    if ingested.unnamed > 0 {
+    if ingested.unnamed > 0 || ingested.invalid > 0 {
+        // Dropped series are named in the answer; the client must not retry them (a
+        // retry would be dropped again), so this is a success with a body.
+        let first = ingested
+            .first_invalid
+            .map(|f| format!(" (first: {f})"))
+            .unwrap_or_default();
         return answer(
             StatusCode::OK,
             format!(
-                "{} series without __name__ dropped; {} points accepted, {} refused by policy or budget\n",
-                ingested.unnamed, ingested.accepted, ingested.refused
+                "{} series without __name__ and {} invalid series dropped{first}; {} points accepted, {} refused by policy or budget\n",
+                ingested.unnamed, ingested.invalid, ingested.accepted, ingested.refused
             ),
         );
     }

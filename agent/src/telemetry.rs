@@ -14,7 +14,7 @@ use edge_exporter::export::native_to_proto;
 use edge_exporter::instruments::Histogram;
 
 use crate::logs::record::Level;
-use crate::metrics::gate::REJECT_REASONS;
+use crate::metrics::gate::{POLICY_REASONS, REJECT_REASONS};
 use crate::metrics::{Point, SeriesKey};
 use crate::queue::Class;
 
@@ -86,6 +86,7 @@ pub struct Telemetry {
     queue_bytes: [AtomicU64; 4],
     queue_records: [AtomicU64; 4],
     queue_shed: [AtomicU64; 4],
+    queue_shed_batches: [AtomicU64; 4],
     queue_lost_bytes: [AtomicU64; 4],
     logs_records: [AtomicU64; LEVELS.len()],
     logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
@@ -133,8 +134,10 @@ pub struct QueueFigures {
     pub bytes: [u64; 4],
     /// Records waiting per class.
     pub records: [u64; 4],
-    /// Records shed so far per class.
+    /// Log records or series shed so far per class.
     pub shed: [u64; 4],
+    /// Batches shed so far per class.
+    pub shed_batches: [u64; 4],
     /// Bytes lost to corruption so far per class.
     pub lost_bytes: [u64; 4],
 }
@@ -223,6 +226,7 @@ impl Telemetry {
             self.queue_bytes[i].store(q.bytes[i], Relaxed);
             self.queue_records[i].store(q.records[i], Relaxed);
             self.queue_shed[i].store(q.shed[i], Relaxed);
+            self.queue_shed_batches[i].store(q.shed_batches[i], Relaxed);
             self.queue_lost_bytes[i].store(q.lost_bytes[i], Relaxed);
         }
     }
@@ -278,12 +282,16 @@ impl Telemetry {
         }
         push("edge_active_series", &[], load(&self.active_series));
         push("edge_series_budget", &[], load(&self.budget));
-        for (reason, n) in REJECT_REASONS.iter().zip(&self.rejected) {
-            push(
-                "edge_series_rejected_total",
-                &[("reason", reason), ("stage", "agent")],
-                load(n),
-            );
+        for (i, (reason, n)) in REJECT_REASONS.iter().zip(&self.rejected).enumerate() {
+            if i < POLICY_REASONS {
+                push(
+                    "edge_series_rejected_total",
+                    &[("reason", reason), ("stage", "agent")],
+                    load(n),
+                );
+            } else {
+                push("edge_series_invalid_total", &[("reason", reason)], load(n));
+            }
         }
         push("edge_cadence_seconds", &[], load(&self.cadence_ms) / 1000.0);
         for class in Class::ALL {
@@ -295,6 +303,11 @@ impl Telemetry {
                 "edge_queue_shed_records_total",
                 &l,
                 load(&self.queue_shed[i]),
+            );
+            push(
+                "edge_queue_shed_batches_total",
+                &l,
+                load(&self.queue_shed_batches[i]),
             );
             push(
                 "edge_queue_lost_bytes_total",

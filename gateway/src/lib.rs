@@ -7,6 +7,7 @@
 //! `Retry-After` for a quota, 503 with `Retry-After` when the sink is down or the
 //! gateway is overloaded.
 
+pub mod body;
 pub mod config;
 pub mod decode;
 pub mod docs;

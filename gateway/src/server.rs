@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use edge_schema::policy::LabelPolicy;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
@@ -23,7 +23,7 @@ use crate::quota::{Quotas, RateCheck, retry_after_secs};
 use crate::sink::file::FileSink;
 use crate::sink::{Record, Sink, SinkError};
 use crate::telemetry::{AGE_BUCKETS, LATENCY_BUCKETS, Telemetry, labels};
-use crate::validate::{KnownNames, check_labels, labels_hash};
+use crate::validate::{KnownNames, check_labels, check_samples, labels_hash};
 
 /// The answer header carrying the fleet cadence (the agent's `Edge-Cadence`).
 pub const CADENCE_HEADER: &str = "edge-cadence";
@@ -160,6 +160,9 @@ pub struct Gateway {
     logs_sink: Arc<dyn Sink>,
     overload: OverloadState,
     in_flight: AtomicI64,
+    /// The files as they were when a reload was last refused: the same refused files
+    /// seen again (a poll, then a SIGHUP) are one refusal, counted once.
+    refused_stamps: std::sync::Mutex<Option<Vec<Stamp>>>,
 }
 
 /// Bytes of commits that may wait on an AWS sink before it answers `Busy`.
@@ -223,6 +226,7 @@ impl Gateway {
             logs_sink,
             overload: OverloadState::default(),
             in_flight: AtomicI64::new(0),
+            refused_stamps: std::sync::Mutex::new(None),
         });
         gw.reloaded(true);
         Ok(gw)
@@ -301,6 +305,10 @@ impl Gateway {
                     .live
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+                *self
+                    .refused_stamps
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 self.reloaded(true);
                 tracing::info!(sha256 = %hash, "config reloaded");
                 Ok(true)
@@ -308,19 +316,33 @@ impl Gateway {
             Err(e) => {
                 // Stamp the broken files, so they are not re-read every poll; the
                 // config in force stays as it is.
+                let stamps: Vec<Stamp> = current.stamps.iter().map(|(p, _, _)| stamp(p)).collect();
                 let kept = Live {
                     config: current.config.clone(),
                     policy: current.policy.clone(),
                     tls: current.tls.clone(),
                     hash: current.hash.clone(),
-                    stamps: current.stamps.iter().map(|(p, _, _)| stamp(p)).collect(),
+                    stamps: stamps.clone(),
                 };
                 *self
                     .live
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(kept);
-                self.reloaded(false);
-                tracing::error!(error = %e, "the new config is refused; the old one stays in force");
+                let again = {
+                    let mut refused = self
+                        .refused_stamps
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let again = refused.as_ref() == Some(&stamps);
+                    *refused = Some(stamps);
+                    again
+                };
+                if again {
+                    tracing::warn!(error = %e, "the config files are unchanged and still refused; the old one stays in force");
+                } else {
+                    self.reloaded(false);
+                    tracing::error!(error = %e, "the new config is refused; the old one stays in force");
+                }
                 Err(e)
             }
         }
@@ -423,6 +445,7 @@ pub struct Answer {
     body: Vec<u8>,
     content_type: &'static str,
     retry_after: Option<u64>,
+    close: bool,
 }
 
 impl Answer {
@@ -432,7 +455,15 @@ impl Answer {
             body: body.into(),
             content_type: "text/plain; charset=utf-8",
             retry_after: None,
+            close: false,
         }
+    }
+
+    /// Ask an HTTP/1.1 client to close the connection after this answer (hyper leaves
+    /// the header out of HTTP/2, where the stream ends on its own).
+    fn close(mut self) -> Answer {
+        self.close = true;
+        self
     }
 
     fn retry(mut self, secs: u64) -> Answer {
@@ -524,6 +555,12 @@ pub async fn handle(
     if let Some(secs) = answer.retry_after {
         h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
     }
+    if answer.close {
+        h.insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
     if let Ok(v) =
         http::HeaderValue::from_str(&format!("{}s", live.config.fleet_cadence.as_secs().max(1)))
     {
@@ -605,6 +642,13 @@ async fn ingest(
         )
         .retry(retry_after_secs(Duration::from_secs(10)));
     }
+    if endpoint == "push"
+        && let Err(why) =
+            edge_schema::remote_write::check_content_type(header(&req, "content-type"))
+    {
+        // A 2.0 body scans as zero series: answering 2xx would lose it.
+        return Answer::new(415, format!("{why}\n"));
+    }
     let encoding = header(&req, "content-encoding").map(str::to_string);
     let declared = req
         .headers()
@@ -612,26 +656,18 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let max_body = live.config.limits.max_body_bytes;
-    if declared.is_some_and(|n| n > max_body as u64) {
-        return Answer::new(
-            413,
-            format!("the body is over the limit of {max_body} bytes\n"),
-        );
-    }
-    let body = match Limited::new(req.into_body(), max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return if e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Answer::new(
-                    413,
-                    format!("the body is over the limit of {max_body} bytes\n"),
-                )
-            } else {
-                Answer::new(400, format!("the body could not be read: {e}\n"))
-            };
+    let body = match crate::body::read(req.into_body(), declared, max_body).await {
+        Ok(b) => b,
+        Err(crate::body::ReadError::TooLarge { drained }) => {
+            let answer = Answer::new(
+                413,
+                format!("the body is over the limit of {max_body} bytes\n"),
+            );
+            // Not drained: the client is still sending; close rather than reset later.
+            return if drained { answer } else { answer.close() };
+        }
+        Err(crate::body::ReadError::Failed(e)) => {
+            return Answer::new(400, format!("the body could not be read: {e}\n"));
         }
     };
     let max = live.config.limits.max_decompressed_bytes;
@@ -723,8 +759,16 @@ async fn push(
     let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
     let mut keep = vec![false; scanned.series.len()];
     let mut known = KnownNames::default();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for (i, series) in scanned.series.iter().enumerate() {
-        match check_labels(scanned.labels_of(series), &live.policy, limits, &mut known) {
+        let labels = scanned.labels_of(series);
+        let checked = check_labels(labels, &live.policy, limits, &mut known).and_then(|()| {
+            let metric = crate::validate::metric_name(labels);
+            check_samples(&scanned, series, &raw, metric, now_ms, limits)
+        });
+        match checked {
             Ok(()) => keep[i] = true,
             Err(d) => {
                 let entry = refused.entry(d.reason).or_default();

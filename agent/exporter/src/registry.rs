@@ -26,11 +26,12 @@ use edge_schema::policy::{LabelPolicy, OVERFLOW_LABEL};
 use crate::instruments::{Counter, FloatCounter, Gauge, Histogram};
 
 /// Reasons a series is refused, as counted in `edge_series_rejected_total{reason}`.
-pub const REJECT_REASONS: [&str; 5] = [
+pub const REJECT_REASONS: [&str; 6] = [
     "forbidden_label",
     "label_not_allowed",
     "invalid_label_name",
     "label_value_not_declared",
+    "pii_label_value",
     "budget",
 ];
 

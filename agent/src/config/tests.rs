@@ -153,3 +153,22 @@ fn logs_like_metrics_may_go_to_several_gateways_in_order() {
         problems(&text)
     );
 }
+
+#[test]
+fn the_default_incident_cadence_follows_a_short_cadence_and_only_an_explicit_longer_one_is_refused()
+{
+    let base = "output: { metrics_url: http://127.0.0.1:9090/api/v1/write }\n";
+    let c = parse(
+        Path::new("agent.yaml"),
+        &format!("{base}cadence: 1s\n"),
+        &env,
+    )
+    .expect("cadence 1s alone is fine");
+    assert_eq!(c.incident_cadence, Duration::from_secs(1));
+    let c = parse(Path::new("agent.yaml"), base, &env).expect("defaults");
+    assert_eq!(c.incident_cadence, Duration::from_secs(5));
+    let p = problems(&format!("{base}cadence: 2s\nincident_cadence: 5s\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, "incident_cadence");
+    assert!(p[0].1.contains("longer than cadence"), "{p:?}");
+}
