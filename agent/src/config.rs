@@ -57,6 +57,7 @@ struct Raw {
     output: Option<RawOutput>,
     #[serde(default)]
     queue: RawQueue,
+    statsd: Option<statsd::RawStatsd>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +299,8 @@ pub struct AgentConfig {
     pub tls: Option<TlsFiles>,
     /// The disk queue.
     pub queue: QueueConfig,
+    /// The statsd receiver, or `None` when `statsd: off`.
+    pub statsd: Option<crate::statsd::StatsdConfig>,
 }
 
 pub use edge_schema::config::ConfigError;
@@ -685,6 +688,7 @@ impl Validator<'_> {
         let mut queue = QueueConfig::new(dir);
         queue.count_items = crate::queue::items::count;
         queue.max_bytes = max_bytes;
+        let statsd = self.statsd(raw.statsd);
 
         AgentConfig {
             host_labels,
@@ -708,6 +712,7 @@ impl Validator<'_> {
             logs_urls,
             tls,
             queue,
+            statsd,
         }
     }
 }
@@ -717,6 +722,8 @@ fn default_listen() -> SocketAddr {
 }
 
 pub use edge_schema::config::{parse_duration, parse_size};
+
+mod statsd;
 
 #[cfg(test)]
 mod tests;

@@ -8,6 +8,9 @@
 //! | `GET /ready` | 200 once the queue is open and the first cycle has run, else 503 |
 //! | `POST`/`DELETE`/`GET /api/v1/incident` | set, clear, read local incident mode (5 s cadence) |
 //!
+//! Every answer to a push carries the cadence in force (`Edge-Cadence: 10s`, `5s` in
+//! incident mode), which the exporter's pusher follows.
+//!
 //! A push answers 204 once its series have passed the gate, even when some were
 //! refused: a refusal is the agent's to count and log, and the client must not retry
 //! it. A series a store would refuse (bad name, duplicate labels, a timestamp more than
@@ -30,6 +33,7 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::cadence::CADENCE_HINT_HEADER;
 use crate::daemon::Shared;
 use crate::metrics::now_ms;
 use crate::telemetry::render_text;
@@ -77,7 +81,14 @@ fn answer(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 async fn route(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/api/v1/push" | "/api/v1/write") => push(req, shared).await,
+        (Method::POST, "/api/v1/push" | "/api/v1/write") => {
+            let mut r = push(req, shared).await;
+            // The cadence in force, so the exporter's pusher follows incident mode.
+            if let Ok(v) = http::HeaderValue::from_str(&cadence_hint(shared.cadence.current())) {
+                r.headers_mut().insert(CADENCE_HINT_HEADER, v);
+            }
+            r
+        }
         (Method::GET, "/metrics") => {
             let series = shared.telemetry.snapshot(now_ms());
             let mut r = answer(StatusCode::OK, render_text(&series));
@@ -110,6 +121,15 @@ async fn route(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<B
             | "/api/v1/incident",
         ) => answer(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         _ => answer(StatusCode::NOT_FOUND, format!("no route {path}\n")),
+    }
+}
+
+/// `10s`, or `500ms` when not whole seconds (as `parse_duration` reads it).
+fn cadence_hint(cadence: std::time::Duration) -> String {
+    if cadence.subsec_millis() == 0 && cadence.as_secs() > 0 {
+        format!("{}s", cadence.as_secs())
+    } else {
+        format!("{}ms", cadence.as_millis().max(1))
     }
 }
 

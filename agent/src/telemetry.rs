@@ -96,6 +96,8 @@ pub struct Telemetry {
     active_series: AtomicU64,
     budget: AtomicU64,
     rejected: [AtomicU64; REJECT_REASONS.len()],
+    /// statsd lines accepted and malformed.
+    statsd_lines: [AtomicU64; 2],
     /// The client certificate's expiry (Unix seconds); 0 without TLS.
     cert_expiry: Arc<AtomicI64>,
 }
@@ -241,6 +243,12 @@ impl Telemetry {
         self.cert_expiry.clone()
     }
 
+    /// statsd lines taken and refused.
+    pub fn statsd_lines(&self, accepted: u64, malformed: u64) {
+        self.statsd_lines[0].fetch_add(accepted, Relaxed);
+        self.statsd_lines[1].fetch_add(malformed, Relaxed);
+    }
+
     /// The gate's figures.
     pub fn set_gate(&self, active: usize, budget: usize, rejected: &[u64; REJECT_REASONS.len()]) {
         self.active_series.store(active as u64, Relaxed);
@@ -294,6 +302,9 @@ impl Telemetry {
             }
         }
         push("edge_cadence_seconds", &[], load(&self.cadence_ms) / 1000.0);
+        for (result, n) in ["accepted", "malformed"].iter().zip(&self.statsd_lines) {
+            push("edge_statsd_lines_total", &[("result", result)], load(n));
+        }
         for class in Class::ALL {
             let i = class as usize;
             let l = [("class", class.name())];

@@ -137,6 +137,8 @@ pub(crate) struct FamilyState {
     pub(crate) help: String,
     pub(crate) kind: Kind,
     pub(crate) scale: i32,
+    /// Never removed from (nor is `overflow` replaced): the C ABI's handles are raw
+    /// pointers into these `Arc`s, valid for the registry's life (`ffi`).
     pub(crate) series: BTreeMap<LabelSet, Instrument>,
     pub(crate) overflow: Option<Instrument>,
 }
@@ -204,6 +206,11 @@ impl Registry {
                 push_failures: Mutex::new(BTreeMap::new()),
             }),
         }
+    }
+
+    /// The label policy and catalog the registry checks series against.
+    pub fn schema(&self) -> &Schema {
+        &self.inner.schema
     }
 
     /// The series budget.
