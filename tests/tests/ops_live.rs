@@ -211,7 +211,8 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
              host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
              output:\n  metrics_url: https://localhost:{gw_port}/api/v1/push\n  \
              tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
-             queue: {{ dir: {d}/queue }}\n",
+             queue: {{ dir: {d}/queue }}\n\
+             statsd: off\n",
             d = d.display()
         ),
     )
