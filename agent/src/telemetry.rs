@@ -6,7 +6,8 @@
 //! [`crate::host`]; the gate's and the queue's figures are read from them when a
 //! snapshot is taken.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use edge_exporter::export::native_to_proto;
@@ -98,7 +99,12 @@ pub struct Telemetry {
     rejected: [AtomicU64; REJECT_REASONS.len()],
     /// statsd lines accepted and malformed.
     statsd_lines: [AtomicU64; 2],
+    /// The client certificate's expiry (Unix seconds); 0 without TLS.
+    cert_expiry: Arc<AtomicI64>,
 }
+
+/// The agent's version, as `edge_build_info{version}`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Log levels, as the `level` label.
 pub const LEVELS: [Level; 7] = [
@@ -238,6 +244,11 @@ impl Telemetry {
         self.queue_records[class as usize].load(Relaxed)
     }
 
+    /// Where the TLS client reports its certificate's expiry.
+    pub fn cert_expiry(&self) -> Arc<AtomicI64> {
+        self.cert_expiry.clone()
+    }
+
     /// statsd lines taken and refused.
     pub fn statsd_lines(&self, accepted: u64, malformed: u64) {
         self.statsd_lines[0].fetch_add(accepted, Relaxed);
@@ -270,6 +281,19 @@ impl Telemetry {
             ));
         };
         let load = |a: &AtomicU64| a.load(Relaxed) as f64;
+        push(
+            "edge_build_info",
+            &[("daemon", "agent"), ("version", VERSION)],
+            1.0,
+        );
+        let expiry = self.cert_expiry.load(Relaxed);
+        if expiry > 0 {
+            push(
+                "edge_tls_cert_expiry_timestamp_seconds",
+                &[("daemon", "agent"), ("cert", "client")],
+                expiry as f64,
+            );
+        }
         push("edge_active_series", &[], load(&self.active_series));
         push("edge_series_budget", &[], load(&self.budget));
         for (i, (reason, n)) in REJECT_REASONS.iter().zip(&self.rejected).enumerate() {
