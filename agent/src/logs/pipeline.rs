@@ -402,7 +402,7 @@ impl LogsPipeline {
                         }
                     }
                 }
-                crate::sender::figures(&q)
+                q.figures()
             };
             self.telemetry.set_queue(&figures);
             self.wake.notify_one();

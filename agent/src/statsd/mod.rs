@@ -27,8 +27,8 @@ use tokio::task::JoinHandle;
 
 pub use aggregate::{Aggregator, Mapping};
 
-use crate::daemon::Shared;
 use crate::metrics::now_ms;
+use crate::shared::Shared;
 
 /// The default address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8125";
