@@ -26,7 +26,8 @@
 //! - A partial last line is held until its newline, or emitted after
 //!   `partial_flush`; lines over `max_line_bytes` are split into flagged pieces.
 //!
-//! Positions are written (atomically, by rename) only through [`Tailer::commit`], which
+//! Positions are written (atomically, by rename, in `tail/position.rs`) only through
+//! [`Tailer::commit`], which
 //! the pipeline calls with offsets whose lines are already in the disk queue: a
 //! checkpoint never runs ahead of what is durable.
 
@@ -37,6 +38,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+mod position;
+
+pub use position::Position;
 
 /// How long a rotated-away file is still drained after it last grew.
 pub const ROTATED_GRACE: Duration = Duration::from_secs(5);
@@ -85,29 +90,6 @@ pub struct Line {
     pub end_offset: u64,
     /// A piece of a line longer than the maximum.
     pub truncated: bool,
-}
-
-/// A saved position.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    /// The path it was last seen at.
-    pub path: PathBuf,
-    /// Identity.
-    pub id: FileId,
-    /// Resume here.
-    pub offset: u64,
-    /// Bytes fingerprinted.
-    pub fp_len: u64,
-    /// CRC-32 of the first `fp_len` bytes.
-    pub fp: u32,
-    /// Bytes read when it was written (at least what a gone file still held unsent).
-    #[serde(default)]
-    pub read: u64,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Positions {
-    files: Vec<Position>,
 }
 
 #[derive(Debug)]
@@ -189,23 +171,7 @@ impl Tailer {
         if dir.to_string_lossy().contains(['*', '?']) || pattern.is_empty() {
             return Err(TailError::Glob(config.glob.clone()));
         }
-        let (saved, first_run) = match std::fs::read(&positions_file) {
-            Ok(bytes) => match serde_json::from_slice::<Positions>(&bytes) {
-                Ok(p) => (p.files.into_iter().map(|p| (p.id, p)).collect(), false),
-                Err(e) => {
-                    tracing::warn!(file = %positions_file.display(), error = %e, "positions file does not parse; set aside as .bad, starting over");
-                    let _ = std::fs::rename(&positions_file, positions_file.with_extension("bad"));
-                    (HashMap::new(), false)
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (HashMap::new(), true),
-            Err(e) => {
-                return Err(TailError::Positions {
-                    path: positions_file,
-                    why: e.to_string(),
-                });
-            }
-        };
+        let (saved, first_run) = position::load(&positions_file)?;
         Ok(Tailer {
             config,
             dir,
@@ -455,16 +421,7 @@ impl Tailer {
             .collect();
         // Saved positions of files not seen yet are kept.
         files.extend(self.saved.values().cloned());
-        files.sort_by_key(|p| p.id);
-        let Ok(bytes) = serde_json::to_vec(&Positions { files }) else {
-            return;
-        };
-        let tmp = self.positions_file.with_extension("tmp");
-        let result =
-            std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &self.positions_file));
-        if let Err(e) = result {
-            tracing::warn!(file = %self.positions_file.display(), error = %e, "cannot write log positions");
-        }
+        position::write(&self.positions_file, files);
     }
 
     /// After the first poll of a restart, the saved positions left are of files gone
