@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use crate::config::{RelayConfig, StartAt};
 use crate::forward::Forwarder;
 use crate::telemetry::Telemetry;
+use crate::telemetry::{RELAY_RETRIES_TOTAL, RELAY_SHARDS_READING};
 use checkpoint::{Checkpoint, CheckpointStore, FileCheckpoints};
 
 /// How often the shards are listed.
@@ -275,18 +276,13 @@ impl Relay {
                         let reader = shard::Reader::new(self.clone(), s.id.clone(), position);
                         running.insert(s.id.clone(), tokio::spawn(reader.run(shutdown.clone())));
                     }
-                    self.telemetry.set(
-                        "edge_relay_shards_reading",
-                        "Shards this relay is reading now.",
-                        String::new(),
-                        running.len() as f64,
-                    );
+                    self.telemetry
+                        .set(&RELAY_SHARDS_READING, String::new(), running.len() as f64);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list the shards; retrying");
                     self.telemetry.add(
-                        "edge_relay_retries_total",
-                        "Calls retried, by reason.",
+                        &RELAY_RETRIES_TOTAL,
                         crate::telemetry::labels(&[("shard", ""), ("reason", "list_shards")]),
                         1.0,
                     );

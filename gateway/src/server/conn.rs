@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::Gateway;
 use super::ingest::handle;
+use crate::telemetry::GATEWAY_TLS_HANDSHAKE_FAILURES_TOTAL;
 
 /// What the connection knows of its client.
 #[derive(Debug)]
@@ -79,12 +80,8 @@ async fn connection(
             let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    gw.telemetry.add(
-                        "edge_gateway_tls_handshake_failures_total",
-                        "TLS handshakes refused or failed.",
-                        String::new(),
-                        1.0,
-                    );
+                    gw.telemetry
+                        .add(&GATEWAY_TLS_HANDSHAKE_FAILURES_TOTAL, String::new(), 1.0);
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }

@@ -20,7 +20,13 @@ use crate::decode::{self, BodyError};
 use crate::identity::{self, Identity, TENANT_HEADER};
 use crate::quota::RateCheck;
 use crate::sink::Record;
-use crate::telemetry::{AGE_BUCKETS, LATENCY_BUCKETS, labels};
+use crate::telemetry::{
+    GATEWAY_DISCARDED_LOG_RECORDS_TOTAL, GATEWAY_DISCARDED_SAMPLES_TOTAL, labels,
+};
+use crate::telemetry::{
+    GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_REQUESTS_TOTAL, GATEWAY_SAMPLE_AGE_SECONDS,
+    GATEWAY_SAMPLES_ACCEPTED_TOTAL, GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
+};
 use crate::validate::{KnownNames, check_labels, labels_hash};
 
 fn header<'a>(req: &'a http::Request<hyper::body::Incoming>, name: &str) -> Option<&'a str> {
@@ -64,15 +70,12 @@ pub async fn handle(
     let took = started.elapsed();
     let code = answer.status.to_string();
     gw.telemetry.add(
-        "edge_gateway_requests_total",
-        "Requests by endpoint and status.",
+        &GATEWAY_REQUESTS_TOTAL,
         labels(&[("endpoint", endpoint), ("code", &code)]),
         1.0,
     );
     gw.telemetry.observe(
-        "edge_gateway_ttfb_seconds",
-        "Time from a request's arrival to its answer (which waits for the sink's commit).",
-        LATENCY_BUCKETS,
+        &GATEWAY_TTFB_SECONDS,
         labels(&[("endpoint", endpoint)]),
         took.as_secs_f64(),
     );
@@ -82,8 +85,7 @@ pub async fn handle(
 
 fn over_limit(gw: &Gateway, tenant: &str, limit: &str) {
     gw.telemetry.add(
-        "tenant_over_limit_total",
-        "Requests refused because a tenant was over a limit.",
+        &TENANT_OVER_LIMIT_TOTAL,
         labels(&[("tenant", tenant), ("limit", limit)]),
         1.0,
     );
@@ -93,20 +95,13 @@ fn discarded(gw: &Gateway, what: &str, tenant: &str, reason: &str, n: u64) {
     if n == 0 {
         return;
     }
-    let (name, help) = if what == "samples" {
-        (
-            "edge_gateway_discarded_samples_total",
-            "Samples refused, by tenant and reason.",
-        )
+    let metric = if what == "samples" {
+        &GATEWAY_DISCARDED_SAMPLES_TOTAL
     } else {
-        (
-            "edge_gateway_discarded_log_records_total",
-            "Log records refused, by tenant and reason.",
-        )
+        &GATEWAY_DISCARDED_LOG_RECORDS_TOTAL
     };
     gw.telemetry.add(
-        name,
-        help,
+        metric,
         labels(&[("tenant", tenant), ("reason", reason)]),
         n as f64,
     );
@@ -325,18 +320,12 @@ async fn push(
             return Outcome::Sink(e);
         }
         gw.telemetry.add(
-            "edge_gateway_samples_accepted_total",
-            "Samples (and histograms) committed, by tenant.",
+            &GATEWAY_SAMPLES_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
             accepted_samples as f64,
         );
-        gw.telemetry.observe_many(
-            "edge_gateway_sample_age_seconds",
-            "Age at ingest of each series' newest sample (freshness).",
-            AGE_BUCKETS,
-            String::new(),
-            &ages,
-        );
+        gw.telemetry
+            .observe_many(&GATEWAY_SAMPLE_AGE_SECONDS, String::new(), &ages);
     }
     if refused.is_empty() {
         return Outcome::SamplesCommitted;
@@ -405,8 +394,7 @@ async fn logs(
             return Outcome::Sink(e);
         }
         gw.telemetry.add(
-            "edge_gateway_log_records_accepted_total",
-            "Log records committed, by tenant.",
+            &GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
             n as f64,
         );

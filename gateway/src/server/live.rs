@@ -12,6 +12,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use super::Gateway;
 use crate::config::GatewayConfig;
 use crate::telemetry::labels;
+use crate::telemetry::{
+    GATEWAY_CONFIG_INFO, GATEWAY_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
+    GATEWAY_CONFIG_LAST_RELOAD_SUCCESSFUL, GATEWAY_CONFIG_RELOADS_TOTAL,
+};
 
 /// Everything a reload replaces, swapped in whole.
 #[derive(Debug)]
@@ -129,32 +133,25 @@ impl Gateway {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         t.set(
-            "edge_gateway_config_last_reload_successful",
-            "Whether the last config reload succeeded.",
+            &GATEWAY_CONFIG_LAST_RELOAD_SUCCESSFUL,
             String::new(),
             if ok { 1.0 } else { 0.0 },
         );
         t.add(
-            "edge_gateway_config_reloads_total",
-            "Config reloads by result.",
+            &GATEWAY_CONFIG_RELOADS_TOTAL,
             labels(&[("result", if ok { "success" } else { "failure" })]),
             1.0,
         );
         if ok {
             t.set(
-                "edge_gateway_config_last_reload_success_timestamp_seconds",
-                "When the config was last loaded.",
+                &GATEWAY_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS,
                 String::new(),
                 now,
             );
             let live = self.live();
             let mut infos = std::collections::BTreeMap::new();
             infos.insert(labels(&[("sha256", &live.hash)]), 1.0);
-            t.set_only(
-                "edge_gateway_config_info",
-                "The config in force (its SHA-256).",
-                infos,
-            );
+            t.set_only(&GATEWAY_CONFIG_INFO, infos);
         }
     }
 

@@ -9,6 +9,10 @@ use super::Gateway;
 use super::live::Live;
 use crate::config::OverloadAction;
 use crate::telemetry::labels;
+use crate::telemetry::{
+    GATEWAY_ACTIVE_SERIES, GATEWAY_OVERLOAD_STAGE, GATEWAY_SINK_BACKLOG_BYTES,
+    GATEWAY_SINK_BACKLOG_RECORDS,
+};
 
 /// The overload controller's state: stage 0 is normal; stage k ≤ actions applies the
 /// first k actions; one past the last answers 503 to everyone.
@@ -58,31 +62,24 @@ impl Gateway {
             self.overload.stage.store(next, Ordering::Relaxed);
             tracing::warn!(stage = next, p99 = ?self.telemetry.commit_p99(), "overload stage changed");
         }
-        self.telemetry.set(
-            "edge_gateway_overload_stage",
-            "0 normal; k applies the first k overload actions; one past them answers 503.",
-            String::new(),
-            f64::from(next),
-        );
+        self.telemetry
+            .set(&GATEWAY_OVERLOAD_STAGE, String::new(), f64::from(next));
         for (name, sink) in [("metrics", &self.metrics_sink), ("logs", &self.logs_sink)] {
             let (records, bytes) = sink.backlog();
             self.telemetry.set(
-                "edge_gateway_sink_backlog_records",
-                "Records handed to a sink, not yet committed.",
+                &GATEWAY_SINK_BACKLOG_RECORDS,
                 labels(&[("sink", name)]),
                 records as f64,
             );
             self.telemetry.set(
-                "edge_gateway_sink_backlog_bytes",
-                "Bytes handed to a sink, not yet committed.",
+                &GATEWAY_SINK_BACKLOG_BYTES,
                 labels(&[("sink", name)]),
                 bytes as f64,
             );
         }
         for (tenant, n) in self.quotas.active_series() {
             self.telemetry.set(
-                "edge_gateway_active_series",
-                "Series of a tenant written in the last 5 minutes, on this replica.",
+                &GATEWAY_ACTIVE_SERIES,
                 labels(&[("tenant", &tenant)]),
                 n as f64,
             );
