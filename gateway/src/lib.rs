@@ -8,6 +8,7 @@
 //! gateway is overloaded.
 
 pub mod config;
+pub mod daemon;
 pub mod decode;
 pub mod docs;
 pub mod forward;
