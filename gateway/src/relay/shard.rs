@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use super::checkpoint::Checkpoint;
 use super::{Position, Relay, sequence_cmp};
 use crate::forward::Outcome;
-use crate::sink::coalesce::backoff;
+use crate::sink::retry::Retry;
 use crate::telemetry::{Counter, labels};
 use crate::telemetry::{
     RELAY_BYTES_FORWARDED_TOTAL, RELAY_FRESHNESS_SECONDS, RELAY_MILLIS_BEHIND_LATEST,
@@ -83,7 +83,7 @@ impl Reader {
 
     /// Reads until the shard is finished or `shutdown` turns true.
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> End {
-        let mut attempt = 0u32;
+        let mut retries = Retry::forever(MIN_POLL_GAP);
         let mut iterator: Option<String> = None;
         loop {
             if *shutdown.borrow() {
@@ -98,10 +98,10 @@ impl Reader {
                     Err(e) => {
                         tracing::warn!(shard = %self.shard, error = %e, "GetShardIterator failed");
                         self.retried("kinesis_error");
-                        if pause(&mut shutdown, backoff(attempt.min(6)).max(MIN_POLL_GAP)).await {
+                        if pause(&mut shutdown, retries.failed(None).unwrap_or(MIN_POLL_GAP)).await
+                        {
                             return End::Stopped;
                         }
-                        attempt += 1;
                         continue;
                     }
                 },
@@ -133,14 +133,13 @@ impl Reader {
                     if reason != "iterator_expired" {
                         iterator = Some(current);
                     }
-                    if pause(&mut shutdown, backoff(attempt.min(6)).max(MIN_POLL_GAP)).await {
+                    if pause(&mut shutdown, retries.failed(None).unwrap_or(MIN_POLL_GAP)).await {
                         return End::Stopped;
                     }
-                    attempt += 1;
                     continue;
                 }
             };
-            attempt = 0;
+            retries.succeeded();
             let behind = got.millis_behind_latest().unwrap_or(0);
             self.relay.telemetry.set(
                 &RELAY_MILLIS_BEHIND_LATEST,
@@ -195,14 +194,13 @@ impl Reader {
     /// Saves a checkpoint, retrying until it is saved: reading on without one would
     /// repeat everything since after a restart.
     async fn checkpoint(&self, at: Checkpoint, shutdown: &mut watch::Receiver<bool>) {
-        let mut attempt = 0;
+        let mut retries = Retry::forever(MIN_POLL_GAP);
         while let Err(e) = self.relay.store.save(&self.shard, at.clone()).await {
             tracing::error!(shard = %self.shard, error = %e, "cannot save the checkpoint; retrying");
             self.retried("checkpoint");
-            if pause(shutdown, backoff(attempt).max(MIN_POLL_GAP)).await {
+            if pause(shutdown, retries.failed(None).unwrap_or(MIN_POLL_GAP)).await {
                 return;
             }
-            attempt += 1;
         }
     }
 
@@ -219,7 +217,7 @@ impl Reader {
             );
             return true;
         };
-        let mut attempt = 0;
+        let mut retries = Retry::forever(Duration::ZERO);
         loop {
             match self.relay.forwarder.send(data.clone()).await {
                 Outcome::Accepted => {
@@ -245,11 +243,10 @@ impl Reader {
                 Outcome::Retry { after, reason } => {
                     tracing::debug!(shard = %self.shard, %reason, "the target asks to retry");
                     self.retried("target");
-                    let wait = after.unwrap_or_default().max(backoff(attempt));
+                    let wait = retries.failed(after).unwrap_or_default();
                     if pause(shutdown, wait).await {
                         return false;
                     }
-                    attempt += 1;
                 }
             }
         }

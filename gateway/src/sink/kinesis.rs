@@ -18,13 +18,14 @@
 //!   without bound.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-use super::coalesce::{Coalescer, backoff};
+use super::coalesce::Coalescer;
+use super::retry::{COMMIT_DEADLINE, Retry};
 use super::{BoxFuture, Record, Sink, SinkError};
 
 /// Kinesis's limit on one record's data plus key.
@@ -35,8 +36,6 @@ pub const MAX_CALL_RECORDS: usize = 500;
 pub const MAX_CALL_BYTES: usize = 5 << 20;
 /// How long commits are gathered before a call.
 pub const LINGER: Duration = Duration::from_millis(5);
-/// How long a commit may take, retries included.
-pub const COMMIT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Where and how much.
 #[derive(Clone, Debug)]
@@ -227,8 +226,7 @@ async fn put_all(
     mut queue: VecDeque<Outgoing>,
     failed: &mut [Option<SinkError>],
 ) {
-    let deadline = Instant::now() + COMMIT_DEADLINE;
-    let mut attempt: u32 = 0;
+    let mut retries = Retry::commit();
     while !queue.is_empty() {
         // One call: the first record of each key, within the call's limits.
         let mut call: Vec<Outgoing> = Vec::new();
@@ -283,12 +281,10 @@ async fn put_all(
             }
         }
         if retry.is_empty() {
-            attempt = 0;
+            retries.succeeded();
             continue;
         }
-        attempt += 1;
-        let wait = backoff(attempt);
-        if Instant::now() + wait >= deadline {
+        let Some(wait) = retries.failed(None) else {
             for o in retry.iter().chain(queue.iter()) {
                 for owner in &o.owners {
                     failed[*owner] = Some(SinkError::Failed(format!(
@@ -297,7 +293,7 @@ async fn put_all(
                 }
             }
             return;
-        }
+        };
         tokio::time::sleep(wait).await;
         // Retried records go first, ahead of later records of their keys.
         for o in retry.into_iter().rev() {
