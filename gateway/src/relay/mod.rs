@@ -29,7 +29,7 @@ use aws_sdk_kinesis::Client;
 use tokio::sync::watch;
 
 use crate::config::{RelayConfig, StartAt};
-use crate::forward::Forwarder;
+use crate::sink::remote_write::forward::Forwarder;
 use crate::telemetry::Telemetry;
 use crate::telemetry::{RELAY_RETRIES_TOTAL, RELAY_SHARDS_READING};
 use checkpoint::{Checkpoint, CheckpointStore, FileCheckpoints};
@@ -132,8 +132,7 @@ pub struct Relay {
 impl Relay {
     /// Connects to Kinesis and the target and opens the checkpoints.
     pub async fn new(config: RelayConfig) -> anyhow::Result<Arc<Relay>> {
-        let sdk =
-            crate::sink::kinesis::aws_config(&config.region, config.endpoint_url.as_deref()).await;
+        let sdk = crate::aws::sdk_config(&config.region, config.endpoint_url.as_deref()).await;
         let store = Arc::new(FileCheckpoints::open(&config.checkpoint, &config.stream)?);
         Ok(Arc::new(Relay {
             kinesis: Client::new(&sdk),

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use super::checkpoint::Checkpoint;
 use super::{Position, Relay, sequence_cmp};
-use crate::forward::Outcome;
+use crate::sink::remote_write::forward::Outcome;
 use crate::sink::retry::Retry;
 use crate::telemetry::{Counter, labels};
 use crate::telemetry::{
@@ -257,7 +257,7 @@ impl Reader {
 /// one, `Some(None)` if it holds no sample.
 fn newest_sample(data: &[u8]) -> Option<Option<i64>> {
     let raw = snap::raw::Decoder::new().decompress_vec(data).ok()?;
-    let scanned = crate::remote_write::scan(&raw).ok()?;
+    let scanned = crate::decode::remote_write::scan(&raw).ok()?;
     Some(scanned.series.iter().filter_map(|s| s.newest_ms).max())
 }
 

@@ -163,13 +163,13 @@ async fn ingest(
         "push" => push(gw, live, &identity, &limits, &body, max).await,
         "otlp_logs" => match decode::logs_request(&body, encoding.as_deref(), max) {
             Ok((request, raw_len)) => {
-                let docs = crate::docs::from_otlp(&request, &identity.tenant);
+                let docs = crate::log_document::from_otlp(&request, &identity.tenant);
                 logs(gw, live, &identity, &limits, docs, raw_len as u64, true).await
             }
             Err(e) => body_error(gw, &identity, "log_records", e),
         },
         _ => match decode::by_encoding(&body, encoding.as_deref(), max) {
-            Ok(raw) => match crate::docs::from_json_batch(&raw, &identity.tenant) {
+            Ok(raw) => match crate::log_document::from_json_batch(&raw, &identity.tenant) {
                 Ok(docs) => logs(gw, live, &identity, &limits, docs, raw.len() as u64, false).await,
                 Err(e) => {
                     discarded(gw, "log_records", &identity.tenant, "malformed", 1);
@@ -198,9 +198,9 @@ fn body_error(gw: &Gateway, identity: &Identity, what: &str, e: BodyError) -> Ou
 
 /// The series still kept.
 fn kept<'s>(
-    series: &'s [crate::remote_write::SeriesView],
+    series: &'s [crate::decode::remote_write::SeriesView],
     keep: &'s [bool],
-) -> impl Iterator<Item = &'s crate::remote_write::SeriesView> {
+) -> impl Iterator<Item = &'s crate::decode::remote_write::SeriesView> {
     series.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| s)
 }
 
@@ -216,7 +216,7 @@ async fn push(
         Ok(r) => r,
         Err(e) => return body_error(gw, id, "samples", e),
     };
-    let scanned = match crate::remote_write::scan(&raw) {
+    let scanned = match crate::decode::remote_write::scan(&raw) {
         Ok(s) => s,
         Err(e) => return body_error(gw, id, "samples", BodyError::Malformed(e.to_string())),
     };
@@ -307,7 +307,7 @@ async fn push(
             drop(scanned);
             raw
         } else {
-            crate::remote_write::select(&raw, &scanned, &keep)
+            crate::decode::remote_write::select(&raw, &scanned, &keep)
         };
         let record = Record {
             key: format!("{tenant}/{}", id.host),

@@ -49,7 +49,7 @@ pub struct FirehoseSink {
 impl FirehoseSink {
     /// A sink writing to `config.delivery_stream`, flushing on the current runtime.
     pub async fn new(config: FirehoseConfig) -> FirehoseSink {
-        let sdk = super::kinesis::aws_config(&config.region, config.endpoint_url.as_deref()).await;
+        let sdk = crate::aws::sdk_config(&config.region, config.endpoint_url.as_deref()).await;
         let client = Client::new(&sdk);
         let (c, stream) = (client.clone(), config.delivery_stream.clone());
         let coalescer = Coalescer::start(

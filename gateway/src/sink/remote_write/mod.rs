@@ -15,6 +15,8 @@
 //! - **Budget**: bytes of commits in flight are bounded; past the budget a commit is
 //!   answered `Busy` at once (503 + `Retry-After` upstream).
 
+pub mod forward;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use bytes::Bytes;
 use super::retry::{COMMIT_DEADLINE, Retry};
 use super::{BoxFuture, Record, Sink, SinkError};
 use crate::config::Target;
-use crate::forward::{Forwarder, Outcome};
+use crate::sink::remote_write::forward::{Forwarder, Outcome};
 
 /// Uncompressed bytes per request at most (a commit above is split).
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;

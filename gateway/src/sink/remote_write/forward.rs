@@ -274,7 +274,7 @@ const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 
 impl Signer {
     async fn new(settings: Sigv4) -> Signer {
-        let sdk = crate::sink::kinesis::aws_config(&settings.region, None).await;
+        let sdk = crate::aws::sdk_config(&settings.region, None).await;
         let provider = sdk.credentials_provider();
         if provider.is_none() {
             tracing::warn!("SigV4: the AWS credential chain has no provider; requests will fail");

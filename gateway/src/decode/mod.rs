@@ -3,6 +3,8 @@
 //! body can make the gateway allocate more than the limits (a small zstd or gzip bomb
 //! is cut off at `max_decompressed_bytes + 1`).
 
+pub mod remote_write;
+
 use std::io::Read;
 
 use edge_schema::proto::otlp::ExportLogsServiceRequest;
