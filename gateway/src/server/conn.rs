@@ -10,17 +10,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::sync::watch;
 
 use super::Gateway;
-use super::ingest::handle;
+use super::ingest::{ConnInfo, handle};
 use crate::telemetry::GATEWAY_TLS_HANDSHAKE_FAILURES_TOTAL;
-
-/// What the connection knows of its client.
-#[derive(Debug)]
-pub struct ConnInfo {
-    /// The client's leaf certificate (DER).
-    pub cert: Option<Vec<u8>>,
-    /// The peer address.
-    pub peer: SocketAddr,
-}
 
 /// Accepts connections until `shutdown` turns true, then asks every connection to
 /// finish (HTTP/2 GOAWAY) and waits up to the grace period for them.

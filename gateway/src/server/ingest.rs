@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
@@ -13,7 +14,6 @@ use hyper::body::Bytes;
 
 use super::Gateway;
 use super::answer::{Answer, Outcome};
-use super::conn::ConnInfo;
 use super::live::Live;
 use crate::config::TenantLimits;
 use crate::decode::{self, BodyError};
@@ -28,6 +28,15 @@ use crate::telemetry::{
     GATEWAY_SAMPLES_ACCEPTED_TOTAL, GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
 };
 use crate::validate::{KnownNames, check_labels, labels_hash};
+
+/// What the connection knows of its client.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's leaf certificate (DER).
+    pub cert: Option<Vec<u8>>,
+    /// The peer address.
+    pub peer: SocketAddr,
+}
 
 fn header<'a>(req: &'a http::Request<hyper::body::Incoming>, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())

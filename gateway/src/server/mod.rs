@@ -22,8 +22,8 @@ mod live;
 mod overload;
 
 pub use answer::{Answer, CADENCE_HEADER, Outcome, SHED_HEADER};
-pub use conn::{ConnInfo, serve};
-pub use ingest::handle;
+pub use conn::serve;
+pub use ingest::{ConnInfo, handle};
 pub use live::{Live, load_live};
 use overload::OverloadState;
 pub use overload::{ESCALATE_AFTER, RECOVER_AFTER, next_stage};
