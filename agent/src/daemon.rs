@@ -26,7 +26,7 @@ use crate::queue::{Class, DiskQueue, SharedQueue, with_queue};
 use crate::sender::tls::ReloadingTls;
 use crate::sender::{Sender, SenderConfig, figures};
 use crate::telemetry::{Stream, Telemetry};
-use edge_sd_notify::Notifier;
+use edge_daemon_kit::notify::Notifier;
 
 /// After SIGTERM, how long queued batches may still be sent before the agent exits
 /// (they stay queued either way; this only saves a replay on the next start).

@@ -10,7 +10,7 @@
 //! - [`receiver`]: the loopback push receiver, `/metrics`, `/healthz`, `/ready`;
 //! - [`metrics`]: the policy and budget gate and the per-cycle batch;
 //! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
-//! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-sd-notify`);
+//! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-daemon-kit`);
 //! - [`daemon`]: the lifecycle.
 //!
 //! Logs (tail, parse, tokenize) come next and share the queue and the sender.

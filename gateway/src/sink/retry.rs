@@ -6,21 +6,21 @@
 
 use std::time::{Duration, Instant};
 
+use edge_daemon_kit::retry::Backoff;
+
 /// Every sink's commit deadline: past it, the commit fails (503 upstream).
 pub const COMMIT_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Exponential backoff with full jitter: up to 100 ms × 2^attempt, at most 5 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100)
-        .saturating_mul(1u32 << attempt.min(6))
-        .min(Duration::from_secs(5))
-        .mul_f64(fastrand::f64())
+/// The backoff's first bound and its largest: full jitter up to 100 ms × 2^failures,
+/// at most 5 s.
+fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(5))
 }
 
 /// Consecutive failures of one piece of work, and when to try again.
 #[derive(Debug)]
 pub struct Retry {
-    attempt: u32,
+    backoff: Backoff,
     deadline: Option<Instant>,
     floor: Duration,
 }
@@ -30,7 +30,7 @@ impl Retry {
     /// [`COMMIT_DEADLINE`] from now.
     pub fn commit() -> Retry {
         Retry {
-            attempt: 0,
+            backoff: backoff(),
             deadline: Some(Instant::now() + COMMIT_DEADLINE),
             floor: Duration::ZERO,
         }
@@ -40,7 +40,7 @@ impl Retry {
     /// `floor` apart.
     pub fn forever(floor: Duration) -> Retry {
         Retry {
-            attempt: 0,
+            backoff: backoff(),
             deadline: None,
             floor,
         }
@@ -48,7 +48,7 @@ impl Retry {
 
     /// A try succeeded: the next failure starts the backoff again.
     pub fn succeeded(&mut self) {
-        self.attempt = 0;
+        self.backoff.reset();
     }
 
     /// A try failed: how long to wait before the next one (at least `retry_after`, the
@@ -56,12 +56,11 @@ impl Retry {
     pub fn failed(&mut self, retry_after: Option<Duration>) -> Option<Duration> {
         let wait = retry_after
             .unwrap_or_default()
-            .max(backoff(self.attempt))
+            .max(self.backoff.next_delay())
             .max(self.floor);
         if self.deadline.is_some_and(|d| Instant::now() + wait >= d) {
             return None;
         }
-        self.attempt = self.attempt.saturating_add(1);
         Some(wait)
     }
 }
@@ -72,9 +71,10 @@ mod tests {
 
     #[test]
     fn backoff_grows_then_caps_and_retry_after_and_the_floor_are_minimums() {
+        let mut b = backoff();
         for attempt in 0..20 {
             let cap = Duration::from_millis(100 << attempt.min(6)).min(Duration::from_secs(5));
-            assert!(backoff(attempt) <= cap, "attempt {attempt}");
+            assert!(b.next_delay() <= cap, "attempt {attempt}");
         }
         let mut r = Retry::forever(Duration::from_millis(200));
         assert!(r.failed(None) >= Some(Duration::from_millis(200)));

@@ -203,15 +203,7 @@ impl Forwarder {
 
 /// `Retry-After` as seconds or an HTTP date, capped at [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => httpdate::parse_http_date(value)
-            .ok()?
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
+    edge_daemon_kit::retry::parse_retry_after(value, SystemTime::now(), MAX_RETRY_AFTER)
 }
 
 fn client_tls(tls: Option<&ClientTls>) -> anyhow::Result<rustls::ClientConfig> {

@@ -1,0 +1,6 @@
+//! `edge-daemon-kit`: the I/O pieces both daemons (`edge-agent`, `edge-gateway` and its
+//! relay) would otherwise each write: systemd's notification protocol ([`notify`]) and
+//! retry timing, exponential backoff with full jitter and `Retry-After` ([`retry`]).
+
+pub mod notify;
+pub mod retry;
