@@ -57,6 +57,7 @@ struct Raw {
     output: Option<RawOutput>,
     #[serde(default)]
     queue: RawQueue,
+    statsd: Option<statsd::RawStatsd>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +299,8 @@ pub struct AgentConfig {
     pub tls: Option<TlsFiles>,
     /// The disk queue.
     pub queue: QueueConfig,
+    /// The statsd receiver, or `None` when `statsd: off`.
+    pub statsd: Option<crate::statsd::StatsdConfig>,
 }
 
 pub use edge_schema::config::ConfigError;
@@ -427,13 +430,23 @@ impl Validator<'_> {
         };
 
         let cadence = self.duration("cadence", raw.cadence, DEFAULT_CADENCE);
+        // The default follows a shorter cadence (`cadence: 1s` alone is fine); only an
+        // explicit longer value is a mistake.
+        let explicit_incident = raw.incident_cadence.is_some();
         let incident_cadence = self.duration(
             "incident_cadence",
             raw.incident_cadence,
-            DEFAULT_INCIDENT_CADENCE,
+            DEFAULT_INCIDENT_CADENCE.min(cadence),
         );
-        if incident_cadence > cadence {
-            self.problem("incident_cadence", "must not be longer than cadence");
+        if explicit_incident && incident_cadence > cadence {
+            self.problem(
+                "incident_cadence",
+                format!(
+                    "{} s is longer than cadence ({} s): incident mode must not slow collection down",
+                    incident_cadence.as_secs_f64(),
+                    cadence.as_secs_f64()
+                ),
+            );
         }
         let series_budget = raw
             .series_budget
@@ -673,7 +686,9 @@ impl Validator<'_> {
             },
         };
         let mut queue = QueueConfig::new(dir);
+        queue.count_items = crate::queue::items::count;
         queue.max_bytes = max_bytes;
+        let statsd = self.statsd(raw.statsd);
 
         AgentConfig {
             host_labels,
@@ -697,6 +712,7 @@ impl Validator<'_> {
             logs_urls,
             tls,
             queue,
+            statsd,
         }
     }
 }
@@ -706,6 +722,8 @@ fn default_listen() -> SocketAddr {
 }
 
 pub use edge_schema::config::{parse_duration, parse_size};
+
+mod statsd;
 
 #[cfg(test)]
 mod tests;

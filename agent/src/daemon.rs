@@ -1,5 +1,5 @@
 //! The daemon's lifecycle: [`build`] (load the policy, resolve host labels, open the
-//! queue, bind the receiver, load certificates: everything that can fail, fails here)
+//! queue, bind the receiver and statsd, load certificates: everything that can fail, fails here)
 //! then [`Agent::run`] (spawn the receiver, the collection loop and the sender; wait
 //! for a signal; flush and drain with a deadline).
 
@@ -71,6 +71,7 @@ pub struct Agent {
     scrape: Vec<String>,
     notifier: Notifier,
     logs: Option<(crate::logs::pipeline::LogsPipeline, Sender)>,
+    statsd: Option<crate::statsd::Statsd>,
 }
 
 /// Everything that can fail at startup.
@@ -190,6 +191,10 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         disks: config.disks.clone(),
         interfaces: config.interfaces.clone(),
     });
+    let statsd = match config.statsd.clone() {
+        Some(c) => Some(crate::statsd::Statsd::bind(c).await?),
+        None => None,
+    };
     Ok(Agent {
         shared,
         listener,
@@ -200,6 +205,7 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         scrape: config.scrape.clone(),
         notifier: Notifier::from_env(),
         logs,
+        statsd,
     })
 }
 
@@ -277,6 +283,7 @@ impl Agent {
             scrape,
             notifier,
             logs,
+            statsd,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (send_stop_tx, send_stop_rx) = watch::channel(false);
@@ -285,6 +292,9 @@ impl Agent {
             ("receiver", tokio::spawn(receiver)),
             ("sender", tokio::spawn(sender.run(send_stop_rx.clone()))),
         ];
+        if let Some(statsd) = statsd {
+            tasks.extend(statsd.spawn(shared.clone(), stop_rx.clone()));
+        }
         let logs_stop = Arc::new(AtomicBool::new(false));
         let logs_thread = match logs {
             Some((pipeline, logs_sender)) => {

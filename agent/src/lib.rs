@@ -8,6 +8,7 @@
 //! - [`config`]: loading and validation (`edge-agent validate`);
 //! - [`host`]: host metrics from procfs under node_exporter's names;
 //! - [`receiver`]: the loopback push receiver, `/metrics`, `/healthz`, `/ready`;
+//! - [`statsd`]: the statsd / DogStatsD receiver, aggregated per cycle;
 //! - [`metrics`]: the policy and budget gate and the per-cycle batch;
 //! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
 //! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-daemon-kit`);
@@ -26,4 +27,5 @@ pub mod plain_http;
 pub mod queue;
 pub mod receiver;
 pub mod sender;
+pub mod statsd;
 pub mod telemetry;

@@ -13,7 +13,7 @@ use edge_exporter::export::native_to_proto;
 use edge_exporter::instruments::Histogram;
 
 use crate::logs::record::Level;
-use crate::metrics::gate::REJECT_REASONS;
+use crate::metrics::gate::{POLICY_REASONS, REJECT_REASONS};
 use crate::metrics::{Point, SeriesKey};
 use crate::queue::Class;
 
@@ -85,6 +85,7 @@ pub struct Telemetry {
     queue_bytes: [AtomicU64; 4],
     queue_records: [AtomicU64; 4],
     queue_shed: [AtomicU64; 4],
+    queue_shed_batches: [AtomicU64; 4],
     queue_lost_bytes: [AtomicU64; 4],
     logs_records: [AtomicU64; LEVELS.len()],
     logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
@@ -94,6 +95,8 @@ pub struct Telemetry {
     active_series: AtomicU64,
     budget: AtomicU64,
     rejected: [AtomicU64; REJECT_REASONS.len()],
+    /// statsd lines accepted and malformed.
+    statsd_lines: [AtomicU64; 2],
 }
 
 /// Log levels, as the `level` label.
@@ -127,8 +130,10 @@ pub struct QueueFigures {
     pub bytes: [u64; 4],
     /// Records waiting per class.
     pub records: [u64; 4],
-    /// Records shed so far per class.
+    /// Log records or series shed so far per class.
     pub shed: [u64; 4],
+    /// Batches shed so far per class.
+    pub shed_batches: [u64; 4],
     /// Bytes lost to corruption so far per class.
     pub lost_bytes: [u64; 4],
 }
@@ -217,6 +222,7 @@ impl Telemetry {
             self.queue_bytes[i].store(q.bytes[i], Relaxed);
             self.queue_records[i].store(q.records[i], Relaxed);
             self.queue_shed[i].store(q.shed[i], Relaxed);
+            self.queue_shed_batches[i].store(q.shed_batches[i], Relaxed);
             self.queue_lost_bytes[i].store(q.lost_bytes[i], Relaxed);
         }
     }
@@ -224,6 +230,12 @@ impl Telemetry {
     /// Records waiting in `class`.
     pub fn queue_records(&self, class: Class) -> u64 {
         self.queue_records[class as usize].load(Relaxed)
+    }
+
+    /// statsd lines taken and refused.
+    pub fn statsd_lines(&self, accepted: u64, malformed: u64) {
+        self.statsd_lines[0].fetch_add(accepted, Relaxed);
+        self.statsd_lines[1].fetch_add(malformed, Relaxed);
     }
 
     /// The gate's figures.
@@ -254,14 +266,21 @@ impl Telemetry {
         let load = |a: &AtomicU64| a.load(Relaxed) as f64;
         push("edge_active_series", &[], load(&self.active_series));
         push("edge_series_budget", &[], load(&self.budget));
-        for (reason, n) in REJECT_REASONS.iter().zip(&self.rejected) {
-            push(
-                "edge_series_rejected_total",
-                &[("reason", reason), ("stage", "agent")],
-                load(n),
-            );
+        for (i, (reason, n)) in REJECT_REASONS.iter().zip(&self.rejected).enumerate() {
+            if i < POLICY_REASONS {
+                push(
+                    "edge_series_rejected_total",
+                    &[("reason", reason), ("stage", "agent")],
+                    load(n),
+                );
+            } else {
+                push("edge_series_invalid_total", &[("reason", reason)], load(n));
+            }
         }
         push("edge_cadence_seconds", &[], load(&self.cadence_ms) / 1000.0);
+        for (result, n) in ["accepted", "malformed"].iter().zip(&self.statsd_lines) {
+            push("edge_statsd_lines_total", &[("result", result)], load(n));
+        }
         for class in Class::ALL {
             let i = class as usize;
             let l = [("class", class.name())];
@@ -271,6 +290,11 @@ impl Telemetry {
                 "edge_queue_shed_records_total",
                 &l,
                 load(&self.queue_shed[i]),
+            );
+            push(
+                "edge_queue_shed_batches_total",
+                &l,
+                load(&self.queue_shed_batches[i]),
             );
             push(
                 "edge_queue_lost_bytes_total",

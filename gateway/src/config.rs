@@ -114,6 +114,8 @@ struct RawTenant {
     log_bytes_rate_limit: Option<String>,
     log_bytes_burst: Option<String>,
     priority: Option<u32>,
+    creation_grace_period: Option<String>,
+    past_grace_period: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -228,6 +230,22 @@ pub struct TenantLimits {
     pub log_bytes_burst: u64,
     /// Higher is more important; overload throttles the listed low-priority tenants.
     pub priority: u32,
+    /// How far ahead of the gateway's clock a timestamp may be (Mimir's
+    /// `creation_grace_period`), in milliseconds.
+    pub creation_grace_period_ms: i64,
+    /// How far behind it may be, in milliseconds; 0 is no limit (Mimir's
+    /// `past_grace_period`). Set it to the store's out-of-order window.
+    pub past_grace_period_ms: i64,
+}
+
+impl TenantLimits {
+    /// The timestamps this tenant's series may carry, around now.
+    pub fn time_window(&self) -> edge_schema::series::TimeWindow {
+        edge_schema::series::TimeWindow {
+            max_future_ms: self.creation_grace_period_ms,
+            max_past_ms: (self.past_grace_period_ms > 0).then_some(self.past_grace_period_ms),
+        }
+    }
 }
 
 /// The built-in limits, the design's `default` tenant.
@@ -241,6 +259,8 @@ pub const BUILTIN_LIMITS: TenantLimits = TenantLimits {
     log_bytes_rate_limit: 10 << 20,
     log_bytes_burst: 20 << 20,
     priority: 100,
+    creation_grace_period_ms: 10 * 60 * 1000,
+    past_grace_period_ms: 0,
 };
 
 /// One overload action, applied in order while the sink is slow.
@@ -518,11 +538,22 @@ impl Validator<'_> {
     }
 
     fn validate(&mut self, raw: Raw) -> GatewayConfig {
+        // Without TLS the gateway only listens on loopback (a test, the local demo): the
+        // default follows, and a network address is refused below.
+        let tls_off = matches!(raw.tls, Some(RawTls::Switch(false) | RawTls::Off(_)));
+        let listen_given = raw.listen.is_some();
         let listen_text = raw
             .listen
             .as_deref()
             .map(|l| self.expand("listen", l))
-            .unwrap_or_else(|| "0.0.0.0:8443".into());
+            .unwrap_or_else(|| {
+                if tls_off {
+                    "127.0.0.1:8443"
+                } else {
+                    "0.0.0.0:8443"
+                }
+                .into()
+            });
         let listen = match listen_text.parse::<SocketAddr>() {
             Ok(a) => a,
             Err(_) => {
@@ -533,6 +564,16 @@ impl Validator<'_> {
                 SocketAddr::from(([0, 0, 0, 0], 8443))
             }
         };
+        if tls_off && listen_given && !listen.ip().is_loopback() {
+            self.problem(
+                "tls",
+                format!(
+                    "`tls: off` with listen {listen}, which is not a loopback address: agents' \
+                     data and credentials would cross the network in clear text; give \
+                     {{ cert, key, client_ca }}, or listen on 127.0.0.1"
+                ),
+            );
+        }
         let tls = match raw.tls {
             None => {
                 self.problem(
@@ -816,6 +857,22 @@ impl Validator<'_> {
         }
         if let Some(p) = t.priority {
             l.priority = p;
+        }
+        if t.creation_grace_period.is_some() {
+            let d = self.duration(
+                &path("creation_grace_period"),
+                t.creation_grace_period.as_deref(),
+                Duration::from_millis(l.creation_grace_period_ms as u64),
+            );
+            l.creation_grace_period_ms = d.as_millis() as i64;
+        }
+        match t.past_grace_period.as_deref() {
+            None => {}
+            Some("off" | "0" | "0s") => l.past_grace_period_ms = 0,
+            Some(v) => {
+                let d = self.duration(&path("past_grace_period"), Some(v), Duration::ZERO);
+                l.past_grace_period_ms = d.as_millis() as i64;
+            }
         }
         let rate_set = t.log_bytes_rate_limit.is_some();
         l.log_bytes_rate_limit = self.size(

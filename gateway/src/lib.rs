@@ -8,6 +8,7 @@
 //! gateway is overloaded.
 
 pub mod aws;
+pub mod body;
 pub mod config;
 pub mod daemon;
 pub mod decode;

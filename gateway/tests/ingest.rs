@@ -214,6 +214,12 @@ async fn a_tenant_over_its_rate_gets_429_and_retry_after_works_while_another_ten
     );
 }
 
+/// A distinct shard name per number that does not look like an identifier (no run of
+/// seven digits), which the gateway would refuse as `pii_label_value`.
+fn shard_name(n: usize) -> String {
+    format!("s{}-{}", n / 1000, n % 1000)
+}
+
 #[tokio::test]
 async fn the_2_000_001st_series_is_refused() {
     let s = setup("  default: { samples_rate_limit: 100000000, burst: 100000000 }");
@@ -226,7 +232,7 @@ async fn the_2_000_001st_series_is_refused() {
                 .map(|i| {
                     series(
                         "edge_card_total",
-                        &[("shard", &(r * PER_REQUEST + i).to_string())],
+                        &[("shard", &shard_name(r * PER_REQUEST + i))],
                         1.0,
                     )
                 })
@@ -238,9 +244,9 @@ async fn the_2_000_001st_series_is_refused() {
     }
     let extra = WriteRequest {
         timeseries: vec![
-            series("edge_card_total", &[("shard", "2000000")], 1.0),
+            series("edge_card_total", &[("shard", &shard_name(2_000_000))], 1.0),
             // A series already active is still accepted at the limit.
-            series("edge_card_total", &[("shard", "0")], 2.0),
+            series("edge_card_total", &[("shard", &shard_name(0))], 2.0),
         ],
         ..Default::default()
     };
@@ -286,7 +292,7 @@ async fn a_yaml_edit_changes_a_limit_without_a_restart_and_a_broken_edit_changes
     let tighter = config.replace("max_label_names: 6", "max_label_names: 3");
     assert_ne!(config, tighter);
     std::fs::write(&s.gw.config, &tighter).expect("edit");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let a = c.push(&five, &[]).await;
         if a.status == 400 {
@@ -303,15 +309,37 @@ async fn a_yaml_edit_changes_a_limit_without_a_restart_and_a_broken_edit_changes
     // A broken edit (an unknown key, and a limit that would loosen things) is refused.
     let broken = tighter.replace("max_label_names: 3", "max_label_names: 30, bogus_key: 1");
     std::fs::write(&s.gw.config, broken).expect("edit");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: the poll runs every second or so, and the machine may be busy.
+    let deadline = Instant::now() + Duration::from_secs(120);
     while c.metric("edge_gateway_config_last_reload_successful").await != Some(0.0) {
         assert!(
             Instant::now() < deadline,
-            "the broken config was not noticed: {}",
+            "the broken config was not noticed within 120 s: {}",
             s.gw.log_text()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let failures = "edge_gateway_config_reloads_total{result=\"failure\"}";
+    assert_eq!(c.metric(failures).await, Some(1.0));
+    // A SIGHUP over the same broken files is the same refusal: counted once.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &s.gw.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    while !s.gw.log_text().contains("unchanged and still refused") {
+        assert!(
+            Instant::now() < deadline,
+            "the SIGHUP was not handled within 120 s: {}",
+            s.gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        c.metric(failures).await,
+        Some(1.0),
+        "one refusal, counted once"
+    );
     assert_eq!(
         c.push(&five, &[]).await.status,
         400,
@@ -403,7 +431,7 @@ async fn the_json_api_takes_a_bearer_token_and_sigterm_exits_cleanly() {
         .arg("-TERM")
         .arg(pid.to_string())
         .status();
-    let deadline = Instant::now() + Duration::from_secs(25);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let status = loop {
         if let Some(s) = gw.child.try_wait().expect("wait") {
             break s;
@@ -425,4 +453,95 @@ fn sha256_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Posts `body` over HTTP/1.1 (ALPN `http/1.1`) and returns the status the client read.
+async fn post_http1(
+    s: &Setup,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<u16, String> {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let cert = s.pki.client("gs-1", None);
+    let mut config = (*tls_config(&s.pki.ca_der, Some(&cert))).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.gw.port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (mut send, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut req = http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body))).expect("request");
+    let resp = send.send_request(req).await.map_err(|e| e.to_string())?;
+    Ok(resp.status().as_u16())
+}
+
+#[tokio::test]
+async fn an_oversize_body_gets_a_413_the_client_can_read_over_http1_and_http2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let config = format!(
+        "{}limits: {{ max_body_bytes: 1MiB }}\n",
+        config_text(dir.path(), port, TENANTS)
+    );
+    let gw = Gateway::start(dir.path(), port, &config);
+    let s = Setup { _dir: dir, pki, gw };
+    let big = vec![0x42u8; 3 << 20];
+    let headers = [
+        ("content-type", "application/x-protobuf"),
+        ("content-encoding", "snappy"),
+    ];
+    let mut h2 = s.client("gs-1", None).await;
+    let answer = h2
+        .request("POST", "/api/v1/push", &headers, big.clone())
+        .await
+        .expect("an HTTP/2 client reads the answer, not a reset");
+    assert_eq!(answer.status, 413, "{}", answer.body);
+    assert!(answer.body.contains("over the limit"), "{}", answer.body);
+    assert_eq!(
+        post_http1(&s, "/api/v1/push", &headers, big).await,
+        Ok(413),
+        "an HTTP/1.1 client reads the answer, not a reset"
+    );
+    // A remote_write 2.0 body is refused by name, never answered 2xx unread.
+    let v2 = h2
+        .request(
+            "POST",
+            "/api/v1/push",
+            &[
+                (
+                    "content-type",
+                    "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+                ),
+                ("content-encoding", "snappy"),
+            ],
+            snap::raw::Encoder::new()
+                .compress_vec(b"\x0a\x00")
+                .expect("snappy"),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(v2.status, 415, "{}", v2.body);
+    assert!(
+        v2.body.contains("io.prometheus.write.v2.Request"),
+        "{}",
+        v2.body
+    );
 }

@@ -27,7 +27,6 @@ pub mod finding;
 pub mod naming;
 pub mod promql;
 mod rules;
-pub mod values;
 
 pub use finding::{Finding, Format, Severity};
 
@@ -102,6 +101,7 @@ fn violation_rule(v: &Violation) -> &'static str {
         Violation::Forbidden { .. } => "forbidden-label",
         Violation::NotAllowed { .. } => "label-not-allowed",
         Violation::ValueNotDeclared { .. } => "label-value-not-declared",
+        Violation::PiiLabelValue { .. } => "pii-value",
     }
 }
 

@@ -54,7 +54,7 @@ impl Prometheus {
                 )
             });
         let prometheus = Prometheus { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while !matches!(crate::procs::http_get(port, "/-/ready").await, Ok((200, _))) {
             assert!(
                 Instant::now() < deadline,

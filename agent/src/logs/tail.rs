@@ -458,7 +458,9 @@ fn split_lines(
         t.partial.extend_from_slice(&data[start..]);
         // A line longer than the maximum is split now: memory stays bounded.
         while t.partial.len() > config.max_line_bytes {
-            let rest = t.partial.split_off(config.max_line_bytes);
+            let rest = t
+                .partial
+                .split_off(cut_point(&t.partial, config.max_line_bytes));
             let piece = std::mem::replace(&mut t.partial, rest);
             let held = t.partial.len() as u64;
             emit(id, piece, base + data.len() as u64 - held, true, out);
@@ -475,17 +477,53 @@ fn emit_bounded(id: FileId, line: &[u8], end_offset: u64, max: usize, out: &mut 
         emit(id, line.to_vec(), end_offset, false, out);
         return;
     }
-    let max = max.max(1);
-    let pieces = line.len().div_ceil(max);
-    for (i, piece) in line.chunks(max).enumerate() {
+    let mut rest = line;
+    let mut done = 0usize;
+    while !rest.is_empty() {
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            cut_point(rest, max)
+        };
+        let (piece, tail) = rest.split_at(cut);
+        done += cut;
         // A piece's position is just past it; the last one's is past the newline.
-        let at = if i + 1 == pieces {
+        let at = if tail.is_empty() {
             end_offset
         } else {
-            start + ((i + 1) * max) as u64
+            start + done as u64
         };
         emit(id, piece.to_vec(), at, true, out);
+        rest = tail;
     }
+}
+
+/// How far back from the maximum a cut may move to avoid splitting a word: past the
+/// longest address the tokenizer finds (an email is at most 254 bytes).
+const CUT_WINDOW: usize = 256;
+
+/// Where to cut a piece of at most `max` bytes (`bytes` is longer than `max`): just
+/// after the last byte within [`CUT_WINDOW`] of the maximum that no email, IP address or
+/// token can hold (a space, a quote, `,;<>()[]{}=&|`…), so no address straddles the cut
+/// and each piece is tokenized whole. A run longer than the window is cut at the
+/// maximum (it is no address); so is a run that would leave an empty piece.
+fn cut_point(bytes: &[u8], max: usize) -> usize {
+    let max = max.max(1).min(bytes.len());
+    let floor = max.saturating_sub(CUT_WINDOW);
+    let breaks = |b: &u8| {
+        !(b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'.' | b'_' | b'%' | b'+' | b'-' | b'@' | b':' | b'"' | b'\\'
+            )
+            || *b >= 0x80)
+    };
+    bytes[floor..max]
+        .iter()
+        .rposition(breaks)
+        .map(|i| floor + i + 1)
+        .filter(|&cut| cut > 0)
+        .unwrap_or(max)
 }
 
 fn emit(id: FileId, bytes: Vec<u8>, end_offset: u64, truncated: bool, out: &mut Vec<Line>) {

@@ -6,8 +6,12 @@
 //! detectors add a regex each (player ids, `player_id=(\S+)`, …). Every detector has an
 //! [`Action`]: replace the value with a token, replace it with `[REDACTED:<name>]`, or drop
 //! the whole record. Built-ins tokenize unless a [`DetectorSpec`] without a pattern names
-//! them with another action. Detection runs on the message and on every attribute value;
-//! keys are never rewritten. An attribute whose key names a configured detector
+//! them with another action. Detection runs on the message, on every attribute value and
+//! on every attribute key (flattened JSON keys can hold an address: the match in the key
+//! is replaced in place, so the key keeps its position). A trace id that is not hex is
+//! tokenized whole (the sender would ship it as text). Emails are found with a plain `@`,
+//! percent-encoded (`jane%40example.com`), and with a quoted local part
+//! (`"john smith"@example.com`, quotes escaped or not). An attribute whose key names a configured detector
 //! (`player_id`, or `user.player_id` for nested JSON, ASCII case ignored) is taken whole as
 //! a match of that detector, whatever its value looks like.
 //!
@@ -64,8 +68,10 @@
 //!
 //! # Not in scope
 //!
-//! MAC addresses, host names, UUIDs and hashes are left alone, and so is the record's
-//! trace id. Configured patterns cover anything else a game logs.
+//! MAC addresses, host names, UUIDs and hashes are left alone, and so is a hex trace id.
+//! Base64-encoded PII and PII split across two physical lines are not found (a line over
+//! `max_line_bytes` is split where no address can straddle the cut, see `logs::tail`).
+//! Configured patterns cover anything else a game logs.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
@@ -606,7 +612,8 @@ impl Tokenizer {
         out
     }
 
-    /// Scrubs a record in place: the message and every attribute value (keys stay).
+    /// Scrubs a record in place: the message, every attribute key and value, and a trace
+    /// id that is not hex.
     pub fn scrub(&self, record: &mut LogRecord) -> Verdict {
         let mut replaced = 0;
         match self.rewrite(&record.message) {
@@ -621,7 +628,34 @@ impl Tokenizer {
                 };
             }
         }
+        // A trace id that is not hex is not one the sender can ship as bytes: it would
+        // travel as text, so it is taken whole as a value to tokenize.
+        if let Some(trace_id) = &mut record.trace_id
+            && !trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            if let Outcome::Drop(name) = self.rewrite(trace_id) {
+                return Verdict::Drop {
+                    detector: name.to_owned(),
+                };
+            }
+            *trace_id = self.token(trace_id);
+            replaced += 1;
+        }
         for (key, value) in &mut record.attributes {
+            // Keys are scrubbed like values (`{"seen":{"a@b.example":1}}` flattens to a
+            // key holding an address); the token keeps the key's place in the record.
+            match self.rewrite(key) {
+                Outcome::Clean => {}
+                Outcome::Rewritten(text, n) => {
+                    *key = text;
+                    replaced += n;
+                }
+                Outcome::Drop(name) => {
+                    return Verdict::Drop {
+                        detector: name.to_owned(),
+                    };
+                }
+            }
             if value.is_empty() {
                 continue;
             }
@@ -756,7 +790,7 @@ fn scan_builtins(text: &str, first: usize, spans: &mut Vec<Span>) {
     for at in memchr3_iter(b'@', b':', b'.', rest).map(|i| first + i) {
         match bytes[at] {
             b'@' => {
-                if let Some((s, e)) = email_around(text, at) {
+                if let Some((s, e)) = email_around(text, at, at + 1) {
                     push_span(spans, text, s, e, EMAIL);
                 }
             }
@@ -775,6 +809,15 @@ fn scan_builtins(text: &str, first: usize, spans: &mut Vec<Span>) {
                 }
             }
             _ => {}
+        }
+    }
+    // A percent-encoded `@` (`jane%40example.com`, common in URLs and access logs). The
+    // domain holds a `.`, so the prefilter has already let such a text through.
+    if memchr::memchr(b'%', bytes).is_some() {
+        for at in memchr::memmem::find_iter(bytes, b"%40") {
+            if let Some((s, e)) = email_around(text, at, at + 3) {
+                push_span(spans, text, s, e, EMAIL);
+            }
         }
     }
 }
@@ -904,36 +947,44 @@ fn is_domain_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '-' || c == '.' || (!c.is_ascii() && c.is_alphanumeric())
 }
 
-/// The address around the `@` at `at`: `local@domain.tld`, the local part of letters,
-/// digits and `. _ % + -`, the domain of dot-separated labels (letters, digits, inner
-/// `-`) ending in a TLD of two or more letters. Non-ASCII letters are allowed (RFC 6531).
-fn email_around(text: &str, at: usize) -> Option<(usize, usize)> {
+/// The address around the `@` written at `text[at..after]` (`@`, or `%40` percent-encoded):
+/// `local@domain.tld`, the local part of letters, digits and `. _ % + -` or a quoted string
+/// (`"john smith"@example.com`, also with the quotes escaped as in JSON), the domain of
+/// dot-separated labels (letters, digits, inner `-`) ending in a TLD of two or more
+/// letters. Non-ASCII letters are allowed (RFC 6531).
+fn email_around(text: &str, at: usize, after: usize) -> Option<(usize, usize)> {
     let before = text.get(..at)?;
-    let after = text.get(at + 1..)?;
-    let mut start = at;
-    for (i, c) in before.char_indices().rev() {
-        if !is_local_char(c) {
-            break;
+    let rest = text.get(after..)?;
+    let start = match quoted_local_start(before) {
+        Some(start) => start,
+        None => {
+            let mut start = at;
+            for (i, c) in before.char_indices().rev() {
+                if !is_local_char(c) {
+                    break;
+                }
+                start = i;
+            }
+            while start < at && text.as_bytes()[start] == b'.' {
+                start += 1;
+            }
+            if start == at {
+                return None;
+            }
+            start
         }
-        start = i;
-    }
-    while start < at && text.as_bytes()[start] == b'.' {
-        start += 1;
-    }
-    if start == at {
-        return None;
-    }
-    let mut end = at + 1;
-    for (i, c) in after.char_indices() {
+    };
+    let mut end = after;
+    for (i, c) in rest.char_indices() {
         if !is_domain_char(c) {
             break;
         }
-        end = at + 1 + i + c.len_utf8();
+        end = after + i + c.len_utf8();
     }
-    while end > at + 1 && matches!(text.as_bytes()[end - 1], b'.' | b'-') {
+    while end > after && matches!(text.as_bytes()[end - 1], b'.' | b'-') {
         end -= 1;
     }
-    let domain = text.get(at + 1..end)?;
+    let domain = text.get(after..end)?;
     let mut labels = 0;
     let mut tld = "";
     for label in domain.split('.') {
@@ -945,6 +996,33 @@ fn email_around(text: &str, at: usize) -> Option<(usize, usize)> {
     }
     let tld_ok = tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic);
     (labels >= 2 && tld_ok).then_some((start, end))
+}
+
+/// The longest quoted local part RFC 5321 allows.
+const MAX_LOCAL_LEN: usize = 64;
+
+/// Where a quoted local part that ends right before the `@` starts (at its opening
+/// quote, or at the backslash of an escaped one): `"john smith"` or `\"john smith\"`.
+fn quoted_local_start(before: &str) -> Option<usize> {
+    let b = before.as_bytes();
+    let escaped = b.ends_with(b"\\\"");
+    if !escaped && !b.ends_with(b"\"") {
+        return None;
+    }
+    let close = b.len() - if escaped { 2 } else { 1 };
+    let window_start = close.saturating_sub(MAX_LOCAL_LEN + 2);
+    let open = memchr::memrchr(b'"', &b[window_start..close])? + window_start;
+    let inner = &b[open + 1..close];
+    if inner.is_empty() || inner.contains(&b'\n') {
+        return None;
+    }
+    let start = if escaped {
+        // The opening quote is escaped too: `\"`.
+        open.checked_sub(1).filter(|&i| b[i] == b'\\')?
+    } else {
+        open
+    };
+    Some(start)
 }
 
 #[cfg(test)]

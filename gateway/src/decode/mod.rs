@@ -81,7 +81,9 @@ pub fn by_encoding(body: &[u8], encoding: Option<&str>, max: usize) -> Result<Ve
                 .map_err(|e| BodyError::Malformed(format!("zstd: {e}")))?;
             bounded(decoder, max, "zstd")
         }
-        Some("gzip") => bounded(flate2::read::GzDecoder::new(body), max, "gzip"),
+        // Every member of the stream is read (concatenated gzip is valid gzip), and bytes
+        // after the last one that are not a gzip member are refused, not ignored.
+        Some("gzip") => bounded(flate2::bufread::MultiGzDecoder::new(body), max, "gzip"),
         Some(other) => Err(BodyError::Unsupported(format!(
             "Content-Encoding {other:?}: use zstd, gzip or identity"
         ))),
@@ -159,6 +161,36 @@ mod tests {
         assert_eq!(
             logs_request(b"", Some("br"), 1 << 20).map_err(|e| e.status()),
             Err(415)
+        );
+    }
+
+    #[test]
+    fn trailing_garbage_after_a_compressed_body_is_a_400_and_two_gzip_members_are_one_body() {
+        let gzip = |data: &[u8]| {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(data).expect("gzip");
+            gz.finish().expect("gzip")
+        };
+        let mut body = gzip(b"hello ");
+        assert_eq!(
+            by_encoding(&body, Some("gzip"), 1 << 20),
+            Ok(b"hello ".to_vec())
+        );
+        body.extend_from_slice(&gzip(b"world"));
+        assert_eq!(
+            by_encoding(&body, Some("gzip"), 1 << 20),
+            Ok(b"hello world".to_vec())
+        );
+        body.extend_from_slice(b"trailing garbage");
+        assert_eq!(
+            by_encoding(&body, Some("gzip"), 1 << 20).map_err(|e| e.status()),
+            Err(400)
+        );
+        let mut z = zstd::bulk::compress(b"hello", 3).expect("zstd");
+        z.extend_from_slice(b"trailing garbage");
+        assert_eq!(
+            by_encoding(&z, Some("zstd"), 1 << 20).map_err(|e| e.status()),
+            Err(400)
         );
     }
 }

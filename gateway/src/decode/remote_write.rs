@@ -18,6 +18,10 @@ pub struct SeriesView {
     pub samples: u64,
     /// The newest sample or histogram timestamp (ms), if any.
     pub newest_ms: Option<i64>,
+    /// The oldest one.
+    pub oldest_ms: Option<i64>,
+    /// Its native histograms, in the request's histogram store.
+    pub histograms: Range<usize>,
 }
 
 /// A scanned request.
@@ -29,12 +33,20 @@ pub struct Scanned<'a> {
     pub labels: Vec<(&'a str, &'a str)>,
     /// The byte ranges of the other top-level fields (metadata), kept when forwarding.
     pub other_fields: Vec<Range<usize>>,
+    /// The byte range of every native histogram message of every series (checked for
+    /// consistency, which takes decoding them; a float series has none).
+    pub histograms: Vec<Range<usize>>,
 }
 
 impl<'a> Scanned<'a> {
     /// The labels of `s`.
     pub fn labels_of(&self, s: &SeriesView) -> &[(&'a str, &'a str)] {
         &self.labels[s.labels.clone()]
+    }
+
+    /// The byte ranges of `s`'s native histograms in the body.
+    pub fn histograms_of(&self, s: &SeriesView) -> &[Range<usize>] {
+        &self.histograms[s.histograms.clone()]
     }
 }
 
@@ -132,6 +144,13 @@ fn timestamp_in(buf: &[u8], range: Range<usize>, field: u64) -> Result<Option<i6
     Ok(ts)
 }
 
+fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Scans a decompressed `WriteRequest`.
 pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
     let mut out = Scanned::default();
@@ -142,8 +161,10 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
         if field == 1 && wire == 2 {
             let body = r.len_delimited()?;
             let labels_start = out.labels.len();
+            let histograms_start = out.histograms.len();
             let mut samples = 0u64;
             let mut newest: Option<i64> = None;
+            let mut oldest: Option<i64> = None;
             let mut s = Reader::new(buf, body);
             while !s.done() {
                 let (f, w) = s.key()?;
@@ -166,11 +187,15 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
                         samples += 1;
                         let ts = timestamp_in(buf, s.len_delimited()?, 2)?;
                         newest = newest.max(ts);
+                        oldest = min_some(oldest, ts);
                     }
                     (4, 2) => {
                         samples += 1;
-                        let ts = timestamp_in(buf, s.len_delimited()?, 15)?;
+                        let histogram = s.len_delimited()?;
+                        let ts = timestamp_in(buf, histogram.clone(), 15)?;
                         newest = newest.max(ts);
+                        oldest = min_some(oldest, ts);
+                        out.histograms.push(histogram);
                     }
                     _ => s.skip(w)?,
                 }
@@ -180,6 +205,8 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
                 labels: labels_start..out.labels.len(),
                 samples,
                 newest_ms: newest,
+                oldest_ms: oldest,
+                histograms: histograms_start..out.histograms.len(),
             });
         } else {
             r.skip(wire)?;

@@ -253,10 +253,21 @@ impl Reader {
     }
 }
 
+/// The largest record Kinesis takes (1 MiB); a larger one did not come from a stream.
+pub(super) const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// The most a record may decompress to: the gateway's own limit for a request body.
+pub(super) const MAX_RECORD_DECOMPRESSED: usize = 64 << 20;
+
 /// The newest sample timestamp (ms) of a snappy `WriteRequest`: `None` if it is not
-/// one, `Some(None)` if it holds no sample.
+/// one — including a record over [`MAX_RECORD_BYTES`] or a snappy header that declares
+/// more than [`MAX_RECORD_DECOMPRESSED`], refused before anything is allocated —,
+/// `Some(None)` if it holds no sample.
 fn newest_sample(data: &[u8]) -> Option<Option<i64>> {
-    let raw = snap::raw::Decoder::new().decompress_vec(data).ok()?;
+    if data.len() > MAX_RECORD_BYTES {
+        return None;
+    }
+    let raw = crate::decode::snappy(data, MAX_RECORD_DECOMPRESSED).ok()?;
     let scanned = crate::decode::remote_write::scan(&raw).ok()?;
     Some(scanned.series.iter().filter_map(|s| s.newest_ms).max())
 }
@@ -276,5 +287,19 @@ async fn pause(shutdown: &mut watch::Receiver<bool>, wait: Duration) -> bool {
                 false
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_that_lies_or_is_too_large_is_malformed_before_it_is_decompressed() {
+        // A snappy header declaring 4 GiB: refused on the header alone.
+        assert_eq!(newest_sample(b"\xff\xff\xff\xff\x0f"), None);
+        assert_eq!(newest_sample(&vec![0u8; MAX_RECORD_BYTES + 1]), None);
+        let empty = snap::raw::Encoder::new().compress_vec(b"").expect("snappy");
+        assert_eq!(newest_sample(&empty), Some(None));
     }
 }

@@ -49,11 +49,17 @@ pub enum Outcome {
         /// The tenant.
         tenant: String,
     },
-    /// The body is over `limits.max_body_bytes`: 413.
+    /// The body is over `limits.max_body_bytes`: 413, and the connection closed when
+    /// the rest of the body was not drained (the client is still sending).
     BodyOverLimit {
         /// The limit.
         max: usize,
+        /// Whether the rest of the body was read and dropped.
+        drained: bool,
     },
+    /// A remote_write body of a version this gateway does not speak: 415 (a 2.0 body
+    /// scans as zero series: answering 2xx would lose it).
+    UnsupportedContentType(String),
     /// The body could not be read off the connection: 400.
     BodyUnreadable(String),
     /// The body does not decode (413, 400 or 415, see [`BodyError::status`]).
@@ -119,6 +125,7 @@ pub struct Answer {
     body: Vec<u8>,
     content_type: &'static str,
     retry_after: Option<u64>,
+    close: bool,
 }
 
 impl Answer {
@@ -128,7 +135,15 @@ impl Answer {
             body: body.into(),
             content_type: "text/plain; charset=utf-8",
             retry_after: None,
+            close: false,
         }
+    }
+
+    /// Ask an HTTP/1.1 client to close the connection after this answer (hyper leaves
+    /// the header out of HTTP/2, where the stream ends on its own).
+    fn close(mut self) -> Answer {
+        self.close = true;
+        self
     }
 
     fn retry(mut self, wait: Duration) -> Answer {
@@ -158,6 +173,12 @@ impl Answer {
         );
         if let Some(secs) = self.retry_after {
             h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        if self.close {
+            h.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
         }
         if let Ok(v) = http::HeaderValue::from_str(&format!("{}s", cadence.as_secs().max(1))) {
             h.insert(CADENCE_HEADER, v);
@@ -196,10 +217,12 @@ impl From<Outcome> for Answer {
                 format!("tenant {tenant} is throttled while the gateway is overloaded\n"),
             )
             .retry(RETRY_THROTTLED),
-            Outcome::BodyOverLimit { max } => Answer::new(
-                413,
-                format!("the body is over the limit of {max} bytes\n"),
-            ),
+            Outcome::BodyOverLimit { max, drained } => {
+                let answer =
+                    Answer::new(413, format!("the body is over the limit of {max} bytes\n"));
+                if drained { answer } else { answer.close() }
+            }
+            Outcome::UnsupportedContentType(why) => Answer::new(415, format!("{why}\n")),
             Outcome::BodyUnreadable(e) => {
                 Answer::new(400, format!("the body could not be read: {e}\n"))
             }

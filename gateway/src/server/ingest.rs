@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime};
 
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 
 use super::Gateway;
@@ -27,7 +27,7 @@ use crate::telemetry::{
     GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_REQUESTS_TOTAL, GATEWAY_SAMPLE_AGE_SECONDS,
     GATEWAY_SAMPLES_ACCEPTED_TOTAL, GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
 };
-use crate::validate::{KnownNames, check_labels, labels_hash};
+use crate::validate::{KnownNames, check_labels, check_samples, labels_hash};
 
 /// What the connection knows of its client.
 #[derive(Debug)]
@@ -144,6 +144,12 @@ async fn ingest(
             tenant: identity.tenant,
         };
     }
+    if endpoint == "push"
+        && let Err(why) =
+            edge_schema::remote_write::check_content_type(header(&req, "content-type"))
+    {
+        return Outcome::UnsupportedContentType(why);
+    }
     let encoding = header(&req, "content-encoding").map(str::to_string);
     let declared = req
         .headers()
@@ -151,21 +157,15 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let max_body = live.config.limits.max_body_bytes;
-    if declared.is_some_and(|n| n > max_body as u64) {
-        return Outcome::BodyOverLimit { max: max_body };
-    }
-    let body = match Limited::new(req.into_body(), max_body).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return if e
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Outcome::BodyOverLimit { max: max_body }
-            } else {
-                Outcome::BodyUnreadable(e.to_string())
+    let body = match crate::body::read(req.into_body(), declared, max_body).await {
+        Ok(b) => b,
+        Err(crate::body::ReadError::TooLarge { drained }) => {
+            return Outcome::BodyOverLimit {
+                max: max_body,
+                drained,
             };
         }
+        Err(crate::body::ReadError::Failed(e)) => return Outcome::BodyUnreadable(e),
     };
     let max = live.config.limits.max_decompressed_bytes;
     match endpoint {
@@ -234,8 +234,16 @@ async fn push(
     let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
     let mut keep = vec![false; scanned.series.len()];
     let mut known = KnownNames::default();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
     for (i, series) in scanned.series.iter().enumerate() {
-        match check_labels(scanned.labels_of(series), &live.policy, limits, &mut known) {
+        let labels = scanned.labels_of(series);
+        let checked = check_labels(labels, &live.policy, limits, &mut known).and_then(|()| {
+            let metric = crate::validate::metric_name(labels);
+            check_samples(&scanned, series, &raw, metric, now_ms, limits)
+        });
+        match checked {
             Ok(()) => keep[i] = true,
             Err(d) => {
                 let entry = refused.entry(d.reason).or_default();

@@ -181,6 +181,10 @@ impl Gateway {
                     .live
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(new);
+                *self
+                    .refused_stamps
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 self.reloaded(true);
                 tracing::info!(sha256 = %hash, "config reloaded");
                 Ok(true)
@@ -188,19 +192,33 @@ impl Gateway {
             Err(e) => {
                 // Stamp the broken files, so they are not re-read every poll; the
                 // config in force stays as it is.
+                let stamps: Vec<Stamp> = current.stamps.iter().map(|(p, _, _)| stamp(p)).collect();
                 let kept = Live {
                     config: current.config.clone(),
                     policy: current.policy.clone(),
                     tls: current.tls.clone(),
                     hash: current.hash.clone(),
-                    stamps: current.stamps.iter().map(|(p, _, _)| stamp(p)).collect(),
+                    stamps: stamps.clone(),
                 };
                 *self
                     .live
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(kept);
-                self.reloaded(false);
-                tracing::error!(error = %e, "the new config is refused; the old one stays in force");
+                let again = {
+                    let mut refused = self
+                        .refused_stamps
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let again = refused.as_ref() == Some(&stamps);
+                    *refused = Some(stamps);
+                    again
+                };
+                if again {
+                    tracing::warn!(error = %e, "the config files are unchanged and still refused; the old one stays in force");
+                } else {
+                    self.reloaded(false);
+                    tracing::error!(error = %e, "the new config is refused; the old one stays in force");
+                }
                 Err(e)
             }
         }

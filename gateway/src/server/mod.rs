@@ -41,6 +41,9 @@ pub struct Gateway {
     logs_sink: Arc<dyn Sink>,
     overload: OverloadState,
     in_flight: AtomicI64,
+    /// The files as they were when a reload was last refused: the same refused files
+    /// seen again (a poll, then a SIGHUP) are one refusal, counted once.
+    refused_stamps: std::sync::Mutex<Option<Vec<live::Stamp>>>,
 }
 
 /// Bytes of commits that may wait on an AWS sink before it answers `Busy`.
@@ -104,6 +107,7 @@ impl Gateway {
             logs_sink,
             overload: OverloadState::default(),
             in_flight: AtomicI64::new(0),
+            refused_stamps: std::sync::Mutex::new(None),
         });
         gw.reloaded(true);
         Ok(gw)
