@@ -1,6 +1,8 @@
 //! `edge-daemon-kit`: the I/O pieces both daemons (`edge-agent`, `edge-gateway` and its
-//! relay) would otherwise each write: systemd's notification protocol ([`notify`]) and
-//! retry timing, exponential backoff with full jitter and `Retry-After` ([`retry`]).
+//! relay) would otherwise each write: systemd's notification protocol ([`notify`]), PEM
+//! files for rustls with the empty-CA check ([`pem`]), and retry timing, exponential
+//! backoff with full jitter and `Retry-After` ([`retry`]).
 
 pub mod notify;
+pub mod pem;
 pub mod retry;

@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use edge_daemon_kit::pem;
 use edge_schema::policy::LabelPolicy;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::Gateway;
 use crate::config::GatewayConfig;
@@ -79,32 +78,12 @@ pub fn load_live(path: &Path) -> Result<Live, String> {
 }
 
 fn build_tls(files: &crate::config::TlsFiles) -> Result<rustls::ServerConfig, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let certs = pem::certificates(&files.cert)
         .map_err(|e| format!("TLS certificate {}: {e}", files.cert.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "TLS certificate {}: no certificate in it",
-            files.cert.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
+    let key = pem::private_key(&files.key)
         .map_err(|e| format!("TLS key {}: {e}", files.key.display()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.client_ca)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let roots = pem::roots(&files.client_ca)
         .map_err(|e| format!("TLS client CA {}: {e}", files.client_ca.display()))?;
-    for ca in cas {
-        roots
-            .add(ca)
-            .map_err(|e| format!("TLS client CA {}: {e}", files.client_ca.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!(
-            "TLS client CA {}: no certificate in it",
-            files.client_ca.display()
-        ));
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::server::WebPkiClientVerifier::builder_with_provider(
         Arc::new(roots),

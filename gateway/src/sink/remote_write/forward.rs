@@ -18,12 +18,11 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
+use edge_daemon_kit::pem;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{ClientTls, Sigv4, Target};
 
@@ -210,15 +209,7 @@ fn client_tls(tls: Option<&ClientTls>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     match tls.and_then(|t| t.ca.as_ref()) {
         Some(ca) => {
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?
-            {
-                let cert = cert.map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
-            }
-            anyhow::ensure!(!roots.is_empty(), "{}: no certificate in it", ca.display());
+            roots = pem::roots(ca).map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
@@ -241,12 +232,10 @@ fn client_tls(tls: Option<&ClientTls>) -> anyhow::Result<rustls::ClientConfig> {
     .with_root_certificates(roots);
     let config = match tls.and_then(|t| t.cert.as_ref().zip(t.key.as_ref())) {
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+            let chain =
+                pem::certificates(cert).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+            let key =
+                pem::private_key(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
