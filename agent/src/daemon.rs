@@ -121,7 +121,9 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         .with_context(|| format!("binding the local receiver to {}", config.listen))?;
 
     let tls = match &config.tls {
-        Some(files) => Some(ReloadingTls::load(files.clone())?),
+        Some(files) => {
+            Some(ReloadingTls::load(files.clone())?.reporting_expiry_to(telemetry.cert_expiry()))
+        }
         None => None,
     };
     let cadence = Arc::new(Cadence::new(config.cadence, config.incident_cadence));

@@ -6,7 +6,8 @@
 //! [`crate::host`]; the gate's and the queue's figures are read from them when a
 //! snapshot is taken.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use edge_exporter::export::native_to_proto;
@@ -91,13 +92,19 @@ pub struct Telemetry {
     logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
     logs_parse_failures: AtomicU64,
     logs_truncated: AtomicU64,
+    logs_lost_bytes: AtomicU64,
     logs_pii_replaced: AtomicU64,
     active_series: AtomicU64,
     budget: AtomicU64,
     rejected: [AtomicU64; REJECT_REASONS.len()],
     /// statsd lines accepted and malformed.
     statsd_lines: [AtomicU64; 2],
+    /// The client certificate's expiry (Unix seconds); 0 without TLS.
+    cert_expiry: Arc<AtomicI64>,
 }
+
+/// The agent's version, as `edge_build_info{version}`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Log levels, as the `level` label.
 pub const LEVELS: [Level; 7] = [
@@ -198,6 +205,11 @@ impl Telemetry {
         self.logs_truncated.fetch_add(1, Relaxed);
     }
 
+    /// Bytes of log files that had a position but were gone at restart.
+    pub fn logs_lost_bytes(&self, n: u64) {
+        self.logs_lost_bytes.fetch_add(n, Relaxed);
+    }
+
     /// PII values replaced.
     pub fn pii_replaced(&self, n: u64) {
         self.logs_pii_replaced.fetch_add(n, Relaxed);
@@ -232,6 +244,11 @@ impl Telemetry {
         self.queue_records[class as usize].load(Relaxed)
     }
 
+    /// Where the TLS client reports its certificate's expiry.
+    pub fn cert_expiry(&self) -> Arc<AtomicI64> {
+        self.cert_expiry.clone()
+    }
+
     /// statsd lines taken and refused.
     pub fn statsd_lines(&self, accepted: u64, malformed: u64) {
         self.statsd_lines[0].fetch_add(accepted, Relaxed);
@@ -264,6 +281,19 @@ impl Telemetry {
             ));
         };
         let load = |a: &AtomicU64| a.load(Relaxed) as f64;
+        push(
+            "edge_build_info",
+            &[("daemon", "agent"), ("version", VERSION)],
+            1.0,
+        );
+        let expiry = self.cert_expiry.load(Relaxed);
+        if expiry > 0 {
+            push(
+                "edge_tls_cert_expiry_timestamp_seconds",
+                &[("daemon", "agent"), ("cert", "client")],
+                expiry as f64,
+            );
+        }
         push("edge_active_series", &[], load(&self.active_series));
         push("edge_series_budget", &[], load(&self.budget));
         for (i, (reason, n)) in REJECT_REASONS.iter().zip(&self.rejected).enumerate() {
@@ -332,6 +362,11 @@ impl Telemetry {
             "edge_logs_truncated_lines_total",
             &[],
             load(&self.logs_truncated),
+        );
+        push(
+            "edge_logs_lost_bytes_total",
+            &[],
+            load(&self.logs_lost_bytes),
         );
         push(
             "edge_logs_pii_replaced_total",

@@ -184,6 +184,17 @@ pub const GATEWAY_DISCARDED_LOG_RECORDS_TOTAL: Counter = Counter {
     help: "Log records refused, by tenant and reason.",
 };
 
+/// `edge_build_info` (gauge).
+pub const BUILD_INFO: Gauge = Gauge {
+    name: "edge_build_info",
+    help: "Always 1; the daemon and its version as labels.",
+};
+/// `edge_tls_cert_expiry_timestamp_seconds` (gauge).
+pub const TLS_CERT_EXPIRY_TIMESTAMP_SECONDS: Gauge = Gauge {
+    name: "edge_tls_cert_expiry_timestamp_seconds",
+    help: "When the certificate the daemon presents expires (Unix time).",
+};
+
 /// A classic histogram with fixed buckets.
 #[derive(Debug)]
 pub struct Histogram {
@@ -493,6 +504,44 @@ impl Telemetry {
     }
 }
 
+/// Sets `edge_build_info{daemon,version}` (always 1) for `daemon` (gateway or relay).
+pub fn set_build_info(t: &Telemetry, daemon: &str) {
+    t.set(
+        &BUILD_INFO,
+        labels(&[("daemon", daemon), ("version", env!("CARGO_PKG_VERSION"))]),
+        1.0,
+    );
+}
+
+/// Sets `edge_tls_cert_expiry_timestamp_seconds{daemon,cert}` from the first certificate
+/// of the PEM file `path`; a file that does not read or parse is logged and the gauge
+/// keeps its last value.
+pub fn set_cert_expiry(t: &Telemetry, daemon: &str, cert: &str, path: &std::path::Path) {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let expiry = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())
+        .and_then(|mut certs| match certs.next() {
+            Some(Ok(der)) => X509Certificate::from_der(&der)
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("no CERTIFICATE in the file".into()),
+        });
+    match expiry {
+        #[allow(clippy::cast_precision_loss)] // Unix seconds stay far below 2^53
+        Ok(at) => t.set(
+            &TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
+            labels(&[("daemon", daemon), ("cert", cert)]),
+            at as f64,
+        ),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the certificate's expiry");
+        }
+    }
+}
+
 fn braces(labels: &str) -> String {
     if labels.is_empty() {
         String::new()
@@ -537,6 +586,38 @@ mod tests {
         );
         assert!(text.contains("h_seconds_count{e=\"push\"} 1"), "{text}");
         assert_eq!(t.counter(&X, "tenant=\"a\\\"b\""), 2.0);
+    }
+
+    #[test]
+    fn build_info_and_certificate_expiry() {
+        let t = Telemetry::default();
+        set_build_info(&t, "relay");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let cert = params.self_signed(&key).expect("cert");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.crt");
+        std::fs::write(&path, cert.pem()).expect("write");
+        set_cert_expiry(&t, "gateway", "server", &path);
+        // A file that is not a certificate leaves the gauge as it was.
+        std::fs::write(&path, "garbage").expect("write");
+        set_cert_expiry(&t, "gateway", "server", &path);
+        let text = t.render();
+        assert!(
+            text.contains(&format!(
+                "edge_build_info{{daemon=\"relay\",version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        // 2031-05-17T00:00:00Z
+        assert!(
+            text.contains(
+                "edge_tls_cert_expiry_timestamp_seconds{daemon=\"gateway\",cert=\"server\"} 1936742400"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -26,13 +26,20 @@ impl Prometheus {
     ///
     /// Panics with what to install when the binary is missing.
     pub async fn start(dir: &Path) -> Prometheus {
+        Prometheus::start_with(dir, "global: { scrape_interval: 15s }\n").await
+    }
+
+    /// [`Prometheus::start`] with `config` as its `prometheus.yml` (scrape jobs, rule
+    /// files: paths in it are relative to `dir`).
+    pub async fn start_with(dir: &Path, config: &str) -> Prometheus {
         let binary = std::env::var("EDGE_PROMETHEUS").unwrap_or_else(|_| "prometheus".into());
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let config_text = config;
         let config = dir.join("prometheus.yml");
-        std::fs::write(&config, "global: { scrape_interval: 15s }\n").expect("write config");
+        std::fs::write(&config, config_text).expect("write config");
         let log = dir.join("prometheus.log");
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", config.display()))
@@ -69,6 +76,29 @@ impl Prometheus {
     /// Its remote-write receiver.
     pub fn write_url(&self) -> String {
         format!("http://127.0.0.1:{}/api/v1/write", self.port)
+    }
+
+    /// A GET of the HTTP API (`/api/v1/…`): its JSON `data`.
+    pub async fn api(&self, path: &str) -> serde_json::Value {
+        let (status, body) = crate::procs::http_get(self.port, path)
+            .await
+            .expect("Prometheus answers");
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("JSON answer");
+        v["data"].clone()
+    }
+
+    /// An instant query's status and body, whatever they are (for queries that may not
+    /// parse).
+    pub async fn try_query(&self, promql: &str) -> (u16, serde_json::Value) {
+        let path = format!("/api/v1/query?query={}", encode(promql));
+        let (status, body) = crate::procs::http_get(self.port, &path)
+            .await
+            .expect("Prometheus answers");
+        (
+            status,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 
     /// The `data.result` array of an instant query, once.

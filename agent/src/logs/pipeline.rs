@@ -224,6 +224,10 @@ impl LogsPipeline {
         for i in 0..self.sources.len() {
             lines.clear();
             self.sources[i].tailer.poll(now, &mut lines);
+            let lost = self.sources[i].tailer.take_lost_bytes();
+            if lost > 0 {
+                self.telemetry.logs_lost_bytes(lost);
+            }
             read += lines.len();
             for line in lines.drain(..) {
                 self.line(i, line, now, observed);

@@ -6,8 +6,17 @@
 //! reused inode from the file it replaced.
 //!
 //! - **Rename rotation** (`game.log` → `game.log.1`, new `game.log`): the old inode stays
-//!   open and is drained to its end, also after the rename, until it has not grown for
-//!   [`ROTATED_GRACE`]; the new file is read from its start.
+//!   open and is drained to its end, also after the rename, and stays followed (with
+//!   its position saved) as long as it is in the directory under a rotated name; the new
+//!   file is read from its start. A file gone from the directory is let go once it has
+//!   not grown for [`ROTATED_GRACE`].
+//! - **Renamed before it was listed, or while the agent was down**: a file outside the
+//!   glob is followed when it has a saved position (found by device, inode and
+//!   fingerprint, whatever its name now is) or when its name is a rotated name of a glob
+//!   match (`game.log.3`, `game.log-20261205`; never `.gz` and the like), so a file that
+//!   lived under the glob only between two polls is still read. One that starts like a
+//!   file followed now is a copytruncate copy, not new data. A saved position whose file
+//!   is gone is reported as lost bytes (`edge_logs_lost_bytes_total`) and a warning.
 //! - **copytruncate**: a file shorter than the read position was truncated. What the
 //!   reader had not read yet is recovered from the copy (a sibling file whose first
 //!   bytes match the fingerprint), then the file is read from 0. Lines the writer adds
@@ -91,6 +100,9 @@ pub struct Position {
     pub fp_len: u64,
     /// CRC-32 of the first `fp_len` bytes.
     pub fp: u32,
+    /// Bytes read when it was written (at least what a gone file still held unsent).
+    #[serde(default)]
+    pub read: u64,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -110,8 +122,11 @@ struct Tracked {
     fp: u32,
     partial: Vec<u8>,
     partial_since: Option<Instant>,
-    /// Renamed out of the glob or deleted: drained, then dropped.
+    /// Renamed out of the glob or deleted: drained.
     rotated: bool,
+    /// Still in the directory (under any name followed); a rotated file that is gone
+    /// is dropped once drained.
+    present: bool,
     last_growth: Instant,
     /// The last read stopped at the read budget with more to read.
     behind: bool,
@@ -148,6 +163,8 @@ pub struct Tailer {
     first_poll: bool,
     /// The read buffer, reused from poll to poll.
     buf: Vec<u8>,
+    /// Bytes of files that had a position but were gone at restart (not yet reported).
+    lost_bytes: u64,
 }
 
 impl Tailer {
@@ -192,6 +209,7 @@ impl Tailer {
             first_run,
             first_poll: true,
             buf: Vec::new(),
+            lost_bytes: 0,
         })
     }
 
@@ -202,14 +220,16 @@ impl Tailer {
 
     /// Lists the glob, follows rotations, and appends every new line to `out`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Line>) {
-        let mut seen: Vec<(PathBuf, FileId, u64)> = Vec::new();
+        // Every regular file of the directory that matters: the glob's, and outside it
+        // the files followed already, those with a saved position (renamed while the
+        // agent was down), and those whose name is a rotated name of a glob match
+        // (`game.log.3`, `game.log-20261205`: created and renamed between two polls,
+        // or while the agent was down).
+        let mut seen: Vec<(PathBuf, FileId, u64, bool)> = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if !glob_match(&self.pattern, name) {
-                    continue;
-                }
                 let path = entry.path();
                 let Ok(meta) = std::fs::metadata(&path) else {
                     continue;
@@ -217,26 +237,45 @@ impl Tailer {
                 if !meta.is_file() {
                     continue;
                 }
-                seen.push((
-                    path,
-                    FileId {
-                        dev: meta.dev(),
-                        ino: meta.ino(),
-                    },
-                    meta.len(),
-                ));
+                let id = FileId {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                };
+                let under = glob_match(&self.pattern, name);
+                if under
+                    || self.files.contains_key(&id)
+                    || self.saved.contains_key(&id)
+                    || rotated_name(&self.pattern, name)
+                {
+                    seen.push((path, id, meta.len(), under));
+                }
             }
         }
         seen.sort();
         let start_at_end =
             self.first_run && self.first_poll && !self.config.read_existing_from_start;
-        // Files no longer under the glob (renamed away, deleted) are drained.
+        // Fingerprints known before this poll handles any truncation: a new file outside
+        // the glob that starts like one of them is a copytruncate copy, not new data.
+        let known: Vec<(u64, u32, u64)> = self
+            .files
+            .values()
+            .filter(|t| t.fp_len > 0)
+            .map(|t| (t.fp_len, t.fp, u64::MAX))
+            .chain(
+                self.saved
+                    .values()
+                    .filter(|p| p.fp_len > 0)
+                    .map(|p| (p.fp_len, p.fp, p.offset)),
+            )
+            .collect();
+        // Files no longer under the glob are drained; those gone from the directory
+        // (deleted, or renamed to a name nothing follows) are let go once drained.
         for (id, t) in &mut self.files {
-            if !seen.iter().any(|(_, s, _)| s == id) {
-                t.rotated = true;
-            }
+            let found = seen.iter().find(|(_, s, _, _)| s == id);
+            t.rotated = !found.is_some_and(|(_, _, _, under)| *under);
+            t.present = found.is_some();
         }
-        for (path, id, len) in seen {
+        for (path, id, len, under) in seen {
             if !self.files.contains_key(&id) {
                 let Ok(file) = File::open(&path) else {
                     continue;
@@ -250,6 +289,17 @@ impl Tailer {
                     continue;
                 }
                 let mut start = if start_at_end { len } else { 0 };
+                if !under && !self.saved.contains_key(&id) {
+                    // A copy of a file followed now is read from that file (its
+                    // truncation is recovered from the copy); a copy of a file with a
+                    // saved position resumes from that position.
+                    if let Some((_, _, offset)) = known
+                        .iter()
+                        .find(|(fp_len, fp, _)| fingerprint(&file, *fp_len) == Some(*fp))
+                    {
+                        start = (*offset).min(len);
+                    }
+                }
                 if let Some(saved) = self.saved.remove(&id) {
                     // The same inode: resume if it still starts with the same bytes.
                     if saved.offset <= len && fingerprint(&file, saved.fp_len) == Some(saved.fp) {
@@ -257,6 +307,13 @@ impl Tailer {
                     } else {
                         start = 0;
                     }
+                }
+                if !under && start < len {
+                    tracing::info!(
+                        file = %path.display(),
+                        offset = start,
+                        "following a rotated file outside the glob from its position"
+                    );
                 }
                 let (fp_len, fp) = (
                     len.min(FINGERPRINT_BYTES),
@@ -273,7 +330,8 @@ impl Tailer {
                         fp,
                         partial: Vec::new(),
                         partial_since: None,
-                        rotated: false,
+                        rotated: !under,
+                        present: true,
                         last_growth: now,
                         behind: false,
                     },
@@ -281,7 +339,9 @@ impl Tailer {
             }
             if let Some(t) = self.files.get_mut(&id) {
                 t.path = path;
-                t.rotated = false;
+                if !under {
+                    continue;
+                }
                 // Shorter than what was read, or rewritten from the start (truncated and
                 // refilled between two polls): read again from 0.
                 let rewritten =
@@ -296,6 +356,9 @@ impl Tailer {
                     t.fp_len = 0;
                 }
             }
+        }
+        if self.first_poll {
+            self.report_gone();
         }
         self.first_poll = false;
         if self.first_run {
@@ -314,9 +377,12 @@ impl Tailer {
                 read_new(id, t, &config, now, &mut self.buf, out);
             }
         }
-        // Rotated files that stopped growing are done (their lines were emitted).
+        // Files gone from the directory that stopped growing are done (their lines were
+        // emitted); rotated files still there stay followed, so a restart knows them.
         self.files.retain(|_, t| {
-            !(t.rotated && now.saturating_duration_since(t.last_growth) >= ROTATED_GRACE)
+            !(t.rotated
+                && !t.present
+                && now.saturating_duration_since(t.last_growth) >= ROTATED_GRACE)
         });
     }
 
@@ -349,6 +415,7 @@ impl Tailer {
                 offset: t.committed,
                 fp_len: t.fp_len,
                 fp: t.fp,
+                read: t.read,
             })
             .collect();
         // Saved positions of files not seen yet are kept.
@@ -363,6 +430,28 @@ impl Tailer {
         if let Err(e) = result {
             tracing::warn!(file = %self.positions_file.display(), error = %e, "cannot write log positions");
         }
+    }
+
+    /// After the first poll of a restart, the saved positions left are of files gone
+    /// from the directory (deleted, or moved elsewhere, while the agent was down): what
+    /// they held past the position is reported as lost bytes (at least what was read
+    /// but not committed) and a warning, never dropped quietly.
+    fn report_gone(&mut self) {
+        for (_, saved) in self.saved.drain() {
+            let lost = saved.read.saturating_sub(saved.offset);
+            self.lost_bytes += lost;
+            tracing::warn!(
+                file = %saved.path.display(),
+                offset = saved.offset,
+                lost_bytes_at_least = lost,
+                "a log file with a saved position is gone (deleted, or moved out of its directory, while the agent was down): what it held past the position is lost"
+            );
+        }
+    }
+
+    /// Bytes of files found gone at restart since the last call (for the self-metric).
+    pub fn take_lost_bytes(&mut self) -> u64 {
+        std::mem::take(&mut self.lost_bytes)
     }
 
     /// Whether the last poll stopped at its read budget with more to read.
@@ -608,6 +697,19 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Whether `name` is a rotated name of a file the glob matches: a glob match followed by
+/// `.`, `-` or `_` and more (`game.log.1`, `game.log-20261205`), not compressed (a `.gz`
+/// or `.zst` file is a copy logrotate made, not text to read).
+pub fn rotated_name(pattern: &str, name: &str) -> bool {
+    const COMPRESSED: &[&str] = &[".gz", ".zst", ".bz2", ".xz", ".lz4", ".zip", ".br"];
+    if COMPRESSED.iter().any(|ext| name.ends_with(ext)) {
+        return false;
+    }
+    name.char_indices()
+        .filter(|(i, c)| *i > 0 && matches!(c, '.' | '-' | '_'))
+        .any(|(i, _)| i + 1 < name.len() && glob_match(pattern, &name[..i]))
 }
 
 #[cfg(test)]

@@ -134,11 +134,13 @@ impl Relay {
     pub async fn new(config: RelayConfig) -> anyhow::Result<Arc<Relay>> {
         let sdk = crate::aws::sdk_config(&config.region, config.endpoint_url.as_deref()).await;
         let store = Arc::new(FileCheckpoints::open(&config.checkpoint, &config.stream)?);
+        let telemetry = Telemetry::default();
+        crate::telemetry::set_build_info(&telemetry, "relay");
         Ok(Arc::new(Relay {
             kinesis: Client::new(&sdk),
             forwarder: Forwarder::new(&config.target).await?,
             store,
-            telemetry: Telemetry::default(),
+            telemetry,
             closed: Mutex::new(HashMap::new()),
             listed_at: Mutex::new(None),
             config,

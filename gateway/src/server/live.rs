@@ -128,6 +128,10 @@ impl Gateway {
                 now,
             );
             let live = self.live();
+            crate::telemetry::set_build_info(t, "gateway");
+            if let Some(files) = &live.config.tls {
+                crate::telemetry::set_cert_expiry(t, "gateway", "server", &files.cert);
+            }
             let mut infos = std::collections::BTreeMap::new();
             infos.insert(labels(&[("sha256", &live.hash)]), 1.0);
             t.set_only(&GATEWAY_CONFIG_INFO, infos);
