@@ -46,17 +46,19 @@ async fn a_stock_dogstatsd_client_reaches_prometheus_through_the_gate() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let (kills, labels) = prometheus
-        .query("game_kills_total{shard_id=\"3\"}", WAIT)
+    // Each query waits for the full figure: a cycle's flush may fall mid-stream.
+    let labels = prometheus
+        .query_until("game_kills_total{shard_id=\"3\"}", 7.0, WAIT)
         .await;
-    assert_eq!(kills, 7.0);
     assert_eq!(labels["region"], "test-1", "host labels: {labels}");
-    let (players, _) = prometheus.query("game_players", WAIT).await;
-    assert_eq!(players, 42.0);
-    let (count, _) = prometheus
-        .query("histogram_count(game_tick_seconds{shard_id=\"1\"})", WAIT)
+    prometheus.query_until("game_players", 42.0, WAIT).await;
+    prometheus
+        .query_until(
+            "histogram_count(game_tick_seconds{shard_id=\"1\"})",
+            1000.0,
+            WAIT,
+        )
         .await;
-    assert_eq!(count, 1000.0);
     let (median, _) = prometheus
         .query(
             "histogram_quantile(0.5, game_tick_seconds{shard_id=\"1\"})",
@@ -65,8 +67,7 @@ async fn a_stock_dogstatsd_client_reaches_prometheus_through_the_gate() {
         .await;
     // Within the bucket bound of the true median (0.5 s): scale 3 buckets are 9% wide.
     assert!((median - 0.5).abs() <= 0.5 * 0.09, "median {median}");
-    let (errors, labels) = prometheus.query("game_errors_total", WAIT).await;
-    assert_eq!(errors, 1.0);
+    let labels = prometheus.query_until("game_errors_total", 1.0, WAIT).await;
     assert_eq!(labels["edge_overflow"], "true", "{labels}");
     let leaked = prometheus.query_once("{player_id!=\"\"}").await;
     assert_eq!(
@@ -74,8 +75,10 @@ async fn a_stock_dogstatsd_client_reaches_prometheus_through_the_gate() {
         Some(0),
         "a forbidden tag left the host: {leaked}"
     );
-    let (after, _) = prometheus.query("after_garbage_total", WAIT).await;
-    assert_eq!(after, 1.0, "the line after the garbage passes");
+    // The line after the garbage passes.
+    prometheus
+        .query_until("after_garbage_total", 1.0, WAIT)
+        .await;
     assert_eq!(
         agent.metric("edge_statsd_lines_total{result=\"malformed\"}"),
         Some(1.0)

@@ -6,6 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::WriteRequest;
+use prost::Message;
 use support::{Client, Gateway, Pki, config_text, free_port, series, spooled_series, tls_config};
 
 const TENANTS: &str = "  default: { samples_rate_limit: 100000, burst: 200000 }\n  \
@@ -543,5 +544,113 @@ async fn an_oversize_body_gets_a_413_the_client_can_read_over_http1_and_http2() 
         v2.body.contains("io.prometheus.write.v2.Request"),
         "{}",
         v2.body
+    );
+}
+
+#[tokio::test]
+async fn every_series_a_store_would_refuse_is_refused_alone_and_a_body_that_does_not_decode_commits_nothing()
+ {
+    use edge_schema::proto::prometheus::histogram::Count;
+    use edge_schema::proto::prometheus::{BucketSpan, Histogram, Label};
+    let s = setup(TENANTS);
+    let mut c = s
+        .client("whatever", Some("spiffe://obs.internal/tenant/studio/gs-2"))
+        .await;
+    let mut year_3000 = series("edge_future_total", &[], 1.0);
+    year_3000.samples[0].timestamp = 32_503_680_000_000;
+    let mut bad_histogram = series("edge_tick_seconds", &[], 0.0);
+    bad_histogram.histograms.push(Histogram {
+        count: Some(Count::CountInt(1)),
+        schema: 3,
+        positive_spans: vec![BucketSpan {
+            offset: 0,
+            length: 2,
+        }],
+        positive_deltas: vec![1],
+        timestamp: bad_histogram.samples[0].timestamp,
+        ..Default::default()
+    });
+    bad_histogram.samples.clear();
+    let mut duplicate = series("edge_twice_total", &[("region", "eu")], 1.0);
+    duplicate.labels.push(Label {
+        name: "region".into(),
+        value: "us".into(),
+    });
+    let req = WriteRequest {
+        timeseries: vec![
+            series("edge_first_good_total", &[("region", "eu")], 1.0),
+            series("edge.bad.name", &[], 1.0),
+            duplicate,
+            series("edge_unsorted_total", &[("region", "eu"), ("az", "a")], 1.0),
+            year_3000,
+            bad_histogram,
+            series("edge_pii_total", &[("shard_id", "203.0.113.7")], 1.0),
+            series("edge_last_good_total", &[("region", "us")], 2.0),
+        ],
+        ..Default::default()
+    };
+    let a = c.push(&req, &[]).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    for reason in [
+        "metric_name_invalid",
+        "duplicate_label_names",
+        "labels_not_sorted",
+        "too_far_in_future",
+        "invalid_native_histogram",
+        "pii_label_value",
+    ] {
+        assert!(a.body.contains(reason), "{reason} missing from: {}", a.body);
+    }
+    assert!(
+        !a.body.contains("203.0.113.7"),
+        "the answer repeats a PII value"
+    );
+    let names = |stored: &[(String, edge_schema::proto::prometheus::TimeSeries)]| -> Vec<String> {
+        stored
+            .iter()
+            .map(|(_, s)| s.labels[0].value.clone())
+            .collect()
+    };
+    assert_eq!(
+        names(&spooled_series(&s.gw.spool)),
+        ["edge_first_good_total", "edge_last_good_total"],
+        "exactly the valid neighbours are committed"
+    );
+
+    // A series with a label field of the wrong wire type does not decode: the whole
+    // body is a 400 that says so, and nothing of it is committed, not even the valid
+    // series before it.
+    let good = series("edge_before_bad_total", &[("region", "eu")], 1.0);
+    let mut body = WriteRequest {
+        timeseries: vec![good],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    // timeseries (field 1, length 2) holding labels (field 1) as a varint: 0x08 0x01.
+    body.extend_from_slice(&[0x0a, 0x02, 0x08, 0x01]);
+    let a = c
+        .request(
+            "POST",
+            "/api/v1/push",
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("content-encoding", "snappy"),
+            ],
+            snap::raw::Encoder::new()
+                .compress_vec(&body)
+                .expect("snappy"),
+        )
+        .await
+        .expect("answered");
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body.contains("not a remote_write WriteRequest") && a.body.contains("nothing"),
+        "the answer says the body does not decode and nothing was committed: {}",
+        a.body
+    );
+    assert_eq!(
+        names(&spooled_series(&s.gw.spool)),
+        ["edge_first_good_total", "edge_last_good_total"],
+        "nothing of the malformed body is committed"
     );
 }

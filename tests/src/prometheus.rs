@@ -137,6 +137,36 @@ impl Prometheus {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
+
+    /// Runs an instant query until its first sample has the value `want` (the data
+    /// may arrive in several writes); the labels. Panics after `timeout`, naming the
+    /// last value seen.
+    pub async fn query_until(
+        &self,
+        promql: &str,
+        want: f64,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        loop {
+            let result = self.query_once(promql).await;
+            if let Some(first) = result.as_array().and_then(|r| r.first()) {
+                let value = first["value"][1]
+                    .as_str()
+                    .and_then(|s| s.parse::<f64>().ok());
+                if value == Some(want) {
+                    return first["metric"].clone();
+                }
+                last = value;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{promql} is not {want} within {timeout:?} (last: {last:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
 }
 
 fn encode(q: &str) -> String {

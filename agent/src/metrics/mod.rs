@@ -374,17 +374,43 @@ mod tests {
             timestamp: now,
             ..Default::default()
         });
+        let mut duplicate = series("game_player_capacity", now);
+        duplicate.labels.extend([
+            Label {
+                name: "shard_id".into(),
+                value: "1".into(),
+            },
+            Label {
+                name: "__name__".into(),
+                value: "game_player_capacity".into(),
+            },
+        ]);
+        // Unsorted labels are sorted, not refused: the agent re-encodes every series.
+        let mut unsorted = series("game_queue_depth", now);
+        unsorted.labels.insert(
+            0,
+            Label {
+                name: "shard_id".into(),
+                value: "2".into(),
+            },
+        );
         let request = WriteRequest {
             timeseries: vec![
                 series("game_players_connected", now),
                 series("game_instances_active", 32_503_680_000_000), // year 3000
                 bad_histogram,
+                series("game.tick.bad", now),
+                duplicate,
+                unsorted,
             ],
             ..Default::default()
         };
         let ingested = pipeline.ingest(request, std::time::Instant::now());
-        assert_eq!(ingested.accepted, 1);
-        assert_eq!(ingested.invalid, 2);
+        assert_eq!(
+            ingested.accepted, 2,
+            "the valid neighbours, the unsorted one sorted"
+        );
+        assert_eq!(ingested.invalid, 4);
         let first = ingested.first_invalid.expect("named");
         assert!(first.contains("game_instances_active"), "{first}");
         let counted = |reason: &str| {
@@ -396,7 +422,9 @@ mod tests {
         };
         assert_eq!(counted("too_far_in_future"), 1);
         assert_eq!(counted("invalid_native_histogram"), 1);
-        assert_eq!(pipeline.batch.len(), 1, "the valid neighbour is batched");
+        assert_eq!(counted("metric_name_invalid"), 1);
+        assert_eq!(counted("duplicate_label_names"), 1);
+        assert_eq!(pipeline.batch.len(), 2, "the valid neighbours are batched");
     }
 
     #[test]

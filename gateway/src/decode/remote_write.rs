@@ -144,6 +144,12 @@ fn timestamp_in(buf: &[u8], range: Range<usize>, field: u64) -> Result<Option<i6
     Ok(ts)
 }
 
+fn wrong_wire<T>(what: &str, wire: u8) -> Result<T, ScanError> {
+    err(format!(
+        "{what} has wire type {wire}, not 2 (length-delimited); nothing in this body was committed"
+    ))
+}
+
 fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
@@ -178,6 +184,7 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
                             match (lf, lw) {
                                 (1, 2) => name = text(buf, l.len_delimited()?)?,
                                 (2, 2) => value = text(buf, l.len_delimited()?)?,
+                                (1 | 2, w) => return wrong_wire("a label's name or value", w),
                                 _ => l.skip(lw)?,
                             }
                         }
@@ -197,6 +204,9 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
                         oldest = min_some(oldest, ts);
                         out.histograms.push(histogram);
                     }
+                    // A known field with the wrong wire type would be forwarded as it is
+                    // and make the store refuse the whole batch: the body is malformed.
+                    (1..=4, w) => return wrong_wire("a series field", w),
                     _ => s.skip(w)?,
                 }
             }
@@ -208,6 +218,8 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
                 oldest_ms: oldest,
                 histograms: histograms_start..out.histograms.len(),
             });
+        } else if field == 1 || (field == 3 && wire != 2) {
+            return wrong_wire("a top-level field", wire);
         } else {
             r.skip(wire)?;
             out.other_fields.push(field_start..r.at);
