@@ -12,12 +12,15 @@
 //! - [`metrics`]: the policy and budget gate and the per-cycle batch;
 //! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
 //! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-daemon-kit`);
+//! - [`shared`]: what the receivers, the cycle and the sender share; [`cycle`]: one
+//!   collection cycle;
 //! - [`daemon`]: the lifecycle.
 //!
 //! Logs (tail, parse, tokenize) come next and share the queue and the sender.
 
 pub mod cadence;
 pub mod config;
+pub mod cycle;
 pub mod daemon;
 pub mod host;
 pub mod imds;
@@ -27,5 +30,6 @@ pub mod plain_http;
 pub mod queue;
 pub mod receiver;
 pub mod sender;
+pub mod shared;
 pub mod statsd;
 pub mod telemetry;

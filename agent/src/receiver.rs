@@ -35,8 +35,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::cadence::CADENCE_HINT_HEADER;
-use crate::daemon::Shared;
 use crate::metrics::now_ms;
+use crate::shared::Shared;
 use crate::telemetry::render_text;
 
 /// The largest compressed push accepted.

@@ -17,6 +17,7 @@ use crate::logs::record::Level;
 use crate::metrics::gate::{POLICY_REASONS, REJECT_REASONS};
 use crate::metrics::{Point, SeriesKey};
 use crate::queue::Class;
+use crate::queue::figures::QueueFigures;
 
 /// Delivery streams, as the `stream` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,21 +130,6 @@ fn class_slot(class: Class) -> usize {
 }
 
 const LOG_CLASSES: [Class; 3] = [Class::LogsDebug, Class::LogsInfo, Class::LogsWarn];
-
-/// What the queue reports, copied in after each queue operation.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct QueueFigures {
-    /// Bytes per class.
-    pub bytes: [u64; 4],
-    /// Records waiting per class.
-    pub records: [u64; 4],
-    /// Log records or series shed so far per class.
-    pub shed: [u64; 4],
-    /// Batches shed so far per class.
-    pub shed_batches: [u64; 4],
-    /// Bytes lost to corruption so far per class.
-    pub lost_bytes: [u64; 4],
-}
 
 impl Telemetry {
     /// One answer (or a transport error) and how long it took.

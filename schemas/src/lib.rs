@@ -2,6 +2,7 @@
 //!
 //! - [`policy`]: the label policy (`schemas/labels.yaml`): which labels are forbidden,
 //!   which are allowed everywhere, and the per-host series budget.
+//! - [`calendar`]: days since the epoch to and from a civil date (agent and gateway).
 //! - [`catalog`]: the metric catalog (`schemas/metrics.yaml`): every metric family with
 //!   its type, unit, help and the bounded labels it may carry.
 //! - [`check`]: the checks built on both: is this label set allowed for this metric, and
@@ -28,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod calendar;
 pub mod catalog;
 pub mod check;
 pub mod config;

@@ -177,9 +177,7 @@ pub struct Registry {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// The default exponential-histogram starting scale: 2, ≈13 buckets per decade (the seed
-/// design's "12–16 buckets per decade") with a relative error of at most 8.6%.
-pub const DEFAULT_SCALE: i32 = 2;
+pub use crate::histogram::DEFAULT_SCALE;
 
 impl Registry {
     /// A registry under the shipped label policy and catalog, with the policy's budget.

@@ -165,6 +165,13 @@ pub struct Tailer {
     buf: Vec<u8>,
     /// Bytes of files that had a position but were gone at restart (not yet reported).
     lost_bytes: u64,
+    /// Fingerprints of files found truncated lately: a copytruncate copy that starts
+    /// like one of them is not new data (its unread part was recovered from it).
+    truncated: Vec<(u64, u32)>,
+    /// Files outside the glob first seen at the last poll, with their length then: one
+    /// is followed once its length holds still for a poll (a copy being written is not
+    /// taken for a new file).
+    pending: HashMap<FileId, u64>,
 }
 
 impl Tailer {
@@ -210,6 +217,8 @@ impl Tailer {
             first_poll: true,
             buf: Vec::new(),
             lost_bytes: 0,
+            truncated: Vec::new(),
+            pending: HashMap::new(),
         })
     }
 
@@ -262,12 +271,32 @@ impl Tailer {
             .filter(|t| t.fp_len > 0)
             .map(|t| (t.fp_len, t.fp, u64::MAX))
             .chain(
+                self.truncated
+                    .iter()
+                    .map(|(fp_len, fp)| (*fp_len, *fp, u64::MAX)),
+            )
+            .chain(
                 self.saved
                     .values()
                     .filter(|p| p.fp_len > 0)
                     .map(|p| (p.fp_len, p.fp, p.offset)),
             )
             .collect();
+        // New files outside the glob wait one poll for their length to hold still.
+        let mut still_pending = HashMap::new();
+        seen.retain(|(_, id, len, under)| {
+            if *under
+                || self.files.contains_key(id)
+                || self.saved.contains_key(id)
+                || start_at_end
+                || self.pending.get(id) == Some(len)
+            {
+                return true;
+            }
+            still_pending.insert(*id, *len);
+            false
+        });
+        self.pending = still_pending;
         // Files no longer under the glob are drained; those gone from the directory
         // (deleted, or renamed to a name nothing follows) are let go once drained.
         for (id, t) in &mut self.files {
@@ -348,6 +377,12 @@ impl Tailer {
                     t.fp_len > 0 && len >= t.fp_len && fingerprint(&t.file, t.fp_len) != Some(t.fp);
                 if len < t.read || rewritten {
                     // Truncated: copytruncate, or in place.
+                    if t.fp_len > 0 {
+                        if self.truncated.len() >= 16 {
+                            self.truncated.remove(0);
+                        }
+                        self.truncated.push((t.fp_len, t.fp));
+                    }
                     recover_from_copy(&self.dir, id, t, &self.config, out);
                     t.read = 0;
                     t.committed = 0;

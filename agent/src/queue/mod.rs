@@ -27,6 +27,7 @@
 //! once more; if there is still no room the new record is refused. Every shed record is
 //! counted by class.
 
+pub mod figures;
 pub mod items;
 mod segment;
 

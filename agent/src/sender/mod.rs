@@ -29,7 +29,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::cadence::{CADENCE_HINT_HEADER, Cadence};
 use crate::queue::{Class, Entry, RecordId, SharedQueue, with_queue};
-use crate::telemetry::{QueueFigures, Stream, Telemetry};
+use crate::telemetry::{Stream, Telemetry};
 use backoff::Backoff;
 use tls::ReloadingTls;
 
@@ -227,7 +227,7 @@ impl Sender {
             if *stop.borrow() {
                 if let Some((class, id, len)) = to_ack.take() {
                     let acked = with_queue(&self.queue, move |q| {
-                        (q.ack_read(class, id, len), figures(q))
+                        (q.ack_read(class, id, len), q.figures())
                     })
                     .await;
                     self.telemetry.set_queue(&acked.1);
@@ -253,7 +253,7 @@ impl Sender {
                     }
                     Ok(None)
                 })();
-                (acked, next, figures(q))
+                (acked, next, q.figures())
             })
             .await;
             self.telemetry.set_queue(&figures);
@@ -518,21 +518,6 @@ async fn connect(d: &Destination, tls: Option<Arc<rustls::ClientConfig>>) -> Res
         });
         Ok(Conn::H1(send))
     }
-}
-
-/// The queue's figures for telemetry.
-pub fn figures(q: &crate::queue::DiskQueue) -> QueueFigures {
-    let mut f = QueueFigures::default();
-    for class in Class::ALL {
-        let i = class as usize;
-        f.bytes[i] = q.class_bytes(class);
-        f.records[i] = q.waiting(class);
-        let shed = q.shed(class);
-        f.shed[i] = shed.items;
-        f.shed_batches[i] = shed.records;
-        f.lost_bytes[i] = q.lost_bytes(class);
-    }
-    f
 }
 
 #[cfg(test)]

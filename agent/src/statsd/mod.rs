@@ -27,8 +27,8 @@ use tokio::task::JoinHandle;
 
 pub use aggregate::{Aggregator, Mapping};
 
-use crate::daemon::Shared;
 use crate::metrics::now_ms;
+use crate::shared::Shared;
 
 /// The default address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8125";
@@ -58,8 +58,18 @@ pub struct Statsd {
     aggregator: Arc<Mutex<Aggregator>>,
 }
 
+/// The UDP receive buffer asked for: a game's burst of datagrams waits in the kernel
+/// while the listener is not scheduled (a busy host), instead of being dropped. The
+/// kernel caps it at `net.core.rmem_max` unless the agent may force it.
+pub const RECV_BUFFER: usize = 8 << 20;
+
 async fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
     let udp = UdpSocket::bind(addr).await?;
+    if rustix::net::sockopt::set_socket_recv_buffer_size_force(&udp, RECV_BUFFER).is_err()
+        && let Err(e) = rustix::net::sockopt::set_socket_recv_buffer_size(&udp, RECV_BUFFER)
+    {
+        tracing::debug!(error = %e, "statsd: the UDP receive buffer keeps its default size");
+    }
     let tcp = TcpListener::bind(addr).await?;
     Ok((udp, tcp))
 }

@@ -10,6 +10,7 @@ then a datagram of garbage followed by a good line, from a plain socket.
 
 import socket
 import sys
+import time
 
 from datadog.dogstatsd import DogStatsd
 
@@ -22,6 +23,10 @@ client.flush()
 client.gauge("game.players", 42)
 for ms in range(1, 1001):
     client.timing("game.tick", ms, tags=["shard_id:1"])
+    if ms % 100 == 0:
+        # A game's pace, not one burst: a tick's worth of timings, then the next tick.
+        client.flush()
+        time.sleep(0.02)
 client.increment("game.errors", 1, tags=["player_id:p-4242"])
 client.flush()
 client.close_socket()

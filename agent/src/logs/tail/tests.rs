@@ -387,11 +387,10 @@ fn a_file_created_and_renamed_away_between_two_listings_is_read_under_its_new_na
     // A compressed rotation and an unrelated file are not followed.
     std::fs::write(dir.path().join("game.log.2.gz"), "\u{1f}\u{8b}binary").expect("gz");
     std::fs::write(dir.path().join("other.txt"), "not ours\n").expect("other");
-    assert_eq!(
-        poll_commit(&mut tailer),
-        ["first 1", "first 2", "second 1"],
-        "the renamed file first (its lines are older), then the new one"
-    );
+    assert_eq!(poll_commit(&mut tailer), ["second 1"]);
+    // A file first seen outside the glob is followed once its length holds still for a
+    // poll (a copytruncate copy being written is not new data).
+    assert_eq!(poll_commit(&mut tailer), ["first 1", "first 2"]);
     // The rotated file stays known: a later poll, or a restart, reads nothing twice.
     assert!(poll_commit(&mut tailer).is_empty());
     drop(tailer);
