@@ -28,7 +28,7 @@ use crate::sender::tls::ReloadingTls;
 use crate::sender::{Sender, SenderConfig};
 use crate::shared::Shared;
 use crate::telemetry::{Stream, Telemetry};
-use edge_sd_notify::Notifier;
+use edge_daemon_kit::notify::Notifier;
 
 /// After SIGTERM, how long queued batches may still be sent before the agent exits
 /// (they stay queued either way; this only saves a replay on the next start).

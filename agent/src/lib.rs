@@ -11,7 +11,7 @@
 //! - [`statsd`]: the statsd / DogStatsD receiver, aggregated per cycle;
 //! - [`metrics`]: the policy and budget gate and the per-cycle batch;
 //! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
-//! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-sd-notify`);
+//! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-daemon-kit`);
 //! - [`shared`]: what the receivers, the cycle and the sender share; [`cycle`]: one
 //!   collection cycle;
 //! - [`daemon`]: the lifecycle.

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use edge_daemon_kit::snappy::{SnappyError, decompress_bounded};
 use edge_schema::proto::prometheus::WriteRequest;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -175,19 +176,17 @@ async fn push(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<By
             return answer(StatusCode::BAD_REQUEST, format!("reading the body: {e}\n"));
         }
     };
-    match snap::raw::decompress_len(&body) {
-        Ok(n) if n <= MAX_PUSH_DECODED_BYTES => {}
-        Ok(n) => {
+    let raw = match decompress_bounded(&body, MAX_PUSH_DECODED_BYTES) {
+        Ok(raw) => raw,
+        Err(SnappyError::TooLarge { declared, max }) => {
             return answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("push decompresses to {n} bytes, over {MAX_PUSH_DECODED_BYTES}\n"),
+                format!("push decompresses to {declared} bytes, over {max}\n"),
             );
         }
-        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("snappy: {e}\n")),
-    }
-    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
-        Ok(raw) => raw,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("snappy: {e}\n")),
+        Err(SnappyError::Header(e) | SnappyError::Body(e)) => {
+            return answer(StatusCode::BAD_REQUEST, format!("snappy: {e}\n"));
+        }
     };
     let request = match WriteRequest::decode(raw.as_slice()) {
         Ok(r) => r,

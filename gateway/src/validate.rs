@@ -11,7 +11,7 @@ use edge_schema::values::{classify, is_checked_label};
 use prost::Message;
 
 use crate::config::TenantLimits;
-use crate::remote_write::{Scanned, SeriesView};
+use crate::decode::remote_write::{Scanned, SeriesView};
 
 /// Why a series is dropped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -348,7 +348,7 @@ mod tests {
         limits: &TenantLimits,
     ) -> Vec<Result<(), &'static str>> {
         let body = request.encode_to_vec();
-        let scanned = crate::remote_write::scan(&body).expect("scans");
+        let scanned = crate::decode::remote_write::scan(&body).expect("scans");
         scanned
             .series
             .iter()

@@ -188,7 +188,7 @@ impl Sender {
                 host,
                 port,
                 https,
-                backoff: Backoff::default(),
+                backoff: backoff::destination(),
                 down_until: None,
                 conn: None,
             });

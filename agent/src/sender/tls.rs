@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use edge_daemon_kit::pem;
+use rustls::ClientConfig;
 
 use crate::config::TlsFiles;
 
@@ -127,38 +126,12 @@ fn build(files: &TlsFiles) -> Result<(ClientConfig, i64), TlsError> {
         path: path.to_path_buf(),
         why,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| file_err("certificate", &files.cert, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err("certificate", &files.cert, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(file_err(
-            "certificate",
-            &files.cert,
-            "no CERTIFICATE in the file".into(),
-        ));
-    }
+    let certs =
+        pem::certificates(&files.cert).map_err(|e| file_err("certificate", &files.cert, e))?;
     let expiry = not_after(&certs[0]).map_err(|why| file_err("certificate", &files.cert, why))?;
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| file_err("key", &files.key, e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.ca)
-        .map_err(|e| file_err("CA", &files.ca, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err("CA", &files.ca, e.to_string()))?;
-    for ca in cas {
-        roots
-            .add(ca)
-            .map_err(|e| file_err("CA", &files.ca, e.to_string()))?;
-    }
-    if roots.is_empty() {
-        // An empty trust store is an error, not an open door.
-        return Err(file_err(
-            "CA",
-            &files.ca,
-            "no CA certificate in the file".into(),
-        ));
-    }
+    let key = pem::private_key(&files.key).map_err(|e| file_err("key", &files.key, e))?;
+    // An empty trust store is an error, not an open door.
+    let roots = pem::roots(&files.ca).map_err(|e| file_err("CA", &files.ca, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?

@@ -18,12 +18,11 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
+use edge_daemon_kit::pem;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::config::{ClientTls, Sigv4, Target};
 
@@ -203,30 +202,14 @@ impl Forwarder {
 
 /// `Retry-After` as seconds or an HTTP date, capped at [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    let wait = match value.parse::<u64>() {
-        Ok(secs) => Duration::from_secs(secs),
-        Err(_) => httpdate::parse_http_date(value)
-            .ok()?
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
+    edge_daemon_kit::retry::parse_retry_after(value, SystemTime::now(), MAX_RETRY_AFTER)
 }
 
 fn client_tls(tls: Option<&ClientTls>) -> anyhow::Result<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     match tls.and_then(|t| t.ca.as_ref()) {
         Some(ca) => {
-            for cert in CertificateDer::pem_file_iter(ca)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?
-            {
-                let cert = cert.map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
-            }
-            anyhow::ensure!(!roots.is_empty(), "{}: no certificate in it", ca.display());
+            roots = pem::roots(ca).map_err(|e| anyhow::anyhow!("{}: {e}", ca.display()))?;
         }
         None => {
             let found = rustls_native_certs::load_native_certs();
@@ -249,12 +232,10 @@ fn client_tls(tls: Option<&ClientTls>) -> anyhow::Result<rustls::ClientConfig> {
     .with_root_certificates(roots);
     let config = match tls.and_then(|t| t.cert.as_ref().zip(t.key.as_ref())) {
         Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+            let chain =
+                pem::certificates(cert).map_err(|e| anyhow::anyhow!("{}: {e}", cert.display()))?;
+            let key =
+                pem::private_key(key).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
@@ -274,7 +255,7 @@ const CREDENTIALS_MARGIN: Duration = Duration::from_secs(300);
 
 impl Signer {
     async fn new(settings: Sigv4) -> Signer {
-        let sdk = crate::sink::kinesis::aws_config(&settings.region, None).await;
+        let sdk = crate::aws::sdk_config(&settings.region, None).await;
         let provider = sdk.credentials_provider();
         if provider.is_none() {
             tracing::warn!("SigV4: the AWS credential chain has no provider; requests will fail");

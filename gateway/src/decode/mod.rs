@@ -3,8 +3,11 @@
 //! body can make the gateway allocate more than the limits (a small zstd or gzip bomb
 //! is cut off at `max_decompressed_bytes + 1`).
 
+pub mod remote_write;
+
 use std::io::Read;
 
+use edge_daemon_kit::snappy::{SnappyError, decompress_bounded};
 use edge_schema::proto::otlp::ExportLogsServiceRequest;
 use edge_schema::proto::prometheus::WriteRequest;
 use prost::Message;
@@ -36,16 +39,13 @@ impl BodyError {
 
 /// Snappy (block format, as remote_write uses), bounded by the length it declares.
 pub fn snappy(body: &[u8], max: usize) -> Result<Vec<u8>, BodyError> {
-    let len = snap::raw::decompress_len(body)
-        .map_err(|e| BodyError::Malformed(format!("not a snappy block: {e}")))?;
-    if len > max {
-        return Err(BodyError::TooLarge(format!(
-            "the body decompresses to {len} bytes, over the limit of {max}"
-        )));
-    }
-    snap::raw::Decoder::new()
-        .decompress_vec(body)
-        .map_err(|e| BodyError::Malformed(format!("snappy: {e}")))
+    decompress_bounded(body, max).map_err(|e| match e {
+        SnappyError::Header(e) => BodyError::Malformed(format!("not a snappy block: {e}")),
+        SnappyError::TooLarge { declared, max } => BodyError::TooLarge(format!(
+            "the body decompresses to {declared} bytes, over the limit of {max}"
+        )),
+        SnappyError::Body(e) => BodyError::Malformed(format!("snappy: {e}")),
+    })
 }
 
 fn bounded(reader: impl Read, max: usize, what: &str) -> Result<Vec<u8>, BodyError> {

@@ -15,20 +15,20 @@
 //! - **Budget**: bytes of commits in flight are bounded; past the budget a commit is
 //!   answered `Busy` at once (503 + `Retry-After` upstream).
 
+pub mod forward;
+
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::coalesce::backoff;
+use super::retry::{COMMIT_DEADLINE, Retry};
 use super::{BoxFuture, Record, Sink, SinkError};
 use crate::config::Target;
-use crate::forward::{Forwarder, Outcome};
+use crate::sink::remote_write::forward::{Forwarder, Outcome};
 
 /// Uncompressed bytes per request at most (a commit above is split).
 pub const MAX_REQUEST_BYTES: usize = 4 << 20;
-/// How long a commit may take, retries included.
-pub const COMMIT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// The sink.
 #[derive(Debug)]
@@ -50,30 +50,30 @@ impl RemoteWriteSink {
     }
 
     async fn commit_all(&self, records: Vec<Record>) -> Result<(), SinkError> {
-        let deadline = Instant::now() + COMMIT_DEADLINE;
+        let mut retries = Retry::commit();
         for body in requests(&records) {
-            self.send(body, deadline).await?;
+            self.send(body, &mut retries).await?;
         }
         Ok(())
     }
 
-    async fn send(&self, body: Bytes, deadline: Instant) -> Result<(), SinkError> {
-        let mut attempt = 0;
+    async fn send(&self, body: Bytes, retries: &mut Retry) -> Result<(), SinkError> {
         loop {
             let (after, reason) = match self.forwarder.send(body.clone()).await {
-                Outcome::Accepted => return Ok(()),
+                Outcome::Accepted => {
+                    retries.succeeded();
+                    return Ok(());
+                }
                 Outcome::Rejected { reason, .. } => return Err(SinkError::Refused(reason)),
                 Outcome::Retry { after, reason } => (after, reason),
             };
-            let wait = after.unwrap_or_default().max(backoff(attempt));
-            if Instant::now() + wait >= deadline {
+            let Some(wait) = retries.failed(after) else {
                 return Err(SinkError::Failed(format!(
                     "remote_write not accepted within {COMMIT_DEADLINE:?}: {reason}"
                 )));
-            }
+            };
             tracing::debug!(%reason, ?wait, "remote_write: retrying");
             tokio::time::sleep(wait).await;
-            attempt += 1;
         }
     }
 }

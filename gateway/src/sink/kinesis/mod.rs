@@ -17,15 +17,19 @@
 //!   `commit` answers `Busy` at once (503 + `Retry-After` upstream) instead of queueing
 //!   without bound.
 
-use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::collections::VecDeque;
+use std::time::Duration;
 
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-use super::coalesce::{Coalescer, backoff};
+mod record;
+
+use super::coalesce::Coalescer;
+use super::retry::{COMMIT_DEADLINE, Retry};
 use super::{BoxFuture, Record, Sink, SinkError};
+use record::{Outgoing, bundle};
 
 /// Kinesis's limit on one record's data plus key.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
@@ -35,8 +39,6 @@ pub const MAX_CALL_RECORDS: usize = 500;
 pub const MAX_CALL_BYTES: usize = 5 << 20;
 /// How long commits are gathered before a call.
 pub const LINGER: Duration = Duration::from_millis(5);
-/// How long a commit may take, retries included.
-pub const COMMIT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Where and how much.
 #[derive(Clone, Debug)]
@@ -59,22 +61,11 @@ pub struct KinesisSink {
     coalescer: Coalescer,
 }
 
-/// An AWS SDK config from the default chain (environment, profile, instance role),
-/// with `region` and an optional endpoint.
-pub async fn aws_config(region: &str, endpoint_url: Option<&str>) -> aws_config::SdkConfig {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.to_string()));
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    loader.load().await
-}
-
 impl KinesisSink {
     /// A sink writing to `config.stream`; the flushing task runs on the current
     /// runtime.
     pub async fn new(config: KinesisConfig) -> KinesisSink {
-        let sdk = aws_config(&config.region, config.endpoint_url.as_deref()).await;
+        let sdk = crate::aws::sdk_config(&config.region, config.endpoint_url.as_deref()).await;
         let client = Client::new(&sdk);
         let (c, stream) = (client.clone(), config.stream.clone());
         let coalescer = Coalescer::start(
@@ -128,98 +119,6 @@ async fn flush(
     failed.into_iter().map(|f| f.map_or(Ok(()), Err)).collect()
 }
 
-/// One Kinesis record and the commits (indexes into the flush) it carries.
-struct Outgoing {
-    key: String,
-    data: Vec<u8>,
-    owners: Vec<usize>,
-}
-
-fn too_big(key: &str) -> SinkError {
-    SinkError::Refused(format!(
-        "a request for {key} compresses to more than a Kinesis record holds (1 MiB)"
-    ))
-}
-
-/// Bundles the records of each key, in order, into compressed Kinesis records ≤ 1 MiB.
-/// A request that alone compresses past the limit fails its commit.
-fn bundle(commits: &[Vec<Record>], failed: &mut [Option<SinkError>]) -> VecDeque<Outgoing> {
-    let mut order: Vec<String> = Vec::new();
-    let mut by_key: HashMap<String, Vec<(usize, &[u8])>> = HashMap::new();
-    for (i, records) in commits.iter().enumerate() {
-        for r in records {
-            by_key
-                .entry(r.key.clone())
-                .or_insert_with(|| {
-                    order.push(r.key.clone());
-                    Vec::new()
-                })
-                .push((i, r.data.as_slice()));
-        }
-    }
-    let mut out = VecDeque::new();
-    let mut encoder = snap::raw::Encoder::new();
-    for key in order {
-        let limit = MAX_RECORD_BYTES.saturating_sub(key.len());
-        let mut raw: Vec<u8> = Vec::new();
-        let mut owners: Vec<usize> = Vec::new();
-        let mut compressed: Option<Vec<u8>> = None;
-        for (owner, data) in by_key.remove(&key).unwrap_or_default() {
-            let mut candidate = raw.clone();
-            candidate.extend_from_slice(data);
-            // Cheap bound first; compress only when it might not fit.
-            let fits = if snap::raw::max_compress_len(candidate.len()) <= limit {
-                None
-            } else {
-                match encoder.compress_vec(&candidate) {
-                    Ok(c) if c.len() <= limit => Some(c),
-                    _ => {
-                        if raw.is_empty() {
-                            failed[owner] = Some(too_big(&key));
-                            continue;
-                        }
-                        // Flush what fits, start over with this one.
-                        let done = compressed
-                            .take()
-                            .or_else(|| encoder.compress_vec(&raw).ok())
-                            .unwrap_or_default();
-                        out.push_back(Outgoing {
-                            key: key.clone(),
-                            data: done,
-                            owners: std::mem::take(&mut owners),
-                        });
-                        raw.clear();
-                        let alone = data.to_vec();
-                        match encoder.compress_vec(&alone) {
-                            Ok(c) if c.len() <= limit => {
-                                raw = alone;
-                                owners.push(owner);
-                                compressed = Some(c);
-                            }
-                            _ => {
-                                failed[owner] = Some(too_big(&key));
-                            }
-                        }
-                        continue;
-                    }
-                }
-            };
-            raw = candidate;
-            compressed = fits;
-            if !owners.contains(&owner) {
-                owners.push(owner);
-            }
-        }
-        if !raw.is_empty() {
-            let data = compressed
-                .or_else(|| encoder.compress_vec(&raw).ok())
-                .unwrap_or_default();
-            out.push_back(Outgoing { key, data, owners });
-        }
-    }
-    out
-}
-
 /// Sends every outgoing record, retrying failures, at most one record per key per call.
 async fn put_all(
     client: &Client,
@@ -227,8 +126,7 @@ async fn put_all(
     mut queue: VecDeque<Outgoing>,
     failed: &mut [Option<SinkError>],
 ) {
-    let deadline = Instant::now() + COMMIT_DEADLINE;
-    let mut attempt: u32 = 0;
+    let mut retries = Retry::commit();
     while !queue.is_empty() {
         // One call: the first record of each key, within the call's limits.
         let mut call: Vec<Outgoing> = Vec::new();
@@ -283,12 +181,10 @@ async fn put_all(
             }
         }
         if retry.is_empty() {
-            attempt = 0;
+            retries.succeeded();
             continue;
         }
-        attempt += 1;
-        let wait = backoff(attempt);
-        if Instant::now() + wait >= deadline {
+        let Some(wait) = retries.failed(None) else {
             for o in retry.iter().chain(queue.iter()) {
                 for owner in &o.owners {
                     failed[*owner] = Some(SinkError::Failed(format!(
@@ -297,69 +193,11 @@ async fn put_all(
                 }
             }
             return;
-        }
+        };
         tokio::time::sleep(wait).await;
         // Retried records go first, ahead of later records of their keys.
         for o in retry.into_iter().rev() {
             queue.push_front(o);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn commit(records: Vec<(&str, Vec<u8>)>) -> Vec<Record> {
-        records
-            .into_iter()
-            .map(|(k, d)| Record {
-                key: k.into(),
-                data: d,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn bundles_per_key_in_order_under_a_megabyte() {
-        let flush = vec![
-            commit(vec![("game/a", vec![1; 1000])]),
-            commit(vec![("game/b", vec![2; 1000])]),
-            commit(vec![("game/a", vec![3; 1000])]),
-        ];
-        let mut failed: Vec<Option<SinkError>> = (0..3).map(|_| None).collect();
-        let out = bundle(&flush, &mut failed);
-        assert_eq!(out.len(), 2, "one record per key");
-        assert_eq!(out[0].key, "game/a");
-        assert_eq!(out[0].owners, [0, 2]);
-        let raw = snap::raw::Decoder::new()
-            .decompress_vec(&out[0].data)
-            .expect("snappy");
-        assert_eq!(raw.len(), 2000);
-        assert_eq!(raw[0], 1);
-        assert_eq!(raw[1999], 3, "in order");
-        assert!(failed.iter().all(Option::is_none));
-    }
-
-    #[test]
-    fn incompressible_data_splits_and_a_huge_request_fails_alone() {
-        let noise = |n: usize, seed: u64| {
-            let mut rng = fastrand::Rng::with_seed(seed);
-            (0..n).map(|_| rng.u8(..)).collect::<Vec<u8>>()
-        };
-        let flush = vec![
-            commit(vec![("k", noise(700_000, 1))]),
-            commit(vec![("k", noise(700_000, 2))]),
-            commit(vec![("k", noise(1_200_000, 3))]),
-        ];
-        let mut failed: Vec<Option<SinkError>> = (0..3).map(|_| None).collect();
-        let out = bundle(&flush, &mut failed);
-        assert_eq!(out.len(), 2, "two 700 KB requests do not fit one record");
-        assert!(
-            out.iter()
-                .all(|o| o.data.len() + o.key.len() <= MAX_RECORD_BYTES)
-        );
-        assert!(failed[2].is_some(), "1.2 MB of noise can never fit");
-        assert!(failed[0].is_none() && failed[1].is_none());
     }
 }
