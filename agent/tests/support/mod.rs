@@ -346,13 +346,7 @@ fn write_atomic(path: &Path, data: &[u8]) {
     std::fs::rename(&tmp, path).expect("rename");
 }
 
-/// A free loopback port (bound and released; good enough for tests).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+pub use edge_tests::procs::free_port;
 
 /// The real agent binary, running.
 pub struct Agent {

@@ -75,12 +75,7 @@ impl Pki {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+pub use edge_tests::procs::free_port;
 
 /// The real gateway binary, running.
 pub struct Gateway {
