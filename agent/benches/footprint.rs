@@ -199,6 +199,7 @@ fn main() {
             url: format!("http://{}/api/v1/push", agent.listen),
             cadence,
             timeout: Duration::from_secs(2),
+            ..PushConfig::default()
         },
     )
     .expect("pusher");

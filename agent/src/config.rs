@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::logs::parse::ParserKind;
+use crate::logs::record::Level;
+use crate::logs::tokenize::Action;
 use crate::queue::{DEFAULT_MAX_BYTES, QueueConfig};
 
 /// The steady cadence of the design.
@@ -57,6 +60,7 @@ struct Raw {
     output: Option<RawOutput>,
     #[serde(default)]
     queue: RawQueue,
+    statsd: Option<statsd::RawStatsd>,
 }
 
 #[derive(Deserialize)]
@@ -196,8 +200,8 @@ pub struct LogSource {
     pub path: String,
     /// The `service` field of every record.
     pub service: String,
-    /// `json`, `regex`, `logfmt` or `none`.
-    pub parser: String,
+    /// How lines are parsed.
+    pub parser: ParserKind,
     /// The regex of a `regex` parser.
     pub pattern: Option<String>,
     /// The start pattern of a multi-line record.
@@ -207,11 +211,11 @@ pub struct LogSource {
     /// How long a multi-line record waits for its next line.
     pub multiline_timeout: Duration,
     /// Records below this level are dropped (`None`: keep all).
-    pub min_level: Option<String>,
+    pub min_level: Option<Level>,
     /// Records whose message matches one of these patterns are dropped.
     pub drop: Vec<String>,
     /// Fraction of records kept per level (`debug: 0.1`); levels not named keep all.
-    pub sample: BTreeMap<String, f64>,
+    pub sample: BTreeMap<Level, f64>,
     /// Static attributes added to every record.
     pub tags: BTreeMap<String, String>,
     /// Files present at the agent's first start are read from their start (`true`) or
@@ -240,8 +244,8 @@ pub struct Detector {
     pub name: String,
     /// The pattern of a configured detector.
     pub pattern: Option<String>,
-    /// `tokenize`, `redact` or `drop`.
-    pub action: String,
+    /// What a match does.
+    pub action: Action,
 }
 
 /// Client certificate, key and CA for mTLS.
@@ -298,6 +302,8 @@ pub struct AgentConfig {
     pub tls: Option<TlsFiles>,
     /// The disk queue.
     pub queue: QueueConfig,
+    /// The statsd receiver, or `None` when `statsd: off`.
+    pub statsd: Option<crate::statsd::StatsdConfig>,
 }
 
 pub use edge_schema::config::ConfigError;
@@ -427,13 +433,23 @@ impl Validator<'_> {
         };
 
         let cadence = self.duration("cadence", raw.cadence, DEFAULT_CADENCE);
+        // The default follows a shorter cadence (`cadence: 1s` alone is fine); only an
+        // explicit longer value is a mistake.
+        let explicit_incident = raw.incident_cadence.is_some();
         let incident_cadence = self.duration(
             "incident_cadence",
             raw.incident_cadence,
-            DEFAULT_INCIDENT_CADENCE,
+            DEFAULT_INCIDENT_CADENCE.min(cadence),
         );
-        if incident_cadence > cadence {
-            self.problem("incident_cadence", "must not be longer than cadence");
+        if explicit_incident && incident_cadence > cadence {
+            self.problem(
+                "incident_cadence",
+                format!(
+                    "{} s is longer than cadence ({} s): incident mode must not slow collection down",
+                    incident_cadence.as_secs_f64(),
+                    cadence.as_secs_f64()
+                ),
+            );
         }
         let series_budget = raw
             .series_budget
@@ -459,39 +475,50 @@ impl Validator<'_> {
             if log.service.is_empty() {
                 self.problem(format!("{base}.service"), "must not be empty");
             }
-            if !PARSERS.contains(&log.parser.as_str()) {
-                self.problem(
-                    format!("{base}.parser"),
-                    format!("{:?} is not one of {}", log.parser, PARSERS.join(", ")),
-                );
-            }
-            if log.parser == "regex" && log.pattern.is_none() {
+            let parser = match log.parser.parse::<ParserKind>() {
+                Ok(kind) if PARSERS.contains(&log.parser.as_str()) => kind,
+                _ => {
+                    self.problem(
+                        format!("{base}.parser"),
+                        format!("{:?} is not one of {}", log.parser, PARSERS.join(", ")),
+                    );
+                    ParserKind::None
+                }
+            };
+            if parser == ParserKind::Regex && log.pattern.is_none() {
                 self.problem(
                     format!("{base}.pattern"),
                     "a regex parser needs a pattern with named captures",
                 );
             }
-            if let Some(level) = &log.min_level
-                && !LEVELS.contains(&level.as_str())
-            {
-                self.problem(
-                    format!("{base}.min_level"),
-                    format!("{level:?} is not one of {}", LEVELS.join(", ")),
-                );
-            }
+            let min_level = match &log.min_level {
+                None => None,
+                Some(level) if LEVELS.contains(&level.as_str()) => Some(Level::parse(level)),
+                Some(level) => {
+                    self.problem(
+                        format!("{base}.min_level"),
+                        format!("{level:?} is not one of {}", LEVELS.join(", ")),
+                    );
+                    None
+                }
+            };
+            let mut sample = BTreeMap::new();
             for (level, fraction) in &log.sample {
                 if !LEVELS.contains(&level.as_str()) {
                     self.problem(
                         format!("{base}.sample.{level}"),
                         format!("not a level: use one of {}", LEVELS.join(", ")),
                     );
+                    continue;
                 }
                 if !(0.0..=1.0).contains(fraction) {
                     self.problem(
                         format!("{base}.sample.{level}"),
                         format!("{fraction} is not a fraction between 0 and 1"),
                     );
+                    continue;
                 }
+                sample.insert(Level::parse(level), *fraction);
             }
             for (i, pattern) in log.drop.iter().enumerate() {
                 if let Err(e) = regex::Regex::new(pattern) {
@@ -544,7 +571,7 @@ impl Validator<'_> {
             logs.push(LogSource {
                 path,
                 service: log.service,
-                parser: log.parser,
+                parser,
                 pattern: log.pattern,
                 multiline_max_lines: log
                     .multiline
@@ -554,9 +581,9 @@ impl Validator<'_> {
                     .max(1),
                 multiline_timeout,
                 multiline_start: log.multiline.map(|m| m.start),
-                min_level: log.min_level,
+                min_level,
                 drop: log.drop,
-                sample: log.sample,
+                sample,
                 tags: log.tags,
                 read_existing_from_start,
                 max_line_bytes,
@@ -579,7 +606,7 @@ impl Validator<'_> {
                         detectors.push(Detector {
                             name,
                             pattern: None,
-                            action: "tokenize".into(),
+                            action: Action::Tokenize,
                         });
                     }
                     RawDetector::Custom {
@@ -587,12 +614,16 @@ impl Validator<'_> {
                         pattern,
                         action,
                     } => {
-                        if !ACTIONS.contains(&action.as_str()) {
-                            self.problem(
-                                format!("{path}.action"),
-                                format!("{action:?} is not one of {}", ACTIONS.join(", ")),
-                            );
-                        }
+                        let action = match action.parse::<Action>() {
+                            Ok(a) if ACTIONS.contains(&action.as_str()) => a,
+                            _ => {
+                                self.problem(
+                                    format!("{path}.action"),
+                                    format!("{action:?} is not one of {}", ACTIONS.join(", ")),
+                                );
+                                Action::Tokenize
+                            }
+                        };
                         if pattern.is_empty() {
                             self.problem(format!("{path}.pattern"), "must not be empty");
                         }
@@ -673,7 +704,9 @@ impl Validator<'_> {
             },
         };
         let mut queue = QueueConfig::new(dir);
+        queue.count_items = crate::queue::items::count;
         queue.max_bytes = max_bytes;
+        let statsd = self.statsd(raw.statsd);
 
         AgentConfig {
             host_labels,
@@ -697,6 +730,7 @@ impl Validator<'_> {
             logs_urls,
             tls,
             queue,
+            statsd,
         }
     }
 }
@@ -706,6 +740,8 @@ fn default_listen() -> SocketAddr {
 }
 
 pub use edge_schema::config::{parse_duration, parse_size};
+
+mod statsd;
 
 #[cfg(test)]
 mod tests;

@@ -165,7 +165,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn no_service_means_the_fallback_quickly() {
+    async fn no_service_means_the_fallback_within_a_generous_wall_clock_bound() {
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr")
@@ -176,6 +176,12 @@ mod tests {
             got,
             vec![("region".to_string(), FALLBACK_VALUE.to_string())]
         );
-        assert!(started.elapsed() < IMDS_TIMEOUT * 3);
+        // A wall-clock bound, generous (ten lookups' worth): it tells "bounded by the
+        // lookup timeout" from "hangs", never a slow machine from a fast one.
+        assert!(
+            started.elapsed() < IMDS_TIMEOUT * 10,
+            "no fallback within {:?} (a generous wall-clock bound)",
+            IMDS_TIMEOUT * 10
+        );
     }
 }

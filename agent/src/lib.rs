@@ -8,15 +8,19 @@
 //! - [`config`]: loading and validation (`edge-agent validate`);
 //! - [`host`]: host metrics from procfs under node_exporter's names;
 //! - [`receiver`]: the loopback push receiver, `/metrics`, `/healthz`, `/ready`;
+//! - [`statsd`]: the statsd / DogStatsD receiver, aggregated per cycle;
 //! - [`metrics`]: the policy and budget gate and the per-cycle batch;
 //! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
-//! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-sd-notify`);
+//! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-daemon-kit`);
+//! - [`shared`]: what the receivers, the cycle and the sender share; [`cycle`]: one
+//!   collection cycle;
 //! - [`daemon`]: the lifecycle.
 //!
 //! Logs (tail, parse, tokenize) come next and share the queue and the sender.
 
 pub mod cadence;
 pub mod config;
+pub mod cycle;
 pub mod daemon;
 pub mod host;
 pub mod imds;
@@ -26,4 +30,6 @@ pub mod plain_http;
 pub mod queue;
 pub mod receiver;
 pub mod sender;
+pub mod shared;
+pub mod statsd;
 pub mod telemetry;

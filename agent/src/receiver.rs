@@ -8,9 +8,15 @@
 //! | `GET /ready` | 200 once the queue is open and the first cycle has run, else 503 |
 //! | `POST`/`DELETE`/`GET /api/v1/incident` | set, clear, read local incident mode (5 s cadence) |
 //!
+//! Every answer to a push carries the cadence in force (`Edge-Cadence: 10s`, `5s` in
+//! incident mode), which the exporter's pusher follows.
+//!
 //! A push answers 204 once its series have passed the gate, even when some were
 //! refused: a refusal is the agent's to count and log, and the client must not retry
-//! it. A body that does not decode answers 400 with the reason; a body over
+//! it. A series a store would refuse (bad name, duplicate labels, a timestamp more than
+//! 10 minutes ahead, an inconsistent native histogram) is dropped alone, counted in
+//! `edge_series_invalid_total`, and named in a 200 answer's body. A remote_write 2.0 body
+//! (by its `Content-Type`) answers 415 naming the version spoken, never 2xx. A body that does not decode answers 400 with the reason; a body over
 //! [`MAX_PUSH_BYTES`] answers 413. Pushing never waits on the network or the disk.
 
 use std::convert::Infallible;
@@ -18,6 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use edge_daemon_kit::snappy::{SnappyError, decompress_bounded};
 use edge_schema::proto::prometheus::WriteRequest;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -27,8 +34,9 @@ use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::daemon::Shared;
+use crate::cadence::CADENCE_HINT_HEADER;
 use crate::metrics::now_ms;
+use crate::shared::Shared;
 use crate::telemetry::render_text;
 
 /// The largest compressed push accepted.
@@ -74,7 +82,14 @@ fn answer(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 async fn route(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/api/v1/push" | "/api/v1/write") => push(req, shared).await,
+        (Method::POST, "/api/v1/push" | "/api/v1/write") => {
+            let mut r = push(req, shared).await;
+            // The cadence in force, so the exporter's pusher follows incident mode.
+            if let Ok(v) = http::HeaderValue::from_str(&cadence_hint(shared.cadence.current())) {
+                r.headers_mut().insert(CADENCE_HINT_HEADER, v);
+            }
+            r
+        }
         (Method::GET, "/metrics") => {
             let series = shared.telemetry.snapshot(now_ms());
             let mut r = answer(StatusCode::OK, render_text(&series));
@@ -110,6 +125,15 @@ async fn route(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<B
     }
 }
 
+/// `10s`, or `500ms` when not whole seconds (as `parse_duration` reads it).
+fn cadence_hint(cadence: std::time::Duration) -> String {
+    if cadence.subsec_millis() == 0 && cadence.as_secs() > 0 {
+        format!("{}s", cadence.as_secs())
+    } else {
+        format!("{}ms", cadence.as_millis().max(1))
+    }
+}
+
 fn incident_body(shared: &Shared) -> String {
     format!(
         "{{\"incident\":{},\"cadence_seconds\":{}}}\n",
@@ -119,6 +143,13 @@ fn incident_body(shared: &Shared) -> String {
 }
 
 async fn push(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+    let content_type = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    if let Err(why) = edge_schema::remote_write::check_content_type(content_type) {
+        return answer(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
+    }
     let snappy = req
         .headers()
         .get(http::header::CONTENT_ENCODING)
@@ -145,19 +176,17 @@ async fn push(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<By
             return answer(StatusCode::BAD_REQUEST, format!("reading the body: {e}\n"));
         }
     };
-    match snap::raw::decompress_len(&body) {
-        Ok(n) if n <= MAX_PUSH_DECODED_BYTES => {}
-        Ok(n) => {
+    let raw = match decompress_bounded(&body, MAX_PUSH_DECODED_BYTES) {
+        Ok(raw) => raw,
+        Err(SnappyError::TooLarge { declared, max }) => {
             return answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("push decompresses to {n} bytes, over {MAX_PUSH_DECODED_BYTES}\n"),
+                format!("push decompresses to {declared} bytes, over {max}\n"),
             );
         }
-        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("snappy: {e}\n")),
-    }
-    let raw = match snap::raw::Decoder::new().decompress_vec(&body) {
-        Ok(raw) => raw,
-        Err(e) => return answer(StatusCode::BAD_REQUEST, format!("snappy: {e}\n")),
+        Err(SnappyError::Header(e) | SnappyError::Body(e)) => {
+            return answer(StatusCode::BAD_REQUEST, format!("snappy: {e}\n"));
+        }
     };
     let request = match WriteRequest::decode(raw.as_slice()) {
         Ok(r) => r,
@@ -169,12 +198,18 @@ async fn push(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<By
         }
     };
     let ingested = shared.pipeline().ingest(request, Instant::now());
-    if ingested.unnamed > 0 {
+    if ingested.unnamed > 0 || ingested.invalid > 0 {
+        // Dropped series are named in the answer; the client must not retry them (a
+        // retry would be dropped again), so this is a success with a body.
+        let first = ingested
+            .first_invalid
+            .map(|f| format!(" (first: {f})"))
+            .unwrap_or_default();
         return answer(
             StatusCode::OK,
             format!(
-                "{} series without __name__ dropped; {} points accepted, {} refused by policy or budget\n",
-                ingested.unnamed, ingested.accepted, ingested.refused
+                "{} series without __name__ and {} invalid series dropped{first}; {} points accepted, {} refused by policy or budget\n",
+                ingested.unnamed, ingested.invalid, ingested.accepted, ingested.refused
             ),
         );
     }

@@ -6,16 +6,18 @@
 //! [`crate::host`]; the gate's and the queue's figures are read from them when a
 //! snapshot is taken.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use edge_exporter::export::native_to_proto;
 use edge_exporter::instruments::Histogram;
 
 use crate::logs::record::Level;
-use crate::metrics::gate::REJECT_REASONS;
+use crate::metrics::gate::{POLICY_REASONS, REJECT_REASONS};
 use crate::metrics::{Point, SeriesKey};
 use crate::queue::Class;
+use crate::queue::figures::QueueFigures;
 
 /// Delivery streams, as the `stream` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,16 +87,25 @@ pub struct Telemetry {
     queue_bytes: [AtomicU64; 4],
     queue_records: [AtomicU64; 4],
     queue_shed: [AtomicU64; 4],
+    queue_shed_batches: [AtomicU64; 4],
     queue_lost_bytes: [AtomicU64; 4],
     logs_records: [AtomicU64; LEVELS.len()],
     logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
     logs_parse_failures: AtomicU64,
     logs_truncated: AtomicU64,
+    logs_lost_bytes: AtomicU64,
     logs_pii_replaced: AtomicU64,
     active_series: AtomicU64,
     budget: AtomicU64,
     rejected: [AtomicU64; REJECT_REASONS.len()],
+    /// statsd lines accepted and malformed.
+    statsd_lines: [AtomicU64; 2],
+    /// The client certificate's expiry (Unix seconds); 0 without TLS.
+    cert_expiry: Arc<AtomicI64>,
 }
+
+/// The agent's version, as `edge_build_info{version}`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Log levels, as the `level` label.
 pub const LEVELS: [Level; 7] = [
@@ -119,19 +130,6 @@ fn class_slot(class: Class) -> usize {
 }
 
 const LOG_CLASSES: [Class; 3] = [Class::LogsDebug, Class::LogsInfo, Class::LogsWarn];
-
-/// What the queue reports, copied in after each queue operation.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct QueueFigures {
-    /// Bytes per class.
-    pub bytes: [u64; 4],
-    /// Records waiting per class.
-    pub records: [u64; 4],
-    /// Records shed so far per class.
-    pub shed: [u64; 4],
-    /// Bytes lost to corruption so far per class.
-    pub lost_bytes: [u64; 4],
-}
 
 impl Telemetry {
     /// One answer (or a transport error) and how long it took.
@@ -193,6 +191,11 @@ impl Telemetry {
         self.logs_truncated.fetch_add(1, Relaxed);
     }
 
+    /// Bytes of log files that had a position but were gone at restart.
+    pub fn logs_lost_bytes(&self, n: u64) {
+        self.logs_lost_bytes.fetch_add(n, Relaxed);
+    }
+
     /// PII values replaced.
     pub fn pii_replaced(&self, n: u64) {
         self.logs_pii_replaced.fetch_add(n, Relaxed);
@@ -217,6 +220,7 @@ impl Telemetry {
             self.queue_bytes[i].store(q.bytes[i], Relaxed);
             self.queue_records[i].store(q.records[i], Relaxed);
             self.queue_shed[i].store(q.shed[i], Relaxed);
+            self.queue_shed_batches[i].store(q.shed_batches[i], Relaxed);
             self.queue_lost_bytes[i].store(q.lost_bytes[i], Relaxed);
         }
     }
@@ -224,6 +228,17 @@ impl Telemetry {
     /// Records waiting in `class`.
     pub fn queue_records(&self, class: Class) -> u64 {
         self.queue_records[class as usize].load(Relaxed)
+    }
+
+    /// Where the TLS client reports its certificate's expiry.
+    pub fn cert_expiry(&self) -> Arc<AtomicI64> {
+        self.cert_expiry.clone()
+    }
+
+    /// statsd lines taken and refused.
+    pub fn statsd_lines(&self, accepted: u64, malformed: u64) {
+        self.statsd_lines[0].fetch_add(accepted, Relaxed);
+        self.statsd_lines[1].fetch_add(malformed, Relaxed);
     }
 
     /// The gate's figures.
@@ -252,16 +267,36 @@ impl Telemetry {
             ));
         };
         let load = |a: &AtomicU64| a.load(Relaxed) as f64;
-        push("edge_active_series", &[], load(&self.active_series));
-        push("edge_series_budget", &[], load(&self.budget));
-        for (reason, n) in REJECT_REASONS.iter().zip(&self.rejected) {
+        push(
+            "edge_build_info",
+            &[("daemon", "agent"), ("version", VERSION)],
+            1.0,
+        );
+        let expiry = self.cert_expiry.load(Relaxed);
+        if expiry > 0 {
             push(
-                "edge_series_rejected_total",
-                &[("reason", reason), ("stage", "agent")],
-                load(n),
+                "edge_tls_cert_expiry_timestamp_seconds",
+                &[("daemon", "agent"), ("cert", "client")],
+                expiry as f64,
             );
         }
+        push("edge_active_series", &[], load(&self.active_series));
+        push("edge_series_budget", &[], load(&self.budget));
+        for (i, (reason, n)) in REJECT_REASONS.iter().zip(&self.rejected).enumerate() {
+            if i < POLICY_REASONS {
+                push(
+                    "edge_series_rejected_total",
+                    &[("reason", reason), ("stage", "agent")],
+                    load(n),
+                );
+            } else {
+                push("edge_series_invalid_total", &[("reason", reason)], load(n));
+            }
+        }
         push("edge_cadence_seconds", &[], load(&self.cadence_ms) / 1000.0);
+        for (result, n) in ["accepted", "malformed"].iter().zip(&self.statsd_lines) {
+            push("edge_statsd_lines_total", &[("result", result)], load(n));
+        }
         for class in Class::ALL {
             let i = class as usize;
             let l = [("class", class.name())];
@@ -271,6 +306,11 @@ impl Telemetry {
                 "edge_queue_shed_records_total",
                 &l,
                 load(&self.queue_shed[i]),
+            );
+            push(
+                "edge_queue_shed_batches_total",
+                &l,
+                load(&self.queue_shed_batches[i]),
             );
             push(
                 "edge_queue_lost_bytes_total",
@@ -308,6 +348,11 @@ impl Telemetry {
             "edge_logs_truncated_lines_total",
             &[],
             load(&self.logs_truncated),
+        );
+        push(
+            "edge_logs_lost_bytes_total",
+            &[],
+            load(&self.logs_lost_bytes),
         );
         push(
             "edge_logs_pii_replaced_total",

@@ -8,7 +8,9 @@ use std::time::Duration;
 use edge_schema::proto::prometheus::WriteRequest;
 use support::{Agent, Certs, Gateway, Reply, all_series, free_port, label, now_ms, series};
 
-const WAIT: Duration = Duration::from_secs(30);
+/// Generous: every wait returns as soon as its condition holds; the bound only ends a
+/// run that is stuck, never a slow one.
+const WAIT: Duration = Duration::from_secs(120);
 
 fn has_series(received: &[support::Received], name: &str, value: f64) -> bool {
     all_series(received).iter().any(|ts| {
@@ -207,6 +209,84 @@ async fn a_400_is_not_retried() {
     assert_eq!(
         agent.metric("edge_send_dropped_batches_total{stream=\"metrics\"}"),
         Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_series_a_store_would_refuse_is_dropped_alone_and_remote_write_2_is_a_415() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gw = Gateway::start("127.0.0.1:0", vec![]).await;
+    let agent = Agent::start(dir.path(), &[gw.url("http")], "");
+    let t = now_ms();
+    let year_3000 = 32_503_680_000_000;
+    let request = WriteRequest {
+        timeseries: vec![
+            series("game_errors_total", &[("kind", "desync")], 7.0, t),
+            series("game_errors_total", &[("kind", "crash")], 9.0, year_3000),
+        ],
+        ..Default::default()
+    };
+    let v2 = agent.push_with(
+        &request,
+        &[
+            ("content-encoding", "snappy"),
+            (
+                "content-type",
+                "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            ),
+        ],
+    );
+    assert_eq!(v2, 415, "a 2.0 body is never answered 2xx unread");
+    assert_eq!(
+        agent.push(&request),
+        200,
+        "a dropped series is named in a 200"
+    );
+    let got = gw
+        .wait_for("the valid neighbour", WAIT, |r| {
+            has_series(r, "game_errors_total", 7.0)
+        })
+        .await;
+    assert!(
+        all_series(&got)
+            .iter()
+            .all(|ts| ts.samples.iter().all(|s| s.timestamp < year_3000)),
+        "the year-3000 sample left the agent"
+    );
+    assert_eq!(
+        agent.metric("edge_series_invalid_total{reason=\"too_far_in_future\"}"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_401_or_403_holds_the_queue_until_the_gateway_accepts_the_agent_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The gateway's identity config is wrong for four attempts, then fixed.
+    let gw = Gateway::start(
+        "127.0.0.1:0",
+        vec![
+            Reply::status(401),
+            Reply::status(403),
+            Reply::status(401),
+            Reply::status(403),
+        ],
+    )
+    .await;
+    let agent = Agent::start(dir.path(), &[gw.url("http")], "");
+    let got = gw
+        .wait_for("the refused batch and one more", WAIT, |r| r.len() >= 6)
+        .await;
+    for attempt in &got[1..5] {
+        assert_eq!(
+            attempt.body, got[0].body,
+            "the refused batch is sent again until it is accepted"
+        );
+    }
+    assert_ne!(got[5].body, got[0].body, "then the queue moves on");
+    assert_eq!(
+        agent.metric("edge_send_dropped_batches_total{stream=\"metrics\"}"),
+        Some(0.0)
     );
 }
 

@@ -7,14 +7,15 @@
 //! `Retry-After` for a quota, 503 with `Retry-After` when the sink is down or the
 //! gateway is overloaded.
 
+pub mod aws;
+pub mod body;
 pub mod config;
+pub mod daemon;
 pub mod decode;
-pub mod docs;
-pub mod forward;
 pub mod identity;
+pub mod log_document;
 pub mod quota;
 pub mod relay;
-pub mod remote_write;
 pub mod server;
 pub mod sink;
 pub mod telemetry;

@@ -1,4 +1,7 @@
-//! The gateway's own metrics, served as Prometheus text at `/metrics`.
+//! The gateway's and the relay's own metrics, in one place: every name they report
+//! about themselves is declared here once, typed (a [`Counter`] can only be added to, a
+//! [`Gauge`] only set, a [`HistogramDef`] only observed), and served as Prometheus text
+//! at `/metrics`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,6 +17,183 @@ pub const LATENCY_BUCKETS: &[f64] = &[
 pub const AGE_BUCKETS: &[f64] = &[
     0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 900.0,
 ];
+
+/// Buckets (seconds) for the relay's freshness.
+pub const RELAY_FRESHNESS_BUCKETS: &[f64] = &[
+    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// A counter family: its name and help.
+#[derive(Debug)]
+pub struct Counter {
+    /// The metric name.
+    pub name: &'static str,
+    /// Its `# HELP`.
+    pub help: &'static str,
+}
+
+/// A gauge family: its name and help.
+#[derive(Debug)]
+pub struct Gauge {
+    /// The metric name.
+    pub name: &'static str,
+    /// Its `# HELP`.
+    pub help: &'static str,
+}
+
+/// A histogram family: its name, help and buckets.
+#[derive(Debug)]
+pub struct HistogramDef {
+    /// The metric name.
+    pub name: &'static str,
+    /// Its `# HELP`.
+    pub help: &'static str,
+    /// Its bucket bounds.
+    pub buckets: &'static [f64],
+}
+
+// Every metric the gateway and the relay report about themselves, declared once.
+
+/// `edge_gateway_overload_stage` (gauge).
+pub const GATEWAY_OVERLOAD_STAGE: Gauge = Gauge {
+    name: "edge_gateway_overload_stage",
+    help: "0 normal; k applies the first k overload actions; one past them answers 503.",
+};
+/// `edge_gateway_sink_backlog_records` (gauge).
+pub const GATEWAY_SINK_BACKLOG_RECORDS: Gauge = Gauge {
+    name: "edge_gateway_sink_backlog_records",
+    help: "Records handed to a sink, not yet committed.",
+};
+/// `edge_gateway_sink_backlog_bytes` (gauge).
+pub const GATEWAY_SINK_BACKLOG_BYTES: Gauge = Gauge {
+    name: "edge_gateway_sink_backlog_bytes",
+    help: "Bytes handed to a sink, not yet committed.",
+};
+/// `edge_gateway_active_series` (gauge).
+pub const GATEWAY_ACTIVE_SERIES: Gauge = Gauge {
+    name: "edge_gateway_active_series",
+    help: "Series of a tenant written in the last 5 minutes, on this replica.",
+};
+/// `edge_gateway_tls_handshake_failures_total` (counter).
+pub const GATEWAY_TLS_HANDSHAKE_FAILURES_TOTAL: Counter = Counter {
+    name: "edge_gateway_tls_handshake_failures_total",
+    help: "TLS handshakes refused or failed.",
+};
+/// `edge_gateway_requests_total` (counter).
+pub const GATEWAY_REQUESTS_TOTAL: Counter = Counter {
+    name: "edge_gateway_requests_total",
+    help: "Requests by endpoint and status.",
+};
+/// `edge_gateway_ttfb_seconds` (histogram).
+pub const GATEWAY_TTFB_SECONDS: HistogramDef = HistogramDef {
+    name: "edge_gateway_ttfb_seconds",
+    help: "Time from a request's arrival to its answer (which waits for the sink's commit).",
+    buckets: LATENCY_BUCKETS,
+};
+/// `tenant_over_limit_total` (counter).
+pub const TENANT_OVER_LIMIT_TOTAL: Counter = Counter {
+    name: "tenant_over_limit_total",
+    help: "Requests refused because a tenant was over a limit.",
+};
+/// `edge_gateway_samples_accepted_total` (counter).
+pub const GATEWAY_SAMPLES_ACCEPTED_TOTAL: Counter = Counter {
+    name: "edge_gateway_samples_accepted_total",
+    help: "Samples (and histograms) committed, by tenant.",
+};
+/// `edge_gateway_sample_age_seconds` (histogram).
+pub const GATEWAY_SAMPLE_AGE_SECONDS: HistogramDef = HistogramDef {
+    name: "edge_gateway_sample_age_seconds",
+    help: "Age at ingest of each series' newest sample (freshness).",
+    buckets: AGE_BUCKETS,
+};
+/// `edge_gateway_log_records_accepted_total` (counter).
+pub const GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL: Counter = Counter {
+    name: "edge_gateway_log_records_accepted_total",
+    help: "Log records committed, by tenant.",
+};
+/// `edge_gateway_config_last_reload_successful` (gauge).
+pub const GATEWAY_CONFIG_LAST_RELOAD_SUCCESSFUL: Gauge = Gauge {
+    name: "edge_gateway_config_last_reload_successful",
+    help: "Whether the last config reload succeeded.",
+};
+/// `edge_gateway_config_reloads_total` (counter).
+pub const GATEWAY_CONFIG_RELOADS_TOTAL: Counter = Counter {
+    name: "edge_gateway_config_reloads_total",
+    help: "Config reloads by result.",
+};
+/// `edge_gateway_config_last_reload_success_timestamp_seconds` (gauge).
+pub const GATEWAY_CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP_SECONDS: Gauge = Gauge {
+    name: "edge_gateway_config_last_reload_success_timestamp_seconds",
+    help: "When the config was last loaded.",
+};
+/// `edge_gateway_config_info` (gauge).
+pub const GATEWAY_CONFIG_INFO: Gauge = Gauge {
+    name: "edge_gateway_config_info",
+    help: "The config in force (its SHA-256).",
+};
+/// `edge_relay_shards_reading` (gauge).
+pub const RELAY_SHARDS_READING: Gauge = Gauge {
+    name: "edge_relay_shards_reading",
+    help: "Shards this relay is reading now.",
+};
+/// `edge_relay_retries_total` (counter).
+pub const RELAY_RETRIES_TOTAL: Counter = Counter {
+    name: "edge_relay_retries_total",
+    help: "Calls retried, by reason.",
+};
+/// `edge_relay_millis_behind_latest` (gauge).
+pub const RELAY_MILLIS_BEHIND_LATEST: Gauge = Gauge {
+    name: "edge_relay_millis_behind_latest",
+    help: "How far the shard's reader is behind the tip (GetRecords' MillisBehindLatest).",
+};
+/// `edge_relay_records_skipped_total` (counter).
+pub const RELAY_RECORDS_SKIPPED_TOTAL: Counter = Counter {
+    name: "edge_relay_records_skipped_total",
+    help: "Records not forwarded, by reason.",
+};
+/// `edge_relay_records_forwarded_total` (counter).
+pub const RELAY_RECORDS_FORWARDED_TOTAL: Counter = Counter {
+    name: "edge_relay_records_forwarded_total",
+    help: "Records the target accepted.",
+};
+/// `edge_relay_bytes_forwarded_total` (counter).
+pub const RELAY_BYTES_FORWARDED_TOTAL: Counter = Counter {
+    name: "edge_relay_bytes_forwarded_total",
+    help: "Bytes (snappy) of the records the target accepted.",
+};
+/// `edge_relay_freshness_seconds` (histogram).
+pub const RELAY_FRESHNESS_SECONDS: HistogramDef = HistogramDef {
+    name: "edge_relay_freshness_seconds",
+    help: "Now minus the newest sample timestamp of each forwarded record.",
+    buckets: RELAY_FRESHNESS_BUCKETS,
+};
+/// `edge_gateway_sink_commit_seconds` (histogram).
+pub const GATEWAY_SINK_COMMIT_SECONDS: HistogramDef = HistogramDef {
+    name: "edge_gateway_sink_commit_seconds",
+    help: "Time from handing records to a sink to their commit.",
+    buckets: LATENCY_BUCKETS,
+};
+/// `edge_gateway_discarded_samples_total` (counter).
+pub const GATEWAY_DISCARDED_SAMPLES_TOTAL: Counter = Counter {
+    name: "edge_gateway_discarded_samples_total",
+    help: "Samples refused, by tenant and reason.",
+};
+/// `edge_gateway_discarded_log_records_total` (counter).
+pub const GATEWAY_DISCARDED_LOG_RECORDS_TOTAL: Counter = Counter {
+    name: "edge_gateway_discarded_log_records_total",
+    help: "Log records refused, by tenant and reason.",
+};
+
+/// `edge_build_info` (gauge).
+pub const BUILD_INFO: Gauge = Gauge {
+    name: "edge_build_info",
+    help: "Always 1; the daemon and its version as labels.",
+};
+/// `edge_tls_cert_expiry_timestamp_seconds` (gauge).
+pub const TLS_CERT_EXPIRY_TIMESTAMP_SECONDS: Gauge = Gauge {
+    name: "edge_tls_cert_expiry_timestamp_seconds",
+    help: "When the certificate the daemon presents expires (Unix time).",
+};
 
 /// A classic histogram with fixed buckets.
 #[derive(Debug)]
@@ -154,7 +334,8 @@ impl Telemetry {
     }
 
     /// Adds `by` to a counter.
-    pub fn add(&self, name: &'static str, help: &'static str, labels: String, by: f64) {
+    pub fn add(&self, metric: &Counter, labels: String, by: f64) {
+        let (name, help) = (metric.name, metric.help);
         self.with(|f| {
             *f.counters
                 .entry(name)
@@ -166,7 +347,8 @@ impl Telemetry {
     }
 
     /// Sets a gauge.
-    pub fn set(&self, name: &'static str, help: &'static str, labels: String, value: f64) {
+    pub fn set(&self, metric: &Gauge, labels: String, value: f64) {
+        let (name, help) = (metric.name, metric.help);
         self.with(|f| {
             f.gauges
                 .entry(name)
@@ -177,21 +359,15 @@ impl Telemetry {
     }
 
     /// Replaces every series of a gauge family (an info metric whose label changes).
-    pub fn set_only(&self, name: &'static str, help: &'static str, series: BTreeMap<String, f64>) {
+    pub fn set_only(&self, metric: &Gauge, series: BTreeMap<String, f64>) {
         self.with(|f| {
-            f.gauges.insert(name, (help, series));
+            f.gauges.insert(metric.name, (metric.help, series));
         });
     }
 
     /// Records into a histogram.
-    pub fn observe(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        bounds: &'static [f64],
-        labels: String,
-        seconds: f64,
-    ) {
+    pub fn observe(&self, metric: &HistogramDef, labels: String, seconds: f64) {
+        let (name, help, bounds) = (metric.name, metric.help, metric.buckets);
         self.with(|f| {
             f.histograms
                 .entry(name)
@@ -204,14 +380,8 @@ impl Telemetry {
     }
 
     /// Records many values into one histogram series at once.
-    pub fn observe_many(
-        &self,
-        name: &'static str,
-        help: &'static str,
-        bounds: &'static [f64],
-        labels: String,
-        values: &[f64],
-    ) {
+    pub fn observe_many(&self, metric: &HistogramDef, labels: String, values: &[f64]) {
+        let (name, help, bounds) = (metric.name, metric.help, metric.buckets);
         if values.is_empty() {
             return;
         }
@@ -230,10 +400,10 @@ impl Telemetry {
     }
 
     /// A counter's value (tests and the summary).
-    pub fn counter(&self, name: &str, labels: &str) -> f64 {
+    pub fn counter(&self, metric: &Counter, labels: &str) -> f64 {
         self.with(|f| {
             f.counters
-                .get(name)
+                .get(metric.name)
                 .and_then(|(_, m)| m.get(labels))
                 .copied()
                 .unwrap_or(0.0)
@@ -258,9 +428,7 @@ impl Telemetry {
 
     fn commit_took(&self, sink: &str, began: Instant, took: Duration) {
         self.observe(
-            "edge_gateway_sink_commit_seconds",
-            "Time from handing records to a sink to their commit.",
-            LATENCY_BUCKETS,
+            &GATEWAY_SINK_COMMIT_SECONDS,
             labels(&[("sink", sink)]),
             took.as_secs_f64(),
         );
@@ -336,6 +504,44 @@ impl Telemetry {
     }
 }
 
+/// Sets `edge_build_info{daemon,version}` (always 1) for `daemon` (gateway or relay).
+pub fn set_build_info(t: &Telemetry, daemon: &str) {
+    t.set(
+        &BUILD_INFO,
+        labels(&[("daemon", daemon), ("version", env!("CARGO_PKG_VERSION"))]),
+        1.0,
+    );
+}
+
+/// Sets `edge_tls_cert_expiry_timestamp_seconds{daemon,cert}` from the first certificate
+/// of the PEM file `path`; a file that does not read or parse is logged and the gauge
+/// keeps its last value.
+pub fn set_cert_expiry(t: &Telemetry, daemon: &str, cert: &str, path: &std::path::Path) {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let expiry = CertificateDer::pem_file_iter(path)
+        .map_err(|e| e.to_string())
+        .and_then(|mut certs| match certs.next() {
+            Some(Ok(der)) => X509Certificate::from_der(&der)
+                .map(|(_, c)| c.validity().not_after.timestamp())
+                .map_err(|e| e.to_string()),
+            Some(Err(e)) => Err(e.to_string()),
+            None => Err("no CERTIFICATE in the file".into()),
+        });
+    match expiry {
+        #[allow(clippy::cast_precision_loss)] // Unix seconds stay far below 2^53
+        Ok(at) => t.set(
+            &TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
+            labels(&[("daemon", daemon), ("cert", cert)]),
+            at as f64,
+        ),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the certificate's expiry");
+        }
+    }
+}
+
 fn braces(labels: &str) -> String {
     if labels.is_empty() {
         String::new()
@@ -351,15 +557,22 @@ mod tests {
     #[test]
     fn renders_counters_gauges_histograms() {
         let t = Telemetry::default();
-        t.add("x_total", "X.", labels(&[("tenant", "a\"b")]), 2.0);
-        t.set("g", "G.", String::new(), 3.0);
-        t.observe(
-            "h_seconds",
-            "H.",
-            LATENCY_BUCKETS,
-            labels(&[("e", "push")]),
-            0.003,
-        );
+        const X: Counter = Counter {
+            name: "x_total",
+            help: "X.",
+        };
+        const G: Gauge = Gauge {
+            name: "g",
+            help: "G.",
+        };
+        const H: HistogramDef = HistogramDef {
+            name: "h_seconds",
+            help: "H.",
+            buckets: LATENCY_BUCKETS,
+        };
+        t.add(&X, labels(&[("tenant", "a\"b")]), 2.0);
+        t.set(&G, String::new(), 3.0);
+        t.observe(&H, labels(&[("e", "push")]), 0.003);
         let text = t.render();
         assert!(text.contains("x_total{tenant=\"a\\\"b\"} 2"), "{text}");
         assert!(text.contains("g 3"), "{text}");
@@ -372,7 +585,39 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("h_seconds_count{e=\"push\"} 1"), "{text}");
-        assert_eq!(t.counter("x_total", "tenant=\"a\\\"b\""), 2.0);
+        assert_eq!(t.counter(&X, "tenant=\"a\\\"b\""), 2.0);
+    }
+
+    #[test]
+    fn build_info_and_certificate_expiry() {
+        let t = Telemetry::default();
+        set_build_info(&t, "relay");
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".into()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let cert = params.self_signed(&key).expect("cert");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("server.crt");
+        std::fs::write(&path, cert.pem()).expect("write");
+        set_cert_expiry(&t, "gateway", "server", &path);
+        // A file that is not a certificate leaves the gauge as it was.
+        std::fs::write(&path, "garbage").expect("write");
+        set_cert_expiry(&t, "gateway", "server", &path);
+        let text = t.render();
+        assert!(
+            text.contains(&format!(
+                "edge_build_info{{daemon=\"relay\",version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )),
+            "{text}"
+        );
+        // 2031-05-17T00:00:00Z
+        assert!(
+            text.contains(
+                "edge_tls_cert_expiry_timestamp_seconds{daemon=\"gateway\",cert=\"server\"} 1936742400"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! Per-series policy at the gateway: label names valid, none forbidden by the label
-//! policy, and the tenant's label limits. A series that breaks one is dropped with a
+//! policy, no value that looks like personal data or an unbounded identifier (the same
+//! heuristic as the agent and `label-lint`), and the tenant's label limits. A series that breaks one is dropped with a
 //! reason (Mimir's discard reason names where they mean the same); its neighbours pass.
 
-use edge_schema::names::is_valid_label_name;
+use edge_schema::names::{is_valid_label_name, is_valid_metric_name};
 use edge_schema::policy::LabelPolicy;
-use edge_schema::proto::prometheus::TimeSeries;
+use edge_schema::proto::prometheus::{Histogram, TimeSeries};
+use edge_schema::series::check_histogram;
+use edge_schema::values::{classify, is_checked_label};
+use prost::Message;
 
 use crate::config::TenantLimits;
+use crate::decode::remote_write::{Scanned, SeriesView};
 
 /// Why a series is dropped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +60,12 @@ pub fn check_labels<'a>(
     let discard = |reason, message: String| Err(Discard { reason, message });
     if metric.is_empty() {
         return discard("missing_metric_name", "a series without __name__".into());
+    }
+    if !is_valid_metric_name(metric) {
+        return discard(
+            "metric_name_invalid",
+            format!("{:.128} is not a valid metric name", metric.escape_debug()),
+        );
     }
     if labels.len() > limits.max_label_names {
         return discard(
@@ -115,7 +126,80 @@ pub fn check_labels<'a>(
                 format!("series of {metric}: label {name} twice"),
             );
         }
+        // Sorted names make "twice" an adjacent pair, and a store refuses unsorted ones;
+        // the gateway forwards the bytes as sent, so it refuses rather than sorts.
+        if previous.is_some_and(|p| p > name) {
+            return discard(
+                "labels_not_sorted",
+                format!(
+                    "series of {metric}: label {name} comes after {}; remote_write labels are sorted by name",
+                    previous.unwrap_or_default()
+                ),
+            );
+        }
+        if is_checked_label(name)
+            && let Some(suspect) = classify(value, policy.is_host_label(name))
+        {
+            return discard(
+                "pii_label_value",
+                format!(
+                    "series of {metric}: the value of label {name} looks like {}; personal data and unbounded identifiers must never be label values",
+                    suspect.describe()
+                ),
+            );
+        }
         previous = Some(name);
+    }
+    Ok(())
+}
+
+/// The samples and histograms of one series, against what a store accepts: timestamps
+/// within the tenant's window around `now_ms` (a sample dated year 3000 would move a
+/// store's head into the future and get every later batch refused) and native histograms
+/// consistent ([`edge_schema::series::check_histogram`]: schema, zero threshold, spans
+/// against buckets, counts).
+pub fn check_samples(
+    scanned: &Scanned<'_>,
+    series: &SeriesView,
+    body: &[u8],
+    metric: &str,
+    now_ms: i64,
+    limits: &TenantLimits,
+) -> Result<(), Discard> {
+    let window = limits.time_window();
+    if let Some(newest) = series.newest_ms
+        && newest > now_ms.saturating_add(window.max_future_ms)
+    {
+        return Err(Discard {
+            reason: "too_far_in_future",
+            message: format!(
+                "series of {metric}: timestamp {newest} ms is more than {} s ahead of the gateway's clock",
+                window.max_future_ms / 1000
+            ),
+        });
+    }
+    if let (Some(oldest), Some(max_past)) = (series.oldest_ms, window.max_past_ms)
+        && oldest < now_ms.saturating_sub(max_past)
+    {
+        return Err(Discard {
+            reason: "too_far_in_past",
+            message: format!(
+                "series of {metric}: timestamp {oldest} ms is more than {} s behind the gateway's clock",
+                max_past / 1000
+            ),
+        });
+    }
+    for range in scanned.histograms_of(series) {
+        let what = match Histogram::decode(&body[range.clone()]) {
+            Ok(h) => check_histogram(&h).err(),
+            Err(e) => Some(format!("does not decode: {e}")),
+        };
+        if let Some(what) = what {
+            return Err(Discard {
+                reason: "invalid_native_histogram",
+                message: format!("native histogram {metric}: {what}"),
+            });
+        }
     }
     Ok(())
 }
@@ -158,7 +242,7 @@ pub fn series_hash(series: &TimeSeries) -> u64 {
 mod tests {
     use super::*;
     use crate::config::BUILTIN_LIMITS;
-    use edge_schema::proto::prometheus::Label;
+    use edge_schema::proto::prometheus::{Label, WriteRequest};
 
     fn series(labels: &[(&str, &str)]) -> TimeSeries {
         TimeSeries {
@@ -211,6 +295,121 @@ mod tests {
             value: v.clone(),
         }));
         assert_eq!(reason(&s), Err("max_label_names_per_series"));
+        for value in ["203.0.113.7", "val.user@example.com", "plr-123456789"] {
+            assert_eq!(
+                reason(&series(&[("__name__", "up"), ("shard_id", value)])),
+                Err("pii_label_value"),
+                "{value}"
+            );
+        }
+        // Numbers in `le` and a build hash in a host label are not identifiers.
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("le", "250000")])),
+            Ok(())
+        );
+        let sha = "7f3c2a1e9b0d4c8f2a6e1b3d5c7f9a0b2c4e6f8a";
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("build_id", sha)])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn names_sorted_and_unique_anywhere() {
+        let policy = LabelPolicy::shipped();
+        let l = BUILTIN_LIMITS;
+        let reason = |s: &TimeSeries| check_series(s, &policy, &l).map_err(|d| d.reason);
+        assert_eq!(
+            reason(&series(&[("__name__", "game.tick")])),
+            Err("metric_name_invalid")
+        );
+        assert_eq!(
+            reason(&series(&[
+                ("__name__", "up"),
+                ("region", "eu"),
+                ("az", "a")
+            ])),
+            Err("labels_not_sorted")
+        );
+        // Unsorted, the same name twice would not be adjacent: sorted, it always is.
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("az", "a"), ("az", "b")])),
+            Err("duplicate_label_names")
+        );
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("__name__", "down")])),
+            Err("duplicate_label_names")
+        );
+    }
+
+    /// Scans `request` and checks the samples of its series; one reason per series.
+    fn sample_reasons(
+        request: &WriteRequest,
+        limits: &TenantLimits,
+    ) -> Vec<Result<(), &'static str>> {
+        let body = request.encode_to_vec();
+        let scanned = crate::decode::remote_write::scan(&body).expect("scans");
+        scanned
+            .series
+            .iter()
+            .map(|s| check_samples(&scanned, s, &body, "m", NOW, limits).map_err(|d| d.reason))
+            .collect()
+    }
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn timestamps_outside_the_window_and_inconsistent_histograms_are_refused_alone() {
+        use edge_schema::proto::prometheus::histogram::Count;
+        use edge_schema::proto::prometheus::{BucketSpan, Sample};
+        let at = |ts: i64| TimeSeries {
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp: ts,
+            }],
+            ..series(&[("__name__", "up")])
+        };
+        let histogram = |deltas: Vec<i64>| TimeSeries {
+            histograms: vec![Histogram {
+                count: Some(Count::CountInt(3)),
+                schema: 3,
+                positive_spans: vec![BucketSpan {
+                    offset: 0,
+                    length: 2,
+                }],
+                positive_deltas: deltas,
+                timestamp: NOW,
+                ..Default::default()
+            }],
+            ..series(&[("__name__", "h")])
+        };
+        let request = WriteRequest {
+            timeseries: vec![
+                at(NOW),
+                at(32_503_680_000_000),
+                at(NOW - 86_400_000),
+                histogram(vec![1, 1]),
+                histogram(vec![1]),
+                histogram(vec![2, -3]),
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            sample_reasons(&request, &BUILTIN_LIMITS),
+            [
+                Ok(()),
+                Err("too_far_in_future"),
+                Ok(()),
+                Ok(()),
+                Err("invalid_native_histogram"),
+                Err("invalid_native_histogram"),
+            ]
+        );
+        let strict = TenantLimits {
+            past_grace_period_ms: 3_600_000,
+            ..BUILTIN_LIMITS
+        };
+        assert_eq!(sample_reasons(&request, &strict)[2], Err("too_far_in_past"));
     }
 
     #[test]

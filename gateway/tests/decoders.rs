@@ -1,9 +1,9 @@
 //! Every decoder fed random, truncated and mutated bodies: no panic, no allocation past
 //! the limits, and a refusal that is a 4xx with a reason.
 
+use edge_gateway::decode::remote_write;
 use edge_gateway::decode::{self, BodyError};
-use edge_gateway::docs;
-use edge_gateway::remote_write;
+use edge_gateway::log_document;
 use edge_schema::proto::otlp::{
     AnyValue, ExportLogsServiceRequest, KeyValue, LogRecord, ResourceLogs, ScopeLogs, any_value,
 };
@@ -79,7 +79,7 @@ proptest! {
         for enc in [Some("zstd"), Some("gzip"), None, Some("br")] {
             if let Err(e) = decode::logs_request(&body, enc, MAX) { prop_assert!(is_4xx(&e)); }
         }
-        let _ = docs::from_json_batch(&body, "t");
+        let _ = log_document::from_json_batch(&body, "t");
     }
 
     #[test]
@@ -110,7 +110,7 @@ proptest! {
         let z = zstd::bulk::compress(&raw, 1).expect("zstd");
         let cut_at = cut.index(z.len());
         match decode::logs_request(&z[..cut_at], Some("zstd"), MAX) {
-            Ok((req, _)) => prop_assert!(docs::from_otlp(&req, "t").len() <= n),
+            Ok((req, _)) => prop_assert!(log_document::from_otlp(&req, "t").len() <= n),
             Err(e) => prop_assert!(is_4xx(&e)),
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -130,7 +130,7 @@ fn whole_bodies_decode() {
     assert_eq!(s.series.len(), 10);
     let z = zstd::bulk::compress(&logs_request(5), 1).expect("zstd");
     let (req, _) = decode::logs_request(&z, Some("zstd"), MAX).expect("logs");
-    assert_eq!(docs::from_otlp(&req, "t").len(), 5);
+    assert_eq!(log_document::from_otlp(&req, "t").len(), 5);
 }
 
 #[test]

@@ -79,6 +79,108 @@ async fn a_stock_prometheus_gets_what_passes_and_never_a_forbidden_label() {
     );
 }
 
+/// A native histogram of 3 observations in two buckets; `deltas` of `[1]` makes it
+/// inconsistent (two buckets announced, one sent), as a store would refuse it.
+fn native(name: &str, deltas: Vec<i64>) -> edge_schema::proto::prometheus::TimeSeries {
+    use edge_schema::proto::prometheus::histogram::{Count, ZeroCount};
+    use edge_schema::proto::prometheus::{BucketSpan, Histogram};
+    let mut ts = series(name, &[], 0.0);
+    let timestamp = ts.samples[0].timestamp;
+    ts.samples.clear();
+    ts.histograms.push(Histogram {
+        count: Some(Count::CountInt(3)),
+        zero_count: Some(ZeroCount::ZeroCountInt(0)),
+        sum: 0.3,
+        schema: 3,
+        zero_threshold: 1e-128,
+        positive_spans: vec![BucketSpan {
+            offset: -20,
+            length: 2,
+        }],
+        positive_deltas: deltas,
+        timestamp,
+        ..Default::default()
+    });
+    ts
+}
+
+#[tokio::test]
+async fn one_bad_histogram_is_refused_alone_the_tenant_keeps_flowing_and_no_tenant_gets_a_503() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let prometheus = Prometheus::start(dir.path()).await;
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let sink = format!(
+        "{{ kind: remote_write, url: \"{}\" }}",
+        prometheus.write_url()
+    );
+    let gw = Gateway::start(dir.path(), port, &gateway_config(dir.path(), port, &sink));
+    let mut game = client(&pki, port).await;
+    let studio_cert = pki.client("y", Some("spiffe://obs.internal/tenant/studio/gs-2"));
+    let mut studio = Client::connect(port, tls_config(&pki.ca_der, Some(&studio_cert)))
+        .await
+        .expect("connect");
+
+    let poisoned = WriteRequest {
+        timeseries: vec![
+            native("game_tick_duration_seconds", vec![1]),
+            native("game_action_ack_latency_seconds", vec![1, 1]),
+            series("game_players_online", &[("shard_id", "7")], 42.0),
+        ],
+        ..Default::default()
+    };
+    let answer = game.push(&poisoned, &[]).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer.body.contains("invalid_native_histogram")
+            && answer.body.contains("game_tick_duration_seconds"),
+        "the answer names the reason and the metric: {}",
+        answer.body
+    );
+    // The host's next batches flow, and another tenant never sees a 503.
+    for round in 0..3 {
+        let next = WriteRequest {
+            timeseries: vec![series(
+                "game_players_online",
+                &[("shard_id", "7")],
+                43.0 + f64::from(round),
+            )],
+            ..Default::default()
+        };
+        let a = game.push(&next, &[]).await;
+        assert_eq!(a.status, 204, "round {round}: {}", a.body);
+        let other = WriteRequest {
+            timeseries: vec![series(
+                "game_matches_total",
+                &[("mode", "duel")],
+                f64::from(round),
+            )],
+            ..Default::default()
+        };
+        let a = studio.push(&other, &[]).await;
+        assert_eq!(a.status, 204, "round {round}, the other tenant: {}", a.body);
+    }
+    let wait = Duration::from_secs(30);
+    let (count, _) = prometheus
+        .query("histogram_count(game_action_ack_latency_seconds)", wait)
+        .await;
+    assert_eq!(
+        count, 3.0,
+        "the valid histogram beside the bad one is committed"
+    );
+    let (online, _) = prometheus.query("game_players_online", wait).await;
+    assert_eq!(online, 45.0, "the tenant's metrics keep flowing");
+    let (matches, _) = prometheus.query("game_matches_total", wait).await;
+    assert_eq!(matches, 2.0);
+    let bad = prometheus.query_once("game_tick_duration_seconds").await;
+    assert_eq!(
+        bad.as_array().map(Vec::len),
+        Some(0),
+        "the inconsistent histogram reached the store: {bad}; gateway log: {}",
+        gw.log_text()
+    );
+}
+
 /// What the scripted endpoint saw: for each request, whether its signature verified,
 /// its credential scope, and its decompressed body.
 #[derive(Default)]

@@ -8,11 +8,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use edge_schema::catalog::{LabelBound, MetricType};
+use edge_schema::check::Violation;
 use edge_schema::names::{is_valid_label_name, is_valid_metric_name};
 
 use crate::finding::{Finding, Severity};
-use crate::values::classify;
 use crate::{Linter, column_of, violation_rule};
+use edge_schema::values::classify;
 
 /// One sample line.
 #[derive(Debug)]
@@ -424,7 +425,11 @@ impl Linter {
                     continue;
                 }
                 let pairs = [(label.name, label.value.as_ref())];
-                if let Err(v) = schema.check_series(&family_name, pairs) {
+                // A suspicious value is reported below, with its finer rule
+                // (`pii-value` or `unbounded-value`) and the value's position.
+                if let Err(v) = schema.check_series(&family_name, pairs)
+                    && !matches!(v, Violation::PiiLabelValue { .. })
+                {
                     let rule = violation_rule(&v);
                     let at_byte = if rule == "label-value-not-declared" {
                         label.value_at
@@ -445,7 +450,7 @@ impl Linter {
                         continue;
                     }
                 }
-                if matches!(label.name, "le" | "quantile") {
+                if !edge_schema::values::is_checked_label(label.name) {
                     continue;
                 }
                 if catalog_family

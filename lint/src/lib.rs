@@ -10,7 +10,9 @@
 //!   identifiers, duplicate families and series, the real series count against the
 //!   budget;
 //! - Prometheus rule files (YAML with a top-level `groups`): labels used in `by`,
-//!   `without`, `on`, `ignoring`, `group_left/right`, matchers and `label_replace`.
+//!   `without`, `on`, `ignoring`, `group_left/right`, matchers and `label_replace`;
+//! - Grafana dashboards (JSON with a top-level `panels`): the same checks on every panel
+//!   query, with Grafana's variables (`$region`, `$__rate_interval`, …) stood in for.
 //!
 //! The binary is a thin layer over [`Linter`] and [`run`].
 
@@ -22,12 +24,12 @@ use edge_schema::policy::LabelPolicy;
 use serde_saphyr::Spanned;
 
 mod catalog;
+mod dashboards;
 mod exposition;
 pub mod finding;
 pub mod naming;
 pub mod promql;
 mod rules;
-pub mod values;
 
 pub use finding::{Finding, Format, Severity};
 
@@ -52,6 +54,7 @@ impl Linter {
             InputKind::Catalog => self.lint_catalog(file, text),
             InputKind::Exposition => self.lint_exposition(file, text),
             InputKind::Rules => self.lint_rules(file, text),
+            InputKind::Dashboard => self.lint_dashboard(file, text),
         }
     }
 }
@@ -65,6 +68,8 @@ pub enum InputKind {
     Exposition,
     /// A Prometheus rule file.
     Rules,
+    /// A Grafana dashboard (JSON).
+    Dashboard,
 }
 
 /// Tells a file's kind from its name and, for YAML, its top-level key.
@@ -75,6 +80,13 @@ pub fn detect(path: &Path, text: &str) -> Result<InputKind, String> {
         .map(str::to_ascii_lowercase);
     match ext.as_deref() {
         Some("prom" | "txt") => Ok(InputKind::Exposition),
+        Some("json") => {
+            if dashboards::is_dashboard(text) {
+                Ok(InputKind::Dashboard)
+            } else {
+                Err("a JSON file needs a top-level `panels` (a Grafana dashboard)".into())
+            }
+        }
         Some("yaml" | "yml") => {
             for line in text.lines() {
                 let key = line.split(':').next().unwrap_or_default();
@@ -89,7 +101,7 @@ pub fn detect(path: &Path, text: &str) -> Result<InputKind, String> {
             Err("a YAML file needs a top-level `metrics` (a metric catalog) or `groups` (a rule file)".into())
         }
         _ => Err(
-            "unknown file type: expected .yaml/.yml (catalog or rules) or .prom/.txt (exposition)"
+            "unknown file type: expected .yaml/.yml (catalog or rules), .prom/.txt (exposition) or .json (dashboard)"
                 .into(),
         ),
     }
@@ -102,6 +114,7 @@ fn violation_rule(v: &Violation) -> &'static str {
         Violation::Forbidden { .. } => "forbidden-label",
         Violation::NotAllowed { .. } => "label-not-allowed",
         Violation::ValueNotDeclared { .. } => "label-value-not-declared",
+        Violation::PiiLabelValue { .. } => "pii-value",
     }
 }
 
@@ -173,7 +186,8 @@ impl Outcome {
     }
 }
 
-/// Lints `paths` (files, or directories searched for `.yaml`, `.yml`, `.prom`, `.txt`).
+/// Lints `paths` (files, or directories searched for `.yaml`, `.yml`, `.prom`, `.txt`,
+/// `.json`).
 ///
 /// The catalogs among the inputs declare the per-metric labels for the expositions and
 /// rule files; when no catalog is given, the shipped one does.
@@ -244,7 +258,7 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>, failures: &mut Vec<String>) {
             walk(&path, found, failures);
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "prom" | "txt")
+            Some("yaml" | "yml" | "prom" | "txt" | "json")
         ) {
             found.push(path);
         }

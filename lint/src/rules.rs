@@ -110,10 +110,25 @@ impl Linter {
         what: &str,
         findings: &mut Vec<Finding>,
     ) {
+        self.lint_expr_at(file, expr, what, findings, |offset, label| {
+            locate(source, spanned, expr, offset, label)
+        });
+    }
+
+    /// Lints the labels of one PromQL expression; `at` maps a byte offset in `expr` and
+    /// the label found there to its place in the file.
+    pub(crate) fn lint_expr_at(
+        &self,
+        file: &Path,
+        expr: &str,
+        what: &str,
+        findings: &mut Vec<Finding>,
+        at: impl Fn(usize, &str) -> (u32, u32),
+    ) {
         let refs = references(expr);
         let mut seen: BTreeMap<(String, &'static str), ()> = BTreeMap::new();
         for r in &refs.labels {
-            let at = locate(source, spanned, expr, r.offset, &r.label);
+            let at = at(r.offset, &r.label);
             if let Some(matched) = self.schema.policy().forbidden_match(&r.label) {
                 let how = match r.usage {
                     LabelUse::Grouping => "groups by",

@@ -415,3 +415,87 @@ fn exposition_values_that_are_emails_ids_or_text_are_refused() {
     assert!(run.stdout.contains("looks like a UUID"));
     assert!(run.stdout.contains("(3 series)"), "{}", run.stdout);
 }
+
+#[test]
+fn dashboard_queries_are_checked_where_they_are_written() {
+    let run = lint(&["dashboard_forbidden.json"]);
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert_eq!(
+        findings(&run),
+        vec![
+            f("dashboard_forbidden.json:5:65", "error", "forbidden-label"),
+            f("dashboard_forbidden.json:12:50", "error", "forbidden-label"),
+            f(
+                "dashboard_forbidden.json:22:51",
+                "error",
+                "label-not-allowed"
+            ),
+            f("dashboard_forbidden.json:23:61", "error", "forbidden-label"),
+        ]
+    );
+    // Panels inside a row are found, and messages name the panel and the query.
+    assert!(
+        run.stdout
+            .contains("panel `Players` query A: the expression groups by label `player_id`")
+    );
+    assert!(
+        run.stdout
+            .contains("panel `Ticks` query B: the expression matches on label `email`")
+    );
+    // A variable's `label_values` reads its label like a grouping.
+    assert!(
+        run.stdout
+            .contains("variable `player`: the expression groups by label `player_id`")
+    );
+}
+
+#[test]
+fn clean_dashboard_with_grafana_variables_exits_0() {
+    let run = lint(&["dashboard_clean.json"]);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn json_that_is_not_a_dashboard_is_refused_when_named_and_skipped_in_a_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let other = dir.path().join("package.json");
+    std::fs::write(&other, "{\"name\": \"not a dashboard\"}\n").expect("write");
+    std::fs::copy(
+        fixture("dashboard_forbidden.json"),
+        dir.path().join("d.json"),
+    )
+    .expect("copy");
+    let run = lint(&[other.to_str().expect("utf-8")]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("a top-level `panels`"),
+        "{}",
+        run.stderr
+    );
+    let run = lint(&[dir.path().to_str().expect("utf-8")]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("in 1 file(s)"), "{}", run.stderr);
+}
+
+#[test]
+fn the_operator_kit_lints_clean() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let p = |rel: &str| root.join(rel).to_str().expect("utf-8").to_string();
+    let args = [
+        "--policy".to_string(),
+        p("ops/catalog/labels.yaml"),
+        // The gateway's catalog first: where both declare a family (edge_build_info),
+        // the first one's labels are the linter's, and the gateway's list every daemon.
+        p("ops/catalog/gateway.yaml"),
+        p("schemas/metrics.yaml"),
+        p("ops/prometheus"),
+        p("ops/grafana"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = lint(&args);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.stdout, "");
+    // 2 catalogs, 2 rule files, 6 dashboards (the promtool test files are skipped).
+    assert!(run.stderr.contains("in 10 file(s)"), "{}", run.stderr);
+}

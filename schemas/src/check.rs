@@ -59,6 +59,21 @@ pub enum Violation {
         /// The value.
         value: String,
     },
+    /// A value that looks like personal data or an unbounded identifier (an IP address,
+    /// an email, a long id, free text): the label is allowed, this value never is.
+    #[error(
+        "metric `{metric}`: value of label `{label}` looks like {looks_like}; personal data \
+         and unbounded identifiers must never be label values (put them in logs, which are \
+         tokenized)"
+    )]
+    PiiLabelValue {
+        /// The metric.
+        metric: String,
+        /// The label.
+        label: String,
+        /// What the value looks like (the value itself is never repeated).
+        looks_like: &'static str,
+    },
 }
 
 impl Violation {
@@ -69,6 +84,7 @@ impl Violation {
             Violation::Forbidden { .. } => "forbidden_label",
             Violation::NotAllowed { .. } => "label_not_allowed",
             Violation::ValueNotDeclared { .. } => "label_value_not_declared",
+            Violation::PiiLabelValue { .. } => "pii_label_value",
         }
     }
 
@@ -78,7 +94,8 @@ impl Violation {
             Violation::InvalidLabelName { label, .. }
             | Violation::Forbidden { label, .. }
             | Violation::NotAllowed { label, .. }
-            | Violation::ValueNotDeclared { label, .. } => label,
+            | Violation::ValueNotDeclared { label, .. }
+            | Violation::PiiLabelValue { label, .. } => label,
         }
     }
 }
@@ -196,8 +213,10 @@ impl Schema {
             .try_for_each(|label| self.check_label_in(metric, family, label))
     }
 
-    /// Checks the label names and, where the catalog declares a closed set, the values of
-    /// one series.
+    /// Checks the label names and the values of one series: a value outside the closed
+    /// set the catalog declares, or (for the other labels) a value that looks like personal
+    /// data or an unbounded identifier ([`crate::values::classify`]; host labels, bounded
+    /// by the agent, only for personal data).
     pub fn check_series<'a>(
         &self,
         metric: &str,
@@ -211,12 +230,24 @@ impl Schema {
             self.check_label_in(metric, family, label)?;
             if let Some(spec) = family.and_then(|f| f.label(label))
                 && let LabelBound::Values(values) = &spec.bound
-                && !values.iter().any(|v| v == value)
             {
-                return Err(Violation::ValueNotDeclared {
+                if !values.iter().any(|v| v == value) {
+                    return Err(Violation::ValueNotDeclared {
+                        metric: metric.to_string(),
+                        label: label.to_string(),
+                        value: value.to_string(),
+                    });
+                }
+                continue;
+            }
+            if crate::values::is_checked_label(label)
+                && let Some(suspect) =
+                    crate::values::classify(value, self.policy.is_host_label(label))
+            {
+                return Err(Violation::PiiLabelValue {
                     metric: metric.to_string(),
                     label: label.to_string(),
-                    value: value.to_string(),
+                    looks_like: suspect.describe(),
                 });
             }
         }

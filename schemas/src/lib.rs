@@ -2,10 +2,17 @@
 //!
 //! - [`policy`]: the label policy (`schemas/labels.yaml`): which labels are forbidden,
 //!   which are allowed everywhere, and the per-host series budget.
+//! - [`calendar`]: days since the epoch to and from a civil date (agent and gateway).
 //! - [`catalog`]: the metric catalog (`schemas/metrics.yaml`): every metric family with
 //!   its type, unit, help and the bounded labels it may carry.
 //! - [`check`]: the checks built on both: is this label set allowed for this metric, and
 //!   how many series per host does a catalog produce.
+//! - [`remote_write`]: which remote_write version a body claims to be (2.0 is refused by
+//!   name rather than scanned as zero series).
+//! - [`series`]: what a store refuses in one series (name syntax, duplicate labels,
+//!   timestamps outside a window, inconsistent native histograms), checked per series.
+//! - [`values`]: label values that must never be label values (personal data, unbounded
+//!   identifiers, free text), one heuristic for lint, exporter, agent and gateway.
 //! - [`proto`]: the wire types (Prometheus remote_write with native histograms, OTLP logs).
 //!
 //! The crate does no I/O beyond reading the files it is asked to load, and needs no async
@@ -22,12 +29,16 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod calendar;
 pub mod catalog;
 pub mod check;
 pub mod config;
 pub mod names;
 pub mod policy;
 pub mod proto;
+pub mod remote_write;
+pub mod series;
+pub mod values;
 mod yaml;
 
 pub use yaml::{LoadError, Position, Problem};

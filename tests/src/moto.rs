@@ -104,7 +104,7 @@ impl Moto {
                 )
             });
         let mut moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = moto.child.try_wait() {
                 panic!(

@@ -111,7 +111,7 @@ impl Proc {
 
     /// Waits until something listens on `port`; panics with the log after 20 s.
     pub fn wait_for_port(&self, port: u16) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 Instant::now() < deadline,
@@ -166,9 +166,9 @@ async fn http_call(
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(conn);
-    let response = tokio::time::timeout(Duration::from_secs(10), send.send_request(request))
+    let response = tokio::time::timeout(Duration::from_secs(60), send.send_request(request))
         .await
-        .map_err(|_| "no answer within 10 s".to_string())?
+        .map_err(|_| "no answer within 60 s".to_string())?
         .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
     let body = Limited::new(response.into_body(), 16 << 20)

@@ -92,7 +92,7 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
 
     // Wait for the metrics and every log line to be in the spool.
     let spool = d.join("spool");
-    let deadline = Instant::now() + Duration::from_secs(40);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let (metrics, logs) = loop {
         let metrics = edge_gateway_spool(&spool, "metrics");
         let logs = edge_gateway_spool(&spool, "logs");

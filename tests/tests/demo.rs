@@ -77,6 +77,7 @@ fn the_local_pipeline_runs_and_leaks_no_pii() {
     for name in [
         "game_tick_duration_seconds",
         "game_action_ack_latency_seconds",
+        "game_match_duration_seconds",
         "node_load1",
     ] {
         assert!(

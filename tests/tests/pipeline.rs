@@ -129,7 +129,7 @@ async fn agent_to_gateway_to_kinesis_to_relay_to_prometheus() {
             relay.log()
         )
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let query = async |promql: &str| loop {
         let result = prometheus.query_once(promql).await;
         if let Some(first) = result.as_array().and_then(|r| r.first()) {
@@ -141,7 +141,7 @@ async fn agent_to_gateway_to_kinesis_to_relay_to_prometheus() {
         }
         assert!(
             Instant::now() < deadline,
-            "no result for {promql} within 60 s{}",
+            "no result for {promql} within 120 s{}",
             logs()
         );
         tokio::time::sleep(Duration::from_millis(250)).await;

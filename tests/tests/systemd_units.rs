@@ -86,7 +86,7 @@ fn wait_for(socket: &UnixDatagram, want: &[&str], what: &Proc) -> Vec<String> {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = Vec::new();
     let mut buf = [0u8; 512];
     while !want.iter().all(|w| seen.iter().any(|s: &String| s == w)) {

@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use edge_exporter::ffi::AbiHistogram;
 use edge_exporter::instruments::{Counter, Histogram};
 
 /// Tick-time-like values spread over a few buckets, cycled without a generator cost.
@@ -46,6 +47,17 @@ fn bench(c: &mut Criterion) {
         })
     });
 
+    // The same, through the C ABI: `edge_histogram_record` called through a function
+    // pointer, as a C or C++ game's call is (no inlining, a `catch_unwind` guard).
+    let through_c = AbiHistogram::new(Arc::new(Histogram::with_scale(2)));
+    group.bench_function("histogram_one_thread_c_abi", |b| {
+        let mut i = 0usize;
+        b.iter(|| {
+            through_c.record(black_box(vals[i & 1023]));
+            i = i.wrapping_add(1);
+        })
+    });
+
     // Two long-lived threads, as a game's simulation threads are, recording into the same
     // histogram; and, as the machine's own baseline, into two separate histograms (any gap
     // between one thread and that baseline is the hardware's: shared caches, SMT siblings).
@@ -62,18 +74,44 @@ fn bench(c: &mut Criterion) {
         &mine,
         &theirs,
     );
+    // Two threads, one histogram, both through the C ABI.
+    let one = Arc::new(Histogram::with_scale(2));
+    let (a, b) = (
+        Arc::new(AbiHistogram::new(Arc::clone(&one))),
+        Arc::new(AbiHistogram::new(one)),
+    );
+    two_threads(&mut group, "histogram_two_threads_c_abi", &vals, &a, &b);
     group.finish();
+}
+
+/// What the two-thread benchmark records into: a histogram, directly or through the C ABI.
+trait Record: Send + Sync + 'static {
+    fn put(&self, v: f64);
+}
+
+impl Record for Histogram {
+    #[inline]
+    fn put(&self, v: f64) {
+        self.record(v);
+    }
+}
+
+impl Record for AbiHistogram {
+    #[inline]
+    fn put(&self, v: f64) {
+        self.record(v);
+    }
 }
 
 /// Two long-lived threads: this one records into `mine`, a second one (spawned once and
 /// told how many records to make each sample) into `theirs`, at the same time. Reports the
 /// wall time until both are done divided by one thread's records.
-fn two_threads(
+fn two_threads<H: Record>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     name: &str,
     vals: &[f64],
-    mine: &Arc<Histogram>,
-    theirs: &Arc<Histogram>,
+    mine: &Arc<H>,
+    theirs: &Arc<H>,
 ) {
     let (go_tx, go_rx) = std::sync::mpsc::channel::<(u64, Arc<Barrier>)>();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
@@ -83,7 +121,7 @@ fn two_threads(
             while let Ok((iters, barrier)) = go_rx.recv() {
                 barrier.wait();
                 for i in 0..iters as usize {
-                    h.record(black_box(vals[i & 1023]));
+                    h.put(black_box(vals[i & 1023]));
                 }
                 let _ = done_tx.send(());
             }
@@ -98,7 +136,7 @@ fn two_threads(
             barrier.wait();
             let start = Instant::now();
             for i in 0..iters as usize {
-                mine.record(black_box(vals[i & 1023]));
+                mine.put(black_box(vals[i & 1023]));
             }
             done_rx.recv().expect("worker finished");
             start.elapsed().max(Duration::from_nanos(1))

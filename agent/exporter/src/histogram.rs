@@ -51,6 +51,10 @@ mod index;
 pub(crate) use index::index_at;
 pub use index::{OTEL_MAX_SCALE, OTEL_MIN_SCALE, index_of, lower_boundary};
 
+/// The default exponential-histogram starting scale: 2, ≈13 buckets per decade (the seed
+/// design's "12–16 buckets per decade") with a relative error of at most 8.6%.
+pub const DEFAULT_SCALE: i32 = 2;
+
 /// The OpenTelemetry default and the design's limit: 160 buckets per sign.
 pub const DEFAULT_MAX_SIZE: usize = 160;
 
@@ -232,7 +236,7 @@ pub struct ExpHistogram {
 
 impl Default for ExpHistogram {
     fn default() -> Self {
-        Self::new(crate::registry::DEFAULT_SCALE)
+        Self::new(DEFAULT_SCALE)
     }
 }
 

@@ -35,9 +35,11 @@
 //! - [`registry`]: series creation under the label policy and the series budget.
 //! - [`export`]: remote_write and text exposition.
 //! - [`push`]: the pusher thread; [`http`]: its minimal HTTP client.
+//! - [`ffi`]: the C ABI for C and C++ games (`include/edge_exporter.h`).
 #![deny(missing_docs)]
 
 pub mod export;
+pub mod ffi;
 pub mod histogram;
 pub mod http;
 pub mod instruments;

@@ -26,11 +26,12 @@ use edge_schema::policy::{LabelPolicy, OVERFLOW_LABEL};
 use crate::instruments::{Counter, FloatCounter, Gauge, Histogram};
 
 /// Reasons a series is refused, as counted in `edge_series_rejected_total{reason}`.
-pub const REJECT_REASONS: [&str; 5] = [
+pub const REJECT_REASONS: [&str; 6] = [
     "forbidden_label",
     "label_not_allowed",
     "invalid_label_name",
     "label_value_not_declared",
+    "pii_label_value",
     "budget",
 ];
 
@@ -136,6 +137,8 @@ pub(crate) struct FamilyState {
     pub(crate) help: String,
     pub(crate) kind: Kind,
     pub(crate) scale: i32,
+    /// Never removed from (nor is `overflow` replaced): the C ABI's handles are raw
+    /// pointers into these `Arc`s, valid for the registry's life (`ffi`).
     pub(crate) series: BTreeMap<LabelSet, Instrument>,
     pub(crate) overflow: Option<Instrument>,
 }
@@ -174,9 +177,7 @@ pub struct Registry {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// The default exponential-histogram starting scale: 2, ≈13 buckets per decade (the seed
-/// design's "12–16 buckets per decade") with a relative error of at most 8.6%.
-pub const DEFAULT_SCALE: i32 = 2;
+pub use crate::histogram::DEFAULT_SCALE;
 
 impl Registry {
     /// A registry under the shipped label policy and catalog, with the policy's budget.
@@ -203,6 +204,11 @@ impl Registry {
                 push_failures: Mutex::new(BTreeMap::new()),
             }),
         }
+    }
+
+    /// The label policy and catalog the registry checks series against.
+    pub fn schema(&self) -> &Schema {
+        &self.inner.schema
     }
 
     /// The series budget.

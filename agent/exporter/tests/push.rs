@@ -277,6 +277,7 @@ fn a_dead_agent_costs_a_counted_drop_not_a_stall() {
             url,
             cadence: Duration::from_millis(20),
             timeout: Duration::from_millis(200),
+            ..PushConfig::default()
         },
     )
     .expect("spawn");

@@ -153,3 +153,55 @@ fn logs_like_metrics_may_go_to_several_gateways_in_order() {
         problems(&text)
     );
 }
+
+#[test]
+fn the_default_incident_cadence_follows_a_short_cadence_and_only_an_explicit_longer_one_is_refused()
+{
+    let base = "output: { metrics_url: http://127.0.0.1:9090/api/v1/write }\n";
+    let c = parse(
+        Path::new("agent.yaml"),
+        &format!("{base}cadence: 1s\n"),
+        &env,
+    )
+    .expect("cadence 1s alone is fine");
+    assert_eq!(c.incident_cadence, Duration::from_secs(1));
+    let c = parse(Path::new("agent.yaml"), base, &env).expect("defaults");
+    assert_eq!(c.incident_cadence, Duration::from_secs(5));
+    let p = problems(&format!("{base}cadence: 2s\nincident_cadence: 5s\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, "incident_cadence");
+    assert!(p[0].1.contains("longer than cadence"), "{p:?}");
+}
+
+#[test]
+fn statsd_is_on_by_default_on_loopback_can_be_turned_off_and_bad_keys_name_their_path() {
+    let base = "output: { metrics_url: http://127.0.0.1:9090/api/v1/write }\n";
+    let c = parse(Path::new("agent.yaml"), base, &env).expect("defaults");
+    let s = c.statsd.expect("on by default");
+    assert_eq!(s.listen.to_string(), "127.0.0.1:8125");
+    assert!(!s.explicit);
+    for off in ["statsd: off\n", "statsd: false\n"] {
+        let c = parse(Path::new("agent.yaml"), &format!("{base}{off}"), &env).expect("off");
+        assert!(c.statsd.is_none(), "{off}");
+    }
+    let c = parse(
+        Path::new("agent.yaml"),
+        &format!("{base}statsd: {{ listen: 127.0.0.1:9125, mappings: [{{ match: \"srv.*.lat\", name: game_lat }}] }}\n"),
+        &env,
+    )
+    .expect("explicit");
+    let s = c.statsd.expect("on");
+    assert!(s.explicit);
+    assert_eq!(s.mappings[0].name, "game_lat");
+    let p = problems(&format!(
+        "{base}statsd: {{ listen: 0.0.0.0:8125, mappings: [{{ match: x, name: bad.name }}] }}\n"
+    ));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, "statsd.listen");
+    let p = problems(&format!(
+        "{base}statsd: {{ mappings: [{{ match: x, name: bad.name }}] }}\n"
+    ));
+    assert_eq!(p[0].0, "statsd.mappings[0].name", "{p:?}");
+    let p = problems(&format!("{base}statsd: maybe\n"));
+    assert_eq!(p[0].0, "statsd", "{p:?}");
+}

@@ -8,3 +8,4 @@ pub mod record;
 pub mod ship;
 pub mod tail;
 pub mod tokenize;
+pub mod watch;

@@ -36,11 +36,11 @@ use regex::RegexSet;
 use tokio::sync::Notify;
 
 use super::multiline::Multiline;
-use super::parse::{Parser, ParserKind};
+use super::parse::Parser;
 use super::record::{Level, LogRecord};
 use super::ship::{BatchLimits, Batcher, Closed, class_of};
 use super::tail::{FileId, Line, TailConfig, Tailer};
-use super::tokenize::{Action, DetectorSpec, KeyFile, Tokenizer, Verdict};
+use super::tokenize::{DetectorSpec, KeyFile, Tokenizer, Verdict};
 use crate::config::{AgentConfig, LogSource};
 use crate::queue::{Class, SharedQueue};
 use crate::telemetry::Telemetry;
@@ -96,15 +96,6 @@ pub struct LogsPipeline {
     shed_level: u8,
 }
 
-fn parser_kind(name: &str) -> ParserKind {
-    match name {
-        "json" => ParserKind::Json,
-        "regex" => ParserKind::Regex,
-        "logfmt" => ParserKind::Logfmt,
-        _ => ParserKind::None,
-    }
-}
-
 fn detector_specs(config: &AgentConfig) -> Vec<DetectorSpec> {
     config
         .detectors
@@ -112,11 +103,7 @@ fn detector_specs(config: &AgentConfig) -> Vec<DetectorSpec> {
         .map(|d| DetectorSpec {
             name: d.name.clone(),
             pattern: d.pattern.clone(),
-            action: match d.action.as_str() {
-                "redact" => Action::Redact,
-                "drop" => Action::Drop,
-                _ => Action::Tokenize,
-            },
+            action: d.action,
         })
         .collect()
 }
@@ -224,6 +211,10 @@ impl LogsPipeline {
         for i in 0..self.sources.len() {
             lines.clear();
             self.sources[i].tailer.poll(now, &mut lines);
+            let lost = self.sources[i].tailer.take_lost_bytes();
+            if lost > 0 {
+                self.telemetry.logs_lost_bytes(lost);
+            }
             read += lines.len();
             for line in lines.drain(..) {
                 self.line(i, line, now, observed);
@@ -411,7 +402,7 @@ impl LogsPipeline {
                         }
                     }
                 }
-                crate::sender::figures(&q)
+                q.figures()
             };
             self.telemetry.set_queue(&figures);
             self.wake.notify_one();
@@ -441,7 +432,7 @@ fn build_source(source: &LogSource, positions: PathBuf) -> anyhow::Result<Source
         },
         positions,
     )?;
-    let parser = Parser::new(parser_kind(&source.parser), source.pattern.as_deref())?;
+    let parser = Parser::new(source.parser, source.pattern.as_deref())?;
     let drop = if source.drop.is_empty() {
         None
     } else {
@@ -450,7 +441,7 @@ fn build_source(source: &LogSource, positions: PathBuf) -> anyhow::Result<Source
     let sample = source
         .sample
         .iter()
-        .map(|(level, fraction)| (Level::parse(level), (*fraction, 0.0)))
+        .map(|(level, fraction)| (*level, (*fraction, 0.0)))
         .collect();
     Ok(Source {
         tailer,
@@ -460,7 +451,7 @@ fn build_source(source: &LogSource, positions: PathBuf) -> anyhow::Result<Source
             .clone()
             .map(|s| (s, source.multiline_max_lines, source.multiline_timeout)),
         files: HashMap::new(),
-        min_level: source.min_level.as_deref().map(Level::parse),
+        min_level: source.min_level,
         drop,
         sample,
         tags: source

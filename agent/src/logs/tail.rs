@@ -6,8 +6,17 @@
 //! reused inode from the file it replaced.
 //!
 //! - **Rename rotation** (`game.log` → `game.log.1`, new `game.log`): the old inode stays
-//!   open and is drained to its end, also after the rename, until it has not grown for
-//!   [`ROTATED_GRACE`]; the new file is read from its start.
+//!   open and is drained to its end, also after the rename, and stays followed (with
+//!   its position saved) as long as it is in the directory under a rotated name; the new
+//!   file is read from its start. A file gone from the directory is let go once it has
+//!   not grown for [`ROTATED_GRACE`].
+//! - **Renamed before it was listed, or while the agent was down**: a file outside the
+//!   glob is followed when it has a saved position (found by device, inode and
+//!   fingerprint, whatever its name now is) or when its name is a rotated name of a glob
+//!   match (`game.log.3`, `game.log-20261205`; never `.gz` and the like), so a file that
+//!   lived under the glob only between two polls is still read. One that starts like a
+//!   file followed now is a copytruncate copy, not new data. A saved position whose file
+//!   is gone is reported as lost bytes (`edge_logs_lost_bytes_total`) and a warning.
 //! - **copytruncate**: a file shorter than the read position was truncated. What the
 //!   reader had not read yet is recovered from the copy (a sibling file whose first
 //!   bytes match the fingerprint), then the file is read from 0. Lines the writer adds
@@ -17,7 +26,8 @@
 //! - A partial last line is held until its newline, or emitted after
 //!   `partial_flush`; lines over `max_line_bytes` are split into flagged pieces.
 //!
-//! Positions are written (atomically, by rename) only through [`Tailer::commit`], which
+//! Positions are written (atomically, by rename, in `tail/position.rs`) only through
+//! [`Tailer::commit`], which
 //! the pipeline calls with offsets whose lines are already in the disk queue: a
 //! checkpoint never runs ahead of what is durable.
 
@@ -28,6 +38,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+mod position;
+
+pub use position::Position;
 
 /// How long a rotated-away file is still drained after it last grew.
 pub const ROTATED_GRACE: Duration = Duration::from_secs(5);
@@ -78,26 +92,6 @@ pub struct Line {
     pub truncated: bool,
 }
 
-/// A saved position.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Position {
-    /// The path it was last seen at.
-    pub path: PathBuf,
-    /// Identity.
-    pub id: FileId,
-    /// Resume here.
-    pub offset: u64,
-    /// Bytes fingerprinted.
-    pub fp_len: u64,
-    /// CRC-32 of the first `fp_len` bytes.
-    pub fp: u32,
-}
-
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Positions {
-    files: Vec<Position>,
-}
-
 #[derive(Debug)]
 struct Tracked {
     path: PathBuf,
@@ -110,8 +104,11 @@ struct Tracked {
     fp: u32,
     partial: Vec<u8>,
     partial_since: Option<Instant>,
-    /// Renamed out of the glob or deleted: drained, then dropped.
+    /// Renamed out of the glob or deleted: drained.
     rotated: bool,
+    /// Still in the directory (under any name followed); a rotated file that is gone
+    /// is dropped once drained.
+    present: bool,
     last_growth: Instant,
     /// The last read stopped at the read budget with more to read.
     behind: bool,
@@ -148,6 +145,15 @@ pub struct Tailer {
     first_poll: bool,
     /// The read buffer, reused from poll to poll.
     buf: Vec<u8>,
+    /// Bytes of files that had a position but were gone at restart (not yet reported).
+    lost_bytes: u64,
+    /// Fingerprints of files found truncated lately: a copytruncate copy that starts
+    /// like one of them is not new data (its unread part was recovered from it).
+    truncated: Vec<(u64, u32)>,
+    /// Files outside the glob first seen at the last poll, with their length then: one
+    /// is followed once its length holds still for a poll (a copy being written is not
+    /// taken for a new file).
+    pending: HashMap<FileId, u64>,
 }
 
 impl Tailer {
@@ -165,23 +171,7 @@ impl Tailer {
         if dir.to_string_lossy().contains(['*', '?']) || pattern.is_empty() {
             return Err(TailError::Glob(config.glob.clone()));
         }
-        let (saved, first_run) = match std::fs::read(&positions_file) {
-            Ok(bytes) => match serde_json::from_slice::<Positions>(&bytes) {
-                Ok(p) => (p.files.into_iter().map(|p| (p.id, p)).collect(), false),
-                Err(e) => {
-                    tracing::warn!(file = %positions_file.display(), error = %e, "positions file does not parse; set aside as .bad, starting over");
-                    let _ = std::fs::rename(&positions_file, positions_file.with_extension("bad"));
-                    (HashMap::new(), false)
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (HashMap::new(), true),
-            Err(e) => {
-                return Err(TailError::Positions {
-                    path: positions_file,
-                    why: e.to_string(),
-                });
-            }
-        };
+        let (saved, first_run) = position::load(&positions_file)?;
         Ok(Tailer {
             config,
             dir,
@@ -192,6 +182,9 @@ impl Tailer {
             first_run,
             first_poll: true,
             buf: Vec::new(),
+            lost_bytes: 0,
+            truncated: Vec::new(),
+            pending: HashMap::new(),
         })
     }
 
@@ -202,14 +195,16 @@ impl Tailer {
 
     /// Lists the glob, follows rotations, and appends every new line to `out`.
     pub fn poll(&mut self, now: Instant, out: &mut Vec<Line>) {
-        let mut seen: Vec<(PathBuf, FileId, u64)> = Vec::new();
+        // Every regular file of the directory that matters: the glob's, and outside it
+        // the files followed already, those with a saved position (renamed while the
+        // agent was down), and those whose name is a rotated name of a glob match
+        // (`game.log.3`, `game.log-20261205`: created and renamed between two polls,
+        // or while the agent was down).
+        let mut seen: Vec<(PathBuf, FileId, u64, bool)> = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if !glob_match(&self.pattern, name) {
-                    continue;
-                }
                 let path = entry.path();
                 let Ok(meta) = std::fs::metadata(&path) else {
                     continue;
@@ -217,26 +212,65 @@ impl Tailer {
                 if !meta.is_file() {
                     continue;
                 }
-                seen.push((
-                    path,
-                    FileId {
-                        dev: meta.dev(),
-                        ino: meta.ino(),
-                    },
-                    meta.len(),
-                ));
+                let id = FileId {
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                };
+                let under = glob_match(&self.pattern, name);
+                if under
+                    || self.files.contains_key(&id)
+                    || self.saved.contains_key(&id)
+                    || rotated_name(&self.pattern, name)
+                {
+                    seen.push((path, id, meta.len(), under));
+                }
             }
         }
         seen.sort();
         let start_at_end =
             self.first_run && self.first_poll && !self.config.read_existing_from_start;
-        // Files no longer under the glob (renamed away, deleted) are drained.
-        for (id, t) in &mut self.files {
-            if !seen.iter().any(|(_, s, _)| s == id) {
-                t.rotated = true;
+        // Fingerprints known before this poll handles any truncation: a new file outside
+        // the glob that starts like one of them is a copytruncate copy, not new data.
+        let known: Vec<(u64, u32, u64)> = self
+            .files
+            .values()
+            .filter(|t| t.fp_len > 0)
+            .map(|t| (t.fp_len, t.fp, u64::MAX))
+            .chain(
+                self.truncated
+                    .iter()
+                    .map(|(fp_len, fp)| (*fp_len, *fp, u64::MAX)),
+            )
+            .chain(
+                self.saved
+                    .values()
+                    .filter(|p| p.fp_len > 0)
+                    .map(|p| (p.fp_len, p.fp, p.offset)),
+            )
+            .collect();
+        // New files outside the glob wait one poll for their length to hold still.
+        let mut still_pending = HashMap::new();
+        seen.retain(|(_, id, len, under)| {
+            if *under
+                || self.files.contains_key(id)
+                || self.saved.contains_key(id)
+                || start_at_end
+                || self.pending.get(id) == Some(len)
+            {
+                return true;
             }
+            still_pending.insert(*id, *len);
+            false
+        });
+        self.pending = still_pending;
+        // Files no longer under the glob are drained; those gone from the directory
+        // (deleted, or renamed to a name nothing follows) are let go once drained.
+        for (id, t) in &mut self.files {
+            let found = seen.iter().find(|(_, s, _, _)| s == id);
+            t.rotated = !found.is_some_and(|(_, _, _, under)| *under);
+            t.present = found.is_some();
         }
-        for (path, id, len) in seen {
+        for (path, id, len, under) in seen {
             if !self.files.contains_key(&id) {
                 let Ok(file) = File::open(&path) else {
                     continue;
@@ -250,6 +284,17 @@ impl Tailer {
                     continue;
                 }
                 let mut start = if start_at_end { len } else { 0 };
+                if !under && !self.saved.contains_key(&id) {
+                    // A copy of a file followed now is read from that file (its
+                    // truncation is recovered from the copy); a copy of a file with a
+                    // saved position resumes from that position.
+                    if let Some((_, _, offset)) = known
+                        .iter()
+                        .find(|(fp_len, fp, _)| fingerprint(&file, *fp_len) == Some(*fp))
+                    {
+                        start = (*offset).min(len);
+                    }
+                }
                 if let Some(saved) = self.saved.remove(&id) {
                     // The same inode: resume if it still starts with the same bytes.
                     if saved.offset <= len && fingerprint(&file, saved.fp_len) == Some(saved.fp) {
@@ -257,6 +302,13 @@ impl Tailer {
                     } else {
                         start = 0;
                     }
+                }
+                if !under && start < len {
+                    tracing::info!(
+                        file = %path.display(),
+                        offset = start,
+                        "following a rotated file outside the glob from its position"
+                    );
                 }
                 let (fp_len, fp) = (
                     len.min(FINGERPRINT_BYTES),
@@ -273,7 +325,8 @@ impl Tailer {
                         fp,
                         partial: Vec::new(),
                         partial_since: None,
-                        rotated: false,
+                        rotated: !under,
+                        present: true,
                         last_growth: now,
                         behind: false,
                     },
@@ -281,13 +334,21 @@ impl Tailer {
             }
             if let Some(t) = self.files.get_mut(&id) {
                 t.path = path;
-                t.rotated = false;
+                if !under {
+                    continue;
+                }
                 // Shorter than what was read, or rewritten from the start (truncated and
                 // refilled between two polls): read again from 0.
                 let rewritten =
                     t.fp_len > 0 && len >= t.fp_len && fingerprint(&t.file, t.fp_len) != Some(t.fp);
                 if len < t.read || rewritten {
                     // Truncated: copytruncate, or in place.
+                    if t.fp_len > 0 {
+                        if self.truncated.len() >= 16 {
+                            self.truncated.remove(0);
+                        }
+                        self.truncated.push((t.fp_len, t.fp));
+                    }
                     recover_from_copy(&self.dir, id, t, &self.config, out);
                     t.read = 0;
                     t.committed = 0;
@@ -296,6 +357,9 @@ impl Tailer {
                     t.fp_len = 0;
                 }
             }
+        }
+        if self.first_poll {
+            self.report_gone();
         }
         self.first_poll = false;
         if self.first_run {
@@ -314,9 +378,12 @@ impl Tailer {
                 read_new(id, t, &config, now, &mut self.buf, out);
             }
         }
-        // Rotated files that stopped growing are done (their lines were emitted).
+        // Files gone from the directory that stopped growing are done (their lines were
+        // emitted); rotated files still there stay followed, so a restart knows them.
         self.files.retain(|_, t| {
-            !(t.rotated && now.saturating_duration_since(t.last_growth) >= ROTATED_GRACE)
+            !(t.rotated
+                && !t.present
+                && now.saturating_duration_since(t.last_growth) >= ROTATED_GRACE)
         });
     }
 
@@ -349,20 +416,34 @@ impl Tailer {
                 offset: t.committed,
                 fp_len: t.fp_len,
                 fp: t.fp,
+                read: t.read,
             })
             .collect();
         // Saved positions of files not seen yet are kept.
         files.extend(self.saved.values().cloned());
-        files.sort_by_key(|p| p.id);
-        let Ok(bytes) = serde_json::to_vec(&Positions { files }) else {
-            return;
-        };
-        let tmp = self.positions_file.with_extension("tmp");
-        let result =
-            std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, &self.positions_file));
-        if let Err(e) = result {
-            tracing::warn!(file = %self.positions_file.display(), error = %e, "cannot write log positions");
+        position::write(&self.positions_file, files);
+    }
+
+    /// After the first poll of a restart, the saved positions left are of files gone
+    /// from the directory (deleted, or moved elsewhere, while the agent was down): what
+    /// they held past the position is reported as lost bytes (at least what was read
+    /// but not committed) and a warning, never dropped quietly.
+    fn report_gone(&mut self) {
+        for (_, saved) in self.saved.drain() {
+            let lost = saved.read.saturating_sub(saved.offset);
+            self.lost_bytes += lost;
+            tracing::warn!(
+                file = %saved.path.display(),
+                offset = saved.offset,
+                lost_bytes_at_least = lost,
+                "a log file with a saved position is gone (deleted, or moved out of its directory, while the agent was down): what it held past the position is lost"
+            );
         }
+    }
+
+    /// Bytes of files found gone at restart since the last call (for the self-metric).
+    pub fn take_lost_bytes(&mut self) -> u64 {
+        std::mem::take(&mut self.lost_bytes)
     }
 
     /// Whether the last poll stopped at its read budget with more to read.
@@ -458,7 +539,9 @@ fn split_lines(
         t.partial.extend_from_slice(&data[start..]);
         // A line longer than the maximum is split now: memory stays bounded.
         while t.partial.len() > config.max_line_bytes {
-            let rest = t.partial.split_off(config.max_line_bytes);
+            let rest = t
+                .partial
+                .split_off(cut_point(&t.partial, config.max_line_bytes));
             let piece = std::mem::replace(&mut t.partial, rest);
             let held = t.partial.len() as u64;
             emit(id, piece, base + data.len() as u64 - held, true, out);
@@ -475,17 +558,53 @@ fn emit_bounded(id: FileId, line: &[u8], end_offset: u64, max: usize, out: &mut 
         emit(id, line.to_vec(), end_offset, false, out);
         return;
     }
-    let max = max.max(1);
-    let pieces = line.len().div_ceil(max);
-    for (i, piece) in line.chunks(max).enumerate() {
+    let mut rest = line;
+    let mut done = 0usize;
+    while !rest.is_empty() {
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            cut_point(rest, max)
+        };
+        let (piece, tail) = rest.split_at(cut);
+        done += cut;
         // A piece's position is just past it; the last one's is past the newline.
-        let at = if i + 1 == pieces {
+        let at = if tail.is_empty() {
             end_offset
         } else {
-            start + ((i + 1) * max) as u64
+            start + done as u64
         };
         emit(id, piece.to_vec(), at, true, out);
+        rest = tail;
     }
+}
+
+/// How far back from the maximum a cut may move to avoid splitting a word: past the
+/// longest address the tokenizer finds (an email is at most 254 bytes).
+const CUT_WINDOW: usize = 256;
+
+/// Where to cut a piece of at most `max` bytes (`bytes` is longer than `max`): just
+/// after the last byte within [`CUT_WINDOW`] of the maximum that no email, IP address or
+/// token can hold (a space, a quote, `,;<>()[]{}=&|`…), so no address straddles the cut
+/// and each piece is tokenized whole. A run longer than the window is cut at the
+/// maximum (it is no address); so is a run that would leave an empty piece.
+fn cut_point(bytes: &[u8], max: usize) -> usize {
+    let max = max.max(1).min(bytes.len());
+    let floor = max.saturating_sub(CUT_WINDOW);
+    let breaks = |b: &u8| {
+        !(b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'.' | b'_' | b'%' | b'+' | b'-' | b'@' | b':' | b'"' | b'\\'
+            )
+            || *b >= 0x80)
+    };
+    bytes[floor..max]
+        .iter()
+        .rposition(breaks)
+        .map(|i| floor + i + 1)
+        .filter(|&cut| cut > 0)
+        .unwrap_or(max)
 }
 
 fn emit(id: FileId, bytes: Vec<u8>, end_offset: u64, truncated: bool, out: &mut Vec<Line>) {
@@ -570,6 +689,19 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
         }
     }
     p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// Whether `name` is a rotated name of a file the glob matches: a glob match followed by
+/// `.`, `-` or `_` and more (`game.log.1`, `game.log-20261205`), not compressed (a `.gz`
+/// or `.zst` file is a copy logrotate made, not text to read).
+pub fn rotated_name(pattern: &str, name: &str) -> bool {
+    const COMPRESSED: &[&str] = &[".gz", ".zst", ".bz2", ".xz", ".lz4", ".zip", ".br"];
+    if COMPRESSED.iter().any(|ext| name.ends_with(ext)) {
+        return false;
+    }
+    name.char_indices()
+        .filter(|(i, c)| *i > 0 && matches!(c, '.' | '-' | '_'))
+        .any(|(i, _)| i + 1 < name.len() && glob_match(pattern, &name[..i]))
 }
 
 #[cfg(test)]

@@ -6,8 +6,12 @@
 //! detectors add a regex each (player ids, `player_id=(\S+)`, …). Every detector has an
 //! [`Action`]: replace the value with a token, replace it with `[REDACTED:<name>]`, or drop
 //! the whole record. Built-ins tokenize unless a [`DetectorSpec`] without a pattern names
-//! them with another action. Detection runs on the message and on every attribute value;
-//! keys are never rewritten. An attribute whose key names a configured detector
+//! them with another action. Detection runs on the message, on every attribute value and
+//! on every attribute key (flattened JSON keys can hold an address: the match in the key
+//! is replaced in place, so the key keeps its position). A trace id that is not hex is
+//! tokenized whole (the sender would ship it as text). Emails are found with a plain `@`,
+//! percent-encoded (`jane%40example.com`), and with a quoted local part
+//! (`"john smith"@example.com`, quotes escaped or not). An attribute whose key names a configured detector
 //! (`player_id`, or `user.player_id` for nested JSON, ASCII case ignored) is taken whole as
 //! a match of that detector, whatever its value looks like.
 //!
@@ -64,22 +68,26 @@
 //!
 //! # Not in scope
 //!
-//! MAC addresses, host names, UUIDs and hashes are left alone, and so is the record's
-//! trace id. Configured patterns cover anything else a game logs.
+//! MAC addresses, host names, UUIDs and hashes are left alone, and so is a hex trace id.
+//! Base64-encoded PII and PII split across two physical lines are not found (a line over
+//! `max_line_bytes` is split where no address can straddle the cut, see `logs::tail`).
+//! Configured patterns cover anything else a game logs.
 
 use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::SystemTime;
 
-use memchr::{memchr3, memchr3_iter};
+use memchr::memchr3;
 use regex::Regex;
-use ring::{digest, hmac};
 
 use crate::logs::record::LogRecord;
+
+mod builtins;
+mod key;
+
+use builtins::scan_builtins;
+pub use key::{KeyFile, TokenKey};
 
 /// The shortest key accepted, in bytes, after trimming whitespace.
 pub const MIN_KEY_LEN: usize = 16;
@@ -213,142 +221,6 @@ pub struct DetectorSpec {
     pub pattern: Option<String>,
     /// What to do with a match.
     pub action: Action,
-}
-
-/// A secret key that tokens are made with.
-#[derive(Clone)]
-pub struct TokenKey {
-    id: String,
-    fingerprint: [u8; 32],
-    mac: hmac::Key,
-}
-
-impl fmt::Debug for TokenKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Never the key itself.
-        f.debug_struct("TokenKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl TokenKey {
-    /// Reads a key file: raw bytes, surrounding whitespace trimmed, at least
-    /// [`MIN_KEY_LEN`] bytes left.
-    pub fn from_file(path: impl AsRef<Path>) -> Result<TokenKey, TokenizeError> {
-        let path = path.as_ref();
-        let raw = std::fs::read(path).map_err(|source| TokenizeError::KeyRead {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        TokenKey::build(&raw, || format!("token key file {}", path.display()))
-    }
-
-    /// A key from bytes already in memory, with the same rules as [`TokenKey::from_file`].
-    pub fn from_bytes(raw: &[u8]) -> Result<TokenKey, TokenizeError> {
-        TokenKey::build(raw, || "token key given in memory".to_owned())
-    }
-
-    fn build(raw: &[u8], origin: impl FnOnce() -> String) -> Result<TokenKey, TokenizeError> {
-        let key = raw.trim_ascii();
-        if key.len() < MIN_KEY_LEN {
-            return Err(TokenizeError::KeyTooShort {
-                origin: origin(),
-                len: key.len(),
-            });
-        }
-        let mut fingerprint = [0u8; 32];
-        fingerprint.copy_from_slice(digest::digest(&digest::SHA256, key).as_ref());
-        let mut id = String::with_capacity(8);
-        push_hex(&mut id, &fingerprint[..4]);
-        Ok(TokenKey {
-            id,
-            fingerprint,
-            mac: hmac::Key::new(hmac::HMAC_SHA256, key),
-        })
-    }
-
-    /// The key id: the first 4 bytes of SHA-256 of the key, as 8 lower-case hex characters.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
-    fn write_token(&self, out: &mut String, value: &str) {
-        let tag = hmac::sign(&self.mac, value.as_bytes());
-        out.push_str("tok_");
-        out.push_str(&self.id);
-        out.push('_');
-        push_hex(out, tag.as_ref().get(..8).unwrap_or_default());
-    }
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-}
-
-/// (modification time, length) of a file, as a cheap "has it changed" check.
-type Stamp = (Option<SystemTime>, u64);
-
-fn stamp(path: &Path) -> Stamp {
-    std::fs::metadata(path).map_or((None, 0), |m| (m.modified().ok(), m.len()))
-}
-
-/// A key file and the key it held when last loaded, reloaded when the file changes.
-#[derive(Debug)]
-pub struct KeyFile {
-    path: PathBuf,
-    key: TokenKey,
-    stamp: Stamp,
-}
-
-impl KeyFile {
-    /// Loads the key file once; an error here should stop the agent at startup.
-    pub fn open(path: impl Into<PathBuf>) -> Result<KeyFile, TokenizeError> {
-        let path = path.into();
-        // Stamped before reading: a write racing the read shows as a change next time.
-        let stamp = stamp(&path);
-        let key = TokenKey::from_file(&path)?;
-        Ok(KeyFile { path, key, stamp })
-    }
-
-    /// The key file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The key in force.
-    pub fn key(&self) -> &TokenKey {
-        &self.key
-    }
-
-    /// Looks at the file's modification time and length, and reloads it if they changed.
-    /// `Ok(true)` when the key is now a different one (hand it to
-    /// [`Tokenizer::set_key`]). A changed file that does not load (missing, half
-    /// written, too short) leaves the previous key in force and returns the error; the
-    /// next call tries again.
-    pub fn reload_if_changed(&mut self) -> Result<bool, TokenizeError> {
-        let now = stamp(&self.path);
-        if now == self.stamp {
-            return Ok(false);
-        }
-        let key = TokenKey::from_file(&self.path)?;
-        self.stamp = now;
-        if key.fingerprint == self.key.fingerprint {
-            return Ok(false);
-        }
-        tracing::info!(
-            path = %self.path.display(),
-            old_key_id = %self.key.id,
-            key_id = %key.id,
-            "token key reloaded"
-        );
-        self.key = key;
-        Ok(true)
-    }
 }
 
 /// What [`Tokenizer::scrub`] decided.
@@ -606,22 +478,32 @@ impl Tokenizer {
         out
     }
 
-    /// Scrubs a record in place: the message and every attribute value (keys stay).
+    /// Scrubs a record in place: the message, every attribute key and value, and a trace
+    /// id that is not hex.
     pub fn scrub(&self, record: &mut LogRecord) -> Verdict {
         let mut replaced = 0;
-        match self.rewrite(&record.message) {
-            Outcome::Clean => {}
-            Outcome::Rewritten(text, n) => {
-                record.message = text;
-                replaced += n;
-            }
-            Outcome::Drop(name) => {
+        if let Err(drop) = self.rewrite_in_place(&mut record.message, &mut replaced) {
+            return drop;
+        }
+        // A trace id that is not hex is not one the sender can ship as bytes: it would
+        // travel as text, so it is taken whole as a value to tokenize.
+        if let Some(trace_id) = &mut record.trace_id
+            && !trace_id.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            if let Outcome::Drop(name) = self.rewrite(trace_id) {
                 return Verdict::Drop {
                     detector: name.to_owned(),
                 };
             }
+            *trace_id = self.token(trace_id);
+            replaced += 1;
         }
         for (key, value) in &mut record.attributes {
+            // Keys are scrubbed like values (`{"seen":{"a@b.example":1}}` flattens to a
+            // key holding an address); the token keeps the key's place in the record.
+            if let Err(drop) = self.rewrite_in_place(key, &mut replaced) {
+                return drop;
+            }
             if value.is_empty() {
                 continue;
             }
@@ -646,20 +528,27 @@ impl Tokenizer {
                 replaced += 1;
                 continue;
             }
-            match self.rewrite(value) {
-                Outcome::Clean => {}
-                Outcome::Rewritten(text, n) => {
-                    *value = text;
-                    replaced += n;
-                }
-                Outcome::Drop(name) => {
-                    return Verdict::Drop {
-                        detector: name.to_owned(),
-                    };
-                }
+            if let Err(drop) = self.rewrite_in_place(value, &mut replaced) {
+                return drop;
             }
         }
         Verdict::Keep { replaced }
+    }
+
+    /// Rewrites `text` where it holds PII, adding to `replaced`; `Err` with the verdict
+    /// when a detector whose action is drop matched.
+    fn rewrite_in_place(&self, text: &mut String, replaced: &mut usize) -> Result<(), Verdict> {
+        match self.rewrite(text) {
+            Outcome::Clean => Ok(()),
+            Outcome::Rewritten(new, n) => {
+                *text = new;
+                *replaced += n;
+                Ok(())
+            }
+            Outcome::Drop(name) => Err(Verdict::Drop {
+                detector: name.to_owned(),
+            }),
+        }
     }
 
     /// `text` with its PII replaced; borrowed when there was none. `Err` holds the name
@@ -741,210 +630,6 @@ impl Tokenizer {
             }
         }
     }
-}
-
-/// The one walk over the anchor bytes, from the first one the prefilter found.
-fn scan_builtins(text: &str, first: usize, spans: &mut Vec<Span>) {
-    let bytes = text.as_bytes();
-    let Some(rest) = bytes.get(first..) else {
-        return;
-    };
-    // The end of the last run each address detector looked at: later anchors inside it
-    // were covered.
-    let mut v4_seen = 0;
-    let mut v6_seen = 0;
-    for at in memchr3_iter(b'@', b':', b'.', rest).map(|i| first + i) {
-        match bytes[at] {
-            b'@' => {
-                if let Some((s, e)) = email_around(text, at) {
-                    push_span(spans, text, s, e, EMAIL);
-                }
-            }
-            b'.' if at >= v4_seen => {
-                let (seen, found) = ipv4_around(text, at);
-                v4_seen = seen;
-                if let Some((s, e)) = found {
-                    push_span(spans, text, s, e, IPV4);
-                }
-            }
-            b':' if at >= v6_seen => {
-                let (seen, found) = ipv6_around(text, at);
-                v6_seen = seen;
-                if let Some((s, e)) = found {
-                    push_span(spans, text, s, e, IPV6);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The maximal run of bytes around `at` that satisfy `keep`: `[start, end)`.
-fn run_around(bytes: &[u8], at: usize, keep: impl Fn(u8) -> bool) -> (usize, usize) {
-    let mut start = at;
-    while start > 0 && keep(bytes[start - 1]) {
-        start -= 1;
-    }
-    let mut end = at + 1;
-    while end < bytes.len() && keep(bytes[end]) {
-        end += 1;
-    }
-    (start, end)
-}
-
-/// The dotted-decimal run around the `.` at `dot`: the run's end, and the address's
-/// span if the run is one address. A run that goes on with more dotted parts
-/// (`1.2.3.4.5`, `host.1.2.3.4`, `4.3.2.1.in-addr`) or touches a letter (`v1.2.3.4`)
-/// is not one; a trailing full stop is punctuation.
-fn ipv4_around(text: &str, dot: usize) -> (usize, Option<(usize, usize)>) {
-    let b = text.as_bytes();
-    // Every address has a dot right after a digit; the first such dot covers the run.
-    if dot == 0 || !b[dot - 1].is_ascii_digit() {
-        return (dot + 1, None);
-    }
-    let (mut s, mut e) = run_around(b, dot, |c| c.is_ascii_digit() || c == b'.');
-    let run_end = e;
-    let alnum_at = |i: usize| b.get(i).is_some_and(u8::is_ascii_alphanumeric);
-    if b[s] == b'.' {
-        if s > 0 && alnum_at(s - 1) {
-            return (run_end, None);
-        }
-        while s < e && b[s] == b'.' {
-            s += 1;
-        }
-    } else if s > 0 && b[s - 1].is_ascii_alphabetic() {
-        return (run_end, None);
-    }
-    if b[e - 1] == b'.' {
-        if alnum_at(e) {
-            return (run_end, None);
-        }
-        while e > s && b[e - 1] == b'.' {
-            e -= 1;
-        }
-    } else if b.get(e).is_some_and(u8::is_ascii_alphabetic) {
-        return (run_end, None);
-    }
-    let found = text
-        .get(s..e)
-        .filter(|c| (7..=15).contains(&c.len()) && Ipv4Addr::from_str(c).is_ok())
-        .map(|_| (s, e));
-    (run_end, found)
-}
-
-/// The hex/colon/dot run around the `:` at `colon`: the run's end, and the address's
-/// span if the run is one IPv6 address in any textual form. A zone (`%eth0`) stays
-/// outside the span. A single colon or trailing dots at the edges are punctuation
-/// (`addr:fe80::1`, `from ::1.`). A run glued to a word (`Default::new`) is not an
-/// address, and neither is a compressed form with no decimal digit (`a::b`,
-/// `dead::beef`): those are paths far more often than addresses.
-fn ipv6_around(text: &str, colon: usize) -> (usize, Option<(usize, usize)>) {
-    let b = text.as_bytes();
-    let near = |i: Option<usize>| {
-        i.and_then(|i| b.get(i))
-            .is_some_and(|c| c.is_ascii_hexdigit() || *c == b':')
-    };
-    if !near(colon.checked_sub(1)) && !near(Some(colon + 1)) {
-        return (colon + 1, None);
-    }
-    let (run_start, run_end) = run_around(b, colon, |c| {
-        c.is_ascii_hexdigit() || c == b':' || c == b'.'
-    });
-    let (mut s, mut e) = (run_start, run_end);
-    while s < e && b[s] == b'.' {
-        s += 1;
-    }
-    while e > s && b[e - 1] == b'.' {
-        e -= 1;
-    }
-    if e - s >= 2 && b[s] == b':' && b[s + 1] != b':' {
-        s += 1;
-    }
-    if e - s >= 2 && b[e - 1] == b':' && b[e - 2] != b':' {
-        e -= 1;
-    }
-    let word = |c: &u8| c.is_ascii_alphanumeric() || *c == b'_';
-    if (s == run_start && s > 0 && word(&b[s - 1])) || (e == run_end && b.get(e).is_some_and(word))
-    {
-        return (run_end, None);
-    }
-    let Some(cand) = text.get(s..e) else {
-        return (run_end, None);
-    };
-    // Cheap shape checks before the parser: an address is compressed (`::`) or has
-    // eight groups (seven colons), or six and an embedded IPv4 address.
-    let (mut colons, mut compressed, mut has_dot, mut has_digit) = (0, false, false, false);
-    let mut prev = 0u8;
-    for c in cand.bytes() {
-        match c {
-            b':' => {
-                colons += 1;
-                compressed |= prev == b':';
-            }
-            b'.' => has_dot = true,
-            b'0'..=b'9' => has_digit = true,
-            _ => {}
-        }
-        prev = c;
-    }
-    let shaped = compressed || colons == 7 || (colons == 6 && has_dot);
-    if !shaped || (compressed && !has_digit) || Ipv6Addr::from_str(cand).is_err() {
-        return (run_end, None);
-    }
-    (run_end, Some((s, e)))
-}
-
-fn is_local_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(c, '.' | '_' | '%' | '+' | '-')
-        || (!c.is_ascii() && c.is_alphanumeric())
-}
-
-fn is_domain_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '.' || (!c.is_ascii() && c.is_alphanumeric())
-}
-
-/// The address around the `@` at `at`: `local@domain.tld`, the local part of letters,
-/// digits and `. _ % + -`, the domain of dot-separated labels (letters, digits, inner
-/// `-`) ending in a TLD of two or more letters. Non-ASCII letters are allowed (RFC 6531).
-fn email_around(text: &str, at: usize) -> Option<(usize, usize)> {
-    let before = text.get(..at)?;
-    let after = text.get(at + 1..)?;
-    let mut start = at;
-    for (i, c) in before.char_indices().rev() {
-        if !is_local_char(c) {
-            break;
-        }
-        start = i;
-    }
-    while start < at && text.as_bytes()[start] == b'.' {
-        start += 1;
-    }
-    if start == at {
-        return None;
-    }
-    let mut end = at + 1;
-    for (i, c) in after.char_indices() {
-        if !is_domain_char(c) {
-            break;
-        }
-        end = at + 1 + i + c.len_utf8();
-    }
-    while end > at + 1 && matches!(text.as_bytes()[end - 1], b'.' | b'-') {
-        end -= 1;
-    }
-    let domain = text.get(at + 1..end)?;
-    let mut labels = 0;
-    let mut tld = "";
-    for label in domain.split('.') {
-        if label.is_empty() || label.starts_with('-') || label.ends_with('-') {
-            return None;
-        }
-        labels += 1;
-        tld = label;
-    }
-    let tld_ok = tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic);
-    (labels >= 2 && tld_ok).then_some((start, end))
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use edge_schema::check::Schema;
 use edge_schema::policy::OVERFLOW_LABEL;
+use edge_schema::series::SeriesFault;
 
 use super::{Point, SeriesKey};
 
@@ -41,13 +42,26 @@ pub const MAX_FOLDED_MEMBERS: usize = 10_000;
 const MAX_LOGGED: usize = 4_096;
 
 /// Refusal reasons, as counted in `edge_series_rejected_total{reason}`.
-pub const REJECT_REASONS: [&str; 5] = [
+pub const REJECT_REASONS: [&str; 11] = [
     "forbidden_label",
     "label_not_allowed",
     "invalid_label_name",
     "label_value_not_declared",
+    "pii_label_value",
     "budget",
+    // From here on, what a store would refuse ([`edge_schema::series`]): such a series
+    // is dropped, not folded (its values are not sound), and counted in
+    // `edge_series_invalid_total`.
+    "metric_name_invalid",
+    "duplicate_label_names",
+    "too_far_in_future",
+    "too_far_in_past",
+    "invalid_native_histogram",
 ];
+
+/// How many of [`REJECT_REASONS`] are the policy's and the budget's (folded into
+/// overflow); the rest are invalid series (dropped).
+pub const POLICY_REASONS: usize = 6;
 
 /// What the gate decided for one series.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +133,24 @@ impl Gate {
     /// Refusals so far, in the order of [`REJECT_REASONS`].
     pub fn rejected(&self) -> [u64; REJECT_REASONS.len()] {
         self.rejected
+    }
+
+    /// Counts a series that a store would refuse (dropped before the gate: its values
+    /// cannot be folded), logging it once per metric and reason.
+    pub fn count_invalid(&mut self, fault: &SeriesFault) {
+        let reason = fault.reason();
+        if let Some(i) = REJECT_REASONS.iter().position(|r| *r == reason) {
+            self.rejected[i] += 1;
+        }
+        if self.logged.len() < MAX_LOGGED
+            && self.logged.insert((fault.metric().to_string(), reason))
+        {
+            tracing::warn!(
+                metric = %fault.metric(),
+                reason,
+                "series dropped: {fault} (its neighbours pass; logged once per metric)"
+            );
+        }
     }
 
     /// Decides for one series with its newest point. A passed series is the caller's to

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use edge_exporter::export::{native_to_proto, proto_to_native};
 use edge_exporter::histogram::ExpHistogram;
 use edge_schema::proto::prometheus::{self as pb, Label, WriteRequest};
+use edge_schema::series::{self, SeriesFault, TimeWindow};
 use prost::Message;
 
 /// A series: its name and its labels (sorted by name, without `__name__` and without
@@ -234,7 +235,7 @@ pub struct Pipeline {
 }
 
 /// What one push brought.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ingested {
     /// Points accepted as they were.
     pub accepted: usize,
@@ -242,6 +243,11 @@ pub struct Ingested {
     pub refused: usize,
     /// Series without a `__name__`, dropped.
     pub unnamed: usize,
+    /// Series a store would refuse (bad name, duplicate labels, a timestamp outside the
+    /// window, an inconsistent histogram), dropped and counted.
+    pub invalid: usize,
+    /// What was wrong with the first invalid series, for the answer.
+    pub first_invalid: Option<String>,
 }
 
 impl Pipeline {
@@ -259,7 +265,21 @@ impl Pipeline {
     /// Takes in a remote_write request.
     pub fn ingest(&mut self, request: WriteRequest, now: std::time::Instant) -> Ingested {
         let mut out = Ingested::default();
-        for ts in request.timeseries {
+        let now_ms = now_ms();
+        for mut ts in request.timeseries {
+            match series::check(&mut ts, now_ms, &TimeWindow::default()) {
+                Ok(()) => {}
+                Err(SeriesFault::MissingMetricName) => {
+                    out.unnamed += 1;
+                    continue;
+                }
+                Err(fault) => {
+                    self.gate.count_invalid(&fault);
+                    out.invalid += 1;
+                    out.first_invalid.get_or_insert_with(|| fault.to_string());
+                    continue;
+                }
+            }
             let Some(key) = SeriesKey::from_proto(ts.labels, &self.host_labels) else {
                 out.unnamed += 1;
                 continue;
@@ -317,6 +337,95 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
     use edge_schema::proto::prometheus::{Sample, TimeSeries};
+
+    #[test]
+    fn a_series_a_store_would_refuse_is_dropped_alone_and_counted() {
+        let schema = edge_schema::check::Schema::new(
+            edge_schema::policy::LabelPolicy::shipped(),
+            edge_schema::catalog::Catalog::shipped(),
+        );
+        let mut pipeline = Pipeline {
+            gate: gate::Gate::new(schema, 300),
+            batch: Batch::default(),
+            host_labels: Vec::new(),
+        };
+        let now = now_ms();
+        let series = |name: &str, timestamp: i64| TimeSeries {
+            labels: vec![Label {
+                name: "__name__".into(),
+                value: name.into(),
+            }],
+            samples: vec![Sample {
+                value: 1.0,
+                timestamp,
+            }],
+            ..Default::default()
+        };
+        let mut bad_histogram = series("game_tick_duration_seconds", now);
+        bad_histogram.samples.clear();
+        bad_histogram.histograms.push(pb::Histogram {
+            schema: 3,
+            count: Some(pb::histogram::Count::CountInt(1)),
+            positive_spans: vec![pb::BucketSpan {
+                offset: 0,
+                length: 2,
+            }],
+            positive_deltas: vec![1],
+            timestamp: now,
+            ..Default::default()
+        });
+        let mut duplicate = series("game_player_capacity", now);
+        duplicate.labels.extend([
+            Label {
+                name: "shard_id".into(),
+                value: "1".into(),
+            },
+            Label {
+                name: "__name__".into(),
+                value: "game_player_capacity".into(),
+            },
+        ]);
+        // Unsorted labels are sorted, not refused: the agent re-encodes every series.
+        let mut unsorted = series("game_queue_depth", now);
+        unsorted.labels.insert(
+            0,
+            Label {
+                name: "shard_id".into(),
+                value: "2".into(),
+            },
+        );
+        let request = WriteRequest {
+            timeseries: vec![
+                series("game_players_connected", now),
+                series("game_instances_active", 32_503_680_000_000), // year 3000
+                bad_histogram,
+                series("game.tick.bad", now),
+                duplicate,
+                unsorted,
+            ],
+            ..Default::default()
+        };
+        let ingested = pipeline.ingest(request, std::time::Instant::now());
+        assert_eq!(
+            ingested.accepted, 2,
+            "the valid neighbours, the unsorted one sorted"
+        );
+        assert_eq!(ingested.invalid, 4);
+        let first = ingested.first_invalid.expect("named");
+        assert!(first.contains("game_instances_active"), "{first}");
+        let counted = |reason: &str| {
+            let i = gate::REJECT_REASONS
+                .iter()
+                .position(|r| *r == reason)
+                .expect("known");
+            pipeline.gate.rejected()[i]
+        };
+        assert_eq!(counted("too_far_in_future"), 1);
+        assert_eq!(counted("invalid_native_histogram"), 1);
+        assert_eq!(counted("metric_name_invalid"), 1);
+        assert_eq!(counted("duplicate_label_names"), 1);
+        assert_eq!(pipeline.batch.len(), 2, "the valid neighbours are batched");
+    }
 
     #[test]
     fn the_hand_encoded_batch_decodes_to_the_expected_request() {

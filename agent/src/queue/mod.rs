@@ -12,10 +12,11 @@
 //! ## Torn and corrupt data
 //!
 //! A record is `[len u32][crc32 u32][payload]`. At open, the last segment of each class is
-//! scanned and cut back to its last good record (a power loss or full disk mid-write
-//! leaves a torn tail); how much was cut is reported, and the queue starts. A bad record
-//! found later in an older segment (bit rot) ends that segment: the rest of it is skipped
-//! and counted. The queue never refuses to start over its own files.
+//! scanned and cut just past its last valid record (a power loss or full disk mid-write
+//! leaves a torn tail); how much was cut is reported, and the queue starts. A corrupt
+//! record with valid ones after it (bit rot, in any segment) is not a torn tail: reading
+//! resyncs to the next record whose length and CRC check, and the bytes skipped are
+//! counted and logged. The queue never refuses to start over its own files.
 //!
 //! ## Bounded
 //!
@@ -26,6 +27,8 @@
 //! once more; if there is still no room the new record is refused. Every shed record is
 //! counted by class.
 
+pub mod figures;
+pub mod items;
 mod segment;
 
 use std::collections::VecDeque;
@@ -33,7 +36,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use segment::{RECORD_HEADER, ReadOutcome, read_record, scan_valid_prefix};
+use segment::{RECORD_HEADER, ReadOutcome, read_record, resync, valid_end};
 
 /// Priority classes, lowest first: the order in which data is shed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,6 +91,14 @@ pub struct QueueConfig {
     pub max_bytes: u64,
     /// Size at which a segment is closed and a new one started.
     pub segment_bytes: u64,
+    /// What a user counts in a record of a class (log records, series), for the shed
+    /// figures; a record is one batch.
+    pub count_items: fn(Class, &[u8]) -> u64,
+}
+
+/// Counts each record as one item.
+pub fn one_item(_: Class, _: &[u8]) -> u64 {
+    1
 }
 
 impl QueueConfig {
@@ -97,6 +108,7 @@ impl QueueConfig {
             dir: dir.into(),
             max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            count_items: one_item,
         }
     }
 }
@@ -163,10 +175,20 @@ pub struct RecoveryReport {
 /// Records and bytes dropped to stay within the bound.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Shed {
-    /// Records dropped.
+    /// Records (batches) dropped.
     pub records: u64,
+    /// What the records held, as [`QueueConfig::count_items`] counts it.
+    pub items: u64,
     /// Bytes dropped.
     pub bytes: u64,
+}
+
+impl Shed {
+    fn add(&mut self, other: Shed) {
+        self.records += other.records;
+        self.items += other.items;
+        self.bytes += other.bytes;
+    }
 }
 
 #[derive(Debug)]
@@ -243,9 +265,10 @@ impl DiskQueue {
                 let len = fs::metadata(&path).map_err(io_err("stat", &path))?.len();
                 let mut bytes = len;
                 if n + 1 == ids.len() {
-                    // The last segment may have a torn tail: keep its valid prefix.
+                    // The last segment may have a torn tail: cut it after its last valid
+                    // record.
                     let data = fs::read(&path).map_err(io_err("read", &path))?;
-                    let valid = scan_valid_prefix(&data) as u64;
+                    let valid = valid_end(&data) as u64;
                     if valid < len {
                         report.truncated_bytes[class.index()] += len - valid;
                         let file = OpenOptions::new()
@@ -307,15 +330,11 @@ impl DiskQueue {
         let mut shed = Shed::default();
         while self.total_bytes() + len > self.config.max_bytes {
             match self.shed_one(class)? {
-                Some(s) => {
-                    shed.records += s.records;
-                    shed.bytes += s.bytes;
-                }
+                Some(s) => shed.add(s),
                 None => {
                     // Nothing of this class or below to drop: refuse the new record.
-                    self.count_shed(class, 1, len);
-                    shed.records += 1;
-                    shed.bytes += len;
+                    let refused = self.refused(class, payload, len);
+                    shed.add(refused);
                     return Ok(shed);
                 }
             }
@@ -328,16 +347,14 @@ impl DiskQueue {
             Err(QueueError::Io { source, .. }) if is_out_of_space(&source) => {
                 // A full disk degrades to shedding, never to a crash.
                 if let Some(s) = self.shed_one(class)? {
-                    shed.records += s.records;
-                    shed.bytes += s.bytes;
+                    shed.add(s);
                     if self.append(class, payload).is_ok() {
                         self.waiting[class.index()] += 1;
                         return Ok(shed);
                     }
                 }
-                self.count_shed(class, 1, len);
-                shed.records += 1;
-                shed.bytes += len;
+                let refused = self.refused(class, payload, len);
+                shed.add(refused);
                 Ok(shed)
             }
             Err(e) => Err(e),
@@ -439,11 +456,21 @@ impl DiskQueue {
                     at.offset = next;
                 }
                 ReadOutcome::Corrupt => {
-                    // The rest of this segment is unreadable: skip it and count it once.
+                    // Bit rot: resync to the next record that checks; count and log the
+                    // bytes skipped once.
+                    let next = resync(&path, at.offset, bytes).map_err(io_err("read", &path))?;
                     if self.corrupt_seen.insert((class, at)) {
-                        self.corrupt_skipped[class.index()] += bytes - at.offset;
+                        let skipped = next - at.offset;
+                        self.corrupt_skipped[class.index()] += skipped;
+                        tracing::warn!(
+                            class = class.name(),
+                            segment = %path.display(),
+                            offset = at.offset,
+                            skipped_bytes = skipped,
+                            "corrupt record in the disk queue; skipped to the next valid one"
+                        );
                     }
-                    at.offset = bytes;
+                    at.offset = next;
                 }
             }
         }
@@ -492,7 +519,9 @@ impl DiskQueue {
             }
             _ => match read_record(&path, id.offset, seg.bytes).map_err(io_err("read", &path))? {
                 ReadOutcome::Record(_, next) => next,
-                ReadOutcome::Corrupt => seg.bytes,
+                ReadOutcome::Corrupt => {
+                    resync(&path, id.offset, seg.bytes).map_err(io_err("read", &path))?
+                }
             },
         };
         let head = RecordId {
@@ -535,9 +564,17 @@ impl DiskQueue {
             } else {
                 0
             };
-            let records = fs::read(&path)
-                .map(|data| segment::count_records(&data[(from as usize).min(data.len())..]))
-                .unwrap_or(0);
+            let count_items = self.config.count_items;
+            let (records, items) = fs::read(&path)
+                .map(|data| {
+                    segment::records(&data[(from as usize).min(data.len())..]).fold(
+                        (0u64, 0u64),
+                        |(records, items), (_, payload)| {
+                            (records + 1, items + count_items(class, payload))
+                        },
+                    )
+                })
+                .unwrap_or((0, 0));
             fs::remove_file(&path).map_err(io_err("remove", &path))?;
             let next = q.segments.front().map_or(old.id + 1, |s| s.id);
             if q.segments.is_empty() {
@@ -552,15 +589,31 @@ impl DiskQueue {
             }
             let bytes = old.bytes.saturating_sub(from);
             self.waiting[class.index()] = self.waiting[class.index()].saturating_sub(records);
-            self.count_shed(class, records, bytes);
-            return Ok(Some(Shed { records, bytes }));
+            self.count_shed(class, records, items, bytes);
+            return Ok(Some(Shed {
+                records,
+                items,
+                bytes,
+            }));
         }
         Ok(None)
     }
 
-    fn count_shed(&mut self, class: Class, records: u64, bytes: u64) {
+    /// Counts a new record refused for lack of room.
+    fn refused(&mut self, class: Class, payload: &[u8], len: u64) -> Shed {
+        let items = (self.config.count_items)(class, payload);
+        self.count_shed(class, 1, items, len);
+        Shed {
+            records: 1,
+            items,
+            bytes: len,
+        }
+    }
+
+    fn count_shed(&mut self, class: Class, records: u64, items: u64, bytes: u64) {
         let s = &mut self.shed[class.index()];
         s.records += records;
+        s.items += items;
         s.bytes += bytes;
     }
 

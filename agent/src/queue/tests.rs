@@ -7,6 +7,7 @@ fn config(dir: &Path, max_bytes: u64, segment_bytes: u64) -> QueueConfig {
         dir: dir.to_path_buf(),
         max_bytes,
         segment_bytes,
+        count_items: one_item,
     }
 }
 
@@ -112,6 +113,7 @@ fn at_the_bound_debug_logs_go_first_and_metrics_last() {
         q.shed(Class::LogsDebug),
         Shed {
             records: 2,
+            items: 2,
             bytes: 200
         }
     );
@@ -119,6 +121,7 @@ fn at_the_bound_debug_logs_go_first_and_metrics_last() {
         q.shed(Class::LogsInfo),
         Shed {
             records: 0,
+            items: 0,
             bytes: 0
         }
     );
@@ -143,7 +146,7 @@ fn a_record_larger_than_the_queue_is_an_error() {
 }
 
 #[test]
-fn a_corrupt_record_in_an_older_segment_skips_the_rest_of_it() {
+fn a_corrupt_record_in_an_older_segment_is_skipped_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let (mut q, _) = DiskQueue::open(config(dir.path(), 1 << 20, 30)).expect("open");
@@ -158,6 +161,92 @@ fn a_corrupt_record_in_an_older_segment_skips_the_rest_of_it() {
     fs::write(&seg, &data).expect("write");
     let (mut q, _) = DiskQueue::open(config(dir.path(), 1 << 20, 30)).expect("reopen");
     let got = payloads(&mut q, Class::Metrics);
-    assert_eq!(got, (2..6u8).map(|i| vec![i; 10]).collect::<Vec<_>>());
-    assert_eq!(q.corrupt_skipped(Class::Metrics), 36);
+    assert_eq!(got, (1..6u8).map(|i| vec![i; 10]).collect::<Vec<_>>());
+    assert_eq!(q.corrupt_skipped(Class::Metrics), 18);
+}
+
+#[test]
+fn a_corrupt_record_in_the_active_segment_is_skipped_and_the_records_after_it_are_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut q, _) = DiskQueue::open(config(dir.path(), 1 << 20, 1 << 20)).expect("open");
+        for i in 0..50u8 {
+            q.push(Class::LogsInfo, &[i; 100]).expect("push"); // 108 bytes each
+        }
+    }
+    // Bit rot in record 10 of the segment still being written: not a torn tail.
+    let seg = dir.path().join("logs_info").join(format!("{:020}.seg", 1));
+    let mut data = fs::read(&seg).expect("read");
+    data[10 * 108 + 50] ^= 0xff;
+    fs::write(&seg, &data).expect("write");
+    let (mut q, report) = DiskQueue::open(config(dir.path(), 1 << 20, 1 << 20)).expect("reopen");
+    assert_eq!(
+        report.truncated_bytes[Class::LogsInfo.index()],
+        0,
+        "nothing valid is cut"
+    );
+    let got = payloads(&mut q, Class::LogsInfo);
+    let want: Vec<Vec<u8>> = (0..50u8)
+        .filter(|i| *i != 10)
+        .map(|i| vec![i; 100])
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(q.corrupt_skipped(Class::LogsInfo), 108);
+    // Acknowledging across the gap works, and appends go after the last good record.
+    let all = q.peek(Class::LogsInfo, usize::MAX).expect("peek");
+    q.ack(Class::LogsInfo, all[20].id).expect("ack");
+    q.push(Class::LogsInfo, b"after").expect("push");
+    let left = payloads(&mut q, Class::LogsInfo);
+    assert_eq!(left.len(), 49 - 21 + 1);
+    assert_eq!(left.last().map(Vec::as_slice), Some(&b"after"[..]));
+}
+
+#[test]
+fn zeros_after_the_last_record_are_a_torn_tail_not_empty_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (mut q, _) = DiskQueue::open(config(dir.path(), 1 << 20, 1 << 20)).expect("open");
+        q.push(Class::Metrics, b"one").expect("push");
+    }
+    let seg = dir.path().join("metrics").join(format!("{:020}.seg", 1));
+    let mut data = fs::read(&seg).expect("read");
+    data.extend_from_slice(&[0u8; 4096]);
+    fs::write(&seg, &data).expect("write");
+    let (mut q, report) = DiskQueue::open(config(dir.path(), 1 << 20, 1 << 20)).expect("reopen");
+    assert_eq!(report.truncated_bytes[Class::Metrics.index()], 4096);
+    assert_eq!(payloads(&mut q, Class::Metrics), vec![b"one".to_vec()]);
+}
+
+#[test]
+fn shed_figures_count_what_the_batches_held() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut c = config(dir.path(), 800, 200);
+    // A test counter: one item per payload byte.
+    c.count_items = |_, payload| payload.len() as u64;
+    let (mut q, _) = DiskQueue::open(c).expect("open");
+    for _ in 0..4 {
+        q.push(Class::LogsDebug, &[2; 92]).expect("push");
+    }
+    for _ in 0..6 {
+        q.push(Class::Metrics, &[1; 92]).expect("push");
+    }
+    let shed = q.shed(Class::LogsDebug);
+    assert_eq!(shed.records, 2);
+    assert_eq!(shed.items, 2 * 92);
+    // The next debug record makes room by shedding the other debug segment.
+    q.push(Class::LogsDebug, &[2; 50]).expect("push");
+    assert_eq!(q.shed(Class::LogsDebug).records, 4);
+    assert_eq!(q.shed(Class::LogsDebug).items, 4 * 92);
+    // With only metrics on disk, a new debug record is refused: it counts what it held.
+    let full = tempfile::tempdir().expect("tempdir");
+    let mut c = config(full.path(), 300, 200);
+    c.count_items = |_, payload| payload.len() as u64;
+    let (mut q, _) = DiskQueue::open(c).expect("open");
+    for _ in 0..3 {
+        q.push(Class::Metrics, &[1; 92]).expect("push");
+    }
+    q.push(Class::LogsDebug, &[2; 50]).expect("push");
+    let refused = q.shed(Class::LogsDebug);
+    assert_eq!((refused.records, refused.items), (1, 50));
+    assert_eq!(q.pending(Class::Metrics).expect("pending"), 3);
 }

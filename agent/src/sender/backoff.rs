@@ -16,45 +16,18 @@ pub const MAX_DELAY: Duration = Duration::from_secs(30);
 /// The longest `Retry-After` obeyed; a longer one (a misconfigured peer) is cut to it.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
-/// Backoff state for one destination.
-#[derive(Debug, Clone, Default)]
-pub struct Backoff {
-    failures: u32,
-}
+pub use edge_daemon_kit::retry::Backoff;
 
-impl Backoff {
-    /// The delay before the next attempt after one more failure: uniform in
-    /// `[0, min(MAX_DELAY, BASE_DELAY · 2^failures)]`.
-    pub fn next_delay(&mut self) -> Duration {
-        let bound = BASE_DELAY
-            .saturating_mul(1u32 << self.failures.min(16))
-            .min(MAX_DELAY);
-        self.failures = self.failures.saturating_add(1);
-        bound.mul_f64(fastrand::f64())
-    }
-
-    /// Failures in a row so far.
-    pub fn failures(&self) -> u32 {
-        self.failures
-    }
-
-    /// A success: start over.
-    pub fn reset(&mut self) {
-        self.failures = 0;
-    }
+/// Backoff state for one destination: bounds of `BASE_DELAY · 2^failures`, at most
+/// `MAX_DELAY`.
+pub fn destination() -> Backoff {
+    Backoff::new(BASE_DELAY, MAX_DELAY)
 }
 
 /// Parses a `Retry-After` value: delay-seconds or an HTTP-date (relative to `now`; a
-/// date in the past means now). `None` when it is neither.
+/// date in the past means now), cut to [`MAX_RETRY_AFTER`]. `None` when it is neither.
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    let delay = if let Ok(seconds) = value.parse::<u64>() {
-        Duration::from_secs(seconds)
-    } else {
-        let at = httpdate::parse_http_date(value).ok()?;
-        at.duration_since(now).unwrap_or(Duration::ZERO)
-    };
-    Some(delay.min(MAX_RETRY_AFTER))
+    edge_daemon_kit::retry::parse_retry_after(value, now, MAX_RETRY_AFTER)
 }
 
 /// Up to a fifth more than `delay`, at random: agents told the same `Retry-After` do not
@@ -81,7 +54,7 @@ mod tests {
 
     #[test]
     fn full_jitter_stays_within_a_growing_capped_bound() {
-        let mut b = Backoff::default();
+        let mut b = destination();
         for attempt in 0..20u32 {
             let bound = BASE_DELAY
                 .saturating_mul(1 << attempt.min(16))
@@ -92,7 +65,7 @@ mod tests {
         // Spread: 1,000 agents at the cap do not pick the same second.
         let mut seconds = std::collections::HashSet::new();
         for _ in 0..1000 {
-            let mut b = Backoff { failures: 10 };
+            let mut b = destination().after(10);
             seconds.insert(b.next_delay().as_secs());
         }
         assert!(

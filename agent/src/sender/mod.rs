@@ -29,7 +29,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::cadence::{CADENCE_HINT_HEADER, Cadence};
 use crate::queue::{Class, Entry, RecordId, SharedQueue, with_queue};
-use crate::telemetry::{QueueFigures, Stream, Telemetry};
+use crate::telemetry::{Stream, Telemetry};
 use backoff::Backoff;
 use tls::ReloadingTls;
 
@@ -60,13 +60,13 @@ pub fn parse_shed_hint(value: Option<&str>) -> u8 {
 pub enum Decision {
     /// 2xx: acknowledge the batch.
     Delivered,
-    /// A 4xx other than 408 and 429, or an unexpected status: the batch can never
-    /// succeed; drop it, count it, log why.
+    /// A 4xx other than 401, 403, 408 and 429, or an unexpected status: the batch can
+    /// never succeed; drop it, count it, log why.
     Drop,
     /// Wait this long (the peer's `Retry-After`), then send the same batch again.
     RetryAfter(Duration),
-    /// Back off this destination and try again (transport error, 5xx, 408, or a 429/503
-    /// without a usable `Retry-After`).
+    /// Back off this destination and try again (transport error, 5xx, 408, 401/403, or a
+    /// 429/503 without a usable `Retry-After`).
     Retry,
 }
 
@@ -78,6 +78,10 @@ pub fn decide(status: Option<u16>, retry_after: Option<Duration>) -> Decision {
         Some(200..=299) => Decision::Delivered,
         Some(429 | 503) => retry_after.map_or(Decision::Retry, Decision::RetryAfter),
         Some(408) => Decision::Retry,
+        // The gateway does not accept this agent's identity: a mistake in the gateway's
+        // identity or trust-domain config, fixed by a reload there. Dropping would make
+        // every agent of the fleet discard its queue for one wrong line; hold and retry.
+        Some(401 | 403) => Decision::Retry,
         Some(500..=599) => retry_after.map_or(Decision::Retry, Decision::RetryAfter),
         Some(_) => Decision::Drop,
     }
@@ -184,7 +188,7 @@ impl Sender {
                 host,
                 port,
                 https,
-                backoff: Backoff::default(),
+                backoff: backoff::destination(),
                 down_until: None,
                 conn: None,
             });
@@ -223,7 +227,7 @@ impl Sender {
             if *stop.borrow() {
                 if let Some((class, id, len)) = to_ack.take() {
                     let acked = with_queue(&self.queue, move |q| {
-                        (q.ack_read(class, id, len), figures(q))
+                        (q.ack_read(class, id, len), q.figures())
                     })
                     .await;
                     self.telemetry.set_queue(&acked.1);
@@ -249,7 +253,7 @@ impl Sender {
                     }
                     Ok(None)
                 })();
-                (acked, next, figures(q))
+                (acked, next, q.figures())
             })
             .await;
             self.telemetry.set_queue(&figures);
@@ -516,19 +520,6 @@ async fn connect(d: &Destination, tls: Option<Arc<rustls::ClientConfig>>) -> Res
     }
 }
 
-/// The queue's figures for telemetry.
-pub fn figures(q: &crate::queue::DiskQueue) -> QueueFigures {
-    let mut f = QueueFigures::default();
-    for class in Class::ALL {
-        let i = class as usize;
-        f.bytes[i] = q.class_bytes(class);
-        f.records[i] = q.waiting(class);
-        f.shed[i] = q.shed(class).records;
-        f.lost_bytes[i] = q.lost_bytes(class);
-    }
-    f
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -539,7 +530,8 @@ mod tests {
         assert_eq!(decide(Some(204), None), Decision::Delivered);
         assert_eq!(decide(Some(400), None), Decision::Drop);
         assert_eq!(decide(Some(413), None), Decision::Drop);
-        assert_eq!(decide(Some(401), two), Decision::Drop);
+        assert_eq!(decide(Some(401), two), Decision::Retry);
+        assert_eq!(decide(Some(403), None), Decision::Retry);
         assert_eq!(
             decide(Some(429), two),
             Decision::RetryAfter(Duration::from_secs(2))

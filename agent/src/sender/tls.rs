@@ -8,11 +8,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{ClientConfig, RootCertStore};
+use edge_daemon_kit::pem;
+use rustls::ClientConfig;
 
 use crate::config::TlsFiles;
 
@@ -47,20 +47,32 @@ pub struct ReloadingTls {
     config: Arc<ClientConfig>,
     checked: Instant,
     generation: u64,
+    /// The leaf certificate's expiry (Unix seconds), shared with the self-metrics.
+    expiry: Arc<AtomicI64>,
 }
 
 impl ReloadingTls {
     /// Loads the files once; an error here stops the agent at startup.
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
         let stamp = stamp(&files);
-        let config = Arc::new(build(&files)?);
+        let (config, not_after) = build(&files)?;
         Ok(ReloadingTls {
             files,
             stamp,
-            config,
+            config: Arc::new(config),
             checked: Instant::now(),
             generation: 0,
+            expiry: Arc::new(AtomicI64::new(not_after)),
         })
+    }
+
+    /// Reports the certificate's expiry into `slot` from now on (the agent's
+    /// `edge_tls_cert_expiry_timestamp_seconds`), reloads included.
+    #[must_use]
+    pub fn reporting_expiry_to(mut self, slot: Arc<AtomicI64>) -> Self {
+        slot.store(self.expiry.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.expiry = slot;
+        self
     }
 
     /// The config, reloaded first if the files changed. The generation counts reloads,
@@ -80,8 +92,9 @@ impl ReloadingTls {
             return;
         }
         match build(&self.files) {
-            Ok(config) => {
+            Ok((config, not_after)) => {
                 self.config = Arc::new(config);
+                self.expiry.store(not_after, Ordering::Relaxed);
                 self.stamp = now;
                 self.generation += 1;
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate, key or CA reloaded");
@@ -98,48 +111,48 @@ fn stamp(files: &TlsFiles) -> Stamp {
     [one(&files.cert), one(&files.key), one(&files.ca)]
 }
 
-fn build(files: &TlsFiles) -> Result<ClientConfig, TlsError> {
+/// The `notAfter` of a DER certificate, in Unix seconds.
+pub fn not_after(der: &[u8]) -> Result<i64, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    X509Certificate::from_der(der)
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .map_err(|e| format!("not an X.509 certificate: {e}"))
+}
+
+/// The client config, and the leaf certificate's expiry (Unix seconds).
+fn build(files: &TlsFiles) -> Result<(ClientConfig, i64), TlsError> {
     let file_err = |what: &'static str, path: &Path, why: String| TlsError::File {
         what,
         path: path.to_path_buf(),
         why,
     };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
-        .map_err(|e| file_err("certificate", &files.cert, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err("certificate", &files.cert, e.to_string()))?;
-    if certs.is_empty() {
-        return Err(file_err(
-            "certificate",
-            &files.cert,
-            "no CERTIFICATE in the file".into(),
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&files.key)
-        .map_err(|e| file_err("key", &files.key, e.to_string()))?;
-    let mut roots = RootCertStore::empty();
-    let cas: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.ca)
-        .map_err(|e| file_err("CA", &files.ca, e.to_string()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| file_err("CA", &files.ca, e.to_string()))?;
-    for ca in cas {
-        roots
-            .add(ca)
-            .map_err(|e| file_err("CA", &files.ca, e.to_string()))?;
-    }
-    if roots.is_empty() {
-        // An empty trust store is an error, not an open door.
-        return Err(file_err(
-            "CA",
-            &files.ca,
-            "no CA certificate in the file".into(),
-        ));
-    }
+    let certs =
+        pem::certificates(&files.cert).map_err(|e| file_err("certificate", &files.cert, e))?;
+    let expiry = not_after(&certs[0]).map_err(|why| file_err("certificate", &files.cert, why))?;
+    let key = pem::private_key(&files.key).map_err(|e| file_err("key", &files.key, e))?;
+    // An empty trust store is an error, not an open door.
+    let roots = pem::roots(&files.ca).map_err(|e| file_err("CA", &files.ca, e))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_client_auth_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    Ok((config, expiry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_expiry_is_the_certificates_not_after() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["gs-1".into()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let cert = params.self_signed(&key).expect("cert");
+        // 2031-05-17T00:00:00Z
+        assert_eq!(not_after(cert.der()), Ok(1_936_742_400));
+        assert!(not_after(b"not a certificate").is_err());
+    }
 }

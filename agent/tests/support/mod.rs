@@ -430,7 +430,7 @@ impl Agent {
     }
 
     fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!(
@@ -482,19 +482,22 @@ impl Agent {
 
     /// Pushes a raw remote_write request, as any client may.
     pub fn push(&self, request: &WriteRequest) -> u16 {
+        self.push_with(request, &edge_exporter::push::REMOTE_WRITE_HEADERS)
+    }
+
+    /// Pushes a raw remote_write request with these headers.
+    pub fn push_with(&self, request: &WriteRequest, headers: &[(&str, &str)]) -> u16 {
         let body = snap::raw::Encoder::new()
             .compress_vec(&request.encode_to_vec())
             .expect("snappy");
         let url =
             edge_exporter::http::HttpUrl::parse(&format!("http://{}/api/v1/push", self.listen))
                 .expect("url");
-        edge_exporter::http::post(
-            &url,
-            &edge_exporter::push::REMOTE_WRITE_HEADERS,
-            &body,
-            Duration::from_secs(5),
-        )
-        .expect("push accepted")
+        match edge_exporter::http::post(&url, headers, &body, Duration::from_secs(5)) {
+            Ok(status) => status,
+            Err(edge_exporter::http::PushError::Status { status, .. }) => status,
+            Err(e) => panic!("push not answered: {e}"),
+        }
     }
 
     pub fn kill_9(mut self) {

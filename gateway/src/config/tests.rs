@@ -159,3 +159,16 @@ fn remote_write_sinks_and_the_relay_block() {
     let err = parse_relay(Path::new("r.yaml"), "listen: 1.2.3.4:5\n", &env).expect_err("no relay");
     assert!(err.to_string().contains("relay: missing"), "{err}");
 }
+
+#[test]
+fn tls_off_is_for_loopback_only() {
+    let sinks = "sinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let c = parse_text(&format!("tls: off\n{sinks}")).expect("loopback by default");
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
+    let err = parse_text(&format!("tls: off\nlisten: 0.0.0.0:8443\n{sinks}"))
+        .expect_err("clear text on the network")
+        .to_string();
+    assert!(err.contains("tls"), "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    assert!(parse_text(&format!("tls: off\nlisten: \"[::1]:9000\"\n{sinks}")).is_ok());
+}

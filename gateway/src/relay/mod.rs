@@ -29,8 +29,9 @@ use aws_sdk_kinesis::Client;
 use tokio::sync::watch;
 
 use crate::config::{RelayConfig, StartAt};
-use crate::forward::Forwarder;
+use crate::sink::remote_write::forward::Forwarder;
 use crate::telemetry::Telemetry;
+use crate::telemetry::{RELAY_RETRIES_TOTAL, RELAY_SHARDS_READING};
 use checkpoint::{Checkpoint, CheckpointStore, FileCheckpoints};
 
 /// How often the shards are listed.
@@ -131,14 +132,15 @@ pub struct Relay {
 impl Relay {
     /// Connects to Kinesis and the target and opens the checkpoints.
     pub async fn new(config: RelayConfig) -> anyhow::Result<Arc<Relay>> {
-        let sdk =
-            crate::sink::kinesis::aws_config(&config.region, config.endpoint_url.as_deref()).await;
+        let sdk = crate::aws::sdk_config(&config.region, config.endpoint_url.as_deref()).await;
         let store = Arc::new(FileCheckpoints::open(&config.checkpoint, &config.stream)?);
+        let telemetry = Telemetry::default();
+        crate::telemetry::set_build_info(&telemetry, "relay");
         Ok(Arc::new(Relay {
             kinesis: Client::new(&sdk),
             forwarder: Forwarder::new(&config.target).await?,
             store,
-            telemetry: Telemetry::default(),
+            telemetry,
             closed: Mutex::new(HashMap::new()),
             listed_at: Mutex::new(None),
             config,
@@ -275,18 +277,13 @@ impl Relay {
                         let reader = shard::Reader::new(self.clone(), s.id.clone(), position);
                         running.insert(s.id.clone(), tokio::spawn(reader.run(shutdown.clone())));
                     }
-                    self.telemetry.set(
-                        "edge_relay_shards_reading",
-                        "Shards this relay is reading now.",
-                        String::new(),
-                        running.len() as f64,
-                    );
+                    self.telemetry
+                        .set(&RELAY_SHARDS_READING, String::new(), running.len() as f64);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot list the shards; retrying");
                     self.telemetry.add(
-                        "edge_relay_retries_total",
-                        "Calls retried, by reason.",
+                        &RELAY_RETRIES_TOTAL,
                         crate::telemetry::labels(&[("shard", ""), ("reason", "list_shards")]),
                         1.0,
                     );

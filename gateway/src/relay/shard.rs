@@ -11,9 +11,13 @@ use tokio::sync::watch;
 
 use super::checkpoint::Checkpoint;
 use super::{Position, Relay, sequence_cmp};
-use crate::forward::Outcome;
-use crate::sink::coalesce::backoff;
-use crate::telemetry::labels;
+use crate::sink::remote_write::forward::Outcome;
+use crate::sink::retry::Retry;
+use crate::telemetry::{Counter, labels};
+use crate::telemetry::{
+    RELAY_BYTES_FORWARDED_TOTAL, RELAY_FRESHNESS_SECONDS, RELAY_MILLIS_BEHIND_LATEST,
+    RELAY_RECORDS_FORWARDED_TOTAL, RELAY_RECORDS_SKIPPED_TOTAL, RELAY_RETRIES_TOTAL,
+};
 
 /// Kinesis allows five `GetRecords` a second per shard.
 const MIN_POLL_GAP: Duration = Duration::from_millis(200);
@@ -21,10 +25,6 @@ const MIN_POLL_GAP: Duration = Duration::from_millis(200);
 const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Records per `GetRecords`.
 const BATCH: i32 = 1000;
-
-const FRESHNESS_BOUNDS: &[f64] = &[
-    0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0,
-];
 
 /// How a reader ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -51,19 +51,14 @@ impl Reader {
         }
     }
 
-    fn count(&self, name: &'static str, help: &'static str, extra: &[(&str, &str)], by: f64) {
+    fn count(&self, metric: &Counter, extra: &[(&str, &str)], by: f64) {
         let mut pairs = vec![("shard", self.shard.as_str())];
         pairs.extend_from_slice(extra);
-        self.relay.telemetry.add(name, help, labels(&pairs), by);
+        self.relay.telemetry.add(metric, labels(&pairs), by);
     }
 
     fn retried(&self, reason: &str) {
-        self.count(
-            "edge_relay_retries_total",
-            "Calls retried, by reason.",
-            &[("reason", reason)],
-            1.0,
-        );
+        self.count(&RELAY_RETRIES_TOTAL, &[("reason", reason)], 1.0);
     }
 
     async fn iterator(&self) -> Result<Option<String>, String> {
@@ -88,7 +83,7 @@ impl Reader {
 
     /// Reads until the shard is finished or `shutdown` turns true.
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> End {
-        let mut attempt = 0u32;
+        let mut retries = Retry::forever(MIN_POLL_GAP);
         let mut iterator: Option<String> = None;
         loop {
             if *shutdown.borrow() {
@@ -103,10 +98,10 @@ impl Reader {
                     Err(e) => {
                         tracing::warn!(shard = %self.shard, error = %e, "GetShardIterator failed");
                         self.retried("kinesis_error");
-                        if pause(&mut shutdown, backoff(attempt.min(6)).max(MIN_POLL_GAP)).await {
+                        if pause(&mut shutdown, retries.failed(None).unwrap_or(MIN_POLL_GAP)).await
+                        {
                             return End::Stopped;
                         }
-                        attempt += 1;
                         continue;
                     }
                 },
@@ -138,18 +133,16 @@ impl Reader {
                     if reason != "iterator_expired" {
                         iterator = Some(current);
                     }
-                    if pause(&mut shutdown, backoff(attempt.min(6)).max(MIN_POLL_GAP)).await {
+                    if pause(&mut shutdown, retries.failed(None).unwrap_or(MIN_POLL_GAP)).await {
                         return End::Stopped;
                     }
-                    attempt += 1;
                     continue;
                 }
             };
-            attempt = 0;
+            retries.succeeded();
             let behind = got.millis_behind_latest().unwrap_or(0);
             self.relay.telemetry.set(
-                "edge_relay_millis_behind_latest",
-                "How far the shard's reader is behind the tip (GetRecords' MillisBehindLatest).",
+                &RELAY_MILLIS_BEHIND_LATEST,
                 labels(&[("shard", self.shard.as_str())]),
                 behind as f64,
             );
@@ -201,14 +194,13 @@ impl Reader {
     /// Saves a checkpoint, retrying until it is saved: reading on without one would
     /// repeat everything since after a restart.
     async fn checkpoint(&self, at: Checkpoint, shutdown: &mut watch::Receiver<bool>) {
-        let mut attempt = 0;
+        let mut retries = Retry::forever(MIN_POLL_GAP);
         while let Err(e) = self.relay.store.save(&self.shard, at.clone()).await {
             tracing::error!(shard = %self.shard, error = %e, "cannot save the checkpoint; retrying");
             self.retried("checkpoint");
-            if pause(shutdown, backoff(attempt).max(MIN_POLL_GAP)).await {
+            if pause(shutdown, retries.failed(None).unwrap_or(MIN_POLL_GAP)).await {
                 return;
             }
-            attempt += 1;
         }
     }
 
@@ -219,37 +211,24 @@ impl Reader {
         let Some(newest) = newest else {
             tracing::warn!(shard = %self.shard, bytes = data.len(), "a record that is not a snappy WriteRequest; skipped");
             self.count(
-                "edge_relay_records_skipped_total",
-                "Records not forwarded, by reason.",
+                &RELAY_RECORDS_SKIPPED_TOTAL,
                 &[("reason", "malformed")],
                 1.0,
             );
             return true;
         };
-        let mut attempt = 0;
+        let mut retries = Retry::forever(Duration::ZERO);
         loop {
             match self.relay.forwarder.send(data.clone()).await {
                 Outcome::Accepted => {
-                    self.count(
-                        "edge_relay_records_forwarded_total",
-                        "Records the target accepted.",
-                        &[],
-                        1.0,
-                    );
-                    self.count(
-                        "edge_relay_bytes_forwarded_total",
-                        "Bytes (snappy) of the records the target accepted.",
-                        &[],
-                        data.len() as f64,
-                    );
+                    self.count(&RELAY_RECORDS_FORWARDED_TOTAL, &[], 1.0);
+                    self.count(&RELAY_BYTES_FORWARDED_TOTAL, &[], data.len() as f64);
                     if let Some(ms) = newest {
                         let now_ms = SystemTime::now()
                             .duration_since(SystemTime::UNIX_EPOCH)
                             .map_or(0, |d| d.as_millis() as i64);
                         self.relay.telemetry.observe(
-                            "edge_relay_freshness_seconds",
-                            "Now minus the newest sample timestamp of each forwarded record.",
-                            FRESHNESS_BOUNDS,
+                            &RELAY_FRESHNESS_SECONDS,
                             String::new(),
                             (now_ms - ms).max(0) as f64 / 1000.0,
                         );
@@ -258,33 +237,38 @@ impl Reader {
                 }
                 Outcome::Rejected { status, reason } => {
                     tracing::warn!(shard = %self.shard, status, %reason, "the target refused a record; skipped");
-                    self.count(
-                        "edge_relay_records_skipped_total",
-                        "Records not forwarded, by reason.",
-                        &[("reason", "rejected")],
-                        1.0,
-                    );
+                    self.count(&RELAY_RECORDS_SKIPPED_TOTAL, &[("reason", "rejected")], 1.0);
                     return true;
                 }
                 Outcome::Retry { after, reason } => {
                     tracing::debug!(shard = %self.shard, %reason, "the target asks to retry");
                     self.retried("target");
-                    let wait = after.unwrap_or_default().max(backoff(attempt));
+                    let wait = retries.failed(after).unwrap_or_default();
                     if pause(shutdown, wait).await {
                         return false;
                     }
-                    attempt += 1;
                 }
             }
         }
     }
 }
 
+/// The largest record Kinesis takes (1 MiB); a larger one did not come from a stream.
+pub(super) const MAX_RECORD_BYTES: usize = 1 << 20;
+
+/// The most a record may decompress to: the gateway's own limit for a request body.
+pub(super) const MAX_RECORD_DECOMPRESSED: usize = 64 << 20;
+
 /// The newest sample timestamp (ms) of a snappy `WriteRequest`: `None` if it is not
-/// one, `Some(None)` if it holds no sample.
+/// one — including a record over [`MAX_RECORD_BYTES`] or a snappy header that declares
+/// more than [`MAX_RECORD_DECOMPRESSED`], refused before anything is allocated —,
+/// `Some(None)` if it holds no sample.
 fn newest_sample(data: &[u8]) -> Option<Option<i64>> {
-    let raw = snap::raw::Decoder::new().decompress_vec(data).ok()?;
-    let scanned = crate::remote_write::scan(&raw).ok()?;
+    if data.len() > MAX_RECORD_BYTES {
+        return None;
+    }
+    let raw = crate::decode::snappy(data, MAX_RECORD_DECOMPRESSED).ok()?;
+    let scanned = crate::decode::remote_write::scan(&raw).ok()?;
     Some(scanned.series.iter().filter_map(|s| s.newest_ms).max())
 }
 
@@ -303,5 +287,19 @@ async fn pause(shutdown: &mut watch::Receiver<bool>, wait: Duration) -> bool {
                 false
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_that_lies_or_is_too_large_is_malformed_before_it_is_decompressed() {
+        // A snappy header declaring 4 GiB: refused on the header alone.
+        assert_eq!(newest_sample(b"\xff\xff\xff\xff\x0f"), None);
+        assert_eq!(newest_sample(&vec![0u8; MAX_RECORD_BYTES + 1]), None);
+        let empty = snap::raw::Encoder::new().compress_vec(b"").expect("snappy");
+        assert_eq!(newest_sample(&empty), Some(None));
     }
 }

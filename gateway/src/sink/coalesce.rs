@@ -125,11 +125,3 @@ impl Coalescer {
         )
     }
 }
-
-/// Exponential backoff with full jitter: up to 100 ms × 2^attempt, at most 5 s.
-pub fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(100)
-        .saturating_mul(1u32 << attempt.min(6))
-        .min(Duration::from_secs(5))
-        .mul_f64(fastrand::f64())
-}

@@ -7,12 +7,13 @@
 //! [`COMMIT_DEADLINE`]; a document that alone exceeds a record fails its commit (400).
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aws_sdk_firehose::Client;
 use aws_sdk_firehose::primitives::Blob;
 
-use super::coalesce::{Coalescer, backoff};
+use super::coalesce::Coalescer;
+use super::retry::{COMMIT_DEADLINE, Retry};
 use super::{BoxFuture, Record, Sink, SinkError};
 
 /// Firehose's limit on one record.
@@ -23,8 +24,6 @@ pub const MAX_CALL_RECORDS: usize = 500;
 pub const MAX_CALL_BYTES: usize = 4 << 20;
 /// How long commits are gathered before a call.
 pub const LINGER: Duration = Duration::from_millis(5);
-/// How long a commit may take, retries included.
-pub const COMMIT_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Where and how much.
 #[derive(Clone, Debug)]
@@ -50,7 +49,7 @@ pub struct FirehoseSink {
 impl FirehoseSink {
     /// A sink writing to `config.delivery_stream`, flushing on the current runtime.
     pub async fn new(config: FirehoseConfig) -> FirehoseSink {
-        let sdk = super::kinesis::aws_config(&config.region, config.endpoint_url.as_deref()).await;
+        let sdk = crate::aws::sdk_config(&config.region, config.endpoint_url.as_deref()).await;
         let client = Client::new(&sdk);
         let (c, stream) = (client.clone(), config.delivery_stream.clone());
         let coalescer = Coalescer::start(
@@ -143,8 +142,7 @@ async fn flush(
 ) -> Vec<Result<(), SinkError>> {
     let mut failed: Vec<Option<SinkError>> = (0..commits.len()).map(|_| None).collect();
     let mut queue = pack(&commits, &mut failed);
-    let deadline = Instant::now() + COMMIT_DEADLINE;
-    let mut attempt = 0u32;
+    let mut retries = Retry::commit();
     while !queue.is_empty() {
         let mut call: Vec<Outgoing> = Vec::new();
         let mut bytes = 0usize;
@@ -191,12 +189,10 @@ async fn flush(
             }
         }
         if retry.is_empty() {
-            attempt = 0;
+            retries.succeeded();
             continue;
         }
-        attempt += 1;
-        let wait = backoff(attempt);
-        if Instant::now() + wait >= deadline {
+        let Some(wait) = retries.failed(None) else {
             for o in retry.iter().chain(queue.iter()) {
                 for owner in &o.owners {
                     failed[*owner] = Some(SinkError::Failed(format!(
@@ -205,7 +201,7 @@ async fn flush(
                 }
             }
             break;
-        }
+        };
         tokio::time::sleep(wait).await;
         for o in retry.into_iter().rev() {
             queue.push_front(o);

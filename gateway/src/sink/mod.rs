@@ -10,6 +10,7 @@ pub mod file;
 pub mod firehose;
 pub mod kinesis;
 pub mod remote_write;
+pub mod retry;
 
 /// One record for a sink.
 #[derive(Clone, Debug, PartialEq, Eq)]

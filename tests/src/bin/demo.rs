@@ -96,6 +96,7 @@ async fn run(args: Args) -> Result<bool, String> {
 
     let gateway_port = free_port();
     let agent_port = free_port();
+    let statsd_port = free_port();
     println!("edgepipe demo in {d}");
     let gateway = Proc::configured(
         "edge-gateway",
@@ -118,6 +119,7 @@ async fn run(args: Args) -> Result<bool, String> {
             "host_labels: {{ region: local, cluster: demo, build_id: dev }}\n\
              cadence: 1s\nincident_cadence: 1s\n\
              listen: 127.0.0.1:{agent_port}\n\
+             statsd: {{ listen: 127.0.0.1:{statsd_port} }}\n\
              host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
              logs:\n  - {{ path: \"{d}/game/*.log\", service: game, parser: json, read_from: beginning }}\n\
              tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
@@ -137,7 +139,8 @@ async fn run(args: Args) -> Result<bool, String> {
     let game = std::thread::spawn({
         let stop = stop.clone();
         let url = format!("http://127.0.0.1:{agent_port}/api/v1/push");
-        move || synthetic_game(&url, &stop)
+        let statsd = format!("127.0.0.1:{statsd_port}");
+        move || synthetic_game(&url, &statsd, &stop)
     });
     let logger = std::thread::spawn({
         let stop = stop.clone();
@@ -204,8 +207,10 @@ async fn run(args: Args) -> Result<bool, String> {
     }
 }
 
-/// A game server's metrics: tick times, action latencies, counters, pushed each second.
-fn synthetic_game(url: &str, stop: &AtomicBool) {
+/// A game server's metrics: tick times, action latencies, counters, pushed each second;
+/// and, as many engines' scripts do, one statsd timer (a match's length) over UDP.
+fn synthetic_game(url: &str, statsd: &str, stop: &AtomicBool) {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0");
     let registry = Registry::new();
     let (Ok(ticks), Ok(acks), Ok(actions), Ok(players)) = (
         registry.histogram("game_tick_duration_seconds", "Duration of one server tick."),
@@ -247,6 +252,15 @@ fn synthetic_game(url: &str, stop: &AtomicBool) {
         }
         if let Err(e) = edge_exporter::push::push_once(&registry, url, Duration::from_secs(2)) {
             eprintln!("demo: push to the agent failed: {e}");
+        }
+        if let Ok(udp) = &udp {
+            let line = format!(
+                "game.match.duration:{}|ms|#shard_id:1",
+                rng.u32(60_000..900_000)
+            );
+            if let Err(e) = udp.send_to(line.as_bytes(), statsd) {
+                eprintln!("demo: statsd send failed: {e}");
+            }
         }
         std::thread::sleep(Duration::from_secs(1));
     }

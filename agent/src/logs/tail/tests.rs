@@ -20,7 +20,7 @@ fn read_all(
     until_writer_done: &std::sync::atomic::AtomicBool,
 ) -> Vec<String> {
     let mut lines = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut out = Vec::new();
     loop {
         out.clear();
@@ -270,4 +270,144 @@ fn long_lines_are_split_and_flagged_partial_lines_wait_for_their_newline() {
         ["next"],
         "flushed after the timeout"
     );
+}
+
+#[test]
+fn a_long_line_is_cut_where_no_address_straddles_the_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("a.log");
+    let mut c = config(&log);
+    c.max_line_bytes = 64;
+    // The email spans bytes 55..79: a cut at 64 would ship "jane.q.p" and
+    // "ublic@example.com" apart, neither of which a detector finds.
+    let line = format!(
+        "{} jane.q.public@example.com then {}",
+        "x".repeat(54),
+        "z".repeat(80)
+    );
+    std::fs::write(&log, format!("{line}\n")).expect("write");
+    let mut tailer = Tailer::new(c, dir.path().join("p.json")).expect("tailer");
+    let mut out = Vec::new();
+    tailer.poll(Instant::now(), &mut out);
+    let texts: Vec<&str> = out.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts.concat(), line, "nothing lost or repeated");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("jane.q.public@example.com")),
+        "the address is whole in one piece: {texts:?}"
+    );
+    assert!(texts.iter().all(|t| t.len() <= 64), "{texts:?}");
+    assert!(out.iter().all(|l| l.truncated));
+    assert_eq!(
+        out.last().map(|l| l.end_offset),
+        Some(line.len() as u64 + 1)
+    );
+}
+
+/// Polls once and commits everything read; the lines' texts.
+fn poll_commit(tailer: &mut Tailer) -> Vec<String> {
+    let mut out = Vec::new();
+    tailer.poll(Instant::now(), &mut out);
+    let mut done = HashMap::new();
+    for l in &out {
+        done.insert(l.file, l.end_offset);
+    }
+    tailer.commit(&done);
+    out.into_iter().map(|l| l.text).collect()
+}
+
+#[test]
+fn after_a_restart_a_file_renamed_out_of_the_glob_is_read_from_its_position_to_its_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("game.log");
+    let positions = dir.path().join("p.json");
+    std::fs::write(&log, "one\ntwo\n").expect("write");
+    {
+        let mut tailer =
+            Tailer::new(config(&dir.path().join("*.log")), positions.clone()).expect("tailer");
+        assert_eq!(poll_commit(&mut tailer), ["one", "two"]);
+        // The agent dies here (no clean stop).
+    }
+    // While it is down, the game writes on and logrotate renames the file to a name
+    // outside the glob; a new file starts.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open");
+    writeln!(f, "three").expect("write");
+    drop(f);
+    std::fs::rename(&log, dir.path().join("game.log.1")).expect("rotate");
+    std::fs::write(&log, "four\n").expect("new file");
+    let mut tailer =
+        Tailer::new(config(&dir.path().join("*.log")), positions.clone()).expect("tailer");
+    let mut got = poll_commit(&mut tailer);
+    got.sort();
+    assert_eq!(got, ["four", "three"], "nothing lost, nothing repeated");
+    assert_eq!(tailer.take_lost_bytes(), 0);
+}
+
+#[test]
+fn a_position_whose_file_is_gone_is_reported_as_lost_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("game.log");
+    let positions = dir.path().join("p.json");
+    std::fs::write(&log, "one\ntwo\n").expect("write");
+    {
+        let mut tailer =
+            Tailer::new(config(&dir.path().join("*.log")), positions.clone()).expect("tailer");
+        let mut out = Vec::new();
+        tailer.poll(Instant::now(), &mut out);
+        // Only the first line became durable before the crash.
+        let first = out.first().expect("a line");
+        tailer.commit(&HashMap::from([(first.file, first.end_offset)]));
+    }
+    std::fs::remove_file(&log).expect("delete");
+    let mut tailer = Tailer::new(config(&dir.path().join("*.log")), positions).expect("tailer");
+    assert!(poll_commit(&mut tailer).is_empty());
+    assert_eq!(
+        tailer.take_lost_bytes(),
+        4,
+        "\"two\\n\" was read but never delivered"
+    );
+    assert_eq!(tailer.take_lost_bytes(), 0, "reported once");
+}
+
+#[test]
+fn a_file_created_and_renamed_away_between_two_listings_is_read_under_its_new_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("game.log");
+    let mut tailer = Tailer::new(config(&log), dir.path().join("positions.json")).expect("tailer");
+    assert!(poll_commit(&mut tailer).is_empty(), "nothing there yet");
+    // Between two polls the game creates its log, writes, and logrotate renames it
+    // out of the glob; a new file starts. The first file was never listed as game.log.
+    std::fs::write(&log, "first 1\nfirst 2\n").expect("write");
+    std::fs::rename(&log, dir.path().join("game.log.1")).expect("rotate");
+    std::fs::write(&log, "second 1\n").expect("write");
+    // A compressed rotation and an unrelated file are not followed.
+    std::fs::write(dir.path().join("game.log.2.gz"), "\u{1f}\u{8b}binary").expect("gz");
+    std::fs::write(dir.path().join("other.txt"), "not ours\n").expect("other");
+    assert_eq!(poll_commit(&mut tailer), ["second 1"]);
+    // A file first seen outside the glob is followed once its length holds still for a
+    // poll (a copytruncate copy being written is not new data).
+    assert_eq!(poll_commit(&mut tailer), ["first 1", "first 2"]);
+    // The rotated file stays known: a later poll, or a restart, reads nothing twice.
+    assert!(poll_commit(&mut tailer).is_empty());
+    drop(tailer);
+    let mut again = Tailer::new(config(&log), dir.path().join("positions.json")).expect("tailer");
+    assert!(
+        poll_commit(&mut again).is_empty(),
+        "nothing repeated after a restart"
+    );
+}
+
+#[test]
+fn rotated_names_are_a_glob_match_and_a_suffix_but_never_compressed() {
+    assert!(rotated_name("*.log", "game.log.1"));
+    assert!(rotated_name("*.log", "game.log-20261205"));
+    assert!(rotated_name("game.log", "game.log_old"));
+    assert!(!rotated_name("*.log", "game.log.1.gz"));
+    assert!(!rotated_name("*.log", "game.log."));
+    assert!(!rotated_name("*.log", "other.txt"));
+    assert!(!rotated_name("game.log", "xgame.log.1"));
 }

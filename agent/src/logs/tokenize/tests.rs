@@ -299,14 +299,15 @@ fn record_message_attributes_and_key_detection() {
         ..LogRecord::default()
     };
     let expected_message = format!("kick {} from {}", t.token("p-7654321"), t.token("10.0.0.9"));
-    assert_eq!(t.scrub(&mut r), Verdict::Keep { replaced: 5 });
+    assert_eq!(t.scrub(&mut r), Verdict::Keep { replaced: 6 });
     assert_eq!(r.message, expected_message);
     assert_eq!(r.attributes[0], ("player_id".to_owned(), t.token("p-123")));
     assert_eq!(r.attributes[1].1, t.token("short"));
     assert_eq!(r.attributes[2].1, t.token("ann@example.org"));
+    // An address used as a key is replaced in the key; the value stays.
     assert_eq!(
         r.attributes[3],
-        ("10.0.0.1".to_owned(), "map=dust".to_owned())
+        (t.token("10.0.0.1"), "map=dust".to_owned())
     );
     assert_eq!(
         r.trace_id.as_deref(),
@@ -409,4 +410,59 @@ fn key_file_reload() {
     assert!(kf.reload_if_changed().expect("reloaded"));
     assert_ne!(kf.key().id(), "3eb1bd43");
     assert!(!kf.reload_if_changed().expect("unchanged"));
+}
+
+#[test]
+fn percent_encoded_and_quoted_addresses_are_found() {
+    let t = tokenizer(&[]);
+    for (text, address) in [
+        (
+            "GET /reset?user=jane%40example.com&x=1",
+            "jane%40example.com",
+        ),
+        (
+            r#"to "john smith"@example.com now"#,
+            r#""john smith"@example.com"#,
+        ),
+        (
+            r#"{"to":"\"john smith\"@example.com"}"#,
+            r#"\"john smith\"@example.com"#,
+        ),
+    ] {
+        let out = t.scrub_text(text).expect("kept");
+        assert!(!out.contains(address), "{address} left in {out}");
+        assert!(out.contains(&t.token(address)), "{out}");
+    }
+    // Look-alikes: a percent sign that encodes something else, an empty quoted string.
+    for text in ["100%40 done", "50%20off.example", r#"say ""@ home"#] {
+        assert_eq!(t.scrub_text(text).expect("kept"), text);
+    }
+}
+
+#[test]
+fn keys_and_a_non_hex_trace_id_are_scrubbed_and_a_hex_one_stays() {
+    let t = tokenizer(&[]);
+    let mut r = LogRecord {
+        message: "m".to_owned(),
+        trace_id: Some("user-jane@example.com".to_owned()),
+        attributes: vec![("seen.a@b.example".to_owned(), "1".to_owned())],
+        ..LogRecord::default()
+    };
+    assert_eq!(t.scrub(&mut r), Verdict::Keep { replaced: 2 });
+    assert_eq!(
+        r.trace_id.as_deref(),
+        Some(t.token("user-jane@example.com").as_str())
+    );
+    let key = &r.attributes[0].0;
+    assert!(!key.contains("@b.example"), "{key}");
+    assert!(key.contains("tok_"), "{key}");
+    let mut hex = LogRecord {
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned()),
+        ..LogRecord::default()
+    };
+    assert_eq!(t.scrub(&mut hex), Verdict::Keep { replaced: 0 });
+    assert_eq!(
+        hex.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
 }

@@ -56,7 +56,7 @@ fn a_forbidden_label_is_refused_and_folded_without_its_labels() {
     );
     // Seen again: still refused, not counted twice.
     g.admit(&bad, &float(7.0), now);
-    assert_eq!(g.rejected()[0], 1);
+    assert_eq!(rejected(&g, "forbidden_label"), 1);
     let overflow = g.drain_overflow(now);
     assert_eq!(overflow.len(), 1);
     let (key, point) = &overflow[0];
@@ -97,7 +97,7 @@ fn past_the_budget_new_series_fold_into_overflow_while_old_ones_flow() {
     );
     assert_eq!(g.active_series(), ordinary + 1);
     assert!(g.active_series() <= g.budget());
-    assert_eq!(g.rejected()[4], 5);
+    assert_eq!(rejected(&g, "budget"), 5);
     // Nothing changed: nothing to send for the overflow series.
     assert!(g.drain_overflow(now).is_empty());
 }
@@ -147,4 +147,37 @@ fn refused_native_histograms_merge_in_the_overflow_series() {
         ))
     );
     assert!((h.sum - 4.2).abs() < 1e-9);
+}
+
+fn rejected(g: &Gate, reason: &str) -> u64 {
+    let i = REJECT_REASONS
+        .iter()
+        .position(|r| *r == reason)
+        .expect("a known reason");
+    g.rejected()[i]
+}
+
+#[test]
+fn a_label_value_that_looks_like_personal_data_folds_into_overflow() {
+    let mut g = gate(40);
+    let now = Instant::now();
+    let key = SeriesKey::new(
+        "test_items_total",
+        vec![("n".to_string(), "203.0.113.7".to_string())],
+    );
+    assert_eq!(
+        g.admit(&key, &float(4.0), now),
+        Verdict::Refused {
+            reason: "pii_label_value"
+        }
+    );
+    assert_eq!(rejected(&g, "pii_label_value"), 1);
+    let overflow = g.drain_overflow(now);
+    assert_eq!(overflow.len(), 1);
+    assert!(
+        !format!("{:?}", overflow[0].0).contains("203.0.113.7"),
+        "the value never leaves the host: {:?}",
+        overflow[0].0
+    );
+    assert_eq!(overflow[0].1, float(4.0));
 }

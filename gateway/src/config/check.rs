@@ -1,0 +1,584 @@
+//! Validation: the raw YAML form into the typed config, every problem collected with
+//! its key path (the gateway's and the relay's blocks).
+
+use super::*;
+
+/// Turns the raw form into the typed config, collecting every problem with its key
+/// path.
+pub(super) struct Validator<'a> {
+    pub(super) problems: Vec<(String, String)>,
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push((path.into(), message.into()));
+    }
+
+    fn expand(&mut self, path: &str, value: &str) -> String {
+        let (out, problems) = expand_vars(value, self.env);
+        for p in problems {
+            self.problem(path, p);
+        }
+        out
+    }
+
+    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        let value = self.expand(path, value);
+        match parse_duration(&value) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                self.problem(
+                    path,
+                    format!("{value:?} is not a duration: use e.g. 10s, 500ms, 1m"),
+                );
+                default
+            }
+        }
+    }
+
+    fn size(&mut self, path: &str, value: Option<&str>, default: u64) -> u64 {
+        let Some(value) = value else { return default };
+        let value = self.expand(path, value);
+        match parse_size(&value) {
+            Some(n) if n > 0 => n,
+            _ => {
+                self.problem(
+                    path,
+                    format!("{value:?} is not a size: use e.g. 10MiB, 512KiB, 1GB"),
+                );
+                default
+            }
+        }
+    }
+
+    pub(super) fn validate(&mut self, raw: Raw) -> GatewayConfig {
+        // Without TLS the gateway only listens on loopback (a test, the local demo): the
+        // default follows, and a network address is refused below.
+        let tls_off = matches!(raw.tls, Some(RawTls::Switch(false) | RawTls::Off(_)));
+        let listen_given = raw.listen.is_some();
+        let listen_text = raw
+            .listen
+            .as_deref()
+            .map(|l| self.expand("listen", l))
+            .unwrap_or_else(|| {
+                if tls_off {
+                    "127.0.0.1:8443"
+                } else {
+                    "0.0.0.0:8443"
+                }
+                .into()
+            });
+        let listen = match listen_text.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.problem(
+                    "listen",
+                    format!("{listen_text:?} is not an address like 0.0.0.0:8443"),
+                );
+                SocketAddr::from(([0, 0, 0, 0], 8443))
+            }
+        };
+        if tls_off && listen_given && !listen.ip().is_loopback() {
+            self.problem(
+                "tls",
+                format!(
+                    "`tls: off` with listen {listen}, which is not a loopback address: agents' \
+                     data and credentials would cross the network in clear text; give \
+                     {{ cert, key, client_ca }}, or listen on 127.0.0.1"
+                ),
+            );
+        }
+        let tls = match raw.tls {
+            None => {
+                self.problem(
+                    "tls",
+                    "missing: give { cert, key, client_ca }, or `tls: off` for a loopback test or the local demo",
+                );
+                None
+            }
+            Some(RawTls::Switch(on)) => {
+                if on {
+                    self.problem("tls", "give { cert, key, client_ca } to turn TLS on");
+                }
+                None
+            }
+            Some(RawTls::Off(word)) => {
+                if word != "off" {
+                    self.problem(
+                        "tls",
+                        format!("{word:?}: give {{ cert, key, client_ca }} or `off`"),
+                    );
+                }
+                None
+            }
+            Some(RawTls::Files(f)) => {
+                let client_cert_required = match f.client_auth.as_deref() {
+                    None | Some("required") => true,
+                    Some("optional") => false,
+                    Some(other) => {
+                        self.problem(
+                            "tls.client_auth",
+                            format!("{other:?}: use required or optional"),
+                        );
+                        true
+                    }
+                };
+                Some(TlsFiles {
+                    cert: PathBuf::from(self.expand("tls.cert", &f.cert)),
+                    key: PathBuf::from(self.expand("tls.key", &f.key)),
+                    client_ca: PathBuf::from(self.expand("tls.client_ca", &f.client_ca)),
+                    client_cert_required,
+                })
+            }
+        };
+        let replicas = raw.replicas.unwrap_or(1);
+        if replicas == 0 {
+            self.problem("replicas", "must be at least 1");
+        }
+        let identities = self.identities(raw.identities);
+        let policy = raw
+            .policy
+            .as_deref()
+            .map(|p| PathBuf::from(self.expand("policy", p)));
+        let tenants = self.tenants(&raw.tenants);
+        let fleet_cadence = self.duration(
+            "fleet.cadence",
+            raw.fleet.cadence.as_deref(),
+            Duration::from_secs(10),
+        );
+        let overload = self.overload(raw.overload, &tenants);
+        let (metrics_sink, logs_sink) = match raw.sinks {
+            Some(s) => (
+                self.sink("sinks.metrics", s.metrics, "metrics"),
+                self.sink("sinks.logs", s.logs, "logs"),
+            ),
+            None => {
+                self.problem("sinks", "missing: give sinks.metrics and sinks.logs (kind: kinesis, firehose, remote_write or file)");
+                let dir = PathBuf::from("/var/lib/edge-gateway/spool");
+                (
+                    SinkConfig::File { dir: dir.clone() },
+                    SinkConfig::File { dir },
+                )
+            }
+        };
+        if matches!(logs_sink, SinkConfig::RemoteWrite(_)) {
+            self.problem(
+                "sinks.logs.kind",
+                "remote_write carries metrics only: use firehose or file for logs",
+            );
+        }
+        let relay = raw.relay.map(|r| self.relay(r));
+        let l = raw.limits;
+        let limits = Limits {
+            max_body_bytes: self.size(
+                "limits.max_body_bytes",
+                l.max_body_bytes.as_deref(),
+                16 << 20,
+            ) as usize,
+            max_decompressed_bytes: self.size(
+                "limits.max_decompressed_bytes",
+                l.max_decompressed_bytes.as_deref(),
+                64 << 20,
+            ) as usize,
+            max_connection_age: self.duration(
+                "limits.max_connection_age",
+                l.max_connection_age.as_deref(),
+                Duration::from_secs(300),
+            ),
+            shutdown_grace: self.duration(
+                "limits.shutdown_grace",
+                l.shutdown_grace.as_deref(),
+                Duration::from_secs(20),
+            ),
+        };
+        GatewayConfig {
+            listen,
+            tls,
+            replicas: replicas.max(1),
+            identities,
+            policy,
+            tenants,
+            fleet_cadence,
+            overload,
+            metrics_sink,
+            logs_sink,
+            limits,
+            relay,
+        }
+    }
+
+    pub(super) fn relay(&mut self, raw: RawRelay) -> RelayConfig {
+        let stream = raw
+            .stream
+            .map_or_else(|| "metrics".into(), |s| self.expand("relay.stream", &s));
+        let region = raw
+            .region
+            .map_or_else(|| "us-east-1".into(), |s| self.expand("relay.region", &s));
+        let endpoint_url = raw
+            .endpoint_url
+            .map(|e| self.expand("relay.endpoint_url", &e));
+        let checkpoint = match raw.checkpoint {
+            Some(c) => PathBuf::from(self.expand("relay.checkpoint", &c)),
+            None => {
+                self.problem(
+                    "relay.checkpoint",
+                    "missing: a file for the shards' checkpoints",
+                );
+                PathBuf::new()
+            }
+        };
+        let target = match raw.target {
+            Some(t) => {
+                let url = self.expand("relay.target.url", &t.url);
+                self.target("relay.target", url, t.sigv4, t.tls)
+            }
+            None => {
+                self.problem(
+                    "relay.target",
+                    "missing: { url: …, sigv4: { region, service: aps } }",
+                );
+                Target {
+                    url: String::new(),
+                    sigv4: None,
+                    tls: None,
+                }
+            }
+        };
+        let instance_count = raw.instance_count.unwrap_or(1);
+        let instance_index = raw.instance_index.unwrap_or(0);
+        if instance_count == 0 {
+            self.problem("relay.instance_count", "must be at least 1");
+        } else if instance_index >= instance_count {
+            self.problem(
+                "relay.instance_index",
+                format!("{instance_index} is not below instance_count ({instance_count})"),
+            );
+        }
+        let start = match raw.start.as_deref() {
+            None | Some("trim_horizon") => StartAt::TrimHorizon,
+            Some("latest") => StartAt::Latest,
+            Some(other) => {
+                self.problem(
+                    "relay.start",
+                    format!("{other:?}: use trim_horizon or latest"),
+                );
+                StartAt::TrimHorizon
+            }
+        };
+        let listen = raw.listen.map_or_else(
+            || SocketAddr::from(([127, 0, 0, 1], 9742)),
+            |l| {
+                let l = self.expand("relay.listen", &l);
+                l.parse().unwrap_or_else(|_| {
+                    self.problem("relay.listen", format!("{l:?} is not an address:port"));
+                    SocketAddr::from(([127, 0, 0, 1], 9742))
+                })
+            },
+        );
+        RelayConfig {
+            stream,
+            region,
+            endpoint_url,
+            checkpoint,
+            target,
+            instance_index,
+            instance_count: instance_count.max(1),
+            start,
+            listen,
+        }
+    }
+
+    fn identities(&mut self, raw: RawIdentities) -> Identities {
+        let mut tokens = Vec::new();
+        for (i, t) in raw.tokens.into_iter().enumerate() {
+            let path = format!("identities.tokens[{i}].sha256");
+            let hex = self.expand(&path, &t.sha256);
+            match decode_sha256(&hex) {
+                Some(h) => tokens.push((h, t.tenant)),
+                None => self.problem(
+                    path,
+                    "not a SHA-256: 64 hex digits (sha256sum of the token)",
+                ),
+            }
+        }
+        let mut subjects = Vec::new();
+        for (pattern, tenant) in raw.subjects {
+            if !pattern.contains('=') {
+                self.problem(
+                    format!("identities.subjects.{pattern}"),
+                    "a subject pattern names its attribute, like CN=gs-*",
+                );
+            }
+            subjects.push((pattern, tenant));
+        }
+        Identities {
+            spiffe_trust_domain: raw.spiffe_trust_domain,
+            subjects,
+            tokens,
+        }
+    }
+
+    fn tenants(&mut self, raw: &BTreeMap<String, RawTenant>) -> BTreeMap<String, TenantLimits> {
+        let default_raw = raw.get(DEFAULT_TENANT).cloned().unwrap_or_default();
+        let default = self.tenant(DEFAULT_TENANT, &default_raw, &BUILTIN_LIMITS);
+        let mut out = BTreeMap::new();
+        for (name, t) in raw {
+            if name == DEFAULT_TENANT {
+                continue;
+            }
+            let limits = self.tenant(name, t, &default);
+            out.insert(name.clone(), limits);
+        }
+        out.insert(DEFAULT_TENANT.to_string(), default);
+        out
+    }
+
+    fn tenant(&mut self, name: &str, t: &RawTenant, base: &TenantLimits) -> TenantLimits {
+        let path = |key: &str| format!("tenants.{name}.{key}");
+        let mut l = base.clone();
+        if let Some(r) = t.samples_rate_limit {
+            if r.is_finite() && r > 0.0 {
+                l.samples_rate_limit = r;
+            } else {
+                self.problem(path("samples_rate_limit"), format!("{r}: must be above 0"));
+            }
+        }
+        if let Some(b) = t.burst {
+            l.burst = b;
+        } else if t.samples_rate_limit.is_some() {
+            // A tenant that sets its rate but not its burst gets two seconds' worth, as
+            // the design's default does (20,000/s, 40,000).
+            l.burst = (l.samples_rate_limit * 2.0) as u64;
+        }
+        if l.burst == 0 || l.burst > u64::from(u32::MAX) {
+            self.problem(
+                path("burst"),
+                format!("{}: must be between 1 and {}", l.burst, u32::MAX),
+            );
+            l.burst = base.burst;
+        }
+        if let Some(m) = t.max_series {
+            l.max_series = m;
+        }
+        if let Some(m) = t.max_label_names {
+            l.max_label_names = m;
+        }
+        if let Some(m) = t.max_label_value_length {
+            l.max_label_value_length = m;
+        }
+        if let Some(m) = t.max_label_name_length {
+            l.max_label_name_length = m;
+        }
+        if let Some(p) = t.priority {
+            l.priority = p;
+        }
+        if t.creation_grace_period.is_some() {
+            let d = self.duration(
+                &path("creation_grace_period"),
+                t.creation_grace_period.as_deref(),
+                Duration::from_millis(l.creation_grace_period_ms as u64),
+            );
+            l.creation_grace_period_ms = d.as_millis() as i64;
+        }
+        match t.past_grace_period.as_deref() {
+            None => {}
+            Some("off" | "0" | "0s") => l.past_grace_period_ms = 0,
+            Some(v) => {
+                let d = self.duration(&path("past_grace_period"), Some(v), Duration::ZERO);
+                l.past_grace_period_ms = d.as_millis() as i64;
+            }
+        }
+        let rate_set = t.log_bytes_rate_limit.is_some();
+        l.log_bytes_rate_limit = self.size(
+            &path("log_bytes_rate_limit"),
+            t.log_bytes_rate_limit.as_deref(),
+            l.log_bytes_rate_limit,
+        );
+        let burst_default = if rate_set {
+            l.log_bytes_rate_limit.saturating_mul(2)
+        } else {
+            l.log_bytes_burst
+        };
+        l.log_bytes_burst = self.size(
+            &path("log_bytes_burst"),
+            t.log_bytes_burst.as_deref(),
+            burst_default,
+        );
+        if l.log_bytes_burst > u64::from(u32::MAX) {
+            self.problem(path("log_bytes_burst"), "must be under 4GiB");
+            l.log_bytes_burst = base.log_bytes_burst;
+        }
+        l
+    }
+
+    fn overload(
+        &mut self,
+        raw: Option<RawOverload>,
+        tenants: &BTreeMap<String, TenantLimits>,
+    ) -> Overload {
+        let Some(raw) = raw else {
+            return Overload {
+                freshness_threshold_p99: Duration::from_secs(10),
+                actions: Vec::new(),
+            };
+        };
+        let freshness_threshold_p99 = self.duration(
+            "overload.freshness_threshold_p99",
+            raw.freshness_threshold_p99.as_deref(),
+            Duration::from_secs(10),
+        );
+        let mut actions = Vec::new();
+        for (i, a) in raw.actions.into_iter().enumerate() {
+            let path = format!("overload.actions[{i}]");
+            match (a.reduce_log_sampling, a.throttle_tenants) {
+                (Some(p), None) => {
+                    let n = p.trim().trim_end_matches('%').trim().parse::<u8>().ok();
+                    match n {
+                        Some(n) if (1..=100).contains(&n) => {
+                            actions.push(OverloadAction::ReduceLogSampling(n))
+                        }
+                        _ => self.problem(
+                            format!("{path}.reduce_log_sampling"),
+                            format!("{p:?}: a percentage, like 50%"),
+                        ),
+                    }
+                }
+                (None, Some(list)) => {
+                    for t in &list {
+                        if !tenants.contains_key(t) {
+                            self.problem(
+                                format!("{path}.throttle_tenants"),
+                                format!("{t:?} is not a tenant under `tenants`"),
+                            );
+                        }
+                    }
+                    actions.push(OverloadAction::ThrottleTenants(list));
+                }
+                _ => self.problem(path, "one of reduce_log_sampling or throttle_tenants"),
+            }
+        }
+        Overload {
+            freshness_threshold_p99,
+            actions,
+        }
+    }
+
+    fn sink(&mut self, path: &str, raw: RawSink, default_stream: &str) -> SinkConfig {
+        let need = |v: &mut Self, key: &str, value: Option<String>| -> String {
+            match value {
+                Some(s) => v.expand(&format!("{path}.{key}"), &s),
+                None => {
+                    v.problem(
+                        format!("{path}.{key}"),
+                        format!("missing for kind {}", raw.kind),
+                    );
+                    String::new()
+                }
+            }
+        };
+        let region = |v: &mut Self, r: Option<String>| -> String {
+            r.map(|r| v.expand(&format!("{path}.region"), &r))
+                .unwrap_or_else(|| "us-east-1".into())
+        };
+        let endpoint = |v: &mut Self, e: Option<String>| {
+            e.map(|e| v.expand(&format!("{path}.endpoint_url"), &e))
+        };
+        match raw.kind.as_str() {
+            "file" => SinkConfig::File {
+                dir: PathBuf::from(need(self, "dir", raw.dir)),
+            },
+            "kinesis" => SinkConfig::Kinesis {
+                stream: raw.stream.map_or_else(
+                    || default_stream.to_string(),
+                    |s| self.expand(&format!("{path}.stream"), &s),
+                ),
+                region: region(self, raw.region),
+                endpoint_url: endpoint(self, raw.endpoint_url),
+            },
+            "firehose" => SinkConfig::Firehose {
+                delivery_stream: need(self, "delivery_stream", raw.delivery_stream),
+                region: region(self, raw.region),
+                endpoint_url: endpoint(self, raw.endpoint_url),
+            },
+            "remote_write" => {
+                let url = need(self, "url", raw.url);
+                SinkConfig::RemoteWrite(self.target(path, url, raw.sigv4, raw.tls))
+            }
+            other => {
+                self.problem(
+                    format!("{path}.kind"),
+                    format!("{other:?}: use kinesis, firehose, remote_write or file"),
+                );
+                SinkConfig::File {
+                    dir: PathBuf::new(),
+                }
+            }
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// A remote_write target at `path` (`url` already expanded).
+    fn target(
+        &mut self,
+        path: &str,
+        url: String,
+        sigv4: Option<RawSigv4>,
+        tls: Option<RawClientTls>,
+    ) -> Target {
+        match url.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                if uri.scheme_str() == Some("http") && tls.is_some() {
+                    self.problem(
+                        format!("{path}.tls"),
+                        "given for an http:// URL: use https://",
+                    );
+                }
+            }
+            _ if url.is_empty() => {}
+            _ => self.problem(
+                format!("{path}.url"),
+                format!("{url:?} is not an http:// or https:// URL"),
+            ),
+        }
+        let sigv4 = sigv4.map(|s| Sigv4 {
+            region: self.expand(&format!("{path}.sigv4.region"), &s.region),
+            service: s.service.map_or_else(
+                || "aps".into(),
+                |v| self.expand(&format!("{path}.sigv4.service"), &v),
+            ),
+        });
+        let tls = tls.map(|t| {
+            let mut file = |key: &str, v: Option<String>| {
+                v.map(|v| PathBuf::from(self.expand(&format!("{path}.tls.{key}"), &v)))
+            };
+            let tls = ClientTls {
+                ca: file("ca", t.ca),
+                cert: file("cert", t.cert),
+                key: file("key", t.key),
+            };
+            if tls.cert.is_some() != tls.key.is_some() {
+                self.problem(format!("{path}.tls"), "cert and key go together");
+            }
+            tls
+        });
+        Target { url, sigv4, tls }
+    }
+}
+
+fn decode_sha256(hex: &str) -> Option<[u8; 32]> {
+    let t = hex.trim().as_bytes();
+    if t.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = (nibble(t[2 * i])? << 4) | nibble(t[2 * i + 1])?;
+    }
+    Some(out)
+}

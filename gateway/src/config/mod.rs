@@ -1,0 +1,496 @@
+//! The gateway's YAML (shape in `DESIGN.md`), with `${VAR}` expansion.
+//!
+//! As with the agent: parse into a raw form (unknown keys and wrong types refused with
+//! their line), then validate into [`GatewayConfig`], collecting every problem with its
+//! key path. A reload goes through the same function, so a file that would not start
+//! the gateway is never swapped in.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edge_schema::config::{expand_vars, parse_duration, parse_size};
+use serde::Deserialize;
+
+/// The tenant whose limits every tenant inherits where its own entry is silent.
+pub const DEFAULT_TENANT: &str = "default";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    listen: Option<String>,
+    tls: Option<RawTls>,
+    replicas: Option<u32>,
+    #[serde(default)]
+    identities: RawIdentities,
+    policy: Option<String>,
+    #[serde(default)]
+    tenants: BTreeMap<String, RawTenant>,
+    #[serde(default)]
+    fleet: RawFleet,
+    overload: Option<RawOverload>,
+    sinks: Option<RawSinks>,
+    #[serde(default)]
+    limits: RawLimits,
+    /// Read by `edge-gateway relay`; `validate` checks it too.
+    relay: Option<RawRelay>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    stream: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    checkpoint: Option<String>,
+    target: Option<RawTarget>,
+    instance_index: Option<u32>,
+    instance_count: Option<u32>,
+    start: Option<String>,
+    listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    url: String,
+    sigv4: Option<RawSigv4>,
+    tls: Option<RawClientTls>,
+}
+
+/// What `edge-gateway relay` reads of the file: the `relay` block only, so a relay host
+/// needs none of the gateway's files.
+#[derive(Deserialize)]
+struct RawRelayFile {
+    relay: Option<RawRelay>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawTls {
+    /// `tls: off` (YAML may read the word as a boolean).
+    Switch(bool),
+    /// `tls: "off"`
+    Off(String),
+    Files(RawTlsFiles),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTlsFiles {
+    cert: String,
+    key: String,
+    client_ca: String,
+    client_auth: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIdentities {
+    spiffe_trust_domain: Option<String>,
+    #[serde(default)]
+    subjects: BTreeMap<String, String>,
+    #[serde(default)]
+    tokens: Vec<RawToken>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    sha256: String,
+    tenant: String,
+}
+
+#[derive(Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    samples_rate_limit: Option<f64>,
+    burst: Option<u64>,
+    max_series: Option<u64>,
+    max_label_names: Option<usize>,
+    max_label_value_length: Option<usize>,
+    max_label_name_length: Option<usize>,
+    log_bytes_rate_limit: Option<String>,
+    log_bytes_burst: Option<String>,
+    priority: Option<u32>,
+    creation_grace_period: Option<String>,
+    past_grace_period: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFleet {
+    cadence: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverload {
+    freshness_threshold_p99: Option<String>,
+    #[serde(default)]
+    actions: Vec<RawAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAction {
+    reduce_log_sampling: Option<String>,
+    throttle_tenants: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSinks {
+    metrics: RawSink,
+    logs: RawSink,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSink {
+    kind: String,
+    dir: Option<String>,
+    stream: Option<String>,
+    delivery_stream: Option<String>,
+    region: Option<String>,
+    endpoint_url: Option<String>,
+    url: Option<String>,
+    sigv4: Option<RawSigv4>,
+    tls: Option<RawClientTls>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigv4 {
+    region: String,
+    service: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClientTls {
+    ca: Option<String>,
+    cert: Option<String>,
+    key: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_body_bytes: Option<String>,
+    max_decompressed_bytes: Option<String>,
+    max_connection_age: Option<String>,
+    shutdown_grace: Option<String>,
+}
+
+/// Where the certificate, key and client CA are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Server certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+    /// CA bundle client certificates must chain to (PEM).
+    pub client_ca: PathBuf,
+    /// Whether a client certificate is required at the handshake (the default), or
+    /// optional so that bearer-token clients can connect.
+    pub client_cert_required: bool,
+}
+
+/// How a request's tenant is found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identities {
+    /// URI SAN `spiffe://<this>/tenant/<tenant>/…` names the tenant.
+    pub spiffe_trust_domain: Option<String>,
+    /// `(pattern, tenant)`: a subject like `CN=gs-*` (`*` matches any run) → tenant.
+    pub subjects: Vec<(String, String)>,
+    /// `(sha256 of the token, tenant)`.
+    pub tokens: Vec<([u8; 32], String)>,
+}
+
+/// A tenant's limits, as configured for the region (before dividing by replicas).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TenantLimits {
+    /// Samples (and histograms) per second.
+    pub samples_rate_limit: f64,
+    /// Samples one request, or a burst of requests, may carry at once.
+    pub burst: u64,
+    /// Active series (seen in the last 5 minutes).
+    pub max_series: u64,
+    /// Labels per series, `__name__` included.
+    pub max_label_names: usize,
+    /// Bytes of a label value.
+    pub max_label_value_length: usize,
+    /// Bytes of a label name.
+    pub max_label_name_length: usize,
+    /// Log bytes (decompressed) per second.
+    pub log_bytes_rate_limit: u64,
+    /// Log bytes at once.
+    pub log_bytes_burst: u64,
+    /// Higher is more important; overload throttles the listed low-priority tenants.
+    pub priority: u32,
+    /// How far ahead of the gateway's clock a timestamp may be (Mimir's
+    /// `creation_grace_period`), in milliseconds.
+    pub creation_grace_period_ms: i64,
+    /// How far behind it may be, in milliseconds; 0 is no limit (Mimir's
+    /// `past_grace_period`). Set it to the store's out-of-order window.
+    pub past_grace_period_ms: i64,
+}
+
+impl TenantLimits {
+    /// The timestamps this tenant's series may carry, around now.
+    pub fn time_window(&self) -> edge_schema::series::TimeWindow {
+        edge_schema::series::TimeWindow {
+            max_future_ms: self.creation_grace_period_ms,
+            max_past_ms: (self.past_grace_period_ms > 0).then_some(self.past_grace_period_ms),
+        }
+    }
+}
+
+/// The built-in limits, the design's `default` tenant.
+pub const BUILTIN_LIMITS: TenantLimits = TenantLimits {
+    samples_rate_limit: 20_000.0,
+    burst: 40_000,
+    max_series: 2_000_000,
+    max_label_names: 30,
+    max_label_value_length: 128,
+    max_label_name_length: 128,
+    log_bytes_rate_limit: 10 << 20,
+    log_bytes_burst: 20 << 20,
+    priority: 100,
+    creation_grace_period_ms: 10 * 60 * 1000,
+    past_grace_period_ms: 0,
+};
+
+/// One overload action, applied in order while the sink is slow.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OverloadAction {
+    /// Ask agents to shed verbose logs (the percentage says how much: up to 50% sheds
+    /// debug, more sheds info too).
+    ReduceLogSampling(u8),
+    /// Answer 429 to these tenants.
+    ThrottleTenants(Vec<String>),
+}
+
+/// When the gateway counts itself overloaded and what it does about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Overload {
+    /// The sink commit latency p99 (or the oldest backlog) above which actions start.
+    pub freshness_threshold_p99: Duration,
+    /// In the seed's shed order; after the last, 503 for everyone.
+    pub actions: Vec<OverloadAction>,
+}
+
+/// A sink, as configured.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SinkConfig {
+    /// A spool directory of append-only segments.
+    File {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// Amazon Kinesis Data Streams.
+    Kinesis {
+        /// Stream name.
+        stream: String,
+        /// AWS region.
+        region: String,
+        /// A local AWS API server, for tests.
+        endpoint_url: Option<String>,
+    },
+    /// Amazon Data Firehose.
+    Firehose {
+        /// Delivery stream name.
+        delivery_stream: String,
+        /// AWS region.
+        region: String,
+        /// A local AWS API server, for tests.
+        endpoint_url: Option<String>,
+    },
+    /// A Prometheus remote_write endpoint.
+    RemoteWrite(Target),
+}
+
+/// A remote_write endpoint: a stock Prometheus, Mimir, or Amazon Managed Prometheus.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// `http://` or `https://` URL of the write endpoint.
+    pub url: String,
+    /// SigV4 signing with the default AWS credential chain (AMP: service `aps`).
+    pub sigv4: Option<Sigv4>,
+    /// TLS towards the endpoint: a private CA and/or a client certificate.
+    pub tls: Option<ClientTls>,
+}
+
+/// Where and as what requests are signed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sigv4 {
+    /// AWS region.
+    pub region: String,
+    /// Service name (`aps` for Amazon Managed Prometheus).
+    pub service: String,
+}
+
+/// Client-side TLS files.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientTls {
+    /// CA bundle to verify the endpoint (default: the system's roots).
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain (mTLS), with `key`.
+    pub cert: Option<PathBuf>,
+    /// Client private key, with `cert`.
+    pub key: Option<PathBuf>,
+}
+
+/// `edge-gateway relay`: Kinesis → remote_write.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RelayConfig {
+    /// The Kinesis stream to read.
+    pub stream: String,
+    /// AWS region.
+    pub region: String,
+    /// A local AWS API server, for tests.
+    pub endpoint_url: Option<String>,
+    /// The checkpoint file (last forwarded sequence number per shard).
+    pub checkpoint: PathBuf,
+    /// Where records go.
+    pub target: Target,
+    /// This relay's index among `instance_count` relays of the stream.
+    pub instance_index: u32,
+    /// Relays sharing the stream (shards split statically).
+    pub instance_count: u32,
+    /// Where a shard without a checkpoint starts.
+    pub start: StartAt,
+    /// `/metrics`, `/healthz` and `/ready`.
+    pub listen: SocketAddr,
+}
+
+/// Where a shard without a checkpoint starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest record kept (nothing lost; the default).
+    TrimHorizon,
+    /// Only records written from now on.
+    Latest,
+}
+
+/// Request limits.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Compressed body bytes (413 above).
+    pub max_body_bytes: usize,
+    /// Bytes a body may decompress to (413 above).
+    pub max_decompressed_bytes: usize,
+    /// A connection older than this is asked to go (HTTP/2 GOAWAY, HTTP/1.1
+    /// `Connection: close`), so the load balancer can rebalance.
+    pub max_connection_age: Duration,
+    /// SIGTERM: how long in-flight requests get.
+    pub shutdown_grace: Duration,
+}
+
+/// The validated gateway config.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GatewayConfig {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// TLS files, or `None` for `tls: off`.
+    pub tls: Option<TlsFiles>,
+    /// Replicas in the region: each enforces `limit / replicas`.
+    pub replicas: u32,
+    /// Tenant identity.
+    pub identities: Identities,
+    /// The label policy (`None`: the one shipped with `schemas/`).
+    pub policy: Option<PathBuf>,
+    /// Limits of every named tenant, `default` among them, resolved.
+    pub tenants: BTreeMap<String, TenantLimits>,
+    /// The cadence agents are told to use (`Edge-Cadence`).
+    pub fleet_cadence: Duration,
+    /// Overload detection and actions.
+    pub overload: Overload,
+    /// Where metrics go.
+    pub metrics_sink: SinkConfig,
+    /// Where logs go.
+    pub logs_sink: SinkConfig,
+    /// Request limits.
+    pub limits: Limits,
+    /// The `relay` block, if the file has one.
+    pub relay: Option<RelayConfig>,
+}
+
+impl GatewayConfig {
+    /// The limits of `tenant`: its own entry, else `default`'s.
+    pub fn limits_of(&self, tenant: &str) -> &TenantLimits {
+        self.tenants
+            .get(tenant)
+            .or_else(|| self.tenants.get(DEFAULT_TENANT))
+            .unwrap_or(&BUILTIN_LIMITS)
+    }
+}
+
+pub use edge_schema::config::ConfigError;
+
+/// Loads and validates `file`, expanding variables from the process environment.
+pub fn load(file: &Path) -> Result<GatewayConfig, ConfigError> {
+    let text = edge_schema::config::read_config(file)?;
+    parse(file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates config text; `env` resolves `${VAR}`.
+pub fn parse(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GatewayConfig, ConfigError> {
+    let raw: Raw = edge_schema::config::parse_raw(file, text)?;
+    validated(file, env, |v| v.validate(raw))
+}
+
+/// Runs `check` with a fresh validator: its result, or every problem it found.
+fn validated<T>(
+    file: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    check: impl FnOnce(&mut Validator<'_>) -> T,
+) -> Result<T, ConfigError> {
+    let mut v = Validator {
+        problems: Vec::new(),
+        env,
+    };
+    let config = check(&mut v);
+    if v.problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::new(file, v.problems))
+    }
+}
+
+/// Loads the `relay` block of `file` (other keys are the gateway's and not read).
+pub fn load_relay(file: &Path) -> Result<RelayConfig, ConfigError> {
+    let text = edge_schema::config::read_config(file)?;
+    parse_relay(file, &text, &|name| std::env::var(name).ok())
+}
+
+/// Parses and validates the `relay` block of config text.
+pub fn parse_relay(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RelayConfig, ConfigError> {
+    let raw: RawRelayFile = edge_schema::config::parse_raw(file, text)?;
+    let Some(relay) = raw.relay else {
+        return Err(ConfigError::new(
+            file,
+            vec![(
+                "relay".into(),
+                "missing: the relay reads the `relay:` block".into(),
+            )],
+        ));
+    };
+    validated(file, env, |v| v.relay(relay))
+}
+
+mod check;
+#[cfg(test)]
+mod tests;
+
+use check::Validator;

@@ -1,0 +1,280 @@
+//! The two daemons' lifecycles, in the agent's shape: `build` (load, open the sinks,
+//! bind: fail early) → `spawn` (serve, housekeeping, tell systemd we are ready) →
+//! `wait` (until SIGTERM or SIGINT; SIGHUP reloads the gateway's config) → `drain`
+//! (stop taking work, give the work in flight until a deadline).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use edge_daemon_kit::notify::Notifier;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::RelayConfig;
+use crate::relay::Relay;
+use crate::server::Gateway;
+
+/// How much longer than the connections' grace period a drain waits for the server to
+/// return (it logs what is left at the end of the grace period itself).
+pub const DRAIN_MARGIN: Duration = Duration::from_secs(2);
+
+/// How long the relay's shard readers get to stop (they stop at their next call).
+pub const RELAY_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Logs to stderr, filtered by `EDGE_GATEWAY_LOG` (default `info`).
+pub fn log_to_stderr() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGE_GATEWAY_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A gateway, built and bound, not yet serving.
+#[derive(Debug)]
+pub struct GatewayDaemon {
+    gw: Arc<Gateway>,
+    listener: TcpListener,
+}
+
+/// A serving gateway.
+#[derive(Debug)]
+pub struct RunningGateway {
+    gw: Arc<Gateway>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    housekeeping: JoinHandle<()>,
+    notifier: Arc<Notifier>,
+}
+
+impl GatewayDaemon {
+    /// Loads `config`, opens the sinks and binds the listen address.
+    pub async fn build(config: &Path) -> anyhow::Result<GatewayDaemon> {
+        let gw = Gateway::new(config).await?;
+        let addr = gw.live().config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("edge-gateway: cannot listen on {addr}"))?;
+        Ok(GatewayDaemon { gw, listener })
+    }
+
+    /// The gateway.
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gw
+    }
+
+    /// Serves, runs the housekeeping (overload controller, watchdog, config look), and
+    /// tells systemd the gateway is ready.
+    pub fn spawn(self) -> RunningGateway {
+        let GatewayDaemon { gw, listener } = self;
+        tracing::info!(addr = %gw.live().config.listen, tls = gw.live().tls.is_some(), "edge-gateway listening");
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(crate::server::serve(gw.clone(), listener, stop_rx));
+        let notifier = Arc::new(Notifier::from_env());
+        let housekeeping = tokio::spawn(housekeeping(gw.clone(), notifier.clone()));
+        notifier.notify("READY=1");
+        RunningGateway {
+            gw,
+            stop,
+            server,
+            housekeeping,
+            notifier,
+        }
+    }
+}
+
+impl RunningGateway {
+    /// Waits for SIGTERM or SIGINT; SIGHUP reloads the config meanwhile.
+    pub async fn wait(&self) {
+        let (Some(mut term), Some(mut int), Some(mut hup)) = (
+            handler(SignalKind::terminate()),
+            handler(SignalKind::interrupt()),
+            handler(SignalKind::hangup()),
+        ) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    let g = self.gw.clone();
+                    let _ = tokio::task::spawn_blocking(move || g.reload(true)).await;
+                }
+            }
+        }
+    }
+
+    /// The deadline a drain should get: the config's grace period and a margin.
+    pub fn deadline(&self) -> Duration {
+        self.gw.live().config.limits.shutdown_grace + DRAIN_MARGIN
+    }
+
+    /// No new connections; the requests in flight get until `deadline`.
+    pub async fn drain(self, deadline: Duration) {
+        tracing::info!("stopping: no new connections; in-flight requests get the grace period");
+        self.notifier.notify("STOPPING=1");
+        let _ = self.stop.send(true);
+        if tokio::time::timeout(deadline, self.server).await.is_err() {
+            tracing::warn!(?deadline, "the server did not stop by the deadline");
+        }
+        self.housekeeping.abort();
+        tracing::info!("stopped");
+    }
+}
+
+/// Every second: the overload controller and the gauges, and systemd's watchdog (so a
+/// wedged runtime is restarted); every two, a look at the config and TLS files.
+async fn housekeeping(gw: Arc<Gateway>, notifier: Arc<Notifier>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut n = 0u64;
+    let watchdog = notifier.watchdog_interval().is_some();
+    loop {
+        tick.tick().await;
+        gw.overload_tick();
+        if watchdog {
+            notifier.notify("WATCHDOG=1");
+        }
+        n += 1;
+        if n.is_multiple_of(2) {
+            let g = gw.clone();
+            let _ = tokio::task::spawn_blocking(move || g.reload(false)).await;
+        }
+    }
+}
+
+/// A relay, built and bound, not yet reading.
+#[derive(Debug)]
+pub struct RelayDaemon {
+    relay: Arc<Relay>,
+    listener: TcpListener,
+    listen: SocketAddr,
+}
+
+/// A reading relay.
+#[derive(Debug)]
+pub struct RunningRelay {
+    stop: watch::Sender<bool>,
+    running: JoinHandle<anyhow::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    notifier: Arc<Notifier>,
+}
+
+impl RelayDaemon {
+    /// Opens the checkpoints and the clients, and binds the metrics address.
+    pub async fn build(config: RelayConfig) -> anyhow::Result<RelayDaemon> {
+        let listen = config.listen;
+        let relay = Relay::new(config).await?;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        Ok(RelayDaemon {
+            relay,
+            listener,
+            listen,
+        })
+    }
+
+    /// Serves `/metrics`, reads the shards, and tells systemd the relay is ready.
+    pub fn spawn(self) -> RunningRelay {
+        let RelayDaemon {
+            relay,
+            listener,
+            listen,
+        } = self;
+        let mut tasks = vec![tokio::spawn(crate::relay::serve_metrics(
+            relay.clone(),
+            listener,
+        ))];
+        let c = relay.config();
+        tracing::info!(
+            stream = %c.stream,
+            target = %c.target.url,
+            instance = c.instance_index,
+            of = c.instance_count,
+            %listen,
+            "edge-gateway relay running"
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let running = tokio::spawn(relay.clone().run(stop_rx));
+        let notifier = Arc::new(Notifier::from_env());
+        if let Some(every) = notifier.watchdog_interval() {
+            let notifier = notifier.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    notifier.notify("WATCHDOG=1");
+                }
+            }));
+        }
+        notifier.notify("READY=1");
+        RunningRelay {
+            stop,
+            running,
+            tasks,
+            notifier,
+        }
+    }
+}
+
+impl RunningRelay {
+    /// Waits for SIGTERM or SIGINT.
+    pub async fn wait(&self) {
+        let (Some(mut term), Some(mut int)) = (
+            handler(SignalKind::terminate()),
+            handler(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    }
+
+    /// The deadline a drain should get: [`RELAY_DRAIN_DEADLINE`].
+    pub fn deadline(&self) -> Duration {
+        RELAY_DRAIN_DEADLINE
+    }
+
+    /// Stops the shard readers; their records in flight are not checkpointed and come
+    /// again after a restart. Waits for them until `deadline`.
+    pub async fn drain(self, deadline: Duration) -> anyhow::Result<()> {
+        self.notifier.notify("STOPPING=1");
+        tracing::info!(
+            "stopping: the records in flight are not checkpointed and come again after a restart"
+        );
+        let _ = self.stop.send(true);
+        let result = match tokio::time::timeout(deadline, self.running).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(anyhow::anyhow!("the relay task failed: {e}")),
+            Err(_) => Err(anyhow::anyhow!(
+                "the shard readers did not stop within {deadline:?}"
+            )),
+        };
+        for task in self.tasks {
+            task.abort();
+        }
+        result
+    }
+}
+
+/// A signal handler, or `None` (logged) when it cannot be installed: the daemon then
+/// stops at once rather than run without a way to stop it cleanly.
+fn handler(kind: SignalKind) -> Option<Signal> {
+    match signal(kind) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers; stopping");
+            None
+        }
+    }
+}

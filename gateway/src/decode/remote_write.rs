@@ -1,0 +1,345 @@
+//! A remote_write `WriteRequest` read in place: each series' labels as slices of the
+//! decompressed body, its sample count and newest timestamp, and the byte range of
+//! its field. Nothing is copied or allocated per label: decoding into owned messages
+//! cost most of the gateway's CPU in the allocator. What is accepted is forwarded as
+//! the original bytes (all of it, or the accepted series' fields concatenated, which
+//! is again a valid `WriteRequest`: repeated fields concatenate).
+
+use std::ops::Range;
+
+/// One series, as found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesView {
+    /// The whole `timeseries` field (tag, length, message) in the body.
+    pub field: Range<usize>,
+    /// Its labels in the request's label store.
+    pub labels: Range<usize>,
+    /// Float samples plus histograms.
+    pub samples: u64,
+    /// The newest sample or histogram timestamp (ms), if any.
+    pub newest_ms: Option<i64>,
+    /// The oldest one.
+    pub oldest_ms: Option<i64>,
+    /// Its native histograms, in the request's histogram store.
+    pub histograms: Range<usize>,
+}
+
+/// A scanned request.
+#[derive(Debug, Default)]
+pub struct Scanned<'a> {
+    /// Every series, in order.
+    pub series: Vec<SeriesView>,
+    /// `(name, value)` of every label of every series.
+    pub labels: Vec<(&'a str, &'a str)>,
+    /// The byte ranges of the other top-level fields (metadata), kept when forwarding.
+    pub other_fields: Vec<Range<usize>>,
+    /// The byte range of every native histogram message of every series (checked for
+    /// consistency, which takes decoding them; a float series has none).
+    pub histograms: Vec<Range<usize>>,
+}
+
+impl<'a> Scanned<'a> {
+    /// The labels of `s`.
+    pub fn labels_of(&self, s: &SeriesView) -> &[(&'a str, &'a str)] {
+        &self.labels[s.labels.clone()]
+    }
+
+    /// The byte ranges of `s`'s native histograms in the body.
+    pub fn histograms_of(&self, s: &SeriesView) -> &[Range<usize>] {
+        &self.histograms[s.histograms.clone()]
+    }
+}
+
+/// Why a body is not a `WriteRequest`.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a remote_write WriteRequest: {0}")]
+pub struct ScanError(pub String);
+
+fn err<T>(what: impl Into<String>) -> Result<T, ScanError> {
+    Err(ScanError(what.into()))
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+    end: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8], range: Range<usize>) -> Self {
+        Reader {
+            buf,
+            at: range.start,
+            end: range.end,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.at >= self.end
+    }
+
+    fn varint(&mut self) -> Result<u64, ScanError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&b) = self.buf.get(self.at).filter(|_| self.at < self.end) else {
+                return err("truncated varint");
+            };
+            self.at += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        err("varint over 10 bytes")
+    }
+
+    /// `(field, wire type)`.
+    fn key(&mut self) -> Result<(u64, u8), ScanError> {
+        let k = self.varint()?;
+        Ok((k >> 3, (k & 7) as u8))
+    }
+
+    fn take(&mut self, n: usize) -> Result<Range<usize>, ScanError> {
+        let start = self.at;
+        let end = start.checked_add(n).filter(|e| *e <= self.end);
+        let Some(end) = end else {
+            return err("a field runs past the end");
+        };
+        self.at = end;
+        Ok(start..end)
+    }
+
+    fn len_delimited(&mut self) -> Result<Range<usize>, ScanError> {
+        let n = usize::try_from(self.varint()?).map_err(|_| ScanError("length".into()))?;
+        self.take(n)
+    }
+
+    fn skip(&mut self, wire: u8) -> Result<(), ScanError> {
+        match wire {
+            0 => self.varint().map(|_| ()),
+            1 => self.take(8).map(|_| ()),
+            2 => self.len_delimited().map(|_| ()),
+            5 => self.take(4).map(|_| ()),
+            w => err(format!("wire type {w}")),
+        }
+    }
+}
+
+fn text(buf: &[u8], range: Range<usize>) -> Result<&str, ScanError> {
+    std::str::from_utf8(&buf[range]).map_err(|_| ScanError("a label is not UTF-8".into()))
+}
+
+/// The `timestamp` (field `field`, int64) of a sample or histogram message.
+fn timestamp_in(buf: &[u8], range: Range<usize>, field: u64) -> Result<Option<i64>, ScanError> {
+    let mut r = Reader::new(buf, range);
+    let mut ts = None;
+    while !r.done() {
+        let (f, wire) = r.key()?;
+        if f == field && wire == 0 {
+            ts = Some(r.varint()? as i64);
+        } else {
+            r.skip(wire)?;
+        }
+    }
+    Ok(ts)
+}
+
+fn wrong_wire<T>(what: &str, wire: u8) -> Result<T, ScanError> {
+    err(format!(
+        "{what} has wire type {wire}, not 2 (length-delimited); nothing in this body was committed"
+    ))
+}
+
+fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Scans a decompressed `WriteRequest`.
+pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    let mut out = Scanned::default();
+    let mut r = Reader::new(buf, 0..buf.len());
+    while !r.done() {
+        let field_start = r.at;
+        let (field, wire) = r.key()?;
+        if field == 1 && wire == 2 {
+            let body = r.len_delimited()?;
+            let labels_start = out.labels.len();
+            let histograms_start = out.histograms.len();
+            let mut samples = 0u64;
+            let mut newest: Option<i64> = None;
+            let mut oldest: Option<i64> = None;
+            let mut s = Reader::new(buf, body);
+            while !s.done() {
+                let (f, w) = s.key()?;
+                match (f, w) {
+                    (1, 2) => {
+                        let label = s.len_delimited()?;
+                        let mut l = Reader::new(buf, label);
+                        let (mut name, mut value) = ("", "");
+                        while !l.done() {
+                            let (lf, lw) = l.key()?;
+                            match (lf, lw) {
+                                (1, 2) => name = text(buf, l.len_delimited()?)?,
+                                (2, 2) => value = text(buf, l.len_delimited()?)?,
+                                (1 | 2, w) => return wrong_wire("a label's name or value", w),
+                                _ => l.skip(lw)?,
+                            }
+                        }
+                        out.labels.push((name, value));
+                    }
+                    (2, 2) => {
+                        samples += 1;
+                        let ts = timestamp_in(buf, s.len_delimited()?, 2)?;
+                        newest = newest.max(ts);
+                        oldest = min_some(oldest, ts);
+                    }
+                    (4, 2) => {
+                        samples += 1;
+                        let histogram = s.len_delimited()?;
+                        let ts = timestamp_in(buf, histogram.clone(), 15)?;
+                        newest = newest.max(ts);
+                        oldest = min_some(oldest, ts);
+                        out.histograms.push(histogram);
+                    }
+                    // A known field with the wrong wire type would be forwarded as it is
+                    // and make the store refuse the whole batch: the body is malformed.
+                    (1..=4, w) => return wrong_wire("a series field", w),
+                    _ => s.skip(w)?,
+                }
+            }
+            out.series.push(SeriesView {
+                field: field_start..r.at,
+                labels: labels_start..out.labels.len(),
+                samples,
+                newest_ms: newest,
+                oldest_ms: oldest,
+                histograms: histograms_start..out.histograms.len(),
+            });
+        } else if field == 1 || (field == 3 && wire != 2) {
+            return wrong_wire("a top-level field", wire);
+        } else {
+            r.skip(wire)?;
+            out.other_fields.push(field_start..r.at);
+        }
+    }
+    Ok(out)
+}
+
+/// A `WriteRequest` of the `keep` series of `buf` (and its other fields).
+pub fn select(buf: &[u8], scanned: &Scanned<'_>, keep: &[bool]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(buf.len());
+    for (s, k) in scanned.series.iter().zip(keep) {
+        if *k {
+            out.extend_from_slice(&buf[s.field.clone()]);
+        }
+    }
+    for f in &scanned.other_fields {
+        out.extend_from_slice(&buf[f.clone()]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edge_schema::proto::prometheus::{
+        Histogram, Label, MetricMetadata, Sample, TimeSeries, WriteRequest,
+    };
+    use prost::Message;
+
+    fn request() -> WriteRequest {
+        let series = |name: &str, region: &str, ts: i64, hist: bool| TimeSeries {
+            labels: vec![
+                Label {
+                    name: "__name__".into(),
+                    value: name.into(),
+                },
+                Label {
+                    name: "region".into(),
+                    value: region.into(),
+                },
+            ],
+            samples: if hist {
+                vec![]
+            } else {
+                vec![
+                    Sample {
+                        value: 1.5,
+                        timestamp: ts,
+                    },
+                    Sample {
+                        value: 2.0,
+                        timestamp: ts + 10,
+                    },
+                ]
+            },
+            histograms: if hist {
+                vec![Histogram {
+                    timestamp: ts,
+                    schema: 2,
+                    ..Default::default()
+                }]
+            } else {
+                vec![]
+            },
+            ..Default::default()
+        };
+        WriteRequest {
+            timeseries: vec![
+                series("a", "eu", 1000, false),
+                series("b", "ü", 2000, true),
+                series("c", "us", 3000, false),
+            ],
+            metadata: vec![MetricMetadata {
+                metric_family_name: "a".into(),
+                help: "h".into(),
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn scans_what_prost_encodes() {
+        let req = request();
+        let buf = req.encode_to_vec();
+        let s = scan(&buf).expect("scan");
+        assert_eq!(s.series.len(), 3);
+        assert_eq!(
+            s.labels_of(&s.series[1]),
+            &[("__name__", "b"), ("region", "ü")]
+        );
+        assert_eq!(s.series[0].samples, 2);
+        assert_eq!(s.series[0].newest_ms, Some(1010));
+        assert_eq!(s.series[1].samples, 1);
+        assert_eq!(s.series[1].newest_ms, Some(2000));
+        assert_eq!(s.other_fields.len(), 1);
+        // Selecting re-forms a valid request of exactly the kept series.
+        let kept = select(&buf, &s, &[true, false, true]);
+        let back = WriteRequest::decode(kept.as_slice()).expect("decode");
+        assert_eq!(
+            back.timeseries,
+            vec![req.timeseries[0].clone(), req.timeseries[2].clone()]
+        );
+        assert_eq!(back.metadata, req.metadata);
+        assert_eq!(select(&buf, &s, &[true, true, true]).len(), buf.len());
+    }
+
+    #[test]
+    fn truncated_and_garbage_bodies_are_errors_not_panics() {
+        let buf = request().encode_to_vec();
+        for cut in 0..buf.len() {
+            // Every prefix either scans (a prefix can end on a field boundary) or errs.
+            let _ = scan(&buf[..cut]);
+        }
+        assert!(scan(&buf[..buf.len() - 1]).is_err());
+        assert!(scan(&[0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+        assert!(scan(&[0x0f]).is_err(), "wire type 7");
+        let mut bad_utf8 = Vec::new();
+        // timeseries { labels { name: "\xff" } }
+        bad_utf8.extend_from_slice(&[0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff]);
+        assert!(scan(&bad_utf8).is_err());
+    }
+}

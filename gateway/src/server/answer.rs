@@ -1,0 +1,300 @@
+//! The one place where an outcome becomes an HTTP answer: its status, its
+//! `Retry-After` and its body text. Quota, policy, sink, body and overload outcomes
+//! are named in [`Outcome`]; the routes in `ingest.rs` only say which one happened.
+
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+
+use crate::decode::BodyError;
+use crate::identity::IdentityError;
+use crate::quota::retry_after_secs;
+use crate::sink::SinkError;
+
+/// The answer header carrying the fleet cadence (the agent's `Edge-Cadence`).
+pub const CADENCE_HEADER: &str = "edge-cadence";
+/// The answer header asking agents to shed verbose logs.
+pub const SHED_HEADER: &str = "edge-shed-logs";
+
+/// How long a client waits after the gateway is overloaded, or a sink failed.
+const RETRY_OVERLOADED: Duration = Duration::from_secs(5);
+/// How long a tenant throttled by the overload controller waits.
+const RETRY_THROTTLED: Duration = Duration::from_secs(10);
+
+/// What became of a request, before it is an HTTP answer.
+#[derive(Debug)]
+pub enum Outcome {
+    /// `GET /healthz`: 200.
+    Healthy,
+    /// `GET /ready`: 200 when both sinks answer, 503 otherwise.
+    Ready(bool),
+    /// `GET /metrics`: 200 with the exposition text.
+    Metrics(String),
+    /// No such path: 404.
+    NoSuchEndpoint(String),
+    /// A known path with the wrong method: 405.
+    MethodNotAllowed {
+        /// The method asked.
+        method: http::Method,
+        /// The path.
+        path: String,
+    },
+    /// No identity (401) or an identity that may not do this (403).
+    Identity(IdentityError),
+    /// The overload controller's last stage: 503 to everyone.
+    Overloaded,
+    /// The overload controller throttles this tenant: 429.
+    Throttled {
+        /// The tenant.
+        tenant: String,
+    },
+    /// The body is over `limits.max_body_bytes`: 413, and the connection closed when
+    /// the rest of the body was not drained (the client is still sending).
+    BodyOverLimit {
+        /// The limit.
+        max: usize,
+        /// Whether the rest of the body was read and dropped.
+        drained: bool,
+    },
+    /// A remote_write body of a version this gateway does not speak: 415 (a 2.0 body
+    /// scans as zero series: answering 2xx would lose it).
+    UnsupportedContentType(String),
+    /// The body could not be read off the connection: 400.
+    BodyUnreadable(String),
+    /// The body does not decode (413, 400 or 415, see [`BodyError::status`]).
+    Body(BodyError),
+    /// A JSON log batch that is not one: 400 with a JSON body.
+    MalformedJsonLogs(String),
+    /// The tenant is over its sample rate: 429.
+    SampleRate {
+        /// The tenant.
+        tenant: String,
+        /// This replica's share of the rate, samples/s.
+        per_second: f64,
+        /// When it would fit.
+        wait: Duration,
+    },
+    /// More samples at once than the tenant's burst: 413.
+    SampleBurst {
+        /// The tenant.
+        tenant: String,
+        /// Samples asked.
+        asked: u64,
+        /// The burst (this replica's share).
+        burst: u64,
+    },
+    /// The tenant is over its log byte rate: 429.
+    LogRate {
+        /// The tenant.
+        tenant: String,
+        /// When it would fit.
+        wait: Duration,
+    },
+    /// More log bytes at once than the tenant's burst: 413.
+    LogBurst {
+        /// The tenant.
+        tenant: String,
+        /// Bytes asked.
+        asked: u64,
+        /// The burst (this replica's share).
+        burst: u64,
+    },
+    /// The sink did not commit: 503 with `Retry-After`, or 400 for a record it can
+    /// never take.
+    Sink(SinkError),
+    /// Every sample committed: 204.
+    SamplesCommitted,
+    /// Some series broke the policy or a limit: 400 with the reasons (the rest is
+    /// committed).
+    SamplesPartlyRefused(String),
+    /// The log records committed: 200 (an empty OTLP answer, or the JSON count).
+    LogsCommitted {
+        /// How many.
+        records: u64,
+        /// OTLP (protobuf) rather than the JSON endpoint.
+        otlp: bool,
+    },
+}
+
+/// A response under construction.
+#[derive(Debug)]
+pub struct Answer {
+    /// The HTTP status.
+    pub status: u16,
+    body: Vec<u8>,
+    content_type: &'static str,
+    retry_after: Option<u64>,
+    close: bool,
+}
+
+impl Answer {
+    fn new(status: u16, body: impl Into<Vec<u8>>) -> Answer {
+        Answer {
+            status,
+            body: body.into(),
+            content_type: "text/plain; charset=utf-8",
+            retry_after: None,
+            close: false,
+        }
+    }
+
+    /// Ask an HTTP/1.1 client to close the connection after this answer (hyper leaves
+    /// the header out of HTTP/2, where the stream ends on its own).
+    fn close(mut self) -> Answer {
+        self.close = true;
+        self
+    }
+
+    fn retry(mut self, wait: Duration) -> Answer {
+        self.retry_after = Some(retry_after_secs(wait));
+        self
+    }
+
+    fn typed(mut self, content_type: &'static str) -> Answer {
+        self.content_type = content_type;
+        self
+    }
+
+    /// The HTTP response, with the fleet cadence and (under overload) the level
+    /// agents should shed.
+    pub fn into_response(
+        self,
+        cadence: Duration,
+        shed: Option<&'static str>,
+    ) -> http::Response<Full<Bytes>> {
+        let mut response = http::Response::new(Full::new(Bytes::from(self.body)));
+        *response.status_mut() = http::StatusCode::from_u16(self.status)
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        let h = response.headers_mut();
+        h.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static(self.content_type),
+        );
+        if let Some(secs) = self.retry_after {
+            h.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        if self.close {
+            h.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        if let Ok(v) = http::HeaderValue::from_str(&format!("{}s", cadence.as_secs().max(1))) {
+            h.insert(CADENCE_HEADER, v);
+        }
+        if let Some(level) = shed {
+            h.insert(SHED_HEADER, http::HeaderValue::from_static(level));
+        }
+        response
+    }
+}
+
+impl From<Outcome> for Answer {
+    fn from(outcome: Outcome) -> Answer {
+        match outcome {
+            Outcome::Healthy => Answer::new(200, "ok\n"),
+            Outcome::Ready(true) => Answer::new(200, "ready\n"),
+            Outcome::Ready(false) => Answer::new(503, "a sink does not answer\n"),
+            Outcome::Metrics(text) => {
+                Answer::new(200, text).typed("text/plain; version=0.0.4; charset=utf-8")
+            }
+            Outcome::NoSuchEndpoint(path) => {
+                Answer::new(404, format!("no such endpoint: {path}\n"))
+            }
+            Outcome::MethodNotAllowed { method, path } => {
+                Answer::new(405, format!("{method} is not allowed on {path}\n"))
+            }
+            Outcome::Identity(e @ IdentityError::Unknown) => Answer::new(401, format!("{e}\n")),
+            Outcome::Identity(e) => Answer::new(403, format!("{e}\n")),
+            Outcome::Overloaded => Answer::new(
+                503,
+                "the gateway is overloaded; retry after the time given\n",
+            )
+            .retry(RETRY_OVERLOADED),
+            Outcome::Throttled { tenant } => Answer::new(
+                429,
+                format!("tenant {tenant} is throttled while the gateway is overloaded\n"),
+            )
+            .retry(RETRY_THROTTLED),
+            Outcome::BodyOverLimit { max, drained } => {
+                let answer =
+                    Answer::new(413, format!("the body is over the limit of {max} bytes\n"));
+                if drained { answer } else { answer.close() }
+            }
+            Outcome::UnsupportedContentType(why) => Answer::new(415, format!("{why}\n")),
+            Outcome::BodyUnreadable(e) => {
+                Answer::new(400, format!("the body could not be read: {e}\n"))
+            }
+            Outcome::Body(e) => Answer::new(e.status(), format!("{e}\n")),
+            Outcome::MalformedJsonLogs(e) => Answer::new(
+                400,
+                serde_json::json!({"status": "rejected", "error": e}).to_string(),
+            )
+            .typed("application/json"),
+            Outcome::SampleRate {
+                tenant,
+                per_second,
+                wait,
+            } => Answer::new(
+                429,
+                format!(
+                    "tenant {tenant} is over its rate of {per_second} samples/s (this replica's share); retry after the time given\n"
+                ),
+            )
+            .retry(wait),
+            Outcome::SampleBurst {
+                tenant,
+                asked,
+                burst,
+            } => Answer::new(
+                413,
+                format!(
+                    "a request of {asked} samples can never fit tenant {tenant}'s burst of {burst} on this replica: send smaller requests\n"
+                ),
+            ),
+            Outcome::LogRate { tenant, wait } => Answer::new(
+                429,
+                format!("tenant {tenant} is over its log byte rate; retry after the time given\n"),
+            )
+            .retry(wait),
+            Outcome::LogBurst {
+                tenant,
+                asked,
+                burst,
+            } => Answer::new(
+                413,
+                format!(
+                    "a request of {asked} log bytes can never fit tenant {tenant}'s burst of {burst} on this replica: send smaller batches\n"
+                ),
+            ),
+            Outcome::Sink(SinkError::Busy { retry_after }) => {
+                Answer::new(503, "the sink is saturated; retry after the time given\n")
+                    .retry(retry_after)
+            }
+            Outcome::Sink(SinkError::Failed(why)) => {
+                tracing::warn!(error = %why, "sink commit failed");
+                Answer::new(
+                    503,
+                    "the sink is unavailable; nothing was committed, retry after the time given\n",
+                )
+                .retry(RETRY_OVERLOADED)
+            }
+            Outcome::Sink(SinkError::Refused(why)) => Answer::new(400, format!("{why}\n")),
+            Outcome::SamplesCommitted => Answer::new(204, Vec::new()),
+            Outcome::SamplesPartlyRefused(reasons) => Answer::new(400, reasons),
+            // An empty ExportLogsServiceResponse: full success.
+            Outcome::LogsCommitted { otlp: true, .. } => {
+                Answer::new(200, Vec::new()).typed("application/x-protobuf")
+            }
+            Outcome::LogsCommitted {
+                records,
+                otlp: false,
+            } => Answer::new(
+                200,
+                serde_json::json!({"status": "accepted", "ingestedCount": records}).to_string(),
+            )
+            .typed("application/json"),
+        }
+    }
+}

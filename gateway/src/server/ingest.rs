@@ -1,0 +1,420 @@
+//! Request handling per route: identity, overload, body limits, decoding, the label
+//! policy and quotas, the sink commit. What became of a request is an
+//! [`Outcome`]; `answer.rs` turns it into the HTTP answer.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Instant, SystemTime};
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+
+use super::Gateway;
+use super::answer::{Answer, Outcome};
+use super::live::Live;
+use crate::config::TenantLimits;
+use crate::decode::{self, BodyError};
+use crate::identity::{self, Identity, TENANT_HEADER};
+use crate::quota::RateCheck;
+use crate::sink::Record;
+use crate::telemetry::{
+    GATEWAY_DISCARDED_LOG_RECORDS_TOTAL, GATEWAY_DISCARDED_SAMPLES_TOTAL, labels,
+};
+use crate::telemetry::{
+    GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_REQUESTS_TOTAL, GATEWAY_SAMPLE_AGE_SECONDS,
+    GATEWAY_SAMPLES_ACCEPTED_TOTAL, GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
+};
+use crate::validate::{KnownNames, check_labels, check_samples, labels_hash};
+
+/// What the connection knows of its client.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// The client's leaf certificate (DER).
+    pub cert: Option<Vec<u8>>,
+    /// The peer address.
+    pub peer: SocketAddr,
+}
+
+fn header<'a>(req: &'a http::Request<hyper::body::Incoming>, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Handles one request.
+pub async fn handle(
+    gw: Arc<Gateway>,
+    conn: Arc<ConnInfo>,
+    req: http::Request<hyper::body::Incoming>,
+) -> Result<http::Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    gw.in_flight.fetch_add(1, Ordering::Relaxed);
+    let live = gw.live();
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let endpoint: &'static str = match path.as_str() {
+        "/api/v1/push" => "push",
+        "/v1/logs" => "otlp_logs",
+        "/api/v1/logs" => "json_logs",
+        "/metrics" => "metrics",
+        "/healthz" => "healthz",
+        "/ready" => "ready",
+        _ => "other",
+    };
+    let outcome = match (endpoint, &method) {
+        ("healthz", &http::Method::GET) => Outcome::Healthy,
+        ("ready", &http::Method::GET) => {
+            Outcome::Ready(gw.metrics_sink.ready().await && gw.logs_sink.ready().await)
+        }
+        ("metrics", &http::Method::GET) => Outcome::Metrics(gw.telemetry.render()),
+        ("push" | "otlp_logs" | "json_logs", &http::Method::POST) => {
+            ingest(&gw, &live, &conn, endpoint, req).await
+        }
+        ("other", _) => Outcome::NoSuchEndpoint(path),
+        _ => Outcome::MethodNotAllowed { method, path },
+    };
+    let answer = Answer::from(outcome);
+    gw.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let took = started.elapsed();
+    let code = answer.status.to_string();
+    gw.telemetry.add(
+        &GATEWAY_REQUESTS_TOTAL,
+        labels(&[("endpoint", endpoint), ("code", &code)]),
+        1.0,
+    );
+    gw.telemetry.observe(
+        &GATEWAY_TTFB_SECONDS,
+        labels(&[("endpoint", endpoint)]),
+        took.as_secs_f64(),
+    );
+    let (_, shed, _) = gw.overload_now(&live);
+    Ok(answer.into_response(live.config.fleet_cadence, shed))
+}
+
+fn over_limit(gw: &Gateway, tenant: &str, limit: &str) {
+    gw.telemetry.add(
+        &TENANT_OVER_LIMIT_TOTAL,
+        labels(&[("tenant", tenant), ("limit", limit)]),
+        1.0,
+    );
+}
+
+fn discarded(gw: &Gateway, what: &str, tenant: &str, reason: &str, n: u64) {
+    if n == 0 {
+        return;
+    }
+    let metric = if what == "samples" {
+        &GATEWAY_DISCARDED_SAMPLES_TOTAL
+    } else {
+        &GATEWAY_DISCARDED_LOG_RECORDS_TOTAL
+    };
+    gw.telemetry.add(
+        metric,
+        labels(&[("tenant", tenant), ("reason", reason)]),
+        n as f64,
+    );
+}
+
+async fn ingest(
+    gw: &Gateway,
+    live: &Live,
+    conn: &ConnInfo,
+    endpoint: &'static str,
+    req: http::Request<hyper::body::Incoming>,
+) -> Outcome {
+    let identity = match identity::identify(
+        &live.config.identities,
+        conn.cert.as_deref(),
+        header(&req, "authorization"),
+        header(&req, TENANT_HEADER),
+    ) {
+        Ok(id) => id,
+        Err(e) => return Outcome::Identity(e),
+    };
+    let limits = live.config.limits_of(&identity.tenant).clone();
+    let (stage, _, throttled) = gw.overload_now(live);
+    if usize::from(stage) > live.config.overload.actions.len() {
+        over_limit(gw, &identity.tenant, "overload");
+        return Outcome::Overloaded;
+    }
+    if throttled.contains(&identity.tenant) {
+        over_limit(gw, &identity.tenant, "overload_throttle");
+        return Outcome::Throttled {
+            tenant: identity.tenant,
+        };
+    }
+    if endpoint == "push"
+        && let Err(why) =
+            edge_schema::remote_write::check_content_type(header(&req, "content-type"))
+    {
+        return Outcome::UnsupportedContentType(why);
+    }
+    let encoding = header(&req, "content-encoding").map(str::to_string);
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let max_body = live.config.limits.max_body_bytes;
+    let body = match crate::body::read(req.into_body(), declared, max_body).await {
+        Ok(b) => b,
+        Err(crate::body::ReadError::TooLarge { drained }) => {
+            return Outcome::BodyOverLimit {
+                max: max_body,
+                drained,
+            };
+        }
+        Err(crate::body::ReadError::Failed(e)) => return Outcome::BodyUnreadable(e),
+    };
+    let max = live.config.limits.max_decompressed_bytes;
+    match endpoint {
+        "push" => push(gw, live, &identity, &limits, &body, max).await,
+        "otlp_logs" => match decode::logs_request(&body, encoding.as_deref(), max) {
+            Ok((request, raw_len)) => {
+                let docs = crate::log_document::from_otlp(&request, &identity.tenant);
+                logs(gw, live, &identity, &limits, docs, raw_len as u64, true).await
+            }
+            Err(e) => body_error(gw, &identity, "log_records", e),
+        },
+        _ => match decode::by_encoding(&body, encoding.as_deref(), max) {
+            Ok(raw) => match crate::log_document::from_json_batch(&raw, &identity.tenant) {
+                Ok(docs) => logs(gw, live, &identity, &limits, docs, raw.len() as u64, false).await,
+                Err(e) => {
+                    discarded(gw, "log_records", &identity.tenant, "malformed", 1);
+                    Outcome::MalformedJsonLogs(e.0)
+                }
+            },
+            Err(e) => body_error(gw, &identity, "log_records", e),
+        },
+    }
+}
+
+fn body_error(gw: &Gateway, identity: &Identity, what: &str, e: BodyError) -> Outcome {
+    discarded(
+        gw,
+        what,
+        &identity.tenant,
+        if matches!(e, BodyError::TooLarge(_)) {
+            "too_large"
+        } else {
+            "malformed"
+        },
+        1,
+    );
+    Outcome::Body(e)
+}
+
+/// The series still kept.
+fn kept<'s>(
+    series: &'s [crate::decode::remote_write::SeriesView],
+    keep: &'s [bool],
+) -> impl Iterator<Item = &'s crate::decode::remote_write::SeriesView> {
+    series.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| s)
+}
+
+async fn push(
+    gw: &Gateway,
+    live: &Live,
+    id: &Identity,
+    limits: &TenantLimits,
+    body: &[u8],
+    max: usize,
+) -> Outcome {
+    let raw = match decode::snappy(body, max) {
+        Ok(r) => r,
+        Err(e) => return body_error(gw, id, "samples", e),
+    };
+    let scanned = match crate::decode::remote_write::scan(&raw) {
+        Ok(s) => s,
+        Err(e) => return body_error(gw, id, "samples", BodyError::Malformed(e.to_string())),
+    };
+    let tenant = id.tenant.as_str();
+    // reason → (samples, first messages)
+    let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
+    let mut keep = vec![false; scanned.series.len()];
+    let mut known = KnownNames::default();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for (i, series) in scanned.series.iter().enumerate() {
+        let labels = scanned.labels_of(series);
+        let checked = check_labels(labels, &live.policy, limits, &mut known).and_then(|()| {
+            let metric = crate::validate::metric_name(labels);
+            check_samples(&scanned, series, &raw, metric, now_ms, limits)
+        });
+        match checked {
+            Ok(()) => keep[i] = true,
+            Err(d) => {
+                let entry = refused.entry(d.reason).or_default();
+                entry.0 += series.samples;
+                if entry.1.len() < 3 {
+                    entry.1.push(d.message);
+                }
+            }
+        }
+    }
+    let samples: u64 = kept(&scanned.series, &keep).map(|s| s.samples).sum();
+    match gw
+        .quotas
+        .check_samples(tenant, limits, live.config.replicas, samples)
+    {
+        RateCheck::Ok => {}
+        RateCheck::Wait(wait) => {
+            over_limit(gw, tenant, "ingestion_rate");
+            discarded(gw, "samples", tenant, "rate_limited", samples);
+            return Outcome::SampleRate {
+                tenant: tenant.to_string(),
+                per_second: limits.samples_rate_limit / f64::from(live.config.replicas),
+                wait,
+            };
+        }
+        RateCheck::TooLarge { asked, burst } => {
+            over_limit(gw, tenant, "ingestion_burst");
+            discarded(gw, "samples", tenant, "rate_limited", samples);
+            return Outcome::SampleBurst {
+                tenant: tenant.to_string(),
+                asked,
+                burst,
+            };
+        }
+    }
+    let now = Instant::now();
+    let mut scratch = Vec::new();
+    let hashes: Vec<u64> = kept(&scanned.series, &keep)
+        .map(|s| labels_hash(scanned.labels_of(s), &mut scratch))
+        .collect();
+    let admitted = gw
+        .quotas
+        .admit_series(tenant, limits, live.config.replicas, &hashes, now);
+    let mut over_series = 0u64;
+    let mut admitted = admitted.into_iter();
+    for (i, series) in scanned.series.iter().enumerate() {
+        if !keep[i] {
+            continue;
+        }
+        if admitted.next() == Some(false) {
+            keep[i] = false;
+            over_series += series.samples;
+            let entry = refused.entry("per_user_series_limit").or_default();
+            entry.0 += series.samples;
+            if entry.1.is_empty() {
+                entry.1.push(format!(
+                    "tenant {tenant} is at its limit of {} active series (this replica's share); new series are refused",
+                    limits.max_series / u64::from(live.config.replicas)
+                ));
+            }
+        }
+    }
+    if over_series > 0 {
+        over_limit(gw, tenant, "max_series");
+    }
+    let accepted_samples: u64 = kept(&scanned.series, &keep).map(|s| s.samples).sum();
+    let accepted_series = kept(&scanned.series, &keep).count();
+    if accepted_series > 0 {
+        let now_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let ages: Vec<f64> = kept(&scanned.series, &keep)
+            .filter_map(|s| s.newest_ms)
+            .map(|ts| (now_ms - ts).max(0) as f64 / 1000.0)
+            .collect();
+        // All accepted: the bytes as they came. Otherwise the accepted series' fields.
+        let data = if accepted_series == scanned.series.len() {
+            drop(scanned);
+            raw
+        } else {
+            crate::decode::remote_write::select(&raw, &scanned, &keep)
+        };
+        let record = Record {
+            key: format!("{tenant}/{}", id.host),
+            data,
+        };
+        let timer = gw.telemetry.commit_begins("metrics");
+        let result = gw.metrics_sink.commit(vec![record]).await;
+        timer.done();
+        if let Err(e) = result {
+            return Outcome::Sink(e);
+        }
+        gw.telemetry.add(
+            &GATEWAY_SAMPLES_ACCEPTED_TOTAL,
+            labels(&[("tenant", tenant)]),
+            accepted_samples as f64,
+        );
+        gw.telemetry
+            .observe_many(&GATEWAY_SAMPLE_AGE_SECONDS, String::new(), &ages);
+    }
+    if refused.is_empty() {
+        return Outcome::SamplesCommitted;
+    }
+    let mut body = String::new();
+    for (reason, (n, messages)) in &refused {
+        discarded(gw, "samples", tenant, reason, *n);
+        body.push_str(&format!("{reason}: {n} samples refused"));
+        for m in messages {
+            body.push_str(&format!("; {m}"));
+        }
+        body.push('\n');
+    }
+    body.push_str(&format!(
+        "{accepted_samples} samples of the other series were accepted\n"
+    ));
+    Outcome::SamplesPartlyRefused(body)
+}
+
+async fn logs(
+    gw: &Gateway,
+    live: &Live,
+    id: &Identity,
+    limits: &TenantLimits,
+    docs: Vec<Vec<u8>>,
+    bytes: u64,
+    otlp: bool,
+) -> Outcome {
+    let tenant = id.tenant.as_str();
+    let n = docs.len() as u64;
+    match gw
+        .quotas
+        .check_log_bytes(tenant, limits, live.config.replicas, bytes)
+    {
+        RateCheck::Ok => {}
+        RateCheck::Wait(wait) => {
+            over_limit(gw, tenant, "log_bytes_rate");
+            discarded(gw, "log_records", tenant, "rate_limited", n);
+            return Outcome::LogRate {
+                tenant: tenant.to_string(),
+                wait,
+            };
+        }
+        RateCheck::TooLarge { asked, burst } => {
+            over_limit(gw, tenant, "log_bytes_burst");
+            discarded(gw, "log_records", tenant, "rate_limited", n);
+            return Outcome::LogBurst {
+                tenant: tenant.to_string(),
+                asked,
+                burst,
+            };
+        }
+    }
+    if !docs.is_empty() {
+        let records = docs
+            .into_iter()
+            .map(|data| Record {
+                key: tenant.to_string(),
+                data,
+            })
+            .collect();
+        let timer = gw.telemetry.commit_begins("logs");
+        let result = gw.logs_sink.commit(records).await;
+        timer.done();
+        if let Err(e) = result {
+            return Outcome::Sink(e);
+        }
+        gw.telemetry.add(
+            &GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL,
+            labels(&[("tenant", tenant)]),
+            n as f64,
+        );
+    }
+    Outcome::LogsCommitted { records: n, otlp }
+}
