@@ -29,7 +29,7 @@ pub mod prometheus {
     include!("proto/prometheus.rs");
 }
 
-/// OpenTelemetry protocol types (logs only).
+/// OpenTelemetry protocol types (logs, metrics, traces).
 pub mod opentelemetry {
     /// OTLP packages.
     pub mod proto {
@@ -54,6 +54,20 @@ pub mod opentelemetry {
                 include!("proto/opentelemetry.proto.logs.v1.rs");
             }
         }
+        /// OTLP metrics.
+        pub mod metrics {
+            /// Version 1.
+            pub mod v1 {
+                include!("proto/opentelemetry.proto.metrics.v1.rs");
+            }
+        }
+        /// OTLP spans.
+        pub mod trace {
+            /// Version 1.
+            pub mod v1 {
+                include!("proto/opentelemetry.proto.trace.v1.rs");
+            }
+        }
         /// OTLP request and response bodies.
         pub mod collector {
             /// Logs export.
@@ -63,11 +77,25 @@ pub mod opentelemetry {
                     include!("proto/opentelemetry.proto.collector.logs.v1.rs");
                 }
             }
+            /// Metrics export.
+            pub mod metrics {
+                /// Version 1.
+                pub mod v1 {
+                    include!("proto/opentelemetry.proto.collector.metrics.v1.rs");
+                }
+            }
+            /// Trace export.
+            pub mod trace {
+                /// Version 1.
+                pub mod v1 {
+                    include!("proto/opentelemetry.proto.collector.trace.v1.rs");
+                }
+            }
         }
     }
 }
 
-/// Short paths to the OTLP logs types.
+/// Short paths to the OTLP types (logs at the top, metrics and traces in submodules).
 pub mod otlp {
     pub use super::opentelemetry::proto::collector::logs::v1::{
         ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -79,4 +107,28 @@ pub mod otlp {
         LogRecord, LogsData, ResourceLogs, ScopeLogs, SeverityNumber,
     };
     pub use super::opentelemetry::proto::resource::v1::Resource;
+
+    /// Short paths to the OTLP metrics types.
+    pub mod metrics {
+        pub use crate::proto::opentelemetry::proto::collector::metrics::v1::{
+            ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+        };
+        pub use crate::proto::opentelemetry::proto::metrics::v1::{
+            AggregationTemporality, DataPointFlags, Exemplar, ExponentialHistogram,
+            ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
+            MetricsData, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+            SummaryDataPoint, exponential_histogram_data_point, metric, number_data_point,
+            summary_data_point,
+        };
+    }
+
+    /// Short paths to the OTLP trace types.
+    pub mod trace {
+        pub use crate::proto::opentelemetry::proto::collector::trace::v1::{
+            ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+        };
+        pub use crate::proto::opentelemetry::proto::trace::v1::{
+            ResourceSpans, ScopeSpans, Span, SpanFlags, Status, TracesData, span, status,
+        };
+    }
 }

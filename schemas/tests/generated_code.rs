@@ -13,6 +13,10 @@ const PROTO_FILES: &[&str] = &[
     "opentelemetry/proto/resource/v1/resource.proto",
     "opentelemetry/proto/logs/v1/logs.proto",
     "opentelemetry/proto/collector/logs/v1/logs_service.proto",
+    "opentelemetry/proto/metrics/v1/metrics.proto",
+    "opentelemetry/proto/collector/metrics/v1/metrics_service.proto",
+    "opentelemetry/proto/trace/v1/trace.proto",
+    "opentelemetry/proto/collector/trace/v1/trace_service.proto",
 ];
 
 fn crate_dir() -> PathBuf {
