@@ -321,52 +321,33 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AgentConfig, ConfigError> {
     let raw: Raw = edge_schema::config::parse_raw(file, text)?;
-    let mut v = Validator {
-        problems: Vec::new(),
-        env,
-    };
+    let mut v = Validator(edge_schema::config::Validator::new(env));
     let config = v.validate(raw);
     if v.problems.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigError::new(file, v.problems))
+        Err(ConfigError::new(file, v.0.problems))
     }
 }
 
-struct Validator<'a> {
-    problems: Vec<(String, String)>,
-    env: &'a dyn Fn(&str) -> Option<String>,
+/// The agent's validator: the shared core (problems, variables, durations, sizes) and
+/// the agent's own keys.
+struct Validator<'a>(edge_schema::config::Validator<'a>);
+
+impl<'a> std::ops::Deref for Validator<'a> {
+    type Target = edge_schema::config::Validator<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Validator<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push((path.into(), message.into()));
-    }
-
-    /// Expands `${VAR}` and `${VAR:-default}` in `value`.
-    fn expand(&mut self, path: &str, value: &str) -> String {
-        let (out, problems) = edge_schema::config::expand_vars(value, self.env);
-        for p in problems {
-            self.problem(path, p);
-        }
-        out
-    }
-
-    fn duration(&mut self, path: &str, value: Option<String>, default: Duration) -> Duration {
-        let Some(value) = value else { return default };
-        let value = self.expand(path, &value);
-        match parse_duration(&value) {
-            Some(d) if !d.is_zero() => d,
-            _ => {
-                self.problem(
-                    path,
-                    format!("{value:?} is not a duration: use e.g. 10s, 500ms, 1m"),
-                );
-                default
-            }
-        }
-    }
-
     fn url(&mut self, path: &str, value: &str) -> String {
         let before = self.problems.len();
         let value = self.expand(path, value);
@@ -432,13 +413,13 @@ impl Validator<'_> {
             }
         };
 
-        let cadence = self.duration("cadence", raw.cadence, DEFAULT_CADENCE);
+        let cadence = self.duration("cadence", raw.cadence.as_deref(), DEFAULT_CADENCE);
         // The default follows a shorter cadence (`cadence: 1s` alone is fine); only an
         // explicit longer value is a mistake.
         let explicit_incident = raw.incident_cadence.is_some();
         let incident_cadence = self.duration(
             "incident_cadence",
-            raw.incident_cadence,
+            raw.incident_cadence.as_deref(),
             DEFAULT_INCIDENT_CADENCE.min(cadence),
         );
         if explicit_incident && incident_cadence > cadence {
@@ -565,7 +546,7 @@ impl Validator<'_> {
             };
             let multiline_timeout = self.duration(
                 &format!("{base}.multiline.timeout"),
-                log.multiline.as_ref().and_then(|m| m.timeout.clone()),
+                log.multiline.as_ref().and_then(|m| m.timeout.as_deref()),
                 DEFAULT_MULTILINE_TIMEOUT,
             );
             logs.push(LogSource {

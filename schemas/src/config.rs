@@ -51,6 +51,82 @@ pub fn parse_raw<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The shared core of a daemon's config validation: every problem collected with its key
+/// path, and the value checks both daemons make (variables, durations, sizes). Each
+/// daemon's validator wraps it (by `Deref`) and adds its own keys.
+pub struct Validator<'a> {
+    /// `(key path, what is wrong)`, in the order found.
+    pub problems: Vec<(String, String)>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl std::fmt::Debug for Validator<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Validator")
+            .field("problems", &self.problems)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Validator<'a> {
+    /// A validator expanding variables through `env`.
+    pub fn new(env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Validator {
+            problems: Vec::new(),
+            env,
+        }
+    }
+
+    /// Records a problem at `path`.
+    pub fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.problems.push((path.into(), message.into()));
+    }
+
+    /// Expands `${VAR}` and `${VAR:-default}` in `value`; an unset variable is a problem
+    /// at `path`.
+    pub fn expand(&mut self, path: &str, value: &str) -> String {
+        let (out, problems) = expand_vars(value, self.env);
+        for p in problems {
+            self.problem(path, p);
+        }
+        out
+    }
+
+    /// A positive duration (`10s`, `500ms`, `1m`), or `default` when absent; anything
+    /// else is a problem at `path` (and `default` is returned).
+    pub fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        let value = self.expand(path, value);
+        match parse_duration(&value) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                self.problem(
+                    path,
+                    format!("{value:?} is not a duration: use e.g. 10s, 500ms, 1m"),
+                );
+                default
+            }
+        }
+    }
+
+    /// A positive size (`10MiB`, `512KiB`, `1GB`), or `default` when absent; anything
+    /// else is a problem at `path` (and `default` is returned).
+    pub fn size(&mut self, path: &str, value: Option<&str>, default: u64) -> u64 {
+        let Some(value) = value else { return default };
+        let value = self.expand(path, value);
+        match parse_size(&value) {
+            Some(n) if n > 0 => n,
+            _ => {
+                self.problem(
+                    path,
+                    format!("{value:?} is not a size: use e.g. 10MiB, 512KiB, 1GB"),
+                );
+                default
+            }
+        }
+    }
+}
+
 /// Expands `${VAR}` and `${VAR:-default}` in `value`; `env` resolves a name. An empty
 /// variable counts as unset. Every variable that is unset without a default, or an
 /// unterminated `${`, is a problem; the text expanded so far is returned with them.

@@ -4,55 +4,23 @@
 use super::*;
 
 /// Turns the raw form into the typed config, collecting every problem with its key
-/// path.
-pub(super) struct Validator<'a> {
-    pub(super) problems: Vec<(String, String)>,
-    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
+/// path: the shared core (problems, variables, durations, sizes) and the gateway's keys.
+pub(super) struct Validator<'a>(pub(super) edge_schema::config::Validator<'a>);
+
+impl<'a> std::ops::Deref for Validator<'a> {
+    type Target = edge_schema::config::Validator<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Validator<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Validator<'_> {
-    fn problem(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.problems.push((path.into(), message.into()));
-    }
-
-    fn expand(&mut self, path: &str, value: &str) -> String {
-        let (out, problems) = expand_vars(value, self.env);
-        for p in problems {
-            self.problem(path, p);
-        }
-        out
-    }
-
-    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
-        let Some(value) = value else { return default };
-        let value = self.expand(path, value);
-        match parse_duration(&value) {
-            Some(d) if !d.is_zero() => d,
-            _ => {
-                self.problem(
-                    path,
-                    format!("{value:?} is not a duration: use e.g. 10s, 500ms, 1m"),
-                );
-                default
-            }
-        }
-    }
-
-    fn size(&mut self, path: &str, value: Option<&str>, default: u64) -> u64 {
-        let Some(value) = value else { return default };
-        let value = self.expand(path, value);
-        match parse_size(&value) {
-            Some(n) if n > 0 => n,
-            _ => {
-                self.problem(
-                    path,
-                    format!("{value:?} is not a size: use e.g. 10MiB, 512KiB, 1GB"),
-                );
-                default
-            }
-        }
-    }
-
     pub(super) fn validate(&mut self, raw: Raw) -> GatewayConfig {
         // Without TLS the gateway only listens on loopback (a test, the local demo): the
         // default follows, and a network address is refused below.

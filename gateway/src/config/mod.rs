@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use edge_schema::config::{expand_vars, parse_duration, parse_size};
 use serde::Deserialize;
 
 /// The tenant whose limits every tenant inherits where its own entry is silent.
@@ -452,15 +451,12 @@ fn validated<T>(
     env: &dyn Fn(&str) -> Option<String>,
     check: impl FnOnce(&mut Validator<'_>) -> T,
 ) -> Result<T, ConfigError> {
-    let mut v = Validator {
-        problems: Vec::new(),
-        env,
-    };
+    let mut v = Validator(edge_schema::config::Validator::new(env));
     let config = check(&mut v);
     if v.problems.is_empty() {
         Ok(config)
     } else {
-        Err(ConfigError::new(file, v.problems))
+        Err(ConfigError::new(file, v.0.problems))
     }
 }
 
