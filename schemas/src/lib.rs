@@ -13,7 +13,8 @@
 //!   timestamps outside a window, inconsistent native histograms), checked per series.
 //! - [`values`]: label values that must never be label values (personal data, unbounded
 //!   identifiers, free text), one heuristic for lint, exporter, agent and gateway.
-//! - [`proto`]: the wire types (Prometheus remote_write with native histograms, OTLP logs).
+//! - [`proto`]: the wire types (Prometheus remote_write with native histograms; OTLP logs,
+//!   metrics and traces).
 //!
 //! The crate does no I/O beyond reading the files it is asked to load, and needs no async
 //! runtime. The shipped policy and catalog are compiled in, so every binary agrees on the
