@@ -310,8 +310,7 @@ pub use edge_schema::config::ConfigError;
 
 /// Loads and validates `file`, expanding variables from the process environment.
 pub fn load(file: &Path) -> Result<AgentConfig, ConfigError> {
-    let text = edge_schema::config::read_config(file)?;
-    parse(file, &text, &|name| std::env::var(name).ok())
+    edge_schema::config::load_with(file, Validator, |v, raw: Raw| v.validate(raw))
 }
 
 /// Parses and validates config text; `env` resolves `${VAR}`.
@@ -320,31 +319,13 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AgentConfig, ConfigError> {
-    let raw: Raw = edge_schema::config::parse_raw(file, text)?;
-    let mut v = Validator(edge_schema::config::Validator::new(env));
-    let config = v.validate(raw);
-    if v.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::new(file, v.0.problems))
-    }
+    edge_schema::config::parse_with(file, text, env, Validator, |v, raw: Raw| v.validate(raw))
 }
 
-/// The agent's validator: the shared core (problems, variables, durations, sizes) and
-/// the agent's own keys.
-struct Validator<'a>(edge_schema::config::Validator<'a>);
-
-impl<'a> std::ops::Deref for Validator<'a> {
-    type Target = edge_schema::config::Validator<'a>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Validator<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
+edge_schema::daemon_validator! {
+    /// The agent's validator: the shared core (problems, variables, durations, sizes) and
+    /// the agent's own keys.
+    struct Validator;
 }
 
 impl Validator<'_> {

@@ -51,6 +51,74 @@ pub fn parse_raw<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Reads `file` and validates it with the process environment: [`read_config`], then
+/// [`parse_with`].
+pub fn load_with<R, W, T>(
+    file: &Path,
+    wrap: impl FnOnce(Validator<'static>) -> W,
+    check: impl FnOnce(&mut W, R) -> T,
+) -> Result<T, ConfigError>
+where
+    R: serde::de::DeserializeOwned,
+    W: std::ops::DerefMut<Target = Validator<'static>>,
+{
+    let text = read_config(file)?;
+    parse_with(file, &text, &process_env, wrap, check)
+}
+
+/// A variable of the process environment, for `${VAR}`.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Parses config text into its raw form `R` ([`parse_raw`]) and runs `check` over it
+/// with a fresh validator wrapped by `wrap` (a daemon's own validator): the typed config,
+/// or every problem found with its key path.
+pub fn parse_with<'e, R, W, T>(
+    file: &Path,
+    text: &str,
+    env: &'e dyn Fn(&str) -> Option<String>,
+    wrap: impl FnOnce(Validator<'e>) -> W,
+    check: impl FnOnce(&mut W, R) -> T,
+) -> Result<T, ConfigError>
+where
+    R: serde::de::DeserializeOwned,
+    W: std::ops::DerefMut<Target = Validator<'e>>,
+{
+    let raw: R = parse_raw(file, text)?;
+    let mut validator = wrap(Validator::new(env));
+    let config = check(&mut validator, raw);
+    let problems = std::mem::take(&mut validator.problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::new(file, problems))
+    }
+}
+
+/// Declares a daemon's validator: a newtype over the shared [`Validator`] that derefs to
+/// it, so the daemon adds the checks of its own keys as methods beside the shared ones.
+#[macro_export]
+macro_rules! daemon_validator {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident;) => {
+        $(#[$meta])*
+        $vis struct $name<'a>(pub $crate::config::Validator<'a>);
+
+        impl<'a> ::std::ops::Deref for $name<'a> {
+            type Target = $crate::config::Validator<'a>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl ::std::ops::DerefMut for $name<'_> {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.0
+            }
+        }
+    };
+}
+
 /// The shared core of a daemon's config validation: every problem collected with its key
 /// path, and the value checks both daemons make (variables, durations, sizes). Each
 /// daemon's validator wraps it (by `Deref`) and adds its own keys.

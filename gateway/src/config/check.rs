@@ -3,21 +3,10 @@
 
 use super::*;
 
-/// Turns the raw form into the typed config, collecting every problem with its key
-/// path: the shared core (problems, variables, durations, sizes) and the gateway's keys.
-pub(super) struct Validator<'a>(pub(super) edge_schema::config::Validator<'a>);
-
-impl<'a> std::ops::Deref for Validator<'a> {
-    type Target = edge_schema::config::Validator<'a>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Validator<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
+edge_schema::daemon_validator! {
+    /// Turns the raw form into the typed config, collecting every problem with its key
+    /// path: the shared core (problems, variables, durations, sizes) and the gateway's keys.
+    pub(super) struct Validator;
 }
 
 impl Validator<'_> {

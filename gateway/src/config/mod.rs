@@ -431,8 +431,7 @@ pub use edge_schema::config::ConfigError;
 
 /// Loads and validates `file`, expanding variables from the process environment.
 pub fn load(file: &Path) -> Result<GatewayConfig, ConfigError> {
-    let text = edge_schema::config::read_config(file)?;
-    parse(file, &text, &|name| std::env::var(name).ok())
+    edge_schema::config::load_with(file, Validator, |v, raw: Raw| v.validate(raw))
 }
 
 /// Parses and validates config text; `env` resolves `${VAR}`.
@@ -441,29 +440,13 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<GatewayConfig, ConfigError> {
-    let raw: Raw = edge_schema::config::parse_raw(file, text)?;
-    validated(file, env, |v| v.validate(raw))
-}
-
-/// Runs `check` with a fresh validator: its result, or every problem it found.
-fn validated<T>(
-    file: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-    check: impl FnOnce(&mut Validator<'_>) -> T,
-) -> Result<T, ConfigError> {
-    let mut v = Validator(edge_schema::config::Validator::new(env));
-    let config = check(&mut v);
-    if v.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::new(file, v.0.problems))
-    }
+    edge_schema::config::parse_with(file, text, env, Validator, |v, raw: Raw| v.validate(raw))
 }
 
 /// Loads the `relay` block of `file` (other keys are the gateway's and not read).
 pub fn load_relay(file: &Path) -> Result<RelayConfig, ConfigError> {
     let text = edge_schema::config::read_config(file)?;
-    parse_relay(file, &text, &|name| std::env::var(name).ok())
+    parse_relay(file, &text, &edge_schema::config::process_env)
 }
 
 /// Parses and validates the `relay` block of config text.
@@ -472,17 +455,20 @@ pub fn parse_relay(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RelayConfig, ConfigError> {
-    let raw: RawRelayFile = edge_schema::config::parse_raw(file, text)?;
-    let Some(relay) = raw.relay else {
-        return Err(ConfigError::new(
-            file,
-            vec![(
-                "relay".into(),
-                "missing: the relay reads the `relay:` block".into(),
-            )],
-        ));
+    let relay = |v: &mut Validator<'_>, raw: RawRelayFile| match raw.relay {
+        Some(relay) => Some(v.relay(relay)),
+        None => {
+            v.problem("relay", "missing: the relay reads the `relay:` block");
+            None
+        }
     };
-    validated(file, env, |v| v.relay(relay))
+    edge_schema::config::parse_with(file, text, env, Validator, relay)?
+        .ok_or_else(|| unreachable_without_problem(file))
+}
+
+/// A `None` from a check always comes with a problem; this is the error should one not.
+fn unreachable_without_problem(file: &Path) -> ConfigError {
+    ConfigError::new(file, vec![("relay".into(), "missing".into())])
 }
 
 mod check;
