@@ -517,18 +517,7 @@ pub fn set_build_info(t: &Telemetry, daemon: &str) {
 /// of the PEM file `path`; a file that does not read or parse is logged and the gauge
 /// keeps its last value.
 pub fn set_cert_expiry(t: &Telemetry, daemon: &str, cert: &str, path: &std::path::Path) {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let expiry = CertificateDer::pem_file_iter(path)
-        .map_err(|e| e.to_string())
-        .and_then(|mut certs| match certs.next() {
-            Some(Ok(der)) => X509Certificate::from_der(&der)
-                .map(|(_, c)| c.validity().not_after.timestamp())
-                .map_err(|e| e.to_string()),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err("no CERTIFICATE in the file".into()),
-        });
+    let expiry = edge_daemon_kit::pem::first_not_after(path);
     match expiry {
         #[allow(clippy::cast_precision_loss)] // Unix seconds stay far below 2^53
         Ok(at) => t.set(

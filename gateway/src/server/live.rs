@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use edge_daemon_kit::pem;
+use edge_daemon_kit::stamp::Stamps;
 use edge_schema::policy::LabelPolicy;
 
 use super::Gateway;
@@ -27,18 +28,7 @@ pub struct Live {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// SHA-256 of the config file, hex.
     pub hash: String,
-    pub(super) stamps: Vec<Stamp>,
-}
-
-pub(super) type Stamp = (PathBuf, Option<SystemTime>, u64);
-
-pub(super) fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok();
-    (
-        path.to_path_buf(),
-        meta.as_ref().and_then(|m| m.modified().ok()),
-        meta.map_or(0, |m| m.len()),
-    )
+    pub(super) stamps: Stamps,
 }
 
 fn watched_files(path: &Path, config: &GatewayConfig) -> Vec<PathBuf> {
@@ -64,10 +54,7 @@ pub fn load_live(path: &Path) -> Result<Live, String> {
     };
     let digest = ring::digest::digest(&ring::digest::SHA256, &text);
     let hash = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let stamps = watched_files(path, &config)
-        .iter()
-        .map(|p| stamp(p))
-        .collect();
+    let stamps = Stamps::of(watched_files(path, &config));
     Ok(Live {
         config,
         policy,
@@ -142,11 +129,7 @@ impl Gateway {
     /// that does not load is refused, logged and counted; the old one stays.
     pub fn reload(&self, force: bool) -> Result<bool, String> {
         let current = self.live();
-        let changed = current.stamps.iter().any(|(p, m, l)| {
-            let (_, m2, l2) = stamp(p);
-            m2 != *m || l2 != *l
-        });
-        if !force && !changed {
+        if !force && !current.stamps.changed() {
             return Ok(false);
         }
         match load_live(&self.config_path) {
@@ -175,7 +158,7 @@ impl Gateway {
             Err(e) => {
                 // Stamp the broken files, so they are not re-read every poll; the
                 // config in force stays as it is.
-                let stamps: Vec<Stamp> = current.stamps.iter().map(|(p, _, _)| stamp(p)).collect();
+                let stamps = current.stamps.now();
                 let kept = Live {
                     config: current.config.clone(),
                     policy: current.policy.clone(),

@@ -43,7 +43,7 @@ pub struct Gateway {
     in_flight: AtomicI64,
     /// The files as they were when a reload was last refused: the same refused files
     /// seen again (a poll, then a SIGHUP) are one refusal, counted once.
-    refused_stamps: std::sync::Mutex<Option<Vec<live::Stamp>>>,
+    refused_stamps: std::sync::Mutex<Option<edge_daemon_kit::stamp::Stamps>>,
 }
 
 /// Bytes of commits that may wait on an AWS sink before it answers `Busy`.
