@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use edge_daemon_kit::notify::Notifier;
+use edge_daemon_kit::signals::Signals;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -93,23 +93,15 @@ impl GatewayDaemon {
 impl RunningGateway {
     /// Waits for SIGTERM or SIGINT; SIGHUP reloads the config meanwhile.
     pub async fn wait(&self) {
-        let (Some(mut term), Some(mut int), Some(mut hup)) = (
-            handler(SignalKind::terminate()),
-            handler(SignalKind::interrupt()),
-            handler(SignalKind::hangup()),
-        ) else {
+        let Some(mut signals) = handlers(true) else {
             return;
         };
-        loop {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = int.recv() => return,
-                _ = hup.recv() => {
-                    let g = self.gw.clone();
-                    let _ = tokio::task::spawn_blocking(move || g.reload(true)).await;
-                }
-            }
-        }
+        signals
+            .until_stop(async |_hup| {
+                let g = self.gw.clone();
+                let _ = tokio::task::spawn_blocking(move || g.reload(true)).await;
+            })
+            .await;
     }
 
     /// The deadline a drain should get: the config's grace period and a margin.
@@ -189,9 +181,11 @@ impl RelayDaemon {
             listener,
             listen,
         } = self;
+        let (stop, stop_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(crate::relay::serve_metrics(
             relay.clone(),
             listener,
+            stop_rx.clone(),
         ))];
         let c = relay.config();
         tracing::info!(
@@ -202,19 +196,9 @@ impl RelayDaemon {
             %listen,
             "edge-gateway relay running"
         );
-        let (stop, stop_rx) = watch::channel(false);
         let running = tokio::spawn(relay.clone().run(stop_rx));
         let notifier = Arc::new(Notifier::from_env());
-        if let Some(every) = notifier.watchdog_interval() {
-            let notifier = notifier.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tick.tick().await;
-                    notifier.notify("WATCHDOG=1");
-                }
-            }));
-        }
+        tasks.extend(notifier.spawn_watchdog());
         notifier.notify("READY=1");
         RunningRelay {
             stop,
@@ -228,15 +212,8 @@ impl RelayDaemon {
 impl RunningRelay {
     /// Waits for SIGTERM or SIGINT.
     pub async fn wait(&self) {
-        let (Some(mut term), Some(mut int)) = (
-            handler(SignalKind::terminate()),
-            handler(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        if let Some(mut signals) = handlers(false) {
+            signals.until_stop(async |_| {}).await;
         }
     }
 
@@ -267,10 +244,11 @@ impl RunningRelay {
     }
 }
 
-/// A signal handler, or `None` (logged) when it cannot be installed: the daemon then
-/// stops at once rather than run without a way to stop it cleanly.
-fn handler(kind: SignalKind) -> Option<Signal> {
-    match signal(kind) {
+/// The signal handlers (SIGHUP too with `hangup`), or `None` (logged) when they cannot be
+/// installed: the daemon then stops at once rather than run without a way to stop it
+/// cleanly.
+fn handlers(hangup: bool) -> Option<Signals> {
+    match Signals::install(hangup, false) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers; stopping");

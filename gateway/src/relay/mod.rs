@@ -309,46 +309,37 @@ impl Relay {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/ready` (plain HTTP) until the process ends.
-pub async fn serve_metrics(relay: Arc<Relay>, listener: tokio::net::TcpListener) {
-    use http_body_util::Full;
-    use hyper_util::rt::TokioIo;
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+/// Serves `/metrics`, `/healthz` and `/ready` (plain HTTP) until `stop` turns true.
+pub async fn serve_metrics(
+    relay: Arc<Relay>,
+    listener: tokio::net::TcpListener,
+    stop: watch::Receiver<bool>,
+) {
+    use edge_daemon_kit::serve::{serve_http1, text};
+    use http::StatusCode;
+    serve_http1(listener, stop, "relay admin", move |req| {
         let relay = relay.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let relay = relay.clone();
-                    async move {
-                        let (status, body) = match req.uri().path() {
-                            "/metrics" => (200, relay.render()),
-                            "/healthz" => (200, "ok\n".to_string()),
-                            "/ready" if relay.ready() => (200, "ready\n".to_string()),
-                            "/ready" => {
-                                (503, "the stream has not been listed recently\n".to_string())
-                            }
-                            _ => (404, "not found\n".to_string()),
-                        };
-                        let mut resp = http::Response::new(Full::new(bytes::Bytes::from(body)));
-                        *resp.status_mut() =
-                            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-                        if status == 200 {
-                            resp.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                            );
-                        }
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+        async move {
+            match req.uri().path() {
+                "/metrics" => {
+                    let mut answer = text(StatusCode::OK, relay.render());
+                    answer.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    answer
+                }
+                "/healthz" => text(StatusCode::OK, "ok\n"),
+                "/ready" if relay.ready() => text(StatusCode::OK, "ready\n"),
+                "/ready" => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the stream has not been listed recently\n",
+                ),
+                _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
