@@ -252,21 +252,9 @@ impl Histogram {
     }
 }
 
-/// Escapes a label value for the text format.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// `a="x",b="y"`.
 pub fn labels(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect::<Vec<_>>()
-        .join(",")
+    edge_schema::exposition::label_pairs(pairs)
 }
 
 /// A histogram family: help, buckets, and a histogram per label set.

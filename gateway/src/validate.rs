@@ -6,6 +6,7 @@
 use edge_schema::names::{is_valid_label_name, is_valid_metric_name};
 use edge_schema::policy::LabelPolicy;
 use edge_schema::proto::prometheus::{Histogram, TimeSeries};
+use edge_schema::reasons;
 use edge_schema::series::check_histogram;
 use edge_schema::values::{classify, is_checked_label};
 use prost::Message;
@@ -59,17 +60,20 @@ pub fn check_labels<'a>(
     let metric = metric_name(labels);
     let discard = |reason, message: String| Err(Discard { reason, message });
     if metric.is_empty() {
-        return discard("missing_metric_name", "a series without __name__".into());
+        return discard(
+            reasons::MISSING_METRIC_NAME,
+            "a series without __name__".into(),
+        );
     }
     if !is_valid_metric_name(metric) {
         return discard(
-            "metric_name_invalid",
+            reasons::METRIC_NAME_INVALID,
             format!("{:.128} is not a valid metric name", metric.escape_debug()),
         );
     }
     if labels.len() > limits.max_label_names {
         return discard(
-            "max_label_names_per_series",
+            reasons::MAX_LABEL_NAMES_PER_SERIES,
             format!(
                 "series of {metric} has {} labels, more than the limit of {}",
                 labels.len(),
@@ -82,7 +86,7 @@ pub fn check_labels<'a>(
         if !known.0.contains(&name) {
             if name.len() > limits.max_label_name_length {
                 return discard(
-                    "label_name_too_long",
+                    reasons::LABEL_NAME_TOO_LONG,
                     format!(
                         "series of {metric}: label name {:.64}… is {} bytes, over the limit of {}",
                         name,
@@ -93,13 +97,13 @@ pub fn check_labels<'a>(
             }
             if !is_valid_label_name(name) {
                 return discard(
-                    "label_invalid",
+                    reasons::LABEL_INVALID,
                     format!("series of {metric}: {name:?} is not a valid label name"),
                 );
             }
             if let Some(matched) = policy.forbidden_match(name) {
                 return discard(
-                    "forbidden_label",
+                    reasons::FORBIDDEN_LABEL,
                     format!(
                         "series of {metric}: label {name} is forbidden by the label policy (matches {matched}); player-level detail belongs in logs"
                     ),
@@ -112,7 +116,7 @@ pub fn check_labels<'a>(
         }
         if value.len() > limits.max_label_value_length {
             return discard(
-                "label_value_too_long",
+                reasons::LABEL_VALUE_TOO_LONG,
                 format!(
                     "series of {metric}: the value of label {name} is {} bytes, over the limit of {}",
                     value.len(),
@@ -122,7 +126,7 @@ pub fn check_labels<'a>(
         }
         if previous == Some(name) {
             return discard(
-                "duplicate_label_names",
+                reasons::DUPLICATE_LABEL_NAMES,
                 format!("series of {metric}: label {name} twice"),
             );
         }
@@ -130,7 +134,7 @@ pub fn check_labels<'a>(
         // the gateway forwards the bytes as sent, so it refuses rather than sorts.
         if previous.is_some_and(|p| p > name) {
             return discard(
-                "labels_not_sorted",
+                reasons::LABELS_NOT_SORTED,
                 format!(
                     "series of {metric}: label {name} comes after {}; remote_write labels are sorted by name",
                     previous.unwrap_or_default()
@@ -141,7 +145,7 @@ pub fn check_labels<'a>(
             && let Some(suspect) = classify(value, policy.is_host_label(name))
         {
             return discard(
-                "pii_label_value",
+                reasons::PII_LABEL_VALUE,
                 format!(
                     "series of {metric}: the value of label {name} looks like {}; personal data and unbounded identifiers must never be label values",
                     suspect.describe()
@@ -171,7 +175,7 @@ pub fn check_samples(
         && newest > now_ms.saturating_add(window.max_future_ms)
     {
         return Err(Discard {
-            reason: "too_far_in_future",
+            reason: reasons::TOO_FAR_IN_FUTURE,
             message: format!(
                 "series of {metric}: timestamp {newest} ms is more than {} s ahead of the gateway's clock",
                 window.max_future_ms / 1000
@@ -182,7 +186,7 @@ pub fn check_samples(
         && oldest < now_ms.saturating_sub(max_past)
     {
         return Err(Discard {
-            reason: "too_far_in_past",
+            reason: reasons::TOO_FAR_IN_PAST,
             message: format!(
                 "series of {metric}: timestamp {oldest} ms is more than {} s behind the gateway's clock",
                 max_past / 1000
@@ -196,7 +200,7 @@ pub fn check_samples(
         };
         if let Some(what) = what {
             return Err(Discard {
-                reason: "invalid_native_histogram",
+                reason: reasons::INVALID_NATIVE_HISTOGRAM,
                 message: format!("native histogram {metric}: {what}"),
             });
         }
