@@ -40,10 +40,10 @@ use super::parse::Parser;
 use super::record::{Level, LogRecord};
 use super::ship::{BatchLimits, Batcher, Closed, class_of};
 use super::tail::{FileId, Line, TailConfig, Tailer};
-use super::tokenize::{DetectorSpec, KeyFile, Tokenizer, Verdict};
 use crate::config::{AgentConfig, LogSource};
 use crate::queue::{Class, SharedQueue};
 use crate::telemetry::Telemetry;
+use edge_tokenize::{KeyFile, Tokenizer, Verdict};
 
 /// The longest the pipeline sleeps without looking at its files.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -96,18 +96,6 @@ pub struct LogsPipeline {
     shed_level: u8,
 }
 
-fn detector_specs(config: &AgentConfig) -> Vec<DetectorSpec> {
-    config
-        .detectors
-        .iter()
-        .map(|d| DetectorSpec {
-            name: d.name.clone(),
-            pattern: d.pattern.clone(),
-            action: d.action,
-        })
-        .collect()
-}
-
 /// The host's name, for every record's resource.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -132,7 +120,7 @@ impl LogsPipeline {
             .context("logs are configured but tokenize.key_file is not")?;
         let key = KeyFile::open(key_path.clone())
             .with_context(|| format!("loading the tokenization key {}", key_path.display()))?;
-        let tokenizer = Tokenizer::new(key.key().clone(), &detector_specs(config))
+        let tokenizer = Tokenizer::new(key.key().clone(), &config.detectors)
             .context("building the PII detectors")?;
         let mut sources = Vec::with_capacity(config.logs.len());
         let state_dir = config.queue.dir.join("positions");
@@ -363,7 +351,11 @@ impl LogsPipeline {
         record
             .attributes
             .extend(source.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-        match self.tokenizer.scrub(&mut record) {
+        match self.tokenizer.scrub_fields(
+            &mut record.message,
+            record.trace_id.as_mut(),
+            &mut record.attributes,
+        ) {
             Verdict::Drop { .. } => {
                 self.telemetry.log_dropped("pii_drop", class);
                 return;
