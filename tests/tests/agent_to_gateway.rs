@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::WriteRequest;
+use edge_tests::pki::{file_sinks_yaml, gateway_yaml_head};
 use edge_tests::procs::{Proc, free_port};
 use prost::Message;
 
@@ -30,14 +31,7 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
     let gateway_yaml = d.join("gateway.yaml");
     std::fs::write(
         &gateway_yaml,
-        format!(
-            "listen: 127.0.0.1:{port}\n\
-             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
-             identities: {{ spiffe_trust_domain: obs.internal }}\n\
-             fleet: {{ cadence: 1s }}\n\
-             sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
-            d = d.display()
-        ),
+        format!("{}{}", gateway_yaml_head(port, d), file_sinks_yaml(d)),
     )
     .expect("gateway config");
     let gateway = Proc::start(
