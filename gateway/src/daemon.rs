@@ -42,6 +42,7 @@ pub fn log_to_stderr() {
 pub struct GatewayDaemon {
     gw: Arc<Gateway>,
     listener: TcpListener,
+    admin: Option<TcpListener>,
 }
 
 /// A serving gateway.
@@ -50,6 +51,7 @@ pub struct RunningGateway {
     gw: Arc<Gateway>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
     housekeeping: JoinHandle<()>,
     notifier: Arc<Notifier>,
 }
@@ -62,7 +64,17 @@ impl GatewayDaemon {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("edge-gateway: cannot listen on {addr}"))?;
-        Ok(GatewayDaemon { gw, listener })
+        let admin = match gw.live().config.admin_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("edge-gateway: cannot listen on {addr} (admin_listen)")
+            })?),
+            None => None,
+        };
+        Ok(GatewayDaemon {
+            gw,
+            listener,
+            admin,
+        })
     }
 
     /// The gateway.
@@ -73,10 +85,24 @@ impl GatewayDaemon {
     /// Serves, runs the housekeeping (overload controller, watchdog, config look), and
     /// tells systemd the gateway is ready.
     pub fn spawn(self) -> RunningGateway {
-        let GatewayDaemon { gw, listener } = self;
+        let GatewayDaemon {
+            gw,
+            listener,
+            admin,
+        } = self;
         tracing::info!(addr = %gw.live().config.listen, tls = gw.live().tls.is_some(), "edge-gateway listening");
         let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(crate::server::serve(gw.clone(), listener, stop_rx));
+        let server = tokio::spawn(crate::server::serve(gw.clone(), listener, stop_rx.clone()));
+        let admin = admin.map(|listener| {
+            let gw = gw.clone();
+            tracing::info!(addr = ?listener.local_addr().ok(), "admin port listening (plain HTTP: /healthz, /ready, /metrics)");
+            tokio::spawn(edge_daemon_kit::serve::serve_http1(
+                listener,
+                stop_rx,
+                "admin",
+                move |req| crate::server::handle_admin(gw.clone(), req),
+            ))
+        });
         let notifier = Arc::new(Notifier::from_env());
         let housekeeping = tokio::spawn(housekeeping(gw.clone(), notifier.clone()));
         notifier.notify("READY=1");
@@ -84,6 +110,7 @@ impl GatewayDaemon {
             gw,
             stop,
             server,
+            admin,
             housekeeping,
             notifier,
         }
@@ -118,6 +145,9 @@ impl RunningGateway {
             tracing::warn!(?deadline, "the server did not stop by the deadline");
         }
         self.housekeeping.abort();
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
         tracing::info!("stopped");
     }
 }

@@ -1,10 +1,11 @@
 //! Per-series policy at the gateway: label names valid, none forbidden by the label
-//! policy, no value that looks like personal data or an unbounded identifier (the same
+//! policy, each allowed everywhere or declared for its metric in the catalog (the same
+//! check the agent applies, so a client that skips the agent meets it too), no value that looks like personal data or an unbounded identifier (the same
 //! heuristic as the agent and `label-lint`), and the tenant's label limits. A series that breaks one is dropped with a
 //! reason (Mimir's discard reason names where they mean the same); its neighbours pass.
 
+use edge_schema::check::Schema;
 use edge_schema::names::{is_valid_label_name, is_valid_metric_name};
-use edge_schema::policy::LabelPolicy;
 use edge_schema::proto::prometheus::{Histogram, TimeSeries};
 use edge_schema::reasons;
 use edge_schema::series::check_histogram;
@@ -31,15 +32,17 @@ pub fn metric_name<'a>(labels: &[(&'a str, &'a str)]) -> &'a str {
         .map_or("", |(_, v)| v)
 }
 
-/// Label names already found fine in this request: a request repeats the same few
-/// names hundreds of times, and the policy lookup normalizes each one it is asked.
+/// Label names already found fine for every metric in this request: a request repeats
+/// the same few names hundreds of times, and the policy lookup normalizes each one it is
+/// asked. (A name allowed because the catalog declares it for one metric is checked
+/// again for each series.)
 #[derive(Debug, Default)]
 pub struct KnownNames<'a>(Vec<&'a str>);
 
 /// Checks one series (owned form; tests and callers outside the hot path).
 pub fn check_series(
     series: &TimeSeries,
-    policy: &LabelPolicy,
+    schema: &Schema,
     limits: &TenantLimits,
 ) -> Result<(), Discard> {
     let labels: Vec<(&str, &str)> = series
@@ -47,16 +50,17 @@ pub fn check_series(
         .iter()
         .map(|l| (l.name.as_str(), l.value.as_str()))
         .collect();
-    check_labels(&labels, policy, limits, &mut KnownNames::default())
+    check_labels(&labels, schema, limits, &mut KnownNames::default())
 }
 
 /// Checks one series' labels, remembering the names found fine in `known`.
 pub fn check_labels<'a>(
     labels: &[(&'a str, &'a str)],
-    policy: &LabelPolicy,
+    schema: &Schema,
     limits: &TenantLimits,
     known: &mut KnownNames<'a>,
 ) -> Result<(), Discard> {
+    let policy = schema.policy();
     let metric = metric_name(labels);
     let discard = |reason, message: String| Err(Discard { reason, message });
     if metric.is_empty() {
@@ -109,8 +113,18 @@ pub fn check_labels<'a>(
                     ),
                 );
             }
-            // A few dozen names at most per request: a list beats a hash set here.
-            if known.0.len() < 64 {
+            if !policy.is_allowed_everywhere(name) {
+                // Declared for this metric in the catalog, or refused.
+                if schema.check_label(metric, name).is_err() {
+                    return discard(
+                        reasons::LABEL_NOT_ALLOWED,
+                        format!(
+                            "series of {metric}: label {name} is not allowed: it is not in the label policy's allow_labels and not declared for this metric in the catalog"
+                        ),
+                    );
+                }
+            } else if known.0.len() < 64 {
+                // A few dozen names at most per request: a list beats a hash set here.
                 known.0.push(name);
             }
         }
@@ -263,7 +277,10 @@ mod tests {
 
     #[test]
     fn reasons() {
-        let policy = LabelPolicy::shipped();
+        let policy = Schema::new(
+            edge_schema::policy::LabelPolicy::shipped(),
+            edge_schema::catalog::Catalog::shipped(),
+        );
         let l = BUILTIN_LIMITS;
         assert_eq!(
             check_series(
@@ -311,6 +328,24 @@ mod tests {
             reason(&series(&[("__name__", "up"), ("le", "250000")])),
             Ok(())
         );
+        // The allowlist: a label neither allowed everywhere nor declared for its metric.
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("session_uuid", "s")])),
+            Err("label_not_allowed")
+        );
+        assert_eq!(
+            reason(&series(&[
+                ("__name__", "node_cpu_seconds_total"),
+                ("mode", "idle")
+            ])),
+            Ok(()),
+            "declared for its metric"
+        );
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("mode", "idle")])),
+            Err("label_not_allowed"),
+            "declared for another metric only"
+        );
         let sha = "7f3c2a1e9b0d4c8f2a6e1b3d5c7f9a0b2c4e6f8a";
         assert_eq!(
             reason(&series(&[("__name__", "up"), ("build_id", sha)])),
@@ -320,7 +355,10 @@ mod tests {
 
     #[test]
     fn names_sorted_and_unique_anywhere() {
-        let policy = LabelPolicy::shipped();
+        let policy = Schema::new(
+            edge_schema::policy::LabelPolicy::shipped(),
+            edge_schema::catalog::Catalog::shipped(),
+        );
         let l = BUILTIN_LIMITS;
         let reason = |s: &TimeSeries| check_series(s, &policy, &l).map_err(|d| d.reason);
         assert_eq!(

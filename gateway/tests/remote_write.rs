@@ -50,7 +50,7 @@ async fn a_stock_prometheus_gets_what_passes_and_never_a_forbidden_label() {
         timeseries: vec![
             series("game_players_online", &[("shard_id", "7")], 42.0),
             series("game_players_online", &[("player_id", "p-123")], 1.0),
-            series("game_matches_total", &[("mode", "duel")], 3.0),
+            series("game_matches_total", &[("queue", "duel")], 3.0),
         ],
         ..Default::default()
     };
@@ -152,7 +152,7 @@ async fn one_bad_histogram_is_refused_alone_the_tenant_keeps_flowing_and_no_tena
         let other = WriteRequest {
             timeseries: vec![series(
                 "game_matches_total",
-                &[("mode", "duel")],
+                &[("queue", "duel")],
                 f64::from(round),
             )],
             ..Default::default()

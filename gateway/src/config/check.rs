@@ -99,6 +99,10 @@ impl Validator<'_> {
             .policy
             .as_deref()
             .map(|p| PathBuf::from(self.expand("policy", p)));
+        let catalog = raw
+            .catalog
+            .as_deref()
+            .map(|c| PathBuf::from(self.expand("catalog", c)));
         let tenants = self.tenants(&raw.tenants);
         let fleet_cadence = self.duration(
             "fleet.cadence",
@@ -150,12 +154,39 @@ impl Validator<'_> {
                 Duration::from_secs(20),
             ),
         };
+        let admin_listen = match raw
+            .admin_listen
+            .as_deref()
+            .map(|a| self.expand("admin_listen", a))
+        {
+            None => None,
+            Some(off) if off == "off" => None,
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) if addr == listen => {
+                    self.problem(
+                        "admin_listen",
+                        format!("{addr} is the data port's address too"),
+                    );
+                    None
+                }
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.problem(
+                        "admin_listen",
+                        format!("{text:?} is not an address like 0.0.0.0:9743 (or `off`)"),
+                    );
+                    None
+                }
+            },
+        };
         GatewayConfig {
             listen,
+            admin_listen,
             tls,
             replicas: replicas.max(1),
             identities,
             policy,
+            catalog,
             tenants,
             fleet_cadence,
             overload,

@@ -19,11 +19,13 @@ pub const DEFAULT_TENANT: &str = "default";
 #[serde(deny_unknown_fields)]
 struct Raw {
     listen: Option<String>,
+    admin_listen: Option<String>,
     tls: Option<RawTls>,
     replicas: Option<u32>,
     #[serde(default)]
     identities: RawIdentities,
     policy: Option<String>,
+    catalog: Option<String>,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
     #[serde(default)]
@@ -393,6 +395,9 @@ pub struct Limits {
 pub struct GatewayConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// The admin port (plain HTTP: `/healthz`, `/ready`, `/metrics`), or `None`: then the
+    /// data port serves those paths too.
+    pub admin_listen: Option<SocketAddr>,
     /// TLS files, or `None` for `tls: off`.
     pub tls: Option<TlsFiles>,
     /// Replicas in the region: each enforces `limit / replicas`.
@@ -401,6 +406,9 @@ pub struct GatewayConfig {
     pub identities: Identities,
     /// The label policy (`None`: the one shipped with `schemas/`).
     pub policy: Option<PathBuf>,
+    /// The metric catalog (`None`: the one shipped with `schemas/`): labels declared for
+    /// a metric are allowed on it.
+    pub catalog: Option<PathBuf>,
     /// Limits of every named tenant, `default` among them, resolved.
     pub tenants: BTreeMap<String, TenantLimits>,
     /// The cadence agents are told to use (`Edge-Cadence`).

@@ -62,12 +62,11 @@ pub async fn handle(
         "/ready" => "ready",
         _ => "other",
     };
+    // With an admin listener, the data port serves the data paths only.
+    let admin_elsewhere = live.config.admin_listen.is_some();
     let outcome = match (endpoint, &method) {
-        ("healthz", &http::Method::GET) => Outcome::Healthy,
-        ("ready", &http::Method::GET) => {
-            Outcome::Ready(gw.metrics_sink.ready().await && gw.logs_sink.ready().await)
-        }
-        ("metrics", &http::Method::GET) => Outcome::Metrics(gw.telemetry.render()),
+        ("healthz" | "ready" | "metrics", _) if admin_elsewhere => Outcome::NoSuchEndpoint(path),
+        ("healthz" | "ready" | "metrics", _) => admin_outcome(&gw, endpoint, method, path).await,
         ("push" | "otlp_logs" | "json_logs", &http::Method::POST) => {
             ingest(&gw, &live, &conn, endpoint, req).await
         }
@@ -90,6 +89,50 @@ pub async fn handle(
     );
     let (_, shed, _) = gw.overload_now(&live);
     Ok(answer.into_response(live.config.fleet_cadence, shed))
+}
+
+/// What `/healthz`, `/ready` and `/metrics` answer, on the admin port or (without one)
+/// on the data port.
+async fn admin_outcome(
+    gw: &Gateway,
+    endpoint: &'static str,
+    method: http::Method,
+    path: String,
+) -> Outcome {
+    match (endpoint, &method) {
+        ("healthz", &http::Method::GET) => Outcome::Healthy,
+        ("ready", &http::Method::GET) => {
+            Outcome::Ready(gw.metrics_sink.ready().await && gw.logs_sink.ready().await)
+        }
+        ("metrics", &http::Method::GET) => Outcome::Metrics(gw.telemetry.render()),
+        ("healthz" | "ready" | "metrics", _) => Outcome::MethodNotAllowed { method, path },
+        _ => Outcome::NoSuchEndpoint(path),
+    }
+}
+
+/// Handles one request on the admin port (plain HTTP, no client certificate):
+/// `/healthz`, `/ready` and `/metrics` only, for load balancers and scrapers.
+pub async fn handle_admin(
+    gw: Arc<Gateway>,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let endpoint: &'static str = match path.as_str() {
+        "/metrics" => "metrics",
+        "/healthz" => "healthz",
+        "/ready" => "ready",
+        _ => "other",
+    };
+    let outcome = admin_outcome(&gw, endpoint, req.method().clone(), path).await;
+    let answer = Answer::from(outcome);
+    gw.telemetry.add(
+        &GATEWAY_REQUESTS_TOTAL,
+        labels(&[("endpoint", endpoint), ("code", &answer.status.to_string())]),
+        1.0,
+    );
+    let live = gw.live();
+    let (_, shed, _) = gw.overload_now(&live);
+    answer.into_response(live.config.fleet_cadence, shed)
 }
 
 fn over_limit(gw: &Gateway, tenant: &str, limit: &str) {
@@ -239,7 +282,7 @@ async fn push(
         .map_or(0, |d| d.as_millis() as i64);
     for (i, series) in scanned.series.iter().enumerate() {
         let labels = scanned.labels_of(series);
-        let checked = check_labels(labels, &live.policy, limits, &mut known).and_then(|()| {
+        let checked = check_labels(labels, &live.schema, limits, &mut known).and_then(|()| {
             let metric = crate::validate::metric_name(labels);
             check_samples(&scanned, series, &raw, metric, now_ms, limits)
         });

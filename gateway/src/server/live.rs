@@ -1,4 +1,4 @@
-//! What a reload replaces: the config, the label policy and the TLS server config,
+//! What a reload replaces: the config, the label policy and catalog, and the TLS server config,
 //! loaded whole or not at all, and the change stamps that decide when to reload.
 
 use std::path::{Path, PathBuf};
@@ -7,6 +7,8 @@ use std::time::SystemTime;
 
 use edge_daemon_kit::pem;
 use edge_daemon_kit::stamp::Stamps;
+use edge_schema::catalog::Catalog;
+use edge_schema::check::Schema;
 use edge_schema::policy::LabelPolicy;
 
 use super::Gateway;
@@ -22,8 +24,8 @@ use crate::telemetry::{
 pub struct Live {
     /// The config.
     pub config: GatewayConfig,
-    /// The label policy.
-    pub policy: LabelPolicy,
+    /// The label policy and the metric catalog.
+    pub schema: Schema,
     /// The TLS server config (`None`: plain HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// SHA-256 of the config file, hex.
@@ -37,16 +39,21 @@ fn watched_files(path: &Path, config: &GatewayConfig) -> Vec<PathBuf> {
         files.extend([t.cert.clone(), t.key.clone(), t.client_ca.clone()]);
     }
     files.extend(config.policy.clone());
+    files.extend(config.catalog.clone());
     files
 }
 
-/// Loads the config, its policy and its TLS files; any failure leaves nothing built.
+/// Loads the config, its policy, its catalog and its TLS files; any failure leaves nothing built.
 pub fn load_live(path: &Path) -> Result<Live, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let config = crate::config::load(path).map_err(|e| e.to_string())?;
     let policy = match &config.policy {
         Some(p) => LabelPolicy::from_file(p).map_err(|e| e.to_string())?,
         None => LabelPolicy::shipped(),
+    };
+    let catalog = match &config.catalog {
+        Some(c) => Catalog::from_file(c).map_err(|e| e.to_string())?,
+        None => Catalog::shipped(),
     };
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(build_tls(files)?)),
@@ -57,7 +64,7 @@ pub fn load_live(path: &Path) -> Result<Live, String> {
     let stamps = Stamps::of(watched_files(path, &config));
     Ok(Live {
         config,
-        policy,
+        schema: Schema::new(policy, catalog),
         tls,
         hash,
         stamps,
@@ -161,7 +168,7 @@ impl Gateway {
                 let stamps = current.stamps.now();
                 let kept = Live {
                     config: current.config.clone(),
-                    policy: current.policy.clone(),
+                    schema: current.schema.clone(),
                     tls: current.tls.clone(),
                     hash: current.hash.clone(),
                     stamps: stamps.clone(),

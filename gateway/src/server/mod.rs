@@ -1,7 +1,7 @@
 //! The gateway: mTLS ingest, identity, policy and quotas, sinks, reload, overload.
 //!
 //! Rooms: `live.rs` (config, policy and TLS, reloaded whole), `overload.rs` (the
-//! overload controller), `ingest.rs` (request handling per route), `answer.rs` (the one
+//! overload controller), `ingest.rs` (request handling per route, the admin port's three paths), `answer.rs` (the one
 //! place where an outcome becomes an HTTP status, `Retry-After` and body), `conn.rs`
 //! (accepting and serving connections). This file holds the [`Gateway`] and its sinks.
 
@@ -23,7 +23,7 @@ mod overload;
 
 pub use answer::{Answer, CADENCE_HEADER, Outcome, SHED_HEADER};
 pub use conn::serve;
-pub use ingest::{ConnInfo, handle};
+pub use ingest::{ConnInfo, handle, handle_admin};
 pub use live::{Live, load_live};
 use overload::OverloadState;
 pub use overload::{ESCALATE_AFTER, RECOVER_AFTER, next_stage};
