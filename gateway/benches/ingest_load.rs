@@ -108,6 +108,7 @@ fn main() {
     .expect("policy");
     let config = format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          policy: {d}/fleet-labels.yaml\n\

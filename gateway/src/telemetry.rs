@@ -183,6 +183,11 @@ pub const GATEWAY_DISCARDED_LOG_RECORDS_TOTAL: Counter = Counter {
     name: "edge_gateway_discarded_log_records_total",
     help: "Log records refused, by tenant and reason.",
 };
+/// `edge_gateway_log_records_tokenized_total` (counter).
+pub const GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL: Counter = Counter {
+    name: "edge_gateway_log_records_tokenized_total",
+    help: "Log records that arrived without an agent and were tokenized by the gateway, by tenant.",
+};
 
 /// `edge_build_info` (gauge).
 pub const BUILD_INFO: Gauge = Gauge {

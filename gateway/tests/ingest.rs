@@ -382,6 +382,7 @@ async fn the_json_api_takes_a_bearer_token_and_sigterm_exits_cleanly() {
     // sha256("s3cret")
     let config = format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt, client_auth: optional }}\n\
          identities: {{ tokens: [ {{ sha256: \"a9e5c6a0cd3a5e8b4a3ed8c3b5c2f2e4d1e2c0e83b6a55a4f1b7a2d0e3d6c8b1\", tenant: wrong }}, {{ sha256: \"{hash}\", tenant: studio }} ] }}\n\
          sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",

@@ -19,6 +19,7 @@ use support::{AWS_TEST_ENV, Client, Gateway, Pki, free_port, series, tls_config}
 fn gateway_config(dir: &std::path::Path, port: u16, metrics_sink: &str) -> String {
     format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          sinks:\n  metrics: {metrics_sink}\n  logs: {{ kind: file, dir: {d}/spool }}\n",

@@ -12,17 +12,34 @@ pub struct ClientCert {
     pub key: Vec<u8>,
 }
 
+/// The tokenization key the tests' agents and gateways share, so that a value gets the
+/// same token whichever daemon tokenized it.
+pub const TEST_TOKENIZE_KEY: &str = "e2e-key-0123456789abcdef\n";
+
+/// Writes [`TEST_TOKENIZE_KEY`] to `dir/tokenize.key`, unless a key is there already.
+pub fn write_test_tokenize_key(dir: &Path) -> std::io::Result<()> {
+    let path = dir.join("tokenize.key");
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::write(path, TEST_TOKENIZE_KEY)
+}
+
 /// The head of a gateway config that listens on `127.0.0.1:port` with mTLS, using the
-/// files [`Pki::new`] wrote into `dir`, takes tenants from SPIFFE identities, and allows
+/// files [`Pki::new`] wrote into `dir`, tokenizes with [`TEST_TOKENIZE_KEY`] and the agents' detectors, takes tenants from SPIFFE identities, and allows
 /// the simulated fleet's labels ([`crate::fleet::fleet_policy_yaml`], written here into
 /// `dir/fleet-labels.yaml`).
 pub fn gateway_yaml_head(port: u16, dir: &Path) -> String {
+    if let Err(e) = write_test_tokenize_key(dir) {
+        panic!("writing the tokenization key into {}: {e}", dir.display());
+    }
     let policy = dir.join("fleet-labels.yaml");
     if let Err(e) = std::fs::write(&policy, crate::fleet::fleet_policy_yaml()) {
         panic!("writing {}: {e}", policy.display());
     }
     format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
          tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          policy: {p}\n",

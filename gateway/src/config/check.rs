@@ -103,6 +103,16 @@ impl Validator<'_> {
             .catalog
             .as_deref()
             .map(|c| PathBuf::from(self.expand("catalog", c)));
+        let tokenize = raw
+            .tokenize
+            .map(|t| t.validate(&mut self.0, "tokenize"))
+            .unwrap_or_default();
+        if tokenize.key_file.is_none() {
+            self.problem(
+                "tokenize.key_file",
+                "missing: the gateway tokenizes log records that arrive without an agent (the JSON API, OTLP from other clients) and never stores them untokenized; give the key file the agents use, so a value gets the same token either way",
+            );
+        }
         let tenants = self.tenants(&raw.tenants);
         let fleet_cadence = self.duration(
             "fleet.cadence",
@@ -187,6 +197,7 @@ impl Validator<'_> {
             identities,
             policy,
             catalog,
+            tokenize,
             tenants,
             fleet_cadence,
             overload,

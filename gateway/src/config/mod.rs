@@ -26,6 +26,7 @@ struct Raw {
     identities: RawIdentities,
     policy: Option<String>,
     catalog: Option<String>,
+    tokenize: Option<edge_tokenize::config::RawTokenize>,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
     #[serde(default)]
@@ -409,6 +410,8 @@ pub struct GatewayConfig {
     /// The metric catalog (`None`: the one shipped with `schemas/`): labels declared for
     /// a metric are allowed on it.
     pub catalog: Option<PathBuf>,
+    /// The tokenizer for log records that arrive without an agent (`key_file` required).
+    pub tokenize: edge_tokenize::config::TokenizeConfig,
     /// Limits of every named tenant, `default` among them, resolved.
     pub tenants: BTreeMap<String, TenantLimits>,
     /// The cadence agents are told to use (`Edge-Cadence`).

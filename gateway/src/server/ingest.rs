@@ -24,8 +24,9 @@ use crate::telemetry::{
     GATEWAY_DISCARDED_LOG_RECORDS_TOTAL, GATEWAY_DISCARDED_SAMPLES_TOTAL, labels,
 };
 use crate::telemetry::{
-    GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_REQUESTS_TOTAL, GATEWAY_SAMPLE_AGE_SECONDS,
-    GATEWAY_SAMPLES_ACCEPTED_TOTAL, GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
+    GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL,
+    GATEWAY_REQUESTS_TOTAL, GATEWAY_SAMPLE_AGE_SECONDS, GATEWAY_SAMPLES_ACCEPTED_TOTAL,
+    GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
 };
 use crate::validate::{KnownNames, check_labels, check_samples, labels_hash};
 
@@ -215,22 +216,43 @@ async fn ingest(
         "push" => push(gw, live, &identity, &limits, &body, max).await,
         "otlp_logs" => match decode::logs_request(&body, encoding.as_deref(), max) {
             Ok((request, raw_len)) => {
-                let docs = crate::log_document::from_otlp(&request, &identity.tenant);
+                let docs =
+                    crate::log_document::from_otlp(&request, &identity.tenant, &live.tokenizer);
+                let docs = tokenized(gw, &identity.tenant, docs);
                 logs(gw, live, &identity, &limits, docs, raw_len as u64, true).await
             }
             Err(e) => body_error(gw, &identity, "log_records", e),
         },
         _ => match decode::by_encoding(&body, encoding.as_deref(), max) {
-            Ok(raw) => match crate::log_document::from_json_batch(&raw, &identity.tenant) {
-                Ok(docs) => logs(gw, live, &identity, &limits, docs, raw.len() as u64, false).await,
-                Err(e) => {
-                    discarded(gw, "log_records", &identity.tenant, "malformed", 1);
-                    Outcome::MalformedJsonLogs(e.0)
+            Ok(raw) => {
+                match crate::log_document::from_json_batch(&raw, &identity.tenant, &live.tokenizer)
+                {
+                    Ok(docs) => {
+                        let docs = tokenized(gw, &identity.tenant, docs);
+                        logs(gw, live, &identity, &limits, docs, raw.len() as u64, false).await
+                    }
+                    Err(e) => {
+                        discarded(gw, "log_records", &identity.tenant, "malformed", 1);
+                        Outcome::MalformedJsonLogs(e.0)
+                    }
                 }
-            },
+            }
             Err(e) => body_error(gw, &identity, "log_records", e),
         },
     }
+}
+
+/// Counts what the gateway's tokenizer did to a batch; the documents to store.
+fn tokenized(gw: &Gateway, tenant: &str, docs: crate::log_document::Documents) -> Vec<Vec<u8>> {
+    if docs.tokenized > 0 {
+        gw.telemetry.add(
+            &GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL,
+            labels(&[("tenant", tenant)]),
+            docs.tokenized as f64,
+        );
+    }
+    discarded(gw, "log_records", tenant, "pii_drop_detector", docs.dropped);
+    docs.docs
 }
 
 fn body_error(gw: &Gateway, identity: &Identity, what: &str, e: BodyError) -> Outcome {

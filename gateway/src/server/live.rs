@@ -26,6 +26,8 @@ pub struct Live {
     pub config: GatewayConfig,
     /// The label policy and the metric catalog.
     pub schema: Schema,
+    /// The tokenizer for log records that arrive without an agent.
+    pub tokenizer: Arc<edge_tokenize::Tokenizer>,
     /// The TLS server config (`None`: plain HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// SHA-256 of the config file, hex.
@@ -40,10 +42,11 @@ fn watched_files(path: &Path, config: &GatewayConfig) -> Vec<PathBuf> {
     }
     files.extend(config.policy.clone());
     files.extend(config.catalog.clone());
+    files.extend(config.tokenize.key_file.clone());
     files
 }
 
-/// Loads the config, its policy, its catalog and its TLS files; any failure leaves nothing built.
+/// Loads the config, its policy, its catalog, its tokenization key and its TLS files; any failure leaves nothing built.
 pub fn load_live(path: &Path) -> Result<Live, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let config = crate::config::load(path).map_err(|e| e.to_string())?;
@@ -55,6 +58,7 @@ pub fn load_live(path: &Path) -> Result<Live, String> {
         Some(c) => Catalog::from_file(c).map_err(|e| e.to_string())?,
         None => Catalog::shipped(),
     };
+    let tokenizer = Arc::new(build_tokenizer(&config.tokenize)?);
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(build_tls(files)?)),
         None => None,
@@ -65,10 +69,24 @@ pub fn load_live(path: &Path) -> Result<Live, String> {
     Ok(Live {
         config,
         schema: Schema::new(policy, catalog),
+        tokenizer,
         tls,
         hash,
         stamps,
     })
+}
+
+fn build_tokenizer(
+    config: &edge_tokenize::config::TokenizeConfig,
+) -> Result<edge_tokenize::Tokenizer, String> {
+    let path = config
+        .key_file
+        .as_ref()
+        .ok_or("tokenize.key_file: missing")?;
+    let key = edge_tokenize::TokenKey::from_file(path)
+        .map_err(|e| format!("tokenize.key_file {}: {e}", path.display()))?;
+    edge_tokenize::Tokenizer::new(key, &config.detectors)
+        .map_err(|e| format!("tokenize.detectors: {e}"))
 }
 
 fn build_tls(files: &crate::config::TlsFiles) -> Result<rustls::ServerConfig, String> {
@@ -169,6 +187,7 @@ impl Gateway {
                 let kept = Live {
                     config: current.config.clone(),
                     schema: current.schema.clone(),
+                    tokenizer: current.tokenizer.clone(),
                     tls: current.tls.clone(),
                     hash: current.hash.clone(),
                     stamps: stamps.clone(),

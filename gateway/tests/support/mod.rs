@@ -62,6 +62,7 @@ impl Drop for Gateway {
 pub fn config_text(dir: &Path, port: u16, tenants: &str) -> String {
     format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal, subjects: {{ \"CN=gs-*\": game }} }}\n\
          tenants:\n{tenants}\n\
@@ -80,6 +81,7 @@ impl Gateway {
     /// [`Gateway::start`] with extra environment variables.
     pub fn start_with_env(dir: &Path, port: u16, config: &str, env: &[(&str, &str)]) -> Gateway {
         let file = dir.join("gateway.yaml");
+        edge_tests::pki::write_test_tokenize_key(dir).expect("tokenize key");
         std::fs::write(&file, config).expect("config");
         let log = dir.join("gateway.log");
         let child = Command::new(env!("CARGO_BIN_EXE_edge-gateway"))
