@@ -161,16 +161,35 @@ impl LogsPipeline {
 
     /// Runs until `stop`, waking on `events` or every [`POLL_INTERVAL`]; queues what
     /// is open before it returns.
-    pub fn run(mut self, stop: &AtomicBool, events: &std::sync::mpsc::Receiver<()>) {
+    pub fn run(
+        mut self,
+        stop: &AtomicBool,
+        events: &std::sync::mpsc::Receiver<crate::logs::watch::WatchEvent>,
+    ) {
         while !stop.load(Ordering::Relaxed) {
+            while let Ok(event) = events.try_recv() {
+                self.on_event(event);
+            }
             self.step(Instant::now());
             // A file with more to read than one round takes goes on at once.
-            if !self.sources.iter().any(|s| s.tailer.behind()) {
-                let _ = events.recv_timeout(POLL_INTERVAL);
-                while events.try_recv().is_ok() {}
+            if !self.sources.iter().any(|s| s.tailer.behind())
+                && let Ok(event) = events.recv_timeout(POLL_INTERVAL)
+            {
+                self.on_event(event);
             }
         }
         self.finish();
+    }
+
+    /// Hands a rename in a watched directory to the tailers of that directory.
+    pub fn on_event(&mut self, event: crate::logs::watch::WatchEvent) {
+        if let crate::logs::watch::WatchEvent::Renamed { dir, from, to } = event {
+            for source in &mut self.sources {
+                if source.tailer.dir() == dir {
+                    source.tailer.renamed(&from, &to);
+                }
+            }
+        }
     }
 
     /// One round: checks the key, reads every source, processes what came, and
