@@ -230,7 +230,8 @@ pub struct TenantLimits {
     pub log_bytes_rate_limit: u64,
     /// Log bytes at once.
     pub log_bytes_burst: u64,
-    /// Higher is more important; overload throttles the listed low-priority tenants.
+    /// Higher is more important: under overload, tenants are throttled from the lowest
+    /// priority up, after the configured actions (`server/overload.rs`).
     pub priority: u32,
     /// How far ahead of the gateway's clock a timestamp may be (Mimir's
     /// `creation_grace_period`), in milliseconds.

@@ -88,7 +88,7 @@ pub async fn handle(
         labels(&[("endpoint", endpoint)]),
         took.as_secs_f64(),
     );
-    let (_, shed, _) = gw.overload_now(&live);
+    let shed = gw.overload_now(&live).shed;
     Ok(answer.into_response(live.config.fleet_cadence, shed))
 }
 
@@ -132,7 +132,7 @@ pub async fn handle_admin(
         1.0,
     );
     let live = gw.live();
-    let (_, shed, _) = gw.overload_now(&live);
+    let shed = gw.overload_now(&live).shed;
     answer.into_response(live.config.fleet_cadence, shed)
 }
 
@@ -177,12 +177,12 @@ async fn ingest(
         Err(e) => return Outcome::Identity(e),
     };
     let limits = live.config.limits_of(&identity.tenant).clone();
-    let (stage, _, throttled) = gw.overload_now(live);
-    if usize::from(stage) > live.config.overload.actions.len() {
+    let pressure = gw.overload_now(live);
+    if pressure.everyone {
         over_limit(gw, &identity.tenant, "overload");
         return Outcome::Overloaded;
     }
-    if throttled.contains(&identity.tenant) {
+    if pressure.throttles(&identity.tenant, limits.priority) {
         over_limit(gw, &identity.tenant, "overload_throttle");
         return Outcome::Throttled {
             tenant: identity.tenant,
