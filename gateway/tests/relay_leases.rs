@@ -41,8 +41,9 @@ struct Got {
     i: u32,
 }
 
-/// A remote_write endpoint that notes every sample, in the order it answered 2xx.
-/// While `hold` is set, requests wait (and are counted in `waiting`).
+/// A remote_write endpoint that notes every sample, in the order it took them (then
+/// answers 2xx, after `delay_ms`). While `hold` is set, requests wait before they are
+/// taken (and are counted in `waiting`).
 #[derive(Clone)]
 struct Target {
     port: u16,
@@ -107,10 +108,6 @@ impl Target {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let delay = self.delay_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
-        }
         if self.hold.load(Ordering::SeqCst) {
             self.waiting.fetch_add(1, Ordering::SeqCst);
             while self.hold.load(Ordering::SeqCst) {
@@ -146,6 +143,12 @@ impl Target {
             }
         }
         self.requests.fetch_add(1, Ordering::SeqCst);
+        // Noted before the answer, as a store commits before it answers: a relay killed
+        // meanwhile never learns it, and its checkpoint stays before these records.
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay as u64)).await;
+        }
         let mut resp = http::Response::new(Full::new(Bytes::new()));
         *resp.status_mut() = http::StatusCode::NO_CONTENT;
         resp
@@ -457,11 +460,17 @@ async fn three_relays(kill: bool) {
     );
     match victim {
         None => {
+            let senders: Vec<(u32, String, &str)> = got
+                .iter()
+                .filter(|g| duplicated.contains(&g.i))
+                .take(20)
+                .map(|g| (g.i, g.relay.clone(), placed[&g.i].0.as_str()))
+                .collect();
             assert!(
                 duplicated.is_empty(),
-                "{} records arrived twice without a kill: {:?}",
+                "{} records arrived twice without a kill: {senders:?}; logs:\n{}",
                 duplicated.len(),
-                duplicated.iter().take(20).collect::<Vec<_>>()
+                logs(&relays)
             );
             for r in &relays {
                 assert!(

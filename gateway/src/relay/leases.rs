@@ -76,6 +76,8 @@ struct Held {
     renewed: Instant,
     /// Set once a conditional write failed: nothing more is written.
     lost: bool,
+    /// Handed over or given back: no longer renewed (not a loss).
+    gone: bool,
 }
 
 /// A lease's owner and counter as last scanned, and since when they are unchanged.
@@ -408,6 +410,7 @@ impl LeaseTable {
                             counter: taken.counter,
                             renewed: Instant::now(),
                             lost: false,
+                            gone: false,
                         })),
                     );
                 Ok(Some(taken))
@@ -436,7 +439,7 @@ impl LeaseTable {
             .into());
         };
         let mut held = handle.lock().await;
-        if held.lost {
+        if held.lost || held.gone {
             return Err(LeaseLost {
                 shard: shard.to_string(),
             }
@@ -485,6 +488,13 @@ impl LeaseTable {
         let mut shards: Vec<String> = self.held().into_iter().collect();
         shards.sort();
         for shard in shards {
+            // Handed over or given back meanwhile: nothing to renew, nothing lost.
+            let Some(handle) = self.handle(&shard) else {
+                continue;
+            };
+            if handle.lock().await.gone {
+                continue;
+            }
             match self.write_held(&shard, "SET #c = #c + :one", &[]).await {
                 Ok(lease) => {
                     if let Some(to) = lease.and_then(|l| l.handoff).filter(|to| *to != self.me) {
@@ -492,6 +502,12 @@ impl LeaseTable {
                     }
                 }
                 Err(e) if e.is::<LeaseLost>() => {
+                    if self
+                        .handle(&shard)
+                        .is_none_or(|h| h.try_lock().is_ok_and(|h| h.gone))
+                    {
+                        continue;
+                    }
                     tracing::warn!(shard = %shard, "lease taken by another relay; giving the shard up");
                     self.forget(&shard);
                     out.conflicts.push(shard);
@@ -517,8 +533,16 @@ impl LeaseTable {
         let result = self
             .write_held(shard, "REMOVE #o, handoff SET #c = #c + :one", &[])
             .await;
-        self.forget(shard);
+        self.let_go(shard).await;
         result.map(drop)
+    }
+
+    /// Marks a lease no longer ours without a loss, and forgets it.
+    async fn let_go(&self, shard: &str) {
+        if let Some(h) = self.handle(shard) {
+            h.lock().await.gone = true;
+        }
+        self.forget(shard);
     }
 
     /// Hands a held lease to the relay that asked for it (its reader has stopped, its
@@ -531,7 +555,7 @@ impl LeaseTable {
                 &[(":to", s(to))],
             )
             .await;
-        self.forget(shard);
+        self.let_go(shard).await;
         result.map(drop)
     }
 

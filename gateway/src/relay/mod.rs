@@ -392,6 +392,20 @@ impl Relay {
         let mut listed_at: Option<Instant> = None;
         // Leases another relay asked for: shard → that relay, until the reader stopped.
         let mut handing: HashMap<String, String> = HashMap::new();
+        // Renewals run on their own, so a slow scan or take never delays them past the
+        // timeout (which would let another relay take a live relay's lease).
+        let (renewed_tx, mut renewed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let renewer = {
+            let table = table.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(round).await;
+                    if renewed_tx.send(table.renew().await).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
         loop {
             for (shard, end) in Self::reap(&mut running).await {
                 match end {
@@ -401,7 +415,12 @@ impl Relay {
                     Some(shard::End::Stopped) | None => {}
                 }
             }
-            let renewed = table.renew().await;
+            let mut renewed = leases::Renewed::default();
+            while let Ok(r) = renewed_rx.try_recv() {
+                renewed.conflicts.extend(r.conflicts);
+                renewed.unrenewed.extend(r.unrenewed);
+                renewed.handoffs.extend(r.handoffs);
+            }
             for (shard, to) in renewed.handoffs {
                 if let Some(r) = running.get(&shard) {
                     // The request in flight is finished and checkpointed first.
@@ -462,6 +481,7 @@ impl Relay {
                 _ = shutdown.changed() => break,
             }
         }
+        renewer.abort();
         Self::stop_all(running).await;
         for shard in table.held() {
             match table.release(&shard).await {

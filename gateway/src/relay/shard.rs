@@ -197,6 +197,7 @@ impl Reader {
     /// now (the checkpoint did not move; the shard is given up).
     async fn checkpoint(&self, at: Checkpoint, shutdown: &mut watch::Receiver<bool>) -> Step {
         let mut retries = Retry::forever(MIN_POLL_GAP);
+        let mut tries_stopping = 0;
         loop {
             let Err(e) = self.relay.store.save(&self.shard, at.clone()).await else {
                 return Step::Done;
@@ -209,7 +210,13 @@ impl Reader {
             tracing::error!(shard = %self.shard, error = %e, "cannot save the checkpoint; retrying");
             self.retried("checkpoint");
             if pause(shutdown, retries.failed(None).unwrap_or(MIN_POLL_GAP)).await {
-                return Step::Stopped;
+                // Stopping (shutdown, or a handover): the target has these records; a
+                // few more tries spare the next reader sending them again.
+                tries_stopping += 1;
+                if tries_stopping > 3 {
+                    return Step::Stopped;
+                }
+                tokio::time::sleep(MIN_POLL_GAP).await;
             }
         }
     }
