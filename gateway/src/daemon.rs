@@ -221,8 +221,7 @@ impl RelayDaemon {
         tracing::info!(
             stream = %c.stream,
             target = %c.target.url,
-            instance = c.instance_index,
-            of = c.instance_count,
+            checkpoints = ?c.checkpoints,
             %listen,
             "edge-gateway relay running"
         );

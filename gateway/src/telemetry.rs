@@ -161,6 +161,31 @@ pub const RELAY_BYTES_FORWARDED_TOTAL: Counter = Counter {
     name: "edge_relay_bytes_forwarded_total",
     help: "Bytes (snappy) of the records the target accepted.",
 };
+/// `edge_relay_requests_total` (counter).
+pub const RELAY_REQUESTS_TOTAL: Counter = Counter {
+    name: "edge_relay_requests_total",
+    help: "remote_write requests the target accepted (records are merged into few).",
+};
+/// `edge_relay_leases_held` (gauge).
+pub const RELAY_LEASES_HELD: Gauge = Gauge {
+    name: "edge_relay_leases_held",
+    help: "Shard leases this relay holds in the lease table.",
+};
+/// `edge_relay_lease_steals_total` (counter).
+pub const RELAY_LEASE_STEALS_TOTAL: Counter = Counter {
+    name: "edge_relay_lease_steals_total",
+    help: "Leases this relay took from a live relay holding more than its share.",
+};
+/// `edge_relay_leases_lost_total` (counter).
+pub const RELAY_LEASES_LOST_TOTAL: Counter = Counter {
+    name: "edge_relay_leases_lost_total",
+    help: "Leases this relay gave up at renewal, by reason.",
+};
+/// `edge_relay_checkpoint_conflicts_total` (counter).
+pub const RELAY_CHECKPOINT_CONFLICTS_TOTAL: Counter = Counter {
+    name: "edge_relay_checkpoint_conflicts_total",
+    help: "Checkpoints refused because another relay holds the lease now (the shard is given up).",
+};
 /// `edge_relay_freshness_seconds` (histogram).
 pub const RELAY_FRESHNESS_SECONDS: HistogramDef = HistogramDef {
     name: "edge_relay_freshness_seconds",

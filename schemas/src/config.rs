@@ -177,6 +177,35 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A number written as one or as text with `${VAR}` (see [`Number`]), or `default`
+    /// when absent; text that does not expand to a `T` is a problem at `path` (and
+    /// `default` is returned).
+    pub fn number<T>(&mut self, path: &str, value: Option<Number<T>>, default: T) -> T
+    where
+        T: std::str::FromStr,
+    {
+        match value {
+            None => default,
+            Some(Number::Value(v)) => v,
+            Some(Number::Text(text)) => {
+                let expanded = self.expand(path, &text);
+                match expanded.trim().parse::<T>() {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.problem(
+                            path,
+                            format!(
+                                "{expanded:?} (from {text:?}) is not a {}",
+                                number_kind::<T>()
+                            ),
+                        );
+                        default
+                    }
+                }
+            }
+        }
+    }
+
     /// A positive size (`10MiB`, `512KiB`, `1GB`), or `default` when absent; anything
     /// else is a problem at `path` (and `default` is returned).
     pub fn size(&mut self, path: &str, value: Option<&str>, default: u64) -> u64 {
@@ -192,6 +221,24 @@ impl<'a> Validator<'a> {
                 default
             }
         }
+    }
+}
+
+/// A numeric key as written: a YAML number, or text (`"${REPLICAS}"`,
+/// `"${BURST:-40000}"`) that is expanded and parsed by [`Validator::number`]. YAML
+/// numbers are not strings, so without this a variable could not stand for one.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Number<T> {
+    /// Written as a number.
+    Value(T),
+    /// Written as text: expanded, then parsed.
+    Text(String),
+}
+
+impl<T> From<T> for Number<T> {
+    fn from(value: T) -> Self {
+        Number::Value(value)
     }
 }
 
@@ -224,6 +271,18 @@ pub fn expand_vars(value: &str, env: &dyn Fn(&str) -> Option<String>) -> (String
     }
     out.push_str(rest);
     (out, problems)
+}
+
+/// What a number of type `T` is, for a message.
+fn number_kind<T>() -> &'static str {
+    let name = std::any::type_name::<T>();
+    if name.starts_with('f') {
+        "number"
+    } else if name.starts_with('u') {
+        "whole number (0 or more)"
+    } else {
+        "whole number"
+    }
 }
 
 /// `10s`, `500ms`, `1m`, `2h`.
@@ -295,6 +354,34 @@ mod tests {
         assert!(problems[0].contains("NOPE is not set"), "{problems:?}");
         let (_, problems) = expand_vars("a${REGION", &env);
         assert!(problems[0].contains("unterminated"), "{problems:?}");
+    }
+
+    #[test]
+    fn numbers_take_variables() {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            a: Number<u32>,
+            b: Number<f64>,
+            c: Number<u64>,
+            d: Number<u32>,
+        }
+        let raw: Raw =
+            serde_saphyr::from_str("a: 3\nb: \"${RATE}\"\nc: ${NOPE:-40000}\nd: \"${WORD}\"\n")
+                .expect("parse");
+        let env = |name: &str| match name {
+            "RATE" => Some("2.5e4".to_string()),
+            "WORD" => Some("three".to_string()),
+            _ => None,
+        };
+        let mut v = Validator::new(&env);
+        assert_eq!(v.number("a", Some(raw.a), 0), 3);
+        assert_eq!(v.number("b", Some(raw.b), 0.0), 25_000.0);
+        assert_eq!(v.number("c", Some(raw.c), 0), 40_000);
+        assert_eq!(v.number("d", Some(raw.d), 7), 7);
+        assert_eq!(v.number::<u32>("e", None, 9), 9);
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert_eq!(v.problems[0].0, "d");
+        assert!(v.problems[0].1.contains("\"three\""), "{:?}", v.problems);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use edge_schema::config::Number;
 use serde::Deserialize;
 
 /// The tenant whose limits every tenant inherits where its own entry is silent.
@@ -21,7 +22,7 @@ struct Raw {
     listen: Option<String>,
     admin_listen: Option<String>,
     tls: Option<RawTls>,
-    replicas: Option<u32>,
+    replicas: Option<Number<u32>>,
     #[serde(default)]
     identities: RawIdentities,
     policy: Option<String>,
@@ -46,11 +47,22 @@ struct RawRelay {
     region: Option<String>,
     endpoint_url: Option<String>,
     checkpoint: Option<String>,
+    leases: Option<RawLeases>,
     target: Option<RawTarget>,
-    instance_index: Option<u32>,
-    instance_count: Option<u32>,
+    max_batch_bytes: Option<String>,
+    /// Refused (with a message naming `leases`): the static split is gone.
+    instance_index: Option<Number<u32>>,
+    /// Refused, as `instance_index`.
+    instance_count: Option<Number<u32>>,
     start: Option<String>,
     listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLeases {
+    table: Option<String>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,15 +119,15 @@ struct RawToken {
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawTenant {
-    samples_rate_limit: Option<f64>,
-    burst: Option<u64>,
-    max_series: Option<u64>,
-    max_label_names: Option<usize>,
-    max_label_value_length: Option<usize>,
-    max_label_name_length: Option<usize>,
+    samples_rate_limit: Option<Number<f64>>,
+    burst: Option<Number<u64>>,
+    max_series: Option<Number<u64>>,
+    max_label_names: Option<Number<usize>>,
+    max_label_value_length: Option<Number<usize>>,
+    max_label_name_length: Option<Number<usize>>,
     log_bytes_rate_limit: Option<String>,
     log_bytes_burst: Option<String>,
-    priority: Option<u32>,
+    priority: Option<Number<u32>>,
     creation_grace_period: Option<String>,
     past_grace_period: Option<String>,
 }
@@ -355,19 +367,42 @@ pub struct RelayConfig {
     pub region: String,
     /// A local AWS API server, for tests.
     pub endpoint_url: Option<String>,
-    /// The checkpoint file (last forwarded sequence number per shard).
-    pub checkpoint: PathBuf,
+    /// Where the shards' checkpoints are, and so how many relays may share the stream.
+    pub checkpoints: Checkpoints,
     /// Where records go.
     pub target: Target,
-    /// This relay's index among `instance_count` relays of the stream.
-    pub instance_index: u32,
-    /// Relays sharing the stream (shards split statically).
-    pub instance_count: u32,
+    /// The most a remote_write request carries, uncompressed: records read together
+    /// are merged into as few requests as this allows.
+    pub max_batch_bytes: usize,
     /// Where a shard without a checkpoint starts.
     pub start: StartAt,
     /// `/metrics`, `/healthz` and `/ready`.
     pub listen: SocketAddr,
 }
+
+/// Where the relay keeps its checkpoints.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Checkpoints {
+    /// A local file: one relay reads every shard.
+    File(PathBuf),
+    /// A DynamoDB lease table: any number of relays share the shards.
+    Leases(LeaseConfig),
+}
+
+/// `relay.leases`: shard leases and checkpoints in DynamoDB (same region and endpoint
+/// as the stream).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseConfig {
+    /// The table (created on demand).
+    pub table: String,
+    /// A lease not renewed for this long is taken over by another relay.
+    pub timeout: Duration,
+}
+
+/// The default lease timeout.
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default `max_batch_bytes`: 4 MiB uncompressed per remote_write request.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 4 << 20;
 
 /// Where a shard without a checkpoint starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -27,7 +27,7 @@ overload: { freshness_threshold_p99: 10s, actions: [ { reduce_log_sampling: 50% 
 sinks:
   metrics: { kind: kinesis, stream: metrics, region: "${REGION}", endpoint_url: "http://127.0.0.1:5055" }
   logs: { kind: firehose, delivery_stream: logs, region: us-east-1 }
-relay: { stream: metrics, checkpoint: /var/lib/edge-relay/checkpoints.json, target: { url: "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", sigv4: { region: us-east-1, service: aps } }, instance_index: 0, instance_count: 1 }
+relay: { stream: metrics, checkpoint: /var/lib/edge-relay/checkpoints.json, target: { url: "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", sigv4: { region: us-east-1, service: aps } } }
 "#;
 
 #[test]
@@ -170,9 +170,10 @@ fn remote_write_sinks_and_the_relay_block() {
     );
     let standalone = parse_relay(Path::new("relay.yaml"), GOOD, &env).expect("relay alone");
     assert_eq!(
-        standalone.checkpoint,
-        PathBuf::from("/var/lib/edge-relay/checkpoints.json")
+        standalone.checkpoints,
+        Checkpoints::File(PathBuf::from("/var/lib/edge-relay/checkpoints.json"))
     );
+    assert_eq!(standalone.max_batch_bytes, 4 << 20);
 
     let c = parse_text(
         "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: remote_write, url: \"https://mimir:8080/api/v1/push\", \
@@ -207,6 +208,96 @@ fn remote_write_sinks_and_the_relay_block() {
     }
     let err = parse_relay(Path::new("r.yaml"), "listen: 1.2.3.4:5\n", &env).expect_err("no relay");
     assert!(err.to_string().contains("relay: missing"), "{err}");
+}
+
+#[test]
+fn relays_share_a_stream_through_leases_and_the_static_split_is_refused() {
+    let relay =
+        |block: &str| parse_relay(Path::new("relay.yaml"), &format!("relay: {block}\n"), &env);
+    let c = relay("{ leases: { table: edge-relay-leases }, target: { url: \"http://x\" } }")
+        .expect("leases");
+    assert_eq!(
+        c.checkpoints,
+        Checkpoints::Leases(LeaseConfig {
+            table: "edge-relay-leases".into(),
+            timeout: Duration::from_secs(10)
+        })
+    );
+    let c = relay(
+        "{ leases: { table: \"relays-${REGION}\", timeout: 3s }, max_batch_bytes: 1MiB, target: { url: \"http://x\" } }",
+    )
+    .expect("leases");
+    assert_eq!(
+        c.checkpoints,
+        Checkpoints::Leases(LeaseConfig {
+            table: "relays-eu-west-1".into(),
+            timeout: Duration::from_secs(3)
+        })
+    );
+    assert_eq!(c.max_batch_bytes, 1 << 20);
+
+    let err = relay(
+        "{ checkpoint: /x, instance_index: 0, instance_count: \"${COUNT:-3}\", target: { url: \"http://x\" } }",
+    )
+    .expect_err("the static split");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["relay.instance_index", "relay.instance_count"],
+        "{err}"
+    );
+    assert!(err.problems[0].1.contains("leases: { table"), "{err}");
+
+    let err = relay(
+        "{ checkpoint: /x, leases: { table: t!, timeout: 10ms }, max_batch_bytes: 1KiB, target: { url: \"http://x\" } }",
+    )
+    .expect_err("bad");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["relay.checkpoint", "relay.max_batch_bytes"], "{err}");
+    let err = relay("{ leases: { table: t!, timeout: 10ms }, target: { url: \"http://x\" } }")
+        .expect_err("bad");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["relay.leases.table", "relay.leases.timeout"],
+        "{err}"
+    );
+    let err = relay("{ target: { url: \"http://x\" } }").expect_err("neither");
+    assert!(err.to_string().contains("leases"), "{err}");
+}
+
+#[test]
+fn numeric_keys_take_variables() {
+    let env = |name: &str| match name {
+        "REPLICAS" => Some("3".to_string()),
+        "RATE" => Some("51000".to_string()),
+        "PRIO" => Some("high".to_string()),
+        _ => None,
+    };
+    let sinks = "sinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let c = parse(
+        Path::new("gateway.yaml"),
+        &format!(
+            "tls: off\nreplicas: ${{REPLICAS}}\n{sinks}tenants:\n  game: {{ samples_rate_limit: \"${{RATE}}\", \
+             burst: \"${{BURST:-120000}}\", max_series: 5 }}\n"
+        ),
+        &env,
+    )
+    .expect("numbers from variables");
+    assert_eq!(c.replicas, 3);
+    assert_eq!(c.limits_of("game").samples_rate_limit, 51_000.0);
+    assert_eq!(c.limits_of("game").burst, 120_000);
+    assert_eq!(c.limits_of("game").max_series, 5);
+    let err = parse(
+        Path::new("gateway.yaml"),
+        &format!("tls: off\nreplicas: \"${{NOPE}}\"\n{sinks}tenants: {{ game: {{ priority: \"${{PRIO}}\" }} }}\n"),
+        &env,
+    )
+    .expect_err("not numbers");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(keys.contains(&"replicas"), "{err}");
+    assert!(keys.contains(&"tenants.game.priority"), "{err}");
+    assert!(err.to_string().contains("NOPE is not set"), "{err}");
 }
 
 #[test]
