@@ -284,6 +284,22 @@ async fn a_split_shard_is_followed_into_its_children() {
     let config = relay_config(dir.path(), &moto, &prometheus.write_url(), metrics_port);
     let relay = start_relay(dir.path(), &config, 1);
     wait_for_count(&prometheus, 20, &relay, Duration::from_secs(30)).await;
+    // A load balancer's health check and a scraper reach the relay's plain port.
+    for (path, want) in [
+        ("/ready", "ready"),
+        ("/metrics", "edge_relay_records_forwarded_total"),
+    ] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{metrics_port}{path}"))
+            .output()
+            .expect("run curl (Debian package curl)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.ends_with("\n200") && text.contains(want),
+            "{path}: {text}"
+        );
+    }
 
     let k = moto.kinesis();
     k.split_shard()
