@@ -96,7 +96,8 @@ pub struct LogsPipeline {
     shed_level: u8,
 }
 
-fn detector_specs(config: &AgentConfig) -> Vec<DetectorSpec> {
+/// The configured PII detectors, as the tokenizer takes them.
+pub fn detector_specs(config: &AgentConfig) -> Vec<DetectorSpec> {
     config
         .detectors
         .iter()
