@@ -237,3 +237,154 @@ async fn without_a_traces_sink_the_gateway_answers_503_and_keeps_nothing() {
         .expect("ready");
     assert_eq!(ready.status, 200, "{}", ready.body);
 }
+
+/// A Python OTLP/HTTP endpoint that checks SigV4 with botocore (see the script), on a
+/// free port; killed on drop.
+struct Receiver {
+    child: std::process::Child,
+    port: u16,
+    out: std::path::PathBuf,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Receiver {
+    fn start(dir: &std::path::Path, name: &str, secret: &str, fail_first: u32) -> Receiver {
+        let probe = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import botocore, opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+            ])
+            .status()
+            .expect("python3");
+        assert!(
+            probe.success(),
+            "the receiver needs botocore and opentelemetry-proto: pip install 'moto[server]' \
+             opentelemetry-exporter-otlp-proto-http (scripts/test installs them)"
+        );
+        let port = free_port();
+        let out = dir.join(format!("{name}.jsonl"));
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/clients/otlp_receiver.py"
+        );
+        let child = std::process::Command::new("python3")
+            .args([
+                script,
+                &port.to_string(),
+                &out.display().to_string(),
+                secret,
+                &fail_first.to_string(),
+            ])
+            .spawn()
+            .expect("start the OTLP receiver");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the OTLP receiver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Receiver { child, port, out }
+    }
+
+    fn seen(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect()
+    }
+}
+
+/// Static credentials for SigV4 (the receiver knows the secret), no IMDS.
+const SIGV4_ENV: &[(&str, &str)] = &[
+    ("AWS_ACCESS_KEY_ID", "AKIDEDGETRACES"),
+    ("AWS_SECRET_ACCESS_KEY", "edge-traces-test-secret"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+#[tokio::test]
+async fn the_otlp_sink_signs_for_xray_and_answers_only_after_the_endpoint_took_the_spans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    // The first answer is a 503 with Retry-After: the sink waits and sends again, and the
+    // client's 200 comes only after the endpoint's.
+    let receiver = Receiver::start(dir.path(), "xray", "edge-traces-test-secret", 1);
+    let port = free_port();
+    let sink = format!(
+        "{{ kind: otlp, url: \"http://127.0.0.1:{}/v1/traces\", sigv4: {{ region: us-east-1 }} }}",
+        receiver.port
+    );
+    let gw = Gateway::start_with_env(
+        dir.path(),
+        port,
+        &config(dir.path(), port, Some(&sink)),
+        SIGV4_ENV,
+    );
+    let cert = pki.client("gs-1", None);
+    let mut c = Client::connect(port, tls_config(&pki.ca_der, Some(&cert)))
+        .await
+        .expect("connect");
+    let a = post(&mut c, &request(4, 1), "zstd").await;
+    assert_eq!(a.status, 200, "{}\n{}", a.body, gw.log_text());
+    let seen = receiver.seen();
+    assert_eq!(
+        seen.len(),
+        2,
+        "a 503, then the same request again: {seen:?}"
+    );
+    assert_eq!(seen[0]["status"], 503);
+    assert_eq!(seen[1]["status"], 200);
+    assert_eq!(seen[0]["sha256"], seen[1]["sha256"]);
+    for s in &seen {
+        assert_eq!(s["signed"], true, "{s}");
+        assert_eq!(
+            s["signature_ok"], true,
+            "botocore recomputed another signature: {s}"
+        );
+        assert_eq!(s["service"], "xray");
+        assert_eq!(s["region"], "us-east-1");
+        assert_eq!(s["spans"], 4);
+        assert_eq!(s["content_type"], "application/x-protobuf");
+    }
+    assert_eq!(seen[1]["names"][2], "tick-1-2");
+    assert_eq!(
+        c.metric("edge_gateway_spans_accepted_total{tenant=\"game\"}")
+            .await,
+        Some(4.0)
+    );
+
+    // An endpoint that holds another secret refuses the signature: the sink does not
+    // retry a 403 forever, and the client is told (400), not answered 2xx.
+    let dir2 = tempfile::tempdir().expect("tempdir");
+    let pki2 = Pki::new(dir2.path(), "test");
+    let wrong = Receiver::start(dir2.path(), "wrong", "not-the-secret", 0);
+    let port2 = free_port();
+    let sink2 = format!(
+        "{{ kind: otlp, url: \"http://127.0.0.1:{}/v1/traces\", sigv4: {{ region: us-east-1, service: xray }} }}",
+        wrong.port
+    );
+    let _gw2 = Gateway::start_with_env(
+        dir2.path(),
+        port2,
+        &config(dir2.path(), port2, Some(&sink2)),
+        SIGV4_ENV,
+    );
+    let cert2 = pki2.client("gs-1", None);
+    let mut c2 = Client::connect(port2, tls_config(&pki2.ca_der, Some(&cert2)))
+        .await
+        .expect("connect");
+    let refused = post(&mut c2, &request(2, 2), "gzip").await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("403"), "{}", refused.body);
+    let seen = wrong.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0]["signature_ok"], false);
+}
