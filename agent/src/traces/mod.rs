@@ -44,6 +44,12 @@ use batch::{BatchLimits, Batcher, Closed};
 /// info logs (0.9).
 pub const SHED_TRACES_AT: f64 = 0.85;
 
+// The shed order, checked when the crate builds.
+const _: () = assert!(
+    crate::logs::pipeline::SHED_DEBUG_AT < SHED_TRACES_AT
+        && SHED_TRACES_AT < crate::logs::pipeline::SHED_INFO_AT
+);
+
 /// The shed hint level (see [`crate::sender::parse_shed_hint`]) from which traces are
 /// shed: `info`, since traces go before info logs.
 pub const SHED_TRACES_HINT: u8 = 2;
