@@ -137,6 +137,7 @@ enum OneOrMany {
 struct RawOutput {
     metrics_url: Option<OneOrMany>,
     logs_url: Option<OneOrMany>,
+    traces_url: Option<OneOrMany>,
     tls: Option<RawTls>,
 }
 
@@ -258,6 +259,9 @@ pub struct AgentConfig {
     /// Where logs go (OTLP/HTTP): like `metrics_urls`, one or several gateways tried
     /// in order; empty when logs have nowhere to go.
     pub logs_urls: Vec<String>,
+    /// Where traces go (OTLP/HTTP): like `logs_urls`; empty when traces have nowhere to
+    /// go (the traces pipeline is then not built).
+    pub traces_urls: Vec<String>,
     /// mTLS files, required for `https` outputs.
     pub tls: Option<TlsFiles>,
     /// The disk queue.
@@ -521,10 +525,10 @@ impl Validator<'_> {
             self.problem("tokenize.key_file", "logs are configured but no tokenization key is: the agent will not ship logs that may carry PII untokenized");
         }
 
-        let (metrics_urls, logs_urls, tls) = match raw.output {
+        let (metrics_urls, logs_urls, traces_urls, tls) = match raw.output {
             None => {
                 self.problem("output.metrics_url", "is required");
-                (Vec::new(), Vec::new(), None)
+                (Vec::new(), Vec::new(), Vec::new(), None)
             }
             Some(o) => {
                 let metrics_urls = match o.metrics_url {
@@ -538,6 +542,16 @@ impl Validator<'_> {
                     .logs_url
                     .map(|urls| self.urls("output.logs_url", urls))
                     .unwrap_or_default();
+                let traces_urls = o
+                    .traces_url
+                    .map(|urls| self.urls("output.traces_url", urls))
+                    .unwrap_or_default();
+                if !traces_urls.is_empty() && tokenize_key_file.is_none() {
+                    self.problem(
+                        "output.traces_url",
+                        "traces are configured but no tokenization key is (tokenize.key_file): span attributes may carry PII and are never shipped untokenized",
+                    );
+                }
                 if !logs.is_empty() && logs_urls.is_empty() {
                     self.problem(
                         "output.logs_url",
@@ -552,6 +566,7 @@ impl Validator<'_> {
                 let https = metrics_urls
                     .iter()
                     .chain(&logs_urls)
+                    .chain(&traces_urls)
                     .any(|u| u.starts_with("https://"));
                 if https && tls.is_none() {
                     self.problem(
@@ -559,7 +574,7 @@ impl Validator<'_> {
                         "an https output needs a client certificate, key and CA (mTLS)",
                     );
                 }
-                (metrics_urls, logs_urls, tls)
+                (metrics_urls, logs_urls, traces_urls, tls)
             }
         };
 
@@ -609,6 +624,7 @@ impl Validator<'_> {
             detectors,
             metrics_urls,
             logs_urls,
+            traces_urls,
             tls,
             queue,
             statsd,

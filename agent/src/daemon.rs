@@ -49,6 +49,7 @@ pub struct Agent {
     scrape: Vec<String>,
     notifier: Notifier,
     logs: Option<(crate::logs::pipeline::LogsPipeline, Sender)>,
+    traces: Option<(Arc<crate::traces::TracesPipeline>, Sender)>,
     statsd: Option<crate::statsd::Statsd>,
 }
 
@@ -154,16 +155,51 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         }
         _ => None,
     };
+    let traces = if config.traces_urls.is_empty() {
+        None
+    } else {
+        let traces_wake = Arc::new(Notify::new());
+        let tls = match &config.tls {
+            Some(files) => Some(ReloadingTls::load(files.clone())?),
+            None => None,
+        };
+        let sender = Sender::new(
+            SenderConfig {
+                stream: Stream::Traces,
+                urls: config.traces_urls.clone(),
+                classes: vec![Class::Traces],
+                headers: otlp_headers(),
+            },
+            tls,
+            queue.clone(),
+            traces_wake.clone(),
+            telemetry.clone(),
+            cadence.clone(),
+        )?;
+        let pipeline = crate::traces::TracesPipeline::new(
+            &config,
+            &crate::logs::pipeline::host_name(),
+            &host_labels,
+            queue.clone(),
+            traces_wake,
+            telemetry.clone(),
+            sender.shed_hint(),
+        )?;
+        Some((Arc::new(pipeline), sender))
+    };
     let gate = Gate::new(Schema::new(policy, catalog), config.series_budget);
-    let shared = Arc::new(Shared::new(
-        Pipeline {
-            gate,
-            batch: Batch::default(),
-            host_labels,
-        },
-        telemetry,
-        cadence,
-    ));
+    let shared = Arc::new(
+        Shared::new(
+            Pipeline {
+                gate,
+                batch: Batch::default(),
+                host_labels,
+            },
+            telemetry,
+            cadence,
+        )
+        .with_traces(traces.as_ref().map(|(p, _)| p.clone())),
+    );
     let host = config.host_metrics.then(|| HostConfig {
         proc_root: "/proc".into(),
         filesystems: config.filesystems.clone(),
@@ -184,11 +220,12 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         scrape: config.scrape.clone(),
         notifier: Notifier::from_env(),
         logs,
+        traces,
         statsd,
     })
 }
 
-/// The OTLP/HTTP logs request headers.
+/// The OTLP/HTTP request headers (logs and traces batches: protobuf, zstd).
 pub fn otlp_headers() -> Vec<(HeaderName, HeaderValue)> {
     vec![
         (
@@ -262,6 +299,7 @@ impl Agent {
             scrape,
             notifier,
             logs,
+            traces,
             statsd,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -273,6 +311,15 @@ impl Agent {
         ];
         if let Some(statsd) = statsd {
             tasks.extend(statsd.spawn(shared.clone(), stop_rx.clone()));
+        }
+        // The traces pipeline stops with the receivers (its last batch is queued then);
+        // its sender with the other senders.
+        if let Some((pipeline, traces_sender)) = traces {
+            tasks.push(("traces", tokio::spawn(pipeline.run(stop_rx.clone()))));
+            tasks.push((
+                "traces sender",
+                tokio::spawn(traces_sender.run(send_stop_rx.clone())),
+            ));
         }
         let logs_stop = Arc::new(AtomicBool::new(false));
         let logs_thread = match logs {

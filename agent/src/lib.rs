@@ -10,6 +10,7 @@
 //! - [`receiver`]: the loopback push receiver, `/metrics`, `/healthz`, `/ready`;
 //! - [`statsd`]: the statsd / DogStatsD receiver, aggregated per cycle;
 //! - [`metrics`]: the policy and budget gate and the per-cycle batch;
+//! - [`traces`]: spans from the OTLP receivers, tokenized and batched into the queue;
 //! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
 //! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-daemon-kit`);
 //! - [`shared`]: what the receivers, the cycle and the sender share; [`cycle`]: one
@@ -33,3 +34,4 @@ pub mod sender;
 pub mod shared;
 pub mod statsd;
 pub mod telemetry;
+pub mod traces;

@@ -1,5 +1,6 @@
 //! The state the receiver, the collection cycle, the statsd flush and the sender share:
-//! the metrics pipeline (gate and batch), self-metrics, the cadence, readiness.
+//! the metrics pipeline (gate and batch), self-metrics, the cadence, readiness, and the
+//! traces pipeline the OTLP receivers hand spans to.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -7,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::cadence::Cadence;
 use crate::metrics::Pipeline;
 use crate::telemetry::Telemetry;
+use crate::traces::TracesPipeline;
 
 /// State the receiver, the loop and the sender share.
 #[derive(Debug)]
@@ -18,6 +20,9 @@ pub struct Shared {
     pub cadence: Arc<Cadence>,
     /// Whether the agent is ready (queue open, first cycle done).
     pub ready: AtomicBool,
+    /// The traces pipeline, when `output.traces_url` is set: what the OTLP receivers
+    /// hand spans to.
+    traces: Option<Arc<TracesPipeline>>,
 }
 
 impl Shared {
@@ -28,7 +33,20 @@ impl Shared {
             telemetry,
             cadence,
             ready: AtomicBool::new(false),
+            traces: None,
         }
+    }
+
+    /// With the traces pipeline the receivers hand spans to.
+    pub fn with_traces(mut self, traces: Option<Arc<TracesPipeline>>) -> Self {
+        self.traces = traces;
+        self
+    }
+
+    /// The traces pipeline, or `None` when traces have nowhere to go (no
+    /// `output.traces_url`).
+    pub fn traces(&self) -> Option<&Arc<TracesPipeline>> {
+        self.traces.as_ref()
     }
 
     /// The pipeline, locked. Holders do no I/O while they hold it.

@@ -16,8 +16,8 @@ use edge_exporter::instruments::Histogram;
 use crate::logs::record::Level;
 use crate::metrics::gate::{POLICY_REASONS, REJECT_REASONS};
 use crate::metrics::{Point, SeriesKey};
-use crate::queue::Class;
 use crate::queue::figures::QueueFigures;
+use crate::queue::{CLASSES, Class};
 
 /// Delivery streams, as the `stream` label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +26,12 @@ pub enum Stream {
     Metrics,
     /// OTLP logs to `output.logs_url`.
     Logs,
+    /// OTLP traces to `output.traces_url`.
+    Traces,
 }
+
+/// Every stream, in label order.
+pub const STREAMS: [Stream; 3] = [Stream::Metrics, Stream::Logs, Stream::Traces];
 
 impl Stream {
     /// The label value.
@@ -34,6 +39,7 @@ impl Stream {
         match self {
             Stream::Metrics => "metrics",
             Stream::Logs => "logs",
+            Stream::Traces => "traces",
         }
     }
 
@@ -81,14 +87,16 @@ impl Default for StreamStats {
 /// Counters the agent's tasks update.
 #[derive(Debug, Default)]
 pub struct Telemetry {
-    streams: [StreamStats; 2],
+    streams: [StreamStats; STREAMS.len()],
     scrape_failures: AtomicU64,
     cadence_ms: AtomicU64,
-    queue_bytes: [AtomicU64; 4],
-    queue_records: [AtomicU64; 4],
-    queue_shed: [AtomicU64; 4],
-    queue_shed_batches: [AtomicU64; 4],
-    queue_lost_bytes: [AtomicU64; 4],
+    queue_bytes: [AtomicU64; CLASSES],
+    queue_records: [AtomicU64; CLASSES],
+    queue_shed: [AtomicU64; CLASSES],
+    queue_shed_batches: [AtomicU64; CLASSES],
+    queue_lost_bytes: [AtomicU64; CLASSES],
+    /// Spans offered to the traces pipeline, by [`SPAN_RESULTS`].
+    spans: [AtomicU64; SPAN_RESULTS.len()],
     logs_records: [AtomicU64; LEVELS.len()],
     logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
     logs_parse_failures: AtomicU64,
@@ -121,11 +129,20 @@ pub const LEVELS: [Level; 7] = [
 /// Why a log record was dropped, as the `reason` label of `edge_logs_dropped_total`.
 pub const DROP_REASONS: [&str; 5] = ["min_level", "drop_rule", "sampled", "shed", "pii_drop"];
 
+/// What became of a span offered to the agent, as the `result` label of
+/// `edge_traces_spans_total`: queued for the gateway; refused (a PII detector whose
+/// action is drop matched it; the client is told in `rejected_spans`); shed (the agent
+/// was shedding traces and the client was told to retry); lost (accepted, then its
+/// batch could not be compressed or written to the disk queue, logged: a subset of
+/// accepted).
+pub const SPAN_RESULTS: [&str; 4] = ["accepted", "refused", "shed", "lost"];
+
 fn class_slot(class: Class) -> usize {
     match class {
         Class::LogsDebug => 0,
         Class::LogsInfo => 1,
-        _ => 2,
+        // Only log classes are counted here; traces count in `edge_traces_spans_total`.
+        Class::LogsWarn | Class::Traces | Class::Metrics => 2,
     }
 }
 
@@ -201,6 +218,21 @@ impl Telemetry {
         self.logs_pii_replaced.fetch_add(n, Relaxed);
     }
 
+    /// `n` spans with `result` (one of [`SPAN_RESULTS`]).
+    pub fn spans(&self, result: &str, n: u64) {
+        if let Some(i) = SPAN_RESULTS.iter().position(|r| *r == result) {
+            self.spans[i].fetch_add(n, Relaxed);
+        }
+    }
+
+    /// Spans with `result` so far.
+    pub fn spans_counted(&self, result: &str) -> u64 {
+        SPAN_RESULTS
+            .iter()
+            .position(|r| *r == result)
+            .map_or(0, |i| self.spans[i].load(Relaxed))
+    }
+
     /// A failed scrape.
     pub fn scrape_failed(&self) {
         self.scrape_failures.fetch_add(1, Relaxed);
@@ -216,7 +248,7 @@ impl Telemetry {
 
     /// The queue's figures.
     pub fn set_queue(&self, q: &QueueFigures) {
-        for i in 0..4 {
+        for i in 0..CLASSES {
             self.queue_bytes[i].store(q.bytes[i], Relaxed);
             self.queue_records[i].store(q.records[i], Relaxed);
             self.queue_shed[i].store(q.shed[i], Relaxed);
@@ -228,6 +260,12 @@ impl Telemetry {
     /// Records waiting in `class`.
     pub fn queue_records(&self, class: Class) -> u64 {
         self.queue_records[class as usize].load(Relaxed)
+    }
+
+    /// Bytes in the disk queue, all classes, as of the last queue operation (read
+    /// without touching the queue's lock).
+    pub fn queue_total_bytes(&self) -> u64 {
+        self.queue_bytes.iter().map(|b| b.load(Relaxed)).sum()
     }
 
     /// Where the TLS client reports its certificate's expiry.
@@ -359,7 +397,10 @@ impl Telemetry {
             &[],
             load(&self.logs_pii_replaced),
         );
-        for stream in [Stream::Metrics, Stream::Logs] {
+        for (result, n) in SPAN_RESULTS.iter().zip(&self.spans) {
+            push("edge_traces_spans_total", &[("result", result)], load(n));
+        }
+        for stream in STREAMS {
             let s = &self.streams[stream.index()];
             for (code, n) in CODES.iter().zip(&s.responses) {
                 push(
@@ -379,7 +420,7 @@ impl Telemetry {
                 load(&s.dropped),
             );
         }
-        for stream in [Stream::Metrics, Stream::Logs] {
+        for stream in STREAMS {
             let h = self.streams[stream.index()].duration.snapshot();
             out.push((
                 SeriesKey::new(

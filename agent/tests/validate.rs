@@ -98,3 +98,29 @@ fn the_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn traces_url_is_validated_with_its_key_path() {
+    let (code, stdout, stderr) = validate(
+        "tokenize: { key_file: /etc/edge-agent/tokenize.key }\n\
+         output: { metrics_url: \"${GATEWAY_URL}/api/v1/push\", traces_url: [\"${GATEWAY_URL}/v1/traces\", \"https://gw-b.example:8443/v1/traces\"], tls: { cert: a, key: b, ca: c } }\n",
+        &[("GATEWAY_URL", "https://gw.example:8443")],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.ends_with(": ok\n"));
+    let (code, _, stderr) = validate(
+        "output: { metrics_url: http://127.0.0.1:9090/api/v1/write, traces_url: [\"gw:8443/v1/traces\"] }\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("agent.yaml: output.traces_url[0]: \"gw:8443/v1/traces\" is not an http:// or https:// URL"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "agent.yaml: output.traces_url: traces are configured but no tokenization key is"
+        ),
+        "{stderr}"
+    );
+}

@@ -149,7 +149,8 @@ fn any_to_json(v: Option<&AnyValue>) -> Value {
     }
 }
 
-fn kvs_to_map(kvs: &[KeyValue]) -> Map<String, Value> {
+/// Attributes as a JSON object (nested values as JSON, bytes as hex).
+pub(crate) fn kvs_to_map(kvs: &[KeyValue]) -> Map<String, Value> {
     kvs.iter()
         .map(|kv| (kv.key.clone(), any_to_json(kv.value.as_ref())))
         .collect()

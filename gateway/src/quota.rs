@@ -1,4 +1,4 @@
-//! Per-tenant quotas: sample and log-byte rates (GCRA through `governor`) and active
+//! Per-tenant quotas: sample, log-byte and span rates (GCRA through `governor`) and active
 //! series (exact, over a 5-minute window).
 //!
 //! Every limit is regional: each replica enforces `limit / replicas`. A request that
@@ -85,6 +85,7 @@ impl Bucket {
 struct Tenant {
     samples: Bucket,
     log_bytes: Bucket,
+    spans: Bucket,
     series: Series,
 }
 
@@ -174,9 +175,12 @@ impl Quotas {
         let burst = share(limits.burst as f64, replicas).ceil() as u64;
         let log_rate = share(limits.log_bytes_rate_limit as f64, replicas);
         let log_burst = share(limits.log_bytes_burst as f64, replicas).ceil() as u64;
+        let span_rate = share(limits.span_rate_limit, replicas);
+        let span_burst = share(limits.span_burst as f64, replicas).ceil() as u64;
         let t = tenants.entry(tenant.to_string()).or_insert_with(|| Tenant {
             samples: Bucket::new(rate, burst),
             log_bytes: Bucket::new(log_rate, log_burst),
+            spans: Bucket::new(span_rate, span_burst),
             series: Series::default(),
         });
         // A reloaded config with other figures gets a new bucket (and a full burst);
@@ -188,6 +192,11 @@ impl Quotas {
             || u64::from(t.log_bytes.burst) != log_burst.min(u64::from(u32::MAX))
         {
             t.log_bytes = Bucket::new(log_rate, log_burst);
+        }
+        if t.spans.rate != span_rate
+            || u64::from(t.spans.burst) != span_burst.min(u64::from(u32::MAX))
+        {
+            t.spans = Bucket::new(span_rate, span_burst);
         }
         f(t)
     }
@@ -212,6 +221,17 @@ impl Quotas {
         bytes: u64,
     ) -> RateCheck {
         self.with_tenant(tenant, limits, replicas, |t| t.log_bytes.check(bytes))
+    }
+
+    /// Takes `spans` from the tenant's span rate.
+    pub fn check_spans(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        spans: u64,
+    ) -> RateCheck {
+        self.with_tenant(tenant, limits, replicas, |t| t.spans.check(spans))
     }
 
     /// Admits the series whose label hashes are given, in order, up to the tenant's
@@ -315,6 +335,29 @@ mod tests {
             RateCheck::TooLarge {
                 asked: 101,
                 burst: 100
+            }
+        );
+    }
+
+    #[test]
+    fn spans_have_their_own_rate_and_burst() {
+        let q = Quotas::default();
+        let l = TenantLimits {
+            span_rate_limit: 10.0,
+            span_burst: 20,
+            ..BUILTIN_LIMITS
+        };
+        assert_eq!(q.check_spans("a", &l, 1, 20), RateCheck::Ok);
+        assert!(
+            matches!(q.check_spans("a", &l, 1, 5), RateCheck::Wait(w) if w > Duration::from_millis(400))
+        );
+        // Samples are not spans: the sample bucket is untouched.
+        assert_eq!(q.check_samples("a", &l, 1, 1000), RateCheck::Ok);
+        assert_eq!(
+            q.check_spans("b", &l, 2, 11),
+            RateCheck::TooLarge {
+                asked: 11,
+                burst: 10
             }
         );
     }

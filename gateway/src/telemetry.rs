@@ -111,6 +111,11 @@ pub const GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL: Counter = Counter {
     name: "edge_gateway_log_records_accepted_total",
     help: "Log records committed, by tenant.",
 };
+/// `edge_gateway_spans_accepted_total` (counter).
+pub const GATEWAY_SPANS_ACCEPTED_TOTAL: Counter = Counter {
+    name: "edge_gateway_spans_accepted_total",
+    help: "Spans committed to the traces sink, by tenant.",
+};
 /// `edge_gateway_config_last_reload_successful` (gauge).
 pub const GATEWAY_CONFIG_LAST_RELOAD_SUCCESSFUL: Gauge = Gauge {
     name: "edge_gateway_config_last_reload_successful",
@@ -212,6 +217,11 @@ pub const GATEWAY_DISCARDED_LOG_RECORDS_TOTAL: Counter = Counter {
 pub const GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL: Counter = Counter {
     name: "edge_gateway_log_records_tokenized_total",
     help: "Log records that arrived without an agent and were tokenized by the gateway, by tenant.",
+};
+/// `edge_gateway_discarded_spans_total` (counter).
+pub const GATEWAY_DISCARDED_SPANS_TOTAL: Counter = Counter {
+    name: "edge_gateway_discarded_spans_total",
+    help: "Spans refused, by tenant and reason.",
 };
 
 /// `edge_build_info` (gauge).

@@ -1,6 +1,7 @@
 //! The Firehose sink against a real local AWS API server (moto) delivering to its S3:
 //! the documents the gateway accepts are read back from the bucket, once each, as
-//! NDJSON; and a delivery stream that fails half the records of a call (a proxy
+//! NDJSON; spans committed to a `firehose` traces sink arrive as one document each; and a
+//! delivery stream that fails half the records of a call (a proxy
 //! wrapping moto) ends with every document delivered once.
 
 mod support;
@@ -29,6 +30,10 @@ fn s3(moto: &Moto) -> aws_sdk_s3::Client {
 }
 
 async fn setup_stream(moto: &Moto, bucket: &str) {
+    setup_named_stream(moto, "logs", bucket).await;
+}
+
+async fn setup_named_stream(moto: &Moto, stream: &str, bucket: &str) {
     s3(moto)
         .create_bucket()
         .bucket(bucket)
@@ -43,7 +48,7 @@ async fn setup_stream(moto: &Moto, bucket: &str) {
         .build();
     let fh = aws_sdk_firehose::Client::from_conf(config);
     fh.create_delivery_stream()
-        .delivery_stream_name("logs")
+        .delivery_stream_name(stream)
         .delivery_stream_type(DeliveryStreamType::DirectPut)
         .extended_s3_destination_configuration(
             ExtendedS3DestinationConfiguration::builder()
@@ -197,4 +202,114 @@ async fn a_stream_that_fails_half_the_records_of_a_call_delivers_every_document_
         gw.log_text()
     );
     assert_eq!(messages(&delivered(&moto, "edge-logs").await), sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_to_a_firehose_traces_sink_arrive_as_one_document_each() {
+    use edge_schema::proto::otlp::trace::{
+        ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Span, Status,
+    };
+    use edge_schema::proto::otlp::{AnyValue, KeyValue, Resource, any_value};
+    use prost::Message;
+
+    let moto = Moto::start();
+    setup_named_stream(&moto, "spans", "edge-spans").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let config = format!(
+        "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
+         tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
+         identities: {{ spiffe_trust_domain: obs.internal }}\n\
+         sinks:\n  metrics: {{ kind: file, dir: {d}/spool }}\n  logs: {{ kind: file, dir: {d}/spool }}\n  \
+         traces: {{ kind: firehose, delivery_stream: spans, region: us-east-1, endpoint_url: \"{endpoint}\" }}\n",
+        d = dir.path().display(),
+        endpoint = moto.url()
+    );
+    let gw = Gateway::start_with_env(dir.path(), port, &config, AWS_TEST_ENV);
+    let text = |v: &str| {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        })
+    };
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![
+                    KeyValue {
+                        key: "service.name".into(),
+                        value: text("lobby"),
+                    },
+                    KeyValue {
+                        key: "host.name".into(),
+                        value: text("gs-9"),
+                    },
+                ],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..7u8)
+                    .map(|i| Span {
+                        trace_id: vec![0xab; 16],
+                        span_id: vec![i + 1; 8],
+                        parent_span_id: if i == 0 { Vec::new() } else { vec![1; 8] },
+                        name: format!("queue.admit {i}"),
+                        start_time_unix_nano: 1_700_000_000_000_000_000,
+                        end_time_unix_nano: 1_700_000_000_040_000_000,
+                        attributes: vec![KeyValue {
+                            key: "queue".into(),
+                            value: text("ranked"),
+                        }],
+                        status: Some(Status {
+                            code: 1,
+                            message: String::new(),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let cert = pki.client("x", Some("spiffe://obs.internal/tenant/game/gs-9"));
+    let mut c = Client::connect(port, tls_config(&pki.ca_der, Some(&cert)))
+        .await
+        .expect("connect");
+    let body = zstd::bulk::compress(&request.encode_to_vec(), 1).expect("zstd");
+    let a = c
+        .request(
+            "POST",
+            "/v1/traces",
+            &[
+                ("content-type", "application/x-protobuf"),
+                ("content-encoding", "zstd"),
+            ],
+            body,
+        )
+        .await
+        .expect("post");
+    assert_eq!(a.status, 200, "{}\n{}", a.body, gw.log_text());
+    let lines = delivered(&moto, "edge-spans").await;
+    assert_eq!(lines.len(), 7, "one document per span: {lines:?}");
+    let mut names = Vec::new();
+    for line in &lines {
+        let doc: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(doc["tenant"], "game");
+        assert_eq!(doc["service"], "lobby");
+        assert_eq!(doc["host"], "gs-9");
+        assert_eq!(doc["trace_id"], "abababababababababababababababab");
+        assert_eq!(doc["duration_ms"], 40.0);
+        assert_eq!(doc["status"]["code"], "ok");
+        assert_eq!(doc["attributes"]["queue"], "ranked");
+        names.push(doc["name"].as_str().unwrap_or_default().to_string());
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        (0..7)
+            .map(|i| format!("queue.admit {i}"))
+            .collect::<Vec<_>>()
+    );
 }

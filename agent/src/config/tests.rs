@@ -205,3 +205,56 @@ fn statsd_is_on_by_default_on_loopback_can_be_turned_off_and_bad_keys_name_their
     let p = problems(&format!("{base}statsd: maybe\n"));
     assert_eq!(p[0].0, "statsd", "{p:?}");
 }
+
+#[test]
+fn traces_go_to_one_or_several_gateways_and_need_the_tokenization_key() {
+    let with = |traces: &str| {
+        GOOD.replace(
+            r#"  logs_url: "${GATEWAY_URL}/v1/logs""#,
+            &format!("  logs_url: \"${{GATEWAY_URL}}/v1/logs\"\n  traces_url: {traces}"),
+        )
+    };
+    let c = parse(
+        Path::new("agent.yaml"),
+        &with(r#""${GATEWAY_URL}/v1/traces""#),
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(
+        c.traces_urls,
+        vec!["https://gw.eu-west-1.obs.internal:8443/v1/traces".to_string()]
+    );
+    let c = parse(
+        Path::new("agent.yaml"),
+        &with(r#"["https://gw-a:8443/v1/traces", "https://gw-b:8443/v1/traces"]"#),
+        &env,
+    )
+    .expect("valid");
+    assert_eq!(c.traces_urls.len(), 2);
+    // Absent: no traces pipeline.
+    let c = parse(Path::new("agent.yaml"), GOOD, &env).expect("valid");
+    assert!(c.traces_urls.is_empty());
+    // Bad values name their key path.
+    let p = problems(&with(
+        r#"["https://gw-a:8443/v1/traces", "ftp://gw-b/v1/traces"]"#,
+    ));
+    assert!(
+        p.iter()
+            .any(|(k, m)| k == "output.traces_url[1]" && m.contains("http")),
+        "{p:?}"
+    );
+    let p = problems(&with("[]"));
+    assert!(
+        p.iter()
+            .any(|(k, m)| k == "output.traces_url" && m.contains("empty")),
+        "{p:?}"
+    );
+    // Traces without a tokenization key are refused.
+    let text = "output: { metrics_url: http://127.0.0.1:9090/api/v1/write, traces_url: http://127.0.0.1:8443/v1/traces }\n";
+    let p = problems(text);
+    assert!(
+        p.iter()
+            .any(|(k, m)| k == "output.traces_url" && m.contains("tokenize.key_file")),
+        "{p:?}"
+    );
+}

@@ -6,15 +6,15 @@ use super::{Class, DiskQueue};
 #[derive(Clone, Copy, Debug, Default)]
 pub struct QueueFigures {
     /// Bytes per class.
-    pub bytes: [u64; 4],
+    pub bytes: [u64; super::CLASSES],
     /// Records waiting per class.
-    pub records: [u64; 4],
+    pub records: [u64; super::CLASSES],
     /// Log records or series shed so far per class.
-    pub shed: [u64; 4],
+    pub shed: [u64; super::CLASSES],
     /// Batches shed so far per class.
-    pub shed_batches: [u64; 4],
+    pub shed_batches: [u64; super::CLASSES],
     /// Bytes lost to corruption so far per class.
-    pub lost_bytes: [u64; 4],
+    pub lost_bytes: [u64; super::CLASSES],
 }
 
 impl DiskQueue {

@@ -1,9 +1,11 @@
 //! What a user counts in a queued batch, for the shed figures: the series of a metrics
 //! batch (snappy `WriteRequest`) and the log records of a logs batch (zstd OTLP
-//! `ExportLogsServiceRequest`). Only read when a batch is shed, so its cost does not
+//! `ExportLogsServiceRequest`) and the spans of a traces batch (zstd OTLP
+//! `ExportTraceServiceRequest`). Only read when a batch is shed, so its cost does not
 //! matter; a batch that does not decode counts as one.
 
 use edge_schema::proto::otlp::ExportLogsServiceRequest;
+use edge_schema::proto::otlp::trace::ExportTraceServiceRequest;
 use prost::Message;
 
 use super::Class;
@@ -11,11 +13,12 @@ use super::Class;
 /// The largest batch decoded to count it.
 const MAX_DECODED: usize = 64 << 20;
 
-/// Series or log records in `payload` of `class`.
+/// Series, log records or spans in `payload` of `class`.
 pub fn count(class: Class, payload: &[u8]) -> u64 {
     let counted = match class {
         Class::Metrics => series(payload),
-        _ => log_records(payload),
+        Class::Traces => spans(payload),
+        Class::LogsDebug | Class::LogsInfo | Class::LogsWarn => log_records(payload),
     };
     counted.unwrap_or(1)
 }
@@ -67,6 +70,19 @@ fn log_records(payload: &[u8]) -> Option<u64> {
     )
 }
 
+fn spans(payload: &[u8]) -> Option<u64> {
+    let raw = zstd::bulk::decompress(payload, MAX_DECODED).ok()?;
+    let request = ExportTraceServiceRequest::decode(raw.as_slice()).ok()?;
+    Some(
+        request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len() as u64)
+            .sum(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use edge_schema::proto::otlp::{LogRecord, ResourceLogs, ScopeLogs};
@@ -96,6 +112,18 @@ mod tests {
         let body = zstd::bulk::compress(&logs.encode_to_vec(), 1).expect("zstd");
         assert_eq!(count(Class::LogsInfo, &body), 5);
         assert_eq!(count(Class::LogsDebug, b"not zstd"), 1);
+        use edge_schema::proto::otlp::trace::{ResourceSpans, ScopeSpans, Span};
+        let traces = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span::default(); 4],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = zstd::bulk::compress(&traces.encode_to_vec(), 1).expect("zstd");
+        assert_eq!(count(Class::Traces, &body), 4);
         assert_eq!(count(Class::Metrics, b"\xff\xff\xff\xff\x0f"), 1);
     }
 }

@@ -21,8 +21,8 @@
 //! ## Bounded
 //!
 //! `max_bytes` bounds all classes together. A push that would pass it sheds whole oldest
-//! segments, lowest class first (debug logs, then info logs, then warn/error logs, then
-//! metrics), never a class above the one being pushed: a debug line is refused rather
+//! segments, lowest class first (debug logs, then traces, then info logs, then
+//! warn/error logs, then metrics), never a class above the one being pushed: a debug line is refused rather
 //! than drop a metric. A write that fails for lack of space sheds the same way and tries
 //! once more; if there is still no room the new record is refused. Every shed record is
 //! counted by class.
@@ -38,11 +38,16 @@ use std::path::{Path, PathBuf};
 
 use segment::{RECORD_HEADER, ReadOutcome, read_record, resync, valid_end};
 
+/// How many classes there are.
+pub const CLASSES: usize = 5;
+
 /// Priority classes, lowest first: the order in which data is shed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Class {
     /// Debug and trace logs: shed first.
     LogsDebug,
+    /// Trace spans (OTLP): shed after debug logs, before info logs.
+    Traces,
     /// Info logs.
     LogsInfo,
     /// Warn, error and fatal logs.
@@ -53,8 +58,9 @@ pub enum Class {
 
 impl Class {
     /// Every class, lowest priority first.
-    pub const ALL: [Class; 4] = [
+    pub const ALL: [Class; CLASSES] = [
         Class::LogsDebug,
+        Class::Traces,
         Class::LogsInfo,
         Class::LogsWarn,
         Class::Metrics,
@@ -64,6 +70,7 @@ impl Class {
     pub fn name(self) -> &'static str {
         match self {
             Class::LogsDebug => "logs_debug",
+            Class::Traces => "traces",
             Class::LogsInfo => "logs_info",
             Class::LogsWarn => "logs_warn",
             Class::Metrics => "metrics",
@@ -167,9 +174,9 @@ pub struct Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Bytes cut from torn or corrupt segment tails, by class.
-    pub truncated_bytes: [u64; 4],
+    pub truncated_bytes: [u64; CLASSES],
     /// Records waiting to be sent, by class (counted from the heads).
-    pub pending_records: [u64; 4],
+    pub pending_records: [u64; CLASSES],
 }
 
 /// Records and bytes dropped to stay within the bound.
@@ -219,13 +226,13 @@ impl ClassQueue {
 #[derive(Debug)]
 pub struct DiskQueue {
     config: QueueConfig,
-    classes: [ClassQueue; 4],
-    shed: [Shed; 4],
-    corrupt_skipped: [u64; 4],
+    classes: [ClassQueue; CLASSES],
+    shed: [Shed; CLASSES],
+    corrupt_skipped: [u64; CLASSES],
     /// Records waiting per class, kept as records come and go.
-    waiting: [u64; 4],
+    waiting: [u64; CLASSES],
     /// Bytes cut from torn tails when the queue was opened.
-    truncated: [u64; 4],
+    truncated: [u64; CLASSES],
     /// Where corrupt regions were found, so each is counted once however often it is
     /// walked over.
     corrupt_seen: std::collections::HashSet<(Class, RecordId)>,
@@ -235,7 +242,7 @@ impl DiskQueue {
     /// Opens (creating) the queue, repairs torn tails, and reports what it found.
     pub fn open(config: QueueConfig) -> Result<(DiskQueue, RecoveryReport), QueueError> {
         let mut report = RecoveryReport::default();
-        let mut classes = Vec::with_capacity(4);
+        let mut classes = Vec::with_capacity(CLASSES);
         for class in Class::ALL {
             let dir = config.dir.join(class.name());
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
@@ -298,15 +305,15 @@ impl DiskQueue {
             }
             classes.push(queue);
         }
-        let classes: [ClassQueue; 4] = classes
+        let classes: [ClassQueue; CLASSES] = classes
             .try_into()
             .unwrap_or_else(|_| unreachable!("one queue per class"));
         let mut queue = DiskQueue {
             config,
             classes,
-            shed: [Shed::default(); 4],
-            corrupt_skipped: [0; 4],
-            waiting: [0; 4],
+            shed: [Shed::default(); CLASSES],
+            corrupt_skipped: [0; CLASSES],
+            waiting: [0; CLASSES],
             truncated: report.truncated_bytes,
             corrupt_seen: std::collections::HashSet::new(),
         };

@@ -250,3 +250,46 @@ fn shed_figures_count_what_the_batches_held() {
     assert_eq!((refused.records, refused.items), (1, 50));
     assert_eq!(q.pending(Class::Metrics).expect("pending"), 3);
 }
+
+#[test]
+fn traces_are_shed_after_debug_logs_and_before_info_logs() {
+    assert_eq!(
+        Class::ALL,
+        [
+            Class::LogsDebug,
+            Class::Traces,
+            Class::LogsInfo,
+            Class::LogsWarn,
+            Class::Metrics
+        ]
+    );
+    assert_eq!(Class::Traces.name(), "traces");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 100-byte records, 2 per segment, room for 8.
+    let (mut q, _) = DiskQueue::open(config(dir.path(), 800, 200)).expect("open");
+    for _ in 0..2 {
+        q.push(Class::LogsInfo, &[3; 92]).expect("push");
+        q.push(Class::Traces, &[4; 92]).expect("push");
+        q.push(Class::LogsDebug, &[2; 92]).expect("push");
+    }
+    // Two warn records fit; two more force out debug, the next two the traces.
+    for _ in 0..4 {
+        q.push(Class::LogsWarn, &[5; 92]).expect("push");
+    }
+    assert_eq!(q.shed(Class::LogsDebug).records, 2);
+    assert_eq!(q.shed(Class::Traces).records, 0);
+    q.push(Class::LogsWarn, &[5; 92]).expect("push");
+    assert_eq!(q.shed(Class::Traces).records, 2, "traces go second");
+    assert_eq!(q.shed(Class::LogsInfo).records, 0);
+    assert_eq!(q.pending(Class::LogsInfo).expect("pending"), 2);
+    // A trace batch never displaces info logs: with no debug logs or traces left, it is
+    // refused and counted.
+    q.push(Class::LogsWarn, &[5; 92]).expect("push");
+    let before = q.shed(Class::Traces).records;
+    q.push(Class::Traces, &[4; 92]).expect("push");
+    assert_eq!(q.shed(Class::Traces).records, before + 1);
+    assert_eq!(q.pending(Class::LogsInfo).expect("pending"), 2);
+    assert_eq!(q.pending(Class::Traces).expect("pending"), 0);
+    // The traces directory is the class's own.
+    assert!(dir.path().join("traces").is_dir());
+}

@@ -46,7 +46,8 @@ const H2_KEEPALIVE: Duration = Duration::from_secs(30);
 /// `debug` (shed debug and trace) or `info` (shed info too); absent means none.
 pub const SHED_HINT_HEADER: &str = "edge-shed-logs";
 
-/// The log classes the gateway asks to shed, as a level: 0 none, 1 debug, 2 info.
+/// The log classes the gateway asks to shed, as a level: 0 none, 1 debug, 2 info (and
+/// traces, which the queue sheds between debug and info logs).
 pub fn parse_shed_hint(value: Option<&str>) -> u8 {
     match value.map(str::trim) {
         Some(v) if v.eq_ignore_ascii_case("info") => 2,
@@ -460,7 +461,8 @@ impl Sender {
 }
 
 /// Applies the gateway's hints: the cadence (metrics stream) and the shed level (logs
-/// stream); an answer without a hint ends it.
+/// and traces streams: `debug` sheds debug logs, `info` sheds traces and info logs
+/// too, the queue's shed order); an answer without a hint ends it.
 fn apply_hints(
     stream: Stream,
     cadence: &Cadence,
@@ -469,7 +471,9 @@ fn apply_hints(
 ) {
     match stream {
         Stream::Metrics => cadence.set_hint(answer.hint),
-        Stream::Logs => shed.store(answer.shed, std::sync::atomic::Ordering::Relaxed),
+        Stream::Logs | Stream::Traces => {
+            shed.store(answer.shed, std::sync::atomic::Ordering::Relaxed)
+        }
     }
 }
 

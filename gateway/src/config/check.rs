@@ -143,10 +143,11 @@ impl Validator<'_> {
             Duration::from_secs(10),
         );
         let overload = self.overload(raw.overload, &tenants);
-        let (metrics_sink, logs_sink) = match raw.sinks {
+        let (metrics_sink, logs_sink, traces_sink) = match raw.sinks {
             Some(s) => (
                 self.sink("sinks.metrics", s.metrics, "metrics"),
                 self.sink("sinks.logs", s.logs, "logs"),
+                s.traces.map(|t| self.sink("sinks.traces", t, "traces")),
             ),
             None => {
                 self.problem("sinks", "missing: give sinks.metrics and sinks.logs (kind: kinesis, firehose, remote_write or file)");
@@ -154,9 +155,30 @@ impl Validator<'_> {
                 (
                     SinkConfig::File { dir: dir.clone() },
                     SinkConfig::File { dir },
+                    None,
                 )
             }
         };
+        for (path, sink) in [("sinks.metrics", &metrics_sink), ("sinks.logs", &logs_sink)] {
+            if matches!(sink, SinkConfig::Otlp(_)) {
+                self.problem(
+                    format!("{path}.kind"),
+                    "otlp carries traces only (sinks.traces)",
+                );
+            }
+        }
+        if let Some(sink @ (SinkConfig::Kinesis { .. } | SinkConfig::RemoteWrite(_))) = &traces_sink
+        {
+            let kind = if matches!(sink, SinkConfig::Kinesis { .. }) {
+                "kinesis"
+            } else {
+                "remote_write"
+            };
+            self.problem(
+                "sinks.traces.kind",
+                format!("{kind} carries metrics only: use otlp, file or firehose for traces"),
+            );
+        }
         if matches!(logs_sink, SinkConfig::RemoteWrite(_)) {
             self.problem(
                 "sinks.logs.kind",
@@ -226,6 +248,7 @@ impl Validator<'_> {
             overload,
             metrics_sink,
             logs_sink,
+            traces_sink,
             limits,
             relay,
         }
@@ -495,6 +518,26 @@ impl Validator<'_> {
             self.problem(path("log_bytes_burst"), "must be under 4GiB");
             l.log_bytes_burst = base.log_bytes_burst;
         }
+        if let Some(r) = t.span_rate_limit {
+            if r.is_finite() && r > 0.0 {
+                l.span_rate_limit = r;
+            } else {
+                self.problem(path("span_rate_limit"), format!("{r}: must be above 0"));
+            }
+        }
+        if let Some(b) = t.span_burst {
+            l.span_burst = b;
+        } else if t.span_rate_limit.is_some() {
+            // Two seconds' worth, as for samples.
+            l.span_burst = (l.span_rate_limit * 2.0) as u64;
+        }
+        if l.span_burst == 0 || l.span_burst > u64::from(u32::MAX) {
+            self.problem(
+                path("span_burst"),
+                format!("{}: must be between 1 and {}", l.span_burst, u32::MAX),
+            );
+            l.span_burst = base.span_burst;
+        }
         l
     }
 
@@ -591,10 +634,20 @@ impl Validator<'_> {
                 let url = need(self, "url", raw.url);
                 SinkConfig::RemoteWrite(self.target(path, url, raw.sigv4, raw.tls))
             }
+            "otlp" => {
+                let url = need(self, "url", raw.url);
+                // AWS X-Ray's OTLP endpoint is the SigV4 service `xray`.
+                let default_service = raw.sigv4.as_ref().is_some_and(|s| s.service.is_none());
+                let mut target = self.target(path, url, raw.sigv4, raw.tls);
+                if default_service && let Some(s) = target.sigv4.as_mut() {
+                    s.service = "xray".into();
+                }
+                SinkConfig::Otlp(target)
+            }
             other => {
                 self.problem(
                     format!("{path}.kind"),
-                    format!("{other:?}: use kinesis, firehose, remote_write or file"),
+                    format!("{other:?}: use kinesis, firehose, remote_write, otlp or file"),
                 );
                 SinkConfig::File {
                     dir: PathBuf::new(),

@@ -127,6 +127,8 @@ struct RawTenant {
     max_label_name_length: Option<Number<usize>>,
     log_bytes_rate_limit: Option<String>,
     log_bytes_burst: Option<String>,
+    span_rate_limit: Option<f64>,
+    span_burst: Option<u64>,
     priority: Option<Number<u32>>,
     creation_grace_period: Option<String>,
     past_grace_period: Option<String>,
@@ -158,6 +160,7 @@ struct RawAction {
 struct RawSinks {
     metrics: RawSink,
     logs: RawSink,
+    traces: Option<RawSink>,
 }
 
 #[derive(Deserialize)]
@@ -242,6 +245,10 @@ pub struct TenantLimits {
     pub log_bytes_rate_limit: u64,
     /// Log bytes at once.
     pub log_bytes_burst: u64,
+    /// Spans per second.
+    pub span_rate_limit: f64,
+    /// Spans one request, or a burst of requests, may carry at once.
+    pub span_burst: u64,
     /// Higher is more important: under overload, tenants are throttled from the lowest
     /// priority up, after the configured actions (`server/overload.rs`).
     pub priority: u32,
@@ -263,6 +270,11 @@ impl TenantLimits {
     }
 }
 
+/// Spans per second a tenant may send to the region when its entry and `default` are
+/// silent: 20,000 spans/s is 4 per second from each of 5,000 hosts, which head-sampled
+/// game tracing stays well under; the burst is two seconds' worth, as for samples.
+pub const DEFAULT_SPAN_RATE_LIMIT: f64 = 20_000.0;
+
 /// The built-in limits, the design's `default` tenant.
 pub const BUILTIN_LIMITS: TenantLimits = TenantLimits {
     samples_rate_limit: 20_000.0,
@@ -273,6 +285,8 @@ pub const BUILTIN_LIMITS: TenantLimits = TenantLimits {
     max_label_name_length: 128,
     log_bytes_rate_limit: 10 << 20,
     log_bytes_burst: 20 << 20,
+    span_rate_limit: DEFAULT_SPAN_RATE_LIMIT,
+    span_burst: DEFAULT_SPAN_RATE_LIMIT as u64 * 2,
     priority: 100,
     creation_grace_period_ms: 10 * 60 * 1000,
     past_grace_period_ms: 0,
@@ -325,6 +339,9 @@ pub enum SinkConfig {
     },
     /// A Prometheus remote_write endpoint.
     RemoteWrite(Target),
+    /// An OTLP/HTTP traces endpoint (`…/v1/traces`), e.g. AWS X-Ray's with SigV4
+    /// (service `xray`). Traces only.
+    Otlp(Target),
 }
 
 /// A remote_write endpoint: a stock Prometheus, Mimir, or Amazon Managed Prometheus.
@@ -458,6 +475,9 @@ pub struct GatewayConfig {
     pub metrics_sink: SinkConfig,
     /// Where logs go.
     pub logs_sink: SinkConfig,
+    /// Where traces go (`otlp`, `file` or `firehose`); `None` when the file has no
+    /// `sinks.traces`: `POST /v1/traces` then answers 503.
+    pub traces_sink: Option<SinkConfig>,
     /// Request limits.
     pub limits: Limits,
     /// The `relay` block, if the file has one.

@@ -274,7 +274,7 @@ fn numeric_keys_take_variables() {
         "PRIO" => Some("high".to_string()),
         _ => None,
     };
-    let sinks = "sinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let sinks = "tokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
     let c = parse(
         Path::new("gateway.yaml"),
         &format!(
@@ -311,4 +311,103 @@ fn tls_off_is_for_loopback_only() {
     assert!(err.contains("tls"), "{err}");
     assert!(err.contains("not a loopback address"), "{err}");
     assert!(parse_text(&format!("tls: off\nlisten: \"[::1]:9000\"\n{sinks}")).is_ok());
+}
+
+#[test]
+fn the_traces_sink_and_span_quota_parse_and_bad_ones_name_their_key() {
+    let with = |traces: &str| {
+        GOOD.replace(
+            "  logs: { kind: firehose, delivery_stream: logs, region: us-east-1 }\n",
+            &format!("  logs: {{ kind: firehose, delivery_stream: logs, region: us-east-1 }}\n  traces: {traces}\n"),
+        )
+    };
+    // The design's line: X-Ray's OTLP endpoint with SigV4.
+    let c = parse_text(&with(
+        r#"{ kind: otlp, url: "https://xray.us-east-1.amazonaws.com/v1/traces", sigv4: { region: us-east-1, service: xray } }"#,
+    ))
+    .expect("valid");
+    match &c.traces_sink {
+        Some(SinkConfig::Otlp(t)) => {
+            assert_eq!(t.url, "https://xray.us-east-1.amazonaws.com/v1/traces");
+            assert_eq!(
+                t.sigv4,
+                Some(Sigv4 {
+                    region: "us-east-1".into(),
+                    service: "xray".into()
+                })
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // SigV4 without a service signs for X-Ray.
+    let c = parse_text(&with(
+        r#"{ kind: otlp, url: "https://xray.eu-west-1.amazonaws.com/v1/traces", sigv4: { region: "${REGION}" } }"#,
+    ))
+    .expect("valid");
+    assert!(
+        matches!(&c.traces_sink, Some(SinkConfig::Otlp(t)) if t.sigv4.as_ref().is_some_and(|s| s.service == "xray" && s.region == "eu-west-1"))
+    );
+    let c = parse_text(&with("{ kind: file, dir: /var/lib/edge-gateway/spool }")).expect("valid");
+    assert_eq!(
+        c.traces_sink,
+        Some(SinkConfig::File {
+            dir: "/var/lib/edge-gateway/spool".into()
+        })
+    );
+    let c = parse_text(&with(
+        "{ kind: firehose, delivery_stream: spans, region: us-east-1 }",
+    ))
+    .expect("valid");
+    assert!(
+        matches!(c.traces_sink, Some(SinkConfig::Firehose { ref delivery_stream, .. }) if delivery_stream == "spans")
+    );
+    // Optional.
+    assert_eq!(parse_text(GOOD).expect("valid").traces_sink, None);
+    // Refusals, with their key path.
+    let problems = |text: &str| parse_text(text).expect_err("refused").problems;
+    let p = problems(&with("{ kind: kinesis, stream: spans }"));
+    assert!(
+        p.iter()
+            .any(|(k, m)| k == "sinks.traces.kind" && m.contains("metrics only")),
+        "{p:?}"
+    );
+    let p = problems(&with("{ kind: otlp }"));
+    assert!(p.iter().any(|(k, _)| k == "sinks.traces.url"), "{p:?}");
+    let p = problems(&with("{ kind: otlp, url: \"xray\" }"));
+    assert!(p.iter().any(|(k, _)| k == "sinks.traces.url"), "{p:?}");
+    let p = problems(&GOOD.replace(
+        "logs: { kind: firehose, delivery_stream: logs, region: us-east-1 }",
+        "logs: { kind: otlp, url: \"http://127.0.0.1:4318/v1/logs\" }",
+    ));
+    assert!(
+        p.iter()
+            .any(|(k, m)| k == "sinks.logs.kind" && m.contains("traces only")),
+        "{p:?}"
+    );
+    // The span quota: its own rate, a burst of two seconds' worth unless given.
+    let text = GOOD.replace(
+        "lowprio: { samples_rate_limit: 5000, priority: 10 }",
+        "lowprio: { samples_rate_limit: 5000, priority: 10, span_rate_limit: 300 }\n  chatty: { span_rate_limit: 1000, span_burst: 5000 }",
+    );
+    let c = parse_text(&text).expect("valid");
+    assert_eq!(c.limits_of("lowprio").span_rate_limit, 300.0);
+    assert_eq!(c.limits_of("lowprio").span_burst, 600);
+    assert_eq!(c.limits_of("chatty").span_burst, 5000);
+    assert_eq!(
+        c.limits_of("default").span_rate_limit,
+        DEFAULT_SPAN_RATE_LIMIT
+    );
+    let p = problems(&GOOD.replace(
+        "lowprio: { samples_rate_limit: 5000, priority: 10 }",
+        "lowprio: { span_rate_limit: -1, span_burst: 0 }",
+    ));
+    assert!(
+        p.iter()
+            .any(|(k, _)| k == "tenants.lowprio.span_rate_limit"),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|(k, _)| k == "tenants.lowprio.span_burst"),
+        "{p:?}"
+    );
 }

@@ -9,6 +9,7 @@ use std::io::Read;
 
 use edge_daemon_kit::snappy::{SnappyError, decompress_bounded};
 use edge_schema::proto::otlp::ExportLogsServiceRequest;
+use edge_schema::proto::otlp::trace::ExportTraceServiceRequest;
 use edge_schema::proto::prometheus::WriteRequest;
 use prost::Message;
 
@@ -108,6 +109,19 @@ pub fn logs_request(
     let req = ExportLogsServiceRequest::decode(raw.as_slice())
         .map_err(|e| BodyError::Malformed(format!("not an OTLP ExportLogsServiceRequest: {e}")))?;
     Ok((req, raw.len()))
+}
+
+/// An OTLP/HTTP traces body (protobuf), by its encoding; the decompressed bytes come
+/// back too: the `file` and `otlp` sinks take them as they are.
+pub fn traces_request(
+    body: &[u8],
+    encoding: Option<&str>,
+    max: usize,
+) -> Result<(ExportTraceServiceRequest, Vec<u8>), BodyError> {
+    let raw = by_encoding(body, encoding, max)?;
+    let req = ExportTraceServiceRequest::decode(raw.as_slice())
+        .map_err(|e| BodyError::Malformed(format!("not an OTLP ExportTraceServiceRequest: {e}")))?;
+    Ok((req, raw))
 }
 
 #[cfg(test)]

@@ -19,6 +19,9 @@ pub const SHED_HEADER: &str = "edge-shed-logs";
 
 /// How long a client waits after the gateway is overloaded, or a sink failed.
 const RETRY_OVERLOADED: Duration = Duration::from_secs(5);
+/// How long a client waits when this gateway has no traces sink: a config fix and
+/// reload away, but not seconds away.
+const RETRY_NO_TRACES_SINK: Duration = Duration::from_secs(60);
 /// How long a tenant throttled by the overload controller waits.
 const RETRY_THROTTLED: Duration = Duration::from_secs(10);
 
@@ -27,7 +30,7 @@ const RETRY_THROTTLED: Duration = Duration::from_secs(10);
 pub enum Outcome {
     /// `GET /healthz`: 200.
     Healthy,
-    /// `GET /ready`: 200 when both sinks answer, 503 otherwise.
+    /// `GET /ready`: 200 when every sink answers, 503 otherwise.
     Ready(bool),
     /// `GET /metrics`: 200 with the exposition text.
     Metrics(String),
@@ -100,6 +103,29 @@ pub enum Outcome {
         /// The burst (this replica's share).
         burst: u64,
     },
+    /// The tenant is over its span rate: 429.
+    SpanRate {
+        /// The tenant.
+        tenant: String,
+        /// This replica's share of the rate, spans/s.
+        per_second: f64,
+        /// When it would fit.
+        wait: Duration,
+    },
+    /// More spans at once than the tenant's burst: 413.
+    SpanBurst {
+        /// The tenant.
+        tenant: String,
+        /// Spans asked.
+        asked: u64,
+        /// The burst (this replica's share).
+        burst: u64,
+    },
+    /// This gateway has no `sinks.traces`: 503 with `Retry-After` (a config to fix
+    /// here; agents keep their spans queued meanwhile).
+    NoTracesSink,
+    /// The spans committed: 200 with an empty `ExportTraceServiceResponse`.
+    SpansCommitted,
     /// The sink did not commit: 503 with `Retry-After`, or 400 for a record it can
     /// never take.
     Sink(SinkError),
@@ -268,6 +294,36 @@ impl From<Outcome> for Answer {
                     "a request of {asked} log bytes can never fit tenant {tenant}'s burst of {burst} on this replica: send smaller batches\n"
                 ),
             ),
+            Outcome::SpanRate {
+                tenant,
+                per_second,
+                wait,
+            } => Answer::new(
+                429,
+                format!(
+                    "tenant {tenant} is over its rate of {per_second} spans/s (this replica's share); retry after the time given\n"
+                ),
+            )
+            .retry(wait),
+            Outcome::SpanBurst {
+                tenant,
+                asked,
+                burst,
+            } => Answer::new(
+                413,
+                format!(
+                    "a request of {asked} spans can never fit tenant {tenant}'s span burst of {burst} on this replica: send smaller batches\n"
+                ),
+            ),
+            Outcome::NoTracesSink => Answer::new(
+                503,
+                "this gateway has no traces sink (sinks.traces in its config); retry after the time given\n",
+            )
+            .retry(RETRY_NO_TRACES_SINK),
+            // An empty ExportTraceServiceResponse: full success.
+            Outcome::SpansCommitted => {
+                Answer::new(200, Vec::new()).typed("application/x-protobuf")
+            }
             Outcome::Sink(SinkError::Busy { retry_after }) => {
                 Answer::new(503, "the sink is saturated; retry after the time given\n")
                     .retry(retry_after)

@@ -21,7 +21,8 @@ use crate::identity::{self, Identity, TENANT_HEADER};
 use crate::quota::RateCheck;
 use crate::sink::Record;
 use crate::telemetry::{
-    GATEWAY_DISCARDED_LOG_RECORDS_TOTAL, GATEWAY_DISCARDED_SAMPLES_TOTAL, labels,
+    GATEWAY_DISCARDED_LOG_RECORDS_TOTAL, GATEWAY_DISCARDED_SAMPLES_TOTAL,
+    GATEWAY_DISCARDED_SPANS_TOTAL, GATEWAY_SPANS_ACCEPTED_TOTAL, labels,
 };
 use crate::telemetry::{
     GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL,
@@ -57,6 +58,7 @@ pub async fn handle(
     let endpoint: &'static str = match path.as_str() {
         "/api/v1/push" => "push",
         "/v1/logs" => "otlp_logs",
+        "/v1/traces" => "otlp_traces",
         "/api/v1/logs" => "json_logs",
         "/metrics" => "metrics",
         "/healthz" => "healthz",
@@ -68,7 +70,7 @@ pub async fn handle(
     let outcome = match (endpoint, &method) {
         ("healthz" | "ready" | "metrics", _) if admin_elsewhere => Outcome::NoSuchEndpoint(path),
         ("healthz" | "ready" | "metrics", _) => admin_outcome(&gw, endpoint, method, path).await,
-        ("push" | "otlp_logs" | "json_logs", &http::Method::POST) => {
+        ("push" | "otlp_logs" | "otlp_traces" | "json_logs", &http::Method::POST) => {
             ingest(&gw, &live, &conn, endpoint, req).await
         }
         ("other", _) => Outcome::NoSuchEndpoint(path),
@@ -103,7 +105,11 @@ async fn admin_outcome(
     match (endpoint, &method) {
         ("healthz", &http::Method::GET) => Outcome::Healthy,
         ("ready", &http::Method::GET) => {
-            Outcome::Ready(gw.metrics_sink.ready().await && gw.logs_sink.ready().await)
+            let traces = match &gw.traces_sink {
+                Some(t) => t.sink().ready().await,
+                None => true,
+            };
+            Outcome::Ready(gw.metrics_sink.ready().await && gw.logs_sink.ready().await && traces)
         }
         ("metrics", &http::Method::GET) => Outcome::Metrics(gw.telemetry.render()),
         ("healthz" | "ready" | "metrics", _) => Outcome::MethodNotAllowed { method, path },
@@ -148,10 +154,10 @@ fn discarded(gw: &Gateway, what: &str, tenant: &str, reason: &str, n: u64) {
     if n == 0 {
         return;
     }
-    let metric = if what == "samples" {
-        &GATEWAY_DISCARDED_SAMPLES_TOTAL
-    } else {
-        &GATEWAY_DISCARDED_LOG_RECORDS_TOTAL
+    let metric = match what {
+        "samples" => &GATEWAY_DISCARDED_SAMPLES_TOTAL,
+        "spans" => &GATEWAY_DISCARDED_SPANS_TOTAL,
+        _ => &GATEWAY_DISCARDED_LOG_RECORDS_TOTAL,
     };
     gw.telemetry.add(
         metric,
@@ -214,6 +220,10 @@ async fn ingest(
     let max = live.config.limits.max_decompressed_bytes;
     match endpoint {
         "push" => push(gw, live, &identity, &limits, &body, max).await,
+        "otlp_traces" => match decode::traces_request(&body, encoding.as_deref(), max) {
+            Ok((request, raw)) => traces(gw, live, &identity, &limits, request, raw).await,
+            Err(e) => body_error(gw, &identity, "spans", e),
+        },
         "otlp_logs" => match decode::logs_request(&body, encoding.as_deref(), max) {
             Ok((request, raw_len)) => {
                 let docs =
@@ -482,4 +492,59 @@ async fn logs(
         );
     }
     Outcome::LogsCommitted { records: n, otlp }
+}
+
+async fn traces(
+    gw: &Gateway,
+    live: &Live,
+    id: &Identity,
+    limits: &TenantLimits,
+    request: edge_schema::proto::otlp::trace::ExportTraceServiceRequest,
+    raw: Vec<u8>,
+) -> Outcome {
+    let tenant = id.tenant.as_str();
+    let n = crate::sink::traces::count_spans(&request);
+    let Some(sink) = &gw.traces_sink else {
+        discarded(gw, "spans", tenant, "no_sink", n);
+        return Outcome::NoTracesSink;
+    };
+    match gw
+        .quotas
+        .check_spans(tenant, limits, live.config.replicas, n)
+    {
+        RateCheck::Ok => {}
+        RateCheck::Wait(wait) => {
+            over_limit(gw, tenant, "span_rate");
+            discarded(gw, "spans", tenant, "rate_limited", n);
+            return Outcome::SpanRate {
+                tenant: tenant.to_string(),
+                per_second: limits.span_rate_limit / f64::from(live.config.replicas),
+                wait,
+            };
+        }
+        RateCheck::TooLarge { asked, burst } => {
+            over_limit(gw, tenant, "span_burst");
+            discarded(gw, "spans", tenant, "rate_limited", n);
+            return Outcome::SpanBurst {
+                tenant: tenant.to_string(),
+                asked,
+                burst,
+            };
+        }
+    }
+    if n > 0 {
+        let records = sink.records(tenant, &request, raw);
+        let timer = gw.telemetry.commit_begins("traces");
+        let result = sink.sink().commit(records).await;
+        timer.done();
+        if let Err(e) = result {
+            return Outcome::Sink(e);
+        }
+        gw.telemetry.add(
+            &GATEWAY_SPANS_ACCEPTED_TOTAL,
+            labels(&[("tenant", tenant)]),
+            n as f64,
+        );
+    }
+    Outcome::SpansCommitted
 }

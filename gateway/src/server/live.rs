@@ -162,6 +162,7 @@ impl Gateway {
                 if new.config.listen != current.config.listen
                     || new.config.metrics_sink != current.config.metrics_sink
                     || new.config.logs_sink != current.config.logs_sink
+                    || new.config.traces_sink != current.config.traces_sink
                 {
                     tracing::warn!(
                         "listen and sinks changed in the config: they take effect at the next restart; the rest applies now"

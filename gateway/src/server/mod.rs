@@ -13,6 +13,7 @@ use crate::config::SinkConfig;
 use crate::quota::Quotas;
 use crate::sink::Sink;
 use crate::sink::file::FileSink;
+use crate::sink::traces::TracesSink;
 use crate::telemetry::Telemetry;
 
 mod answer;
@@ -39,6 +40,8 @@ pub struct Gateway {
     pub telemetry: Telemetry,
     metrics_sink: Arc<dyn Sink>,
     logs_sink: Arc<dyn Sink>,
+    /// `None` without `sinks.traces`: `POST /v1/traces` answers 503.
+    traces_sink: Option<TracesSink>,
     overload: OverloadState,
     in_flight: AtomicI64,
     /// The files as they were when a reload was last refused: the same refused files
@@ -84,6 +87,9 @@ async fn open_sink(config: &SinkConfig, stream: &str) -> anyhow::Result<Arc<dyn 
         SinkConfig::RemoteWrite(_) => {
             anyhow::bail!("sinks.logs: remote_write carries metrics only; use firehose or file")
         }
+        SinkConfig::Otlp(_) => {
+            anyhow::bail!("sinks.{stream}: otlp carries traces only (sinks.traces)")
+        }
     }
 }
 
@@ -98,6 +104,10 @@ impl Gateway {
         }
         let metrics_sink = open_sink(&live.config.metrics_sink, "metrics").await?;
         let logs_sink = open_sink(&live.config.logs_sink, "logs").await?;
+        let traces_sink = match &live.config.traces_sink {
+            Some(config) => Some(TracesSink::open(config, AWS_IN_FLIGHT_BYTES).await?),
+            None => None,
+        };
         let gw = Arc::new(Gateway {
             config_path: config_path.to_path_buf(),
             live: RwLock::new(Arc::new(live)),
@@ -105,6 +115,7 @@ impl Gateway {
             telemetry: Telemetry::default(),
             metrics_sink,
             logs_sink,
+            traces_sink,
             overload: OverloadState::default(),
             in_flight: AtomicI64::new(0),
             refused_stamps: std::sync::Mutex::new(None),

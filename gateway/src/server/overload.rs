@@ -121,7 +121,9 @@ impl Gateway {
         }
         self.telemetry
             .set(&GATEWAY_OVERLOAD_STAGE, String::new(), f64::from(next));
-        for (name, sink) in [("metrics", &self.metrics_sink), ("logs", &self.logs_sink)] {
+        let traces = self.traces_sink.as_ref().map(|t| ("traces", t.sink()));
+        let sinks = [("metrics", &self.metrics_sink), ("logs", &self.logs_sink)];
+        for (name, sink) in sinks.into_iter().chain(traces) {
             let (records, bytes) = sink.backlog();
             self.telemetry.set(
                 &GATEWAY_SINK_BACKLOG_RECORDS,

@@ -11,6 +11,7 @@ pub mod firehose;
 pub mod kinesis;
 pub mod remote_write;
 pub mod retry;
+pub mod traces;
 
 /// One record for a sink.
 #[derive(Clone, Debug, PartialEq, Eq)]

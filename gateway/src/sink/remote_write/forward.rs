@@ -62,6 +62,26 @@ pub struct Forwarder {
     client: HttpsClient,
     uri: http::Uri,
     signer: Option<Arc<Signer>>,
+    /// Content type and encoding (and protocol headers) of every request.
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+}
+
+/// The remote_write request headers.
+fn remote_write_headers() -> Vec<(http::HeaderName, http::HeaderValue)> {
+    vec![
+        (
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-protobuf"),
+        ),
+        (
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("snappy"),
+        ),
+        (
+            http::HeaderName::from_static("x-prometheus-remote-write-version"),
+            http::HeaderValue::from_static("0.1.0"),
+        ),
+    ]
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -77,10 +97,19 @@ impl Forwarder {
     /// A client for `target`: reads its TLS files and, with SigV4, sets up the AWS
     /// credential chain (on the current runtime).
     pub async fn new(target: &Target) -> anyhow::Result<Forwarder> {
+        Forwarder::with_headers(target, remote_write_headers()).await
+    }
+
+    /// A client for `target` whose requests carry `headers` (another protocol's content
+    /// type and encoding: the traces sink's OTLP/HTTP).
+    pub async fn with_headers(
+        target: &Target,
+        headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    ) -> anyhow::Result<Forwarder> {
         let uri: http::Uri = target
             .url
             .parse()
-            .map_err(|e| anyhow::anyhow!("remote_write url {:?}: {e}", target.url))?;
+            .map_err(|e| anyhow::anyhow!("url {:?}: {e}", target.url))?;
         let tls = client_tls(target.tls.as_ref())?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -103,6 +132,7 @@ impl Forwarder {
             client,
             uri,
             signer,
+            headers,
         })
     }
 
@@ -122,7 +152,8 @@ impl Forwarder {
         )
     }
 
-    /// POSTs one snappy-compressed `WriteRequest`.
+    /// POSTs one body (a snappy-compressed `WriteRequest`, or what the headers given
+    /// to [`Forwarder::with_headers`] say).
     pub async fn send(&self, body: Bytes) -> Outcome {
         match tokio::time::timeout(REQUEST_TIMEOUT, self.send_inner(body)).await {
             Ok(outcome) => outcome,
@@ -134,10 +165,11 @@ impl Forwarder {
     }
 
     async fn send_inner(&self, body: Bytes) -> Outcome {
-        let mut request = match http::Request::post(self.uri.clone())
-            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-            .header(http::header::CONTENT_ENCODING, "snappy")
-            .header("x-prometheus-remote-write-version", "0.1.0")
+        let mut builder = http::Request::post(self.uri.clone());
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        let mut request = match builder
             .header(
                 http::header::USER_AGENT,
                 concat!("edge-gateway/", env!("CARGO_PKG_VERSION")),
