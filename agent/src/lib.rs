@@ -14,7 +14,8 @@
 //! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-daemon-kit`);
 //! - [`shared`]: what the receivers, the cycle and the sender share; [`cycle`]: one
 //!   collection cycle;
-//! - [`daemon`]: the lifecycle.
+//! - [`daemon`]: the lifecycle;
+//! - [`migrate`]: `edge-agent migrate`, from Fluent Bit and ADOT configs.
 //!
 //! Logs (tail, parse, tokenize) come next and share the queue and the sender.
 
@@ -26,6 +27,7 @@ pub mod host;
 pub mod imds;
 pub mod logs;
 pub mod metrics;
+pub mod migrate;
 pub mod plain_http;
 pub mod queue;
 pub mod receiver;
