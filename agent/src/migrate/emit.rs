@@ -263,7 +263,10 @@ mod tests {
         assert_eq!(quote("on"), "'on'");
         assert_eq!(quote("10"), "'10'");
         assert_eq!(quote(r"^(?P<a>\S+) it's"), r"'^(?P<a>\S+) it''s'");
-        assert_eq!(quote("${GATEWAY_URL}/v1/logs"), "\"${GATEWAY_URL}/v1/logs\"");
+        assert_eq!(
+            quote("${GATEWAY_URL}/v1/logs"),
+            "\"${GATEWAY_URL}/v1/logs\""
+        );
         assert_eq!(quote(""), "''");
     }
 }

@@ -264,8 +264,11 @@ fn load_yaml(
                 sections.extend(v.items().iter().map(|p| section("MULTILINE_PARSER", p)));
             }
             "pipeline" => {
-                for (kind, key) in [("INPUT", "inputs"), ("FILTER", "filters"), ("OUTPUT", "outputs")]
-                {
+                for (kind, key) in [
+                    ("INPUT", "inputs"),
+                    ("FILTER", "filters"),
+                    ("OUTPUT", "outputs"),
+                ] {
                     if let Some(list) = v.get(key) {
                         sections.extend(list.items().iter().map(|i| section(kind, i)));
                     }
@@ -536,7 +539,9 @@ pub fn translate(
     }
     for pf in &parser_files {
         let mut loaded = Vec::new();
-        load(pf, &mut loaded, 0).with_context(|| "reading the parsers file (give it with --parsers FILE)".to_string())?;
+        load(pf, &mut loaded, 0).with_context(|| {
+            "reading the parsers file (give it with --parsers FILE)".to_string()
+        })?;
         parser_sections.extend(loaded);
     }
     parser_sections.extend(
@@ -596,19 +601,33 @@ pub fn translate(
         match name.as_str() {
             "opentelemetry" => {
                 let uri = o.value("logs_uri").unwrap_or("/v1/logs");
-                logs_comment = format!("Fluent Bit sent OTLP to {scheme}://{host}:{port}{uri} ([OUTPUT] line {}); the agent sends OTLP to the gateway", o.line);
+                logs_comment = format!(
+                    "Fluent Bit sent OTLP to {scheme}://{host}:{port}{uri} ([OUTPUT] line {}); the agent sends OTLP to the gateway",
+                    o.line
+                );
             }
             "http" => {
                 let uri = o.value("uri").unwrap_or("/");
-                logs_comment = format!("Fluent Bit sent HTTP to {scheme}://{host}:{port}{uri} ([OUTPUT] line {}); the agent sends OTLP to the gateway", o.line);
+                logs_comment = format!(
+                    "Fluent Bit sent HTTP to {scheme}://{host}:{port}{uri} ([OUTPUT] line {}); the agent sends OTLP to the gateway",
+                    o.line
+                );
             }
             "kinesis_firehose" => {
                 let stream = o.value("delivery_stream").unwrap_or("?");
                 let region = o.value("region").unwrap_or("?");
-                logs_comment = format!("Fluent Bit wrote to Firehose {stream} in {region} ([OUTPUT] line {}); the gateway's `sinks.logs: {{ kind: firehose, delivery_stream: {stream}, region: {region} }}` does now", o.line);
+                logs_comment = format!(
+                    "Fluent Bit wrote to Firehose {stream} in {region} ([OUTPUT] line {}); the gateway's `sinks.logs: {{ kind: firehose, delivery_stream: {stream}, region: {region} }}` does now",
+                    o.line
+                );
             }
             "stdout" | "null" | "counter" => {
-                notes.noted(&o.file, o.line, o.setting(""), "a debugging output; the agent's /metrics counts what it ships");
+                notes.noted(
+                    &o.file,
+                    o.line,
+                    o.setting(""),
+                    "a debugging output; the agent's /metrics counts what it ships",
+                );
                 continue;
             }
             other => {
@@ -619,28 +638,52 @@ pub fn translate(
         for e in &o.entries {
             let k = e.key.to_ascii_lowercase();
             let known = [
-                "name", "match", "match_regex", "host", "port", "tls", "logs_uri", "uri", "delivery_stream", "region", "format",
+                "name",
+                "match",
+                "match_regex",
+                "host",
+                "port",
+                "tls",
+                "logs_uri",
+                "uri",
+                "delivery_stream",
+                "region",
+                "format",
             ];
             if known.contains(&k.as_str()) {
                 continue;
             }
             let why = match k.as_str() {
                 "compress" => "the agent always compresses batches with zstd",
-                "metrics_uri" | "traces_uri" => "the agent sends metrics with remote_write to output.metrics_url",
-                k if k.starts_with("tls.") => "the agent always uses mTLS to the gateway: output.tls",
-                k if k.starts_with("retry") => "the agent retries every batch from its disk queue until a 2xx",
-                _ => "no equivalent in the agent (the gateway's sinks are configured on the gateway)",
+                "metrics_uri" | "traces_uri" => {
+                    "the agent sends metrics with remote_write to output.metrics_url"
+                }
+                k if k.starts_with("tls.") => {
+                    "the agent always uses mTLS to the gateway: output.tls"
+                }
+                k if k.starts_with("retry") => {
+                    "the agent retries every batch from its disk queue until a 2xx"
+                }
+                _ => {
+                    "no equivalent in the agent (the gateway's sinks are configured on the gateway)"
+                }
             };
             notes.noted(&o.file, e.line, o.setting(&e.key), why);
         }
     }
 
     agent.header = vec![
-        format!("Translated from Fluent Bit config {} by `edge-agent migrate`.", file.display()),
+        format!(
+            "Translated from Fluent Bit config {} by `edge-agent migrate`.",
+            file.display()
+        ),
         "Settings that were not translated are listed on stderr with their lines.".into(),
     ];
     agent.host_labels = vec![
-        ("region".into(), Commented::new("imds", "from the instance metadata service")),
+        (
+            "region".into(),
+            Commented::new("imds", "from the instance metadata service"),
+        ),
         ("az".into(), Commented::new("imds", "")),
         ("instance_type".into(), Commented::new("imds", "")),
     ];
@@ -651,7 +694,10 @@ pub fn translate(
     );
     agent.logs_url = Commented::new(format!("{gateway}/v1/logs"), logs_comment);
     if gateway.starts_with("https://") || gateway.contains("${") {
-        agent.tls = Some((DEFAULT_TLS.map(String::from), "mTLS to the gateway: where the image's certificates are".into()));
+        agent.tls = Some((
+            DEFAULT_TLS.map(String::from),
+            "mTLS to the gateway: where the image's certificates are".into(),
+        ));
     }
     Ok(agent)
 }
@@ -664,7 +710,13 @@ fn is_on(v: &str) -> bool {
 fn service_name(tag: Option<&str>, path: &str, fallback: &str) -> String {
     let clean = |s: &str| -> String {
         s.chars()
-            .map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "_-.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect::<String>()
             .trim_matches(['_', '.', '-'])
             .to_owned()
@@ -747,26 +799,49 @@ fn translate_tail(
             _ => notes.untranslated(file, e.line, setting, "no equivalent in the agent"),
         }
     }
-    if template.parser.value == "none"
-        && template.multiline.is_none()
-        && parser_name.is_none()
-    {
-        notes.noted(file, s.line, s.setting(""), "no Parser: lines are kept as text (parser: none), with a level word found in them");
+    if template.parser.value == "none" && template.multiline.is_none() && parser_name.is_none() {
+        notes.noted(
+            file,
+            s.line,
+            s.setting(""),
+            "no Parser: lines are kept as text (parser: none), with a level word found in them",
+        );
     }
     let mut logs = Vec::new();
-    for (i, p) in path.value.split(',').map(str::trim).filter(|p| !p.is_empty()).enumerate() {
-        if Path::new(p).parent().is_some_and(|d| d.to_string_lossy().contains(['*', '?'])) {
+    for (i, p) in path
+        .value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .enumerate()
+    {
+        if Path::new(p)
+            .parent()
+            .is_some_and(|d| d.to_string_lossy().contains(['*', '?']))
+        {
             notes.untranslated(file, path.line, s.setting("Path"), format!("{p:?}: the agent's glob may have wildcards in the file name only; give one logs entry per directory"));
         }
         let mut log = template.clone();
-        log.comments = vec![format!("[INPUT] tail at {}:{}{}", file.display(), s.line, tag.as_deref().map(|t| format!(", Tag {t}")).unwrap_or_default())];
+        log.comments = vec![format!(
+            "[INPUT] tail at {}:{}{}",
+            file.display(),
+            s.line,
+            tag.as_deref()
+                .map(|t| format!(", Tag {t}"))
+                .unwrap_or_default()
+        )];
         log.path = p.to_owned();
-        let fallback = parser_name.clone().unwrap_or_else(|| format!("tail{index}"));
+        let fallback = parser_name
+            .clone()
+            .unwrap_or_else(|| format!("tail{index}"));
         let mut service = service_name(tag.as_deref(), p, &fallback);
         if i > 0 && tag.is_some() {
             service = format!("{service}-{i}");
         }
-        log.service = Commented::new(service, "service.name on every record: what dashboards filter by");
+        log.service = Commented::new(
+            service,
+            "service.name on every record: what dashboards filter by",
+        );
         logs.push(log);
     }
     Some(Source {
@@ -821,12 +896,7 @@ fn multiline(
 
 /// The start rules of a `[MULTILINE_PARSER]` (`rule "start_state" "/re/" "next"`) become
 /// the agent's start pattern; continuation rules are implied (any other line continues).
-fn custom_multiline(
-    p: &Section,
-    template: &mut Log,
-    parsers: &[Section],
-    notes: &mut Notes,
-) {
+fn custom_multiline(p: &Section, template: &mut Log, parsers: &[Section], notes: &mut Notes) {
     let name = p.value("name").unwrap_or("?").to_owned();
     let mut starts = Vec::new();
     for e in &p.entries {
@@ -835,25 +905,43 @@ fn custom_multiline(
             "name" => {}
             "type" => {
                 if !e.value.eq_ignore_ascii_case("regex") {
-                    notes.untranslated(&p.file, e.line, setting, format!("type {:?}: only regex rules translate", e.value));
+                    notes.untranslated(
+                        &p.file,
+                        e.line,
+                        setting,
+                        format!("type {:?}: only regex rules translate", e.value),
+                    );
                 }
             }
             "rule" => {
                 let parts = quoted_parts(&e.value);
                 let [state, re, _next] = parts.as_slice() else {
-                    notes.untranslated(&p.file, e.line, setting, "expected rule \"state\" \"/regex/\" \"next_state\"");
+                    notes.untranslated(
+                        &p.file,
+                        e.line,
+                        setting,
+                        "expected rule \"state\" \"/regex/\" \"next_state\"",
+                    );
                     continue;
                 };
                 if state != "start_state" {
                     continue;
                 }
-                let re = re.strip_prefix('/').and_then(|r| r.strip_suffix('/')).unwrap_or(re);
+                let re = re
+                    .strip_prefix('/')
+                    .and_then(|r| r.strip_suffix('/'))
+                    .unwrap_or(re);
                 match onig::translate(re) {
                     Ok(t) => starts.push(t.pattern),
                     Err(why) => notes.untranslated(&p.file, e.line, setting, why),
                 }
             }
-            "flush_timeout" => notes.noted(&p.file, e.line, setting, "the agent completes a record 1 s after its last line (multiline.timeout)"),
+            "flush_timeout" => notes.noted(
+                &p.file,
+                e.line,
+                setting,
+                "the agent completes a record 1 s after its last line (multiline.timeout)",
+            ),
             "parser" => {
                 if template.parser.value == "none" {
                     if let Some(pp) = find_parser(parsers, "PARSER", &e.value) {
@@ -863,17 +951,38 @@ fn custom_multiline(
                     }
                 }
             }
-            "key_content" => notes.noted(&p.file, e.line, setting, "the agent joins raw lines before parsing them"),
+            "key_content" => notes.noted(
+                &p.file,
+                e.line,
+                setting,
+                "the agent joins raw lines before parsing them",
+            ),
             _ => notes.untranslated(&p.file, e.line, setting, "no equivalent in the agent"),
         }
     }
     match starts.len() {
-        0 => notes.untranslated(&p.file, p.line, format!("[MULTILINE_PARSER] {name}"), "no start_state rule translated: the source is not joined"),
-        1 => template.multiline = Some(Commented::new(starts.remove(0), format!("[MULTILINE_PARSER] {name}'s start_state"))),
-        _ => template.multiline = Some(Commented::new(
-            starts.iter().map(|s| format!("(?:{s})")).collect::<Vec<_>>().join("|"),
-            format!("[MULTILINE_PARSER] {name}'s start_state rules"),
-        )),
+        0 => notes.untranslated(
+            &p.file,
+            p.line,
+            format!("[MULTILINE_PARSER] {name}"),
+            "no start_state rule translated: the source is not joined",
+        ),
+        1 => {
+            template.multiline = Some(Commented::new(
+                starts.remove(0),
+                format!("[MULTILINE_PARSER] {name}'s start_state"),
+            ))
+        }
+        _ => {
+            template.multiline = Some(Commented::new(
+                starts
+                    .iter()
+                    .map(|s| format!("(?:{s})"))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+                format!("[MULTILINE_PARSER] {name}'s start_state rules"),
+            ))
+        }
     }
 }
 
@@ -907,9 +1016,11 @@ fn quoted_parts(value: &str) -> Vec<String> {
 
 /// The `[PARSER]` or `[MULTILINE_PARSER]` named `name`.
 fn find_parser<'p>(parsers: &'p [Section], kind: &str, name: &str) -> Option<&'p Section> {
-    parsers
-        .iter()
-        .find(|p| p.kind == kind && p.value("name").is_some_and(|n| n.eq_ignore_ascii_case(name)))
+    parsers.iter().find(|p| {
+        p.kind == kind
+            && p.value("name")
+                .is_some_and(|n| n.eq_ignore_ascii_case(name))
+    })
 }
 
 /// Field names the agent lifts as the level, and as the message.
@@ -923,7 +1034,9 @@ fn levels_matched(re: &regex::Regex) -> [bool; 6] {
         &["trace", "TRACE", "Trace", "TRC"],
         &["debug", "DEBUG", "Debug", "DBG"],
         &["info", "INFO", "Info", "INF"],
-        &["warn", "WARN", "Warn", "warning", "WARNING", "Warning", "WRN"],
+        &[
+            "warn", "WARN", "Warn", "warning", "WARNING", "Warning", "WRN",
+        ],
         &["error", "ERROR", "Error", "ERR"],
         &["fatal", "FATAL", "Fatal", "critical", "CRITICAL", "CRIT"],
     ];
@@ -935,17 +1048,40 @@ fn translate_filter(f: &Section, sources: &mut [Source], notes: &mut Notes) {
     let name = f.name();
     let matched: Vec<usize> = match (f.value("match"), f.value("match_regex")) {
         (_, Some(re)) => match regex::Regex::new(re) {
-            Ok(re) => (0..sources.len()).filter(|&i| re.is_match(&sources[i].tag)).collect(),
+            Ok(re) => (0..sources.len())
+                .filter(|&i| re.is_match(&sources[i].tag))
+                .collect(),
             Err(e) => {
-                notes.untranslated(file, f.line, f.setting("Match_Regex"), format!("does not compile: {e}"));
+                notes.untranslated(
+                    file,
+                    f.line,
+                    f.setting("Match_Regex"),
+                    format!("does not compile: {e}"),
+                );
                 return;
             }
         },
-        (Some(m), None) => (0..sources.len()).filter(|&i| wild_match(m, &sources[i].tag)).collect(),
+        (Some(m), None) => (0..sources.len())
+            .filter(|&i| wild_match(m, &sources[i].tag))
+            .collect(),
         (None, None) => Vec::new(),
     };
     if matched.is_empty() {
-        notes.noted(file, f.line, f.setting(""), "matches no translated tail input: nothing to apply it to");
+        notes.noted(
+            file,
+            f.line,
+            f.setting(""),
+            "matches no translated tail input: nothing to apply it to",
+        );
+        return;
+    }
+    if !matches!(name.as_str(), "grep" | "record_modifier" | "modify") {
+        notes.untranslated(
+            file,
+            f.line,
+            f.setting(""),
+            format!("filter {name:?}: the agent's per-source stages are parse, min_level, drop, sample and tags"),
+        );
         return;
     }
     for e in &f.entries {
@@ -1021,7 +1157,7 @@ fn translate_filter(f: &Section, sources: &mut [Source], notes: &mut Notes) {
                     }
                 }
             }
-            _ => notes.untranslated(file, e.line, setting, format!("filter {name:?}: the agent's per-source stages are parse, min_level, drop, sample and tags")),
+            _ => notes.untranslated(file, e.line, setting, "no equivalent in the agent's per-source stages (parse, min_level, drop, sample, tags)"),
         }
     }
 }
@@ -1040,7 +1176,8 @@ mod tests {
 
     #[test]
     fn start_except_keeps_continuations_together() {
-        let re = regex::Regex::new(&start_except(&["Caused by:", "Suppressed:"])).expect("compiles");
+        let re =
+            regex::Regex::new(&start_except(&["Caused by:", "Suppressed:"])).expect("compiles");
         assert!(re.is_match("2026-01-01 ERROR boom"));
         assert!(re.is_match("java.lang.IllegalStateException: x"));
         assert!(re.is_match("Cause"));
@@ -1063,7 +1200,9 @@ mod tests {
     #[test]
     fn time_formats_the_agent_reads() {
         assert!(time_format_understood("%Y-%m-%dT%H:%M:%S.%LZ"));
-        assert!(time_format_understood("%Y-%m-%d %H:%M:%S %z".replace(" %z", "%z").as_str()));
+        assert!(time_format_understood(
+            "%Y-%m-%d %H:%M:%S %z".replace(" %z", "%z").as_str()
+        ));
         assert!(!time_format_understood("%d/%b/%Y:%H:%M:%S %z"));
     }
 }

@@ -226,7 +226,10 @@ mod tests {
     fn what_has_no_equivalent_is_refused_with_why() {
         for p in [r"(?<=a)b", r"a(?!b)", r"(a)\1", r"\k<x>", r"a\Kb"] {
             let e = translate(p).expect_err(p);
-            assert!(e.contains("none") || e.contains("no equivalent"), "{p}: {e}");
+            assert!(
+                e.contains("none") || e.contains("no equivalent"),
+                "{p}: {e}"
+            );
         }
     }
 }
