@@ -15,11 +15,13 @@
 //! - [`shared`]: what the receivers, the cycle and the sender share; [`cycle`]: one
 //!   collection cycle;
 //! - [`daemon`]: the lifecycle;
-//! - [`migrate`]: `edge-agent migrate`, from Fluent Bit and ADOT configs.
+//! - [`migrate`]: `edge-agent migrate`, from Fluent Bit and ADOT configs;
+//! - [`casetest`]: `edge-agent test`, config unit tests run on the production stages.
 //!
 //! Logs (tail, parse, tokenize) come next and share the queue and the sender.
 
 pub mod cadence;
+pub mod casetest;
 pub mod config;
 pub mod cycle;
 pub mod daemon;

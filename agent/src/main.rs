@@ -3,7 +3,8 @@
 //! `edge-agent --config FILE` runs it; `edge-agent validate --config FILE` checks a
 //! config and exits 0, or 1 with every problem and its key path. A bad config stops the
 //! daemon with the same message and exit code 1. `edge-agent migrate` translates a Fluent
-//! Bit or ADOT config (`edge_agent::migrate`).
+//! Bit or ADOT config (`edge_agent::migrate`); `edge-agent test --config FILE CASES...`
+//! runs config unit tests (`edge_agent::casetest`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,9 @@ enum Command {
     /// Translate a Fluent Bit or ADOT config into an agent.yaml (stdout); what could not
     /// be translated goes to stderr with its line.
     Migrate(edge_agent::migrate::Args),
+    /// Run config unit tests (case files) through the production parse, filter,
+    /// tokenize and gate code; exit 0 when all pass.
+    Test(edge_agent::casetest::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(Command::Test(test)) = &args.command {
+        return edge_agent::casetest::run(&path, &config, test);
+    }
     if matches!(args.command, Some(Command::Validate)) {
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
