@@ -53,14 +53,14 @@ pub struct Agent {
     statsd: Option<crate::statsd::Statsd>,
 }
 
-/// Everything that can fail at startup.
-pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
+/// The label policy and the catalog the config names (the shipped ones by default). A
+/// configured catalog adds to the shipped one and may redefine its families; the
+/// families the agent itself reports (host and self metrics) are never missing.
+pub fn load_schema(config: &AgentConfig) -> anyhow::Result<Schema> {
     let policy = match &config.policy {
         Some(path) => LabelPolicy::from_file(path)?,
         None => LabelPolicy::shipped(),
     };
-    // A configured catalog adds to the shipped one and may redefine its families; the
-    // families the agent itself reports (host and self metrics) are never missing.
     let catalog = match &config.catalog {
         Some(path) => {
             let mut catalog = Catalog::from_file(path)?;
@@ -69,6 +69,12 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         }
         None => Catalog::shipped(),
     };
+    Ok(Schema::new(policy, catalog))
+}
+
+/// Everything that can fail at startup.
+pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
+    let schema = load_schema(&config)?;
     let host_labels = resolve_host_labels(&config).await;
     tracing::info!(labels = ?host_labels, "host labels");
 
@@ -187,7 +193,7 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         )?;
         Some((Arc::new(pipeline), sender))
     };
-    let gate = Gate::new(Schema::new(policy, catalog), config.series_budget);
+    let gate = Gate::new(schema, config.series_budget);
     let shared = Arc::new(
         Shared::new(
             Pipeline {

@@ -15,11 +15,14 @@
 //! - [`cadence`], [`telemetry`], [`imds`]: the daemon's surroundings (systemd notification is `edge-daemon-kit`);
 //! - [`shared`]: what the receivers, the cycle and the sender share; [`cycle`]: one
 //!   collection cycle;
-//! - [`daemon`]: the lifecycle.
+//! - [`daemon`]: the lifecycle;
+//! - [`migrate`]: `edge-agent migrate`, from Fluent Bit and ADOT configs;
+//! - [`casetest`]: `edge-agent test`, config unit tests run on the production stages.
 //!
 //! Logs (tail, parse, tokenize) come next and share the queue and the sender.
 
 pub mod cadence;
+pub mod casetest;
 pub mod config;
 pub mod cycle;
 pub mod daemon;
@@ -27,6 +30,7 @@ pub mod host;
 pub mod imds;
 pub mod logs;
 pub mod metrics;
+pub mod migrate;
 pub mod plain_http;
 pub mod queue;
 pub mod receiver;

@@ -2,7 +2,9 @@
 //!
 //! `edge-agent --config FILE` runs it; `edge-agent validate --config FILE` checks a
 //! config and exits 0, or 1 with every problem and its key path. A bad config stops the
-//! daemon with the same message and exit code 1.
+//! daemon with the same message and exit code 1. `edge-agent migrate` translates a Fluent
+//! Bit or ADOT config (`edge_agent::migrate`); `edge-agent test --config FILE CASES...`
+//! runs config unit tests (`edge_agent::casetest`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,10 +29,19 @@ struct Args {
 enum Command {
     /// Check a config and exit 0, or 1 with every problem.
     Validate,
+    /// Translate a Fluent Bit or ADOT config into an agent.yaml (stdout); what could not
+    /// be translated goes to stderr with its line.
+    Migrate(edge_agent::migrate::Args),
+    /// Run config unit tests (case files) through the production parse, filter,
+    /// tokenize and gate code; exit 0 when all pass.
+    Test(edge_agent::casetest::Args),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Migrate(migrate)) = &args.command {
+        return edge_agent::migrate::run(migrate);
+    }
     let Some(path) = args.config else {
         eprintln!("edge-agent: --config FILE is required");
         return ExitCode::from(2);
@@ -43,7 +54,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(Command::Validate) = args.command {
+    if let Some(Command::Test(test)) = &args.command {
+        return edge_agent::casetest::run(&path, &config, test);
+    }
+    if matches!(args.command, Some(Command::Validate)) {
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
     }

@@ -69,14 +69,113 @@ struct FileState {
 #[derive(Debug)]
 struct Source {
     tailer: Tailer,
-    parser: Parser,
     multiline: Option<(String, usize, Duration)>,
     files: HashMap<FileId, FileState>,
+    stages: Stages,
+}
+
+/// The stages of one source between the joiner and the tokenizer: parse → filter
+/// (`min_level`, `drop`, `sample`) → shed → enrich (`tags`). No clock, no I/O and no
+/// counters (the caller counts what it returns), so `edge-agent test` runs the very code
+/// the pipeline runs.
+#[derive(Debug)]
+pub struct Stages {
+    parser: Parser,
     min_level: Option<Level>,
     drop: Option<RegexSet>,
     /// Fraction kept per level and the running credit of each.
     sample: HashMap<Level, (f64, f64)>,
     tags: Vec<(String, String)>,
+}
+
+/// A record the stages dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// `min_level`, `drop_rule`, `sampled` or `shed` (as counted in
+    /// `edge_logs_dropped_total{reason}`).
+    pub reason: &'static str,
+    /// The queue class its level maps to.
+    pub class: Class,
+    /// The line did not parse with the source's parser.
+    pub parse_failed: bool,
+}
+
+impl Stages {
+    /// The stages of `source`: its parser compiled, its drop patterns as one set.
+    pub fn new(source: &LogSource) -> anyhow::Result<Stages> {
+        let parser = Parser::new(source.parser, source.pattern.as_deref())?;
+        let drop = if source.drop.is_empty() {
+            None
+        } else {
+            Some(RegexSet::new(&source.drop)?)
+        };
+        let sample = source
+            .sample
+            .iter()
+            .map(|(level, fraction)| (*level, (*fraction, 0.0)))
+            .collect();
+        Ok(Stages {
+            parser,
+            min_level: source.min_level,
+            drop,
+            sample,
+            tags: source
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        })
+    }
+
+    /// Parses one record's text (read at `observed_ns`) and filters it; a kept record
+    /// comes back with the source's tags, ready for the tokenizer. `shed_level`: 0 sheds
+    /// nothing, 1 debug and trace, 2 info too.
+    pub fn prepare(
+        &mut self,
+        text: &str,
+        truncated: bool,
+        observed_ns: i64,
+        shed_level: u8,
+    ) -> Result<LogRecord, Dropped> {
+        let mut record: LogRecord = self.parser.parse(text, observed_ns);
+        record.truncated = truncated;
+        let class = class_of(record.level);
+        let dropped = |reason| Dropped {
+            reason,
+            class,
+            parse_failed: record.parse_failed,
+        };
+        if let Some(min) = self.min_level
+            && record.level != Level::Unknown
+            && record.level < min
+        {
+            return Err(dropped("min_level"));
+        }
+        if let Some(set) = &self.drop
+            && set.is_match(&record.message)
+        {
+            return Err(dropped("drop_rule"));
+        }
+        if let Some((fraction, credit)) = self.sample.get_mut(&record.level) {
+            *credit += *fraction;
+            if *credit < 1.0 {
+                return Err(dropped("sampled"));
+            }
+            *credit -= 1.0;
+        }
+        let shed = match class {
+            Class::LogsDebug => shed_level >= 1,
+            Class::LogsInfo => shed_level >= 2,
+            _ => false,
+        };
+        if shed {
+            return Err(dropped("shed"));
+        }
+        record
+            .attributes
+            .extend(self.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(record)
+    }
 }
 
 /// The pipeline (see the module docs).
@@ -330,46 +429,24 @@ impl LogsPipeline {
     }
 
     fn record(&mut self, i: usize, text: &str, truncated: bool, now: Instant, observed: i64) {
-        let source = &mut self.sources[i];
-        let mut record: LogRecord = source.parser.parse(text, observed);
-        record.truncated = truncated;
-        if record.parse_failed {
+        let prepared = self.sources[i]
+            .stages
+            .prepare(text, truncated, observed, self.shed_level);
+        let parse_failed = match &prepared {
+            Ok(record) => record.parse_failed,
+            Err(dropped) => dropped.parse_failed,
+        };
+        if parse_failed {
             self.telemetry.log_parse_failed();
         }
-        let class = class_of(record.level);
-        if let Some(min) = source.min_level
-            && record.level != Level::Unknown
-            && record.level < min
-        {
-            self.telemetry.log_dropped("min_level", class);
-            return;
-        }
-        if let Some(set) = &source.drop
-            && set.is_match(&record.message)
-        {
-            self.telemetry.log_dropped("drop_rule", class);
-            return;
-        }
-        if let Some((fraction, credit)) = source.sample.get_mut(&record.level) {
-            *credit += *fraction;
-            if *credit < 1.0 {
-                self.telemetry.log_dropped("sampled", class);
+        let mut record = match prepared {
+            Ok(record) => record,
+            Err(dropped) => {
+                self.telemetry.log_dropped(dropped.reason, dropped.class);
                 return;
             }
-            *credit -= 1.0;
-        }
-        let shed = match class {
-            Class::LogsDebug => self.shed_level >= 1,
-            Class::LogsInfo => self.shed_level >= 2,
-            _ => false,
         };
-        if shed {
-            self.telemetry.log_dropped("shed", class);
-            return;
-        }
-        record
-            .attributes
-            .extend(source.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let class = class_of(record.level);
         match self.tokenizer.scrub_fields(
             &mut record.message,
             record.trace_id.as_mut(),
@@ -443,33 +520,14 @@ fn build_source(source: &LogSource, positions: PathBuf) -> anyhow::Result<Source
         },
         positions,
     )?;
-    let parser = Parser::new(source.parser, source.pattern.as_deref())?;
-    let drop = if source.drop.is_empty() {
-        None
-    } else {
-        Some(RegexSet::new(&source.drop)?)
-    };
-    let sample = source
-        .sample
-        .iter()
-        .map(|(level, fraction)| (*level, (*fraction, 0.0)))
-        .collect();
     Ok(Source {
         tailer,
-        parser,
         multiline: source
             .multiline_start
             .clone()
             .map(|s| (s, source.multiline_max_lines, source.multiline_timeout)),
         files: HashMap::new(),
-        min_level: source.min_level,
-        drop,
-        sample,
-        tags: source
-            .tags
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        stages: Stages::new(source)?,
     })
 }
 

@@ -250,6 +250,29 @@ pub struct Ingested {
     pub first_invalid: Option<String>,
 }
 
+/// What became of one series of a push.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// No `__name__`: dropped.
+    Unnamed,
+    /// A store would refuse it: dropped and counted.
+    Invalid {
+        /// One of the invalid reasons of [`gate::REJECT_REASONS`].
+        reason: &'static str,
+        /// What was wrong, for the push's answer.
+        detail: String,
+    },
+    /// Offered to the gate, point by point.
+    Gated {
+        /// Points that passed.
+        accepted: usize,
+        /// Points refused (folded into the overflow series).
+        refused: usize,
+        /// Why the first refused point was.
+        reason: Option<&'static str>,
+    },
+}
+
 impl Pipeline {
     /// Passes one point through the gate into the batch; `false` if it was refused.
     pub fn offer(&mut self, key: SeriesKey, point: Point, now: std::time::Instant) -> bool {
@@ -266,53 +289,84 @@ impl Pipeline {
     pub fn ingest(&mut self, request: WriteRequest, now: std::time::Instant) -> Ingested {
         let mut out = Ingested::default();
         let now_ms = now_ms();
-        for mut ts in request.timeseries {
-            match series::check(&mut ts, now_ms, &TimeWindow::default()) {
-                Ok(()) => {}
-                Err(SeriesFault::MissingMetricName) => {
-                    out.unnamed += 1;
-                    continue;
-                }
-                Err(fault) => {
-                    self.gate.count_invalid(&fault);
+        for ts in request.timeseries {
+            match self.admit_series(ts, now_ms, now) {
+                Admission::Unnamed => out.unnamed += 1,
+                Admission::Invalid { detail, .. } => {
                     out.invalid += 1;
-                    out.first_invalid.get_or_insert_with(|| fault.to_string());
-                    continue;
+                    out.first_invalid.get_or_insert(detail);
                 }
-            }
-            let Some(key) = SeriesKey::from_proto(ts.labels, &self.host_labels) else {
-                out.unnamed += 1;
-                continue;
-            };
-            let mut points: Vec<Point> = ts
-                .samples
-                .into_iter()
-                .map(|s| Point::Float {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                })
-                .chain(
-                    ts.histograms
-                        .into_iter()
-                        .map(|h| Point::Histogram(Box::new(h))),
-                )
-                .collect();
-            // Usually one point: the key moves into the batch with the last one.
-            let last = points.pop();
-            let mut offered: Vec<(SeriesKey, Point)> = points
-                .into_iter()
-                .map(|point| (key.clone(), point))
-                .collect();
-            offered.extend(last.map(|point| (key, point)));
-            for (key, point) in offered {
-                if self.offer(key, point, now) {
-                    out.accepted += 1;
-                } else {
-                    out.refused += 1;
+                Admission::Gated {
+                    accepted, refused, ..
+                } => {
+                    out.accepted += accepted;
+                    out.refused += refused;
                 }
             }
         }
         out
+    }
+
+    /// Takes in one series of a push (`now_ms`: the wall clock, for the time window):
+    /// the store's checks, then the gate, point by point.
+    pub fn admit_series(
+        &mut self,
+        mut ts: pb::TimeSeries,
+        now_ms: i64,
+        now: std::time::Instant,
+    ) -> Admission {
+        match series::check(&mut ts, now_ms, &TimeWindow::default()) {
+            Ok(()) => {}
+            Err(SeriesFault::MissingMetricName) => return Admission::Unnamed,
+            Err(fault) => {
+                self.gate.count_invalid(&fault);
+                return Admission::Invalid {
+                    reason: fault.reason(),
+                    detail: fault.to_string(),
+                };
+            }
+        }
+        let Some(key) = SeriesKey::from_proto(ts.labels, &self.host_labels) else {
+            return Admission::Unnamed;
+        };
+        let mut points: Vec<Point> = ts
+            .samples
+            .into_iter()
+            .map(|s| Point::Float {
+                value: s.value,
+                timestamp: s.timestamp,
+            })
+            .chain(
+                ts.histograms
+                    .into_iter()
+                    .map(|h| Point::Histogram(Box::new(h))),
+            )
+            .collect();
+        // Usually one point: the key moves into the batch with the last one.
+        let last = points.pop();
+        let mut offered: Vec<(SeriesKey, Point)> = points
+            .into_iter()
+            .map(|point| (key.clone(), point))
+            .collect();
+        offered.extend(last.map(|point| (key, point)));
+        let (mut accepted, mut refused, mut reason) = (0, 0, None);
+        for (key, point) in offered {
+            match self.gate.admit(&key, &point, now) {
+                gate::Verdict::Pass => {
+                    self.batch.add(key, point);
+                    accepted += 1;
+                }
+                gate::Verdict::Refused { reason: r } => {
+                    refused += 1;
+                    reason.get_or_insert(r);
+                }
+            }
+        }
+        Admission::Gated {
+            accepted,
+            refused,
+            reason,
+        }
     }
 
     /// Ends a cycle: folds overflow series in, forgets idle series, and returns the
