@@ -79,6 +79,16 @@ pub const GATEWAY_TLS_HANDSHAKE_FAILURES_TOTAL: Counter = Counter {
     name: "edge_gateway_tls_handshake_failures_total",
     help: "TLS handshakes refused or failed.",
 };
+/// `edge_gateway_connections_closed_total` (counter).
+pub const GATEWAY_CONNECTIONS_CLOSED_TOTAL: Counter = Counter {
+    name: "edge_gateway_connections_closed_total",
+    help: "Connections the gateway closed itself, by reason (over_cap, handshake_timeout, idle).",
+};
+/// `edge_gateway_open_connections` (gauge).
+pub const GATEWAY_OPEN_CONNECTIONS: Gauge = Gauge {
+    name: "edge_gateway_open_connections",
+    help: "Connections open on the data port.",
+};
 /// `edge_gateway_requests_total` (counter).
 pub const GATEWAY_REQUESTS_TOTAL: Counter = Counter {
     name: "edge_gateway_requests_total",

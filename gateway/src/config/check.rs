@@ -208,7 +208,31 @@ impl Validator<'_> {
                 l.shutdown_grace.as_deref(),
                 Duration::from_secs(20),
             ),
+            max_connections: self.number("limits.max_connections", l.max_connections, 20_000),
+            handshake_timeout: self.duration(
+                "limits.handshake_timeout",
+                l.handshake_timeout.as_deref(),
+                Duration::from_secs(10),
+            ),
+            header_read_timeout: self.duration(
+                "limits.header_read_timeout",
+                l.header_read_timeout.as_deref(),
+                Duration::from_secs(10),
+            ),
+            body_read_timeout: self.duration(
+                "limits.body_read_timeout",
+                l.body_read_timeout.as_deref(),
+                Duration::from_secs(30),
+            ),
+            idle_timeout: self.duration(
+                "limits.idle_timeout",
+                l.idle_timeout.as_deref(),
+                Duration::from_secs(90),
+            ),
         };
+        if limits.max_connections == 0 {
+            self.problem("limits.max_connections", "must be at least 1");
+        }
         let admin_listen = match raw
             .admin_listen
             .as_deref()

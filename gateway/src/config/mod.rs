@@ -199,6 +199,11 @@ struct RawLimits {
     max_decompressed_bytes: Option<String>,
     max_connection_age: Option<String>,
     shutdown_grace: Option<String>,
+    max_connections: Option<Number<usize>>,
+    handshake_timeout: Option<String>,
+    header_read_timeout: Option<String>,
+    body_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
 }
 
 /// Where the certificate, key and client CA are.
@@ -442,6 +447,16 @@ pub struct Limits {
     pub max_connection_age: Duration,
     /// SIGTERM: how long in-flight requests get.
     pub shutdown_grace: Duration,
+    /// Connections open at once; past it a new connection is closed at once (counted).
+    pub max_connections: usize,
+    /// A TLS handshake that takes longer is dropped.
+    pub handshake_timeout: Duration,
+    /// A request's headers must arrive within this (HTTP/1.1; slowloris).
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this: 408 otherwise.
+    pub body_read_timeout: Duration,
+    /// A connection with no request for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// The validated gateway config.

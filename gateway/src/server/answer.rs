@@ -65,6 +65,9 @@ pub enum Outcome {
     UnsupportedContentType(String),
     /// The body could not be read off the connection: 400.
     BodyUnreadable(String),
+    /// The body did not arrive within `limits.body_read_timeout`: 408, and the
+    /// connection closed (a body that trickles in must not hold a connection forever).
+    BodyTimeout(Duration),
     /// The body does not decode (413, 400 or 415, see [`BodyError::status`]).
     Body(BodyError),
     /// A JSON log batch that is not one: 400 with a JSON body.
@@ -252,6 +255,14 @@ impl From<Outcome> for Answer {
             Outcome::BodyUnreadable(e) => {
                 Answer::new(400, format!("the body could not be read: {e}\n"))
             }
+            Outcome::BodyTimeout(limit) => Answer::new(
+                408,
+                format!(
+                    "the body did not arrive within {} s (limits.body_read_timeout)\n",
+                    limit.as_secs()
+                ),
+            )
+            .close(),
             Outcome::Body(e) => Answer::new(e.status(), format!("{e}\n")),
             Outcome::MalformedJsonLogs(e) => Answer::new(
                 400,

@@ -1,17 +1,31 @@
-//! Accepting and serving connections: the TLS handshake, HTTP/1.1 and HTTP/2, the
-//! connection age limit, and the graceful end on shutdown.
+//! Accepting and serving connections: the connection cap, the TLS handshake (with its
+//! timeout), HTTP/1.1 and HTTP/2 (a header read timeout against slowloris), the idle and
+//! age limits, and the graceful end on shutdown. Failed `accept()`s pause
+//! (`edge_daemon_kit::serve::accept_loop`), so a full descriptor table never spins a core.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 
 use super::Gateway;
 use super::ingest::{ConnInfo, handle};
-use crate::telemetry::GATEWAY_TLS_HANDSHAKE_FAILURES_TOTAL;
+use crate::telemetry::{
+    GATEWAY_CONNECTIONS_CLOSED_TOTAL, GATEWAY_OPEN_CONNECTIONS,
+    GATEWAY_TLS_HANDSHAKE_FAILURES_TOTAL, labels,
+};
+
+/// Counts a connection the gateway closed itself, for `reason`.
+fn closed(gw: &Gateway, reason: &str) {
+    gw.telemetry.add(
+        &GATEWAY_CONNECTIONS_CLOSED_TOTAL,
+        labels(&[("reason", reason)]),
+        1.0,
+    );
+}
 
 /// Accepts connections until `shutdown` turns true, then asks every connection to
 /// finish (HTTP/2 GOAWAY) and waits up to the grace period for them.
@@ -23,14 +37,25 @@ pub async fn serve(
     let open = Arc::new(AtomicI64::new(0));
     let stop = shutdown.clone();
     edge_daemon_kit::serve::accept_loop(&listener, &mut shutdown, "data", |tcp, peer| {
+        let cap = gw.live().config.limits.max_connections;
+        if open.load(Ordering::Relaxed) >= cap as i64 {
+            // Over the cap: closed at once, before any TLS work.
+            drop(tcp);
+            closed(&gw, "over_cap");
+            return;
+        }
         let _ = tcp.set_nodelay(true);
         let gw = gw.clone();
         let open = open.clone();
         let shutdown = stop.clone();
-        open.fetch_add(1, Ordering::Relaxed);
+        let now_open = open.fetch_add(1, Ordering::Relaxed) + 1;
+        gw.telemetry
+            .set(&GATEWAY_OPEN_CONNECTIONS, String::new(), now_open as f64);
         tokio::spawn(async move {
-            connection(gw, tcp, peer, shutdown).await;
-            open.fetch_sub(1, Ordering::Relaxed);
+            connection(&gw, tcp, peer, shutdown).await;
+            let now_open = open.fetch_sub(1, Ordering::Relaxed) - 1;
+            gw.telemetry
+                .set(&GATEWAY_OPEN_CONNECTIONS, String::new(), now_open as f64);
         });
     })
     .await;
@@ -49,17 +74,17 @@ pub async fn serve(
 }
 
 async fn connection(
-    gw: Arc<Gateway>,
+    gw: &Arc<Gateway>,
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
 ) {
     let live = gw.live();
-    let max_age = live.config.limits.max_connection_age;
+    let limits = live.config.limits.clone();
     match live.tls.clone() {
         Some(config) => {
             let handshake = tokio::time::timeout(
-                Duration::from_secs(10),
+                limits.handshake_timeout,
                 tokio_rustls::TlsAcceptor::from(config).accept(tcp),
             )
             .await;
@@ -71,7 +96,10 @@ async fn connection(
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    closed(gw, "handshake_timeout");
+                    return;
+                }
             };
             let cert = stream
                 .get_ref()
@@ -80,20 +108,20 @@ async fn connection(
                 .and_then(|c| c.first())
                 .map(|c| c.as_ref().to_vec());
             drive(
-                gw,
+                gw.clone(),
                 TokioIo::new(stream),
                 ConnInfo { cert, peer },
-                max_age,
+                &limits,
                 shutdown,
             )
             .await;
         }
         None => {
             drive(
-                gw,
+                gw.clone(),
                 TokioIo::new(tcp),
                 ConnInfo { cert: None, peer },
-                max_age,
+                &limits,
                 shutdown,
             )
             .await
@@ -105,18 +133,37 @@ async fn drive<I>(
     gw: Arc<Gateway>,
     io: I,
     info: ConnInfo,
-    max_age: Duration,
+    limits: &crate::config::Limits,
     mut shutdown: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let info = Arc::new(info);
-    let service = hyper::service::service_fn(move |req| handle(gw.clone(), info.clone(), req));
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Requests in flight on this connection, and when the last one ended: a connection
+    // with none for the idle timeout is asked to go.
+    let activity = Arc::new(Activity::default());
+    let service = {
+        let (gw, activity) = (gw.clone(), activity.clone());
+        hyper::service::service_fn(move |req| {
+            let (gw, info, activity) = (gw.clone(), info.clone(), activity.clone());
+            async move {
+                activity.begin();
+                let answer = handle(gw, info, req).await;
+                activity.end();
+                answer
+            }
+        })
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
-    let age = tokio::time::sleep(max_age);
+    let age = tokio::time::sleep(limits.max_connection_age);
     tokio::pin!(age);
+    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
     let mut asked = false;
     loop {
         tokio::select! {
@@ -132,10 +179,58 @@ async fn drive<I>(
                 conn.as_mut().graceful_shutdown();
                 asked = true;
             }
+            _ = idle_check.tick(), if !asked => {
+                if activity.idle_for() >= limits.idle_timeout {
+                    closed(&gw, "idle");
+                    conn.as_mut().graceful_shutdown();
+                    asked = true;
+                }
+            }
             _ = shutdown.changed(), if !asked => {
                 conn.as_mut().graceful_shutdown();
                 asked = true;
             }
         }
+    }
+}
+
+/// A connection's requests in flight and the end of its last one.
+#[derive(Debug)]
+struct Activity {
+    in_flight: AtomicI64,
+    since: std::sync::Mutex<Instant>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            in_flight: AtomicI64::new(0),
+            since: std::sync::Mutex::new(Instant::now()),
+        }
+    }
+}
+
+impl Activity {
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        *self
+            .since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
+    }
+
+    /// How long the connection has had no request in flight.
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
+        self.since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .elapsed()
     }
 }

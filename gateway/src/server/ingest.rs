@@ -207,7 +207,12 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     let max_body = live.config.limits.max_body_bytes;
-    let body = match crate::body::read(req.into_body(), declared, max_body).await {
+    let body_timeout = live.config.limits.body_read_timeout;
+    let read = crate::body::read(req.into_body(), declared, max_body);
+    let Ok(read) = tokio::time::timeout(body_timeout, read).await else {
+        return Outcome::BodyTimeout(body_timeout);
+    };
+    let body = match read {
         Ok(b) => b,
         Err(crate::body::ReadError::TooLarge { drained }) => {
             return Outcome::BodyOverLimit {
