@@ -223,37 +223,71 @@ async fn ingest(
         Err(crate::body::ReadError::Failed(e)) => return Outcome::BodyUnreadable(e),
     };
     let max = live.config.limits.max_decompressed_bytes;
+    // Decompressing, decoding and tokenizing run off the async runtime: a body that
+    // expands to tens of megabytes must not stall the other connections, the overload
+    // controller or the watchdog ping.
     match endpoint {
         "push" => push(gw, live, &identity, &limits, &body, max).await,
-        "otlp_traces" => match decode::traces_request(&body, encoding.as_deref(), max) {
-            Ok((request, raw)) => traces(gw, live, &identity, &limits, request, raw).await,
-            Err(e) => body_error(gw, &identity, "spans", e),
-        },
-        "otlp_logs" => match decode::logs_request(&body, encoding.as_deref(), max) {
-            Ok((request, raw_len)) => {
-                let docs =
-                    crate::log_document::from_otlp(&request, &identity.tenant, &live.tokenizer);
-                let docs = tokenized(gw, &identity.tenant, docs);
-                logs(gw, live, &identity, &limits, docs, raw_len as u64, true).await
+        "otlp_traces" => {
+            let decoded =
+                off_runtime(move || decode::traces_request(&body, encoding.as_deref(), max)).await;
+            match decoded {
+                Ok((request, raw)) => traces(gw, live, &identity, &limits, request, raw).await,
+                Err(e) => body_error(gw, &identity, "spans", e),
             }
-            Err(e) => body_error(gw, &identity, "log_records", e),
-        },
-        _ => match decode::by_encoding(&body, encoding.as_deref(), max) {
-            Ok(raw) => {
-                match crate::log_document::from_json_batch(&raw, &identity.tenant, &live.tokenizer)
-                {
-                    Ok(docs) => {
-                        let docs = tokenized(gw, &identity.tenant, docs);
-                        logs(gw, live, &identity, &limits, docs, raw.len() as u64, false).await
-                    }
-                    Err(e) => {
-                        discarded(gw, "log_records", &identity.tenant, "malformed", 1);
-                        Outcome::MalformedJsonLogs(e.0)
-                    }
+        }
+        "otlp_logs" => {
+            let (tenant, tokenizer) = (identity.tenant.clone(), live.tokenizer.clone());
+            let decoded = off_runtime(move || {
+                decode::logs_request(&body, encoding.as_deref(), max).map(|(request, raw_len)| {
+                    let docs = crate::log_document::from_otlp(&request, &tenant, &tokenizer);
+                    (docs, raw_len)
+                })
+            })
+            .await;
+            match decoded {
+                Ok((docs, raw_len)) => {
+                    let docs = tokenized(gw, &identity.tenant, docs);
+                    logs(gw, live, &identity, &limits, docs, raw_len as u64, true).await
                 }
+                Err(e) => body_error(gw, &identity, "log_records", e),
             }
-            Err(e) => body_error(gw, &identity, "log_records", e),
-        },
+        }
+        _ => {
+            let (tenant, tokenizer) = (identity.tenant.clone(), live.tokenizer.clone());
+            let decoded = off_runtime(move || {
+                decode::by_encoding(&body, encoding.as_deref(), max).map(|raw| {
+                    let len = raw.len();
+                    (
+                        crate::log_document::from_json_batch(&raw, &tenant, &tokenizer),
+                        len,
+                    )
+                })
+            })
+            .await;
+            match decoded {
+                Ok((Ok(docs), len)) => {
+                    let docs = tokenized(gw, &identity.tenant, docs);
+                    logs(gw, live, &identity, &limits, docs, len as u64, false).await
+                }
+                Ok((Err(e), _)) => {
+                    discarded(gw, "log_records", &identity.tenant, "malformed", 1);
+                    Outcome::MalformedJsonLogs(e.0)
+                }
+                Err(e) => body_error(gw, &identity, "log_records", e),
+            }
+        }
+    }
+}
+
+/// Runs CPU-heavy decoding on the blocking pool; a panic there is a body that could not
+/// be decoded, not a crash.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BodyError> + Send + 'static,
+) -> Result<T, BodyError> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(e) => Err(BodyError::Malformed(format!("decoding failed: {e}"))),
     }
 }
 
@@ -298,10 +332,11 @@ async fn push(
     live: &Live,
     id: &Identity,
     limits: &TenantLimits,
-    body: &[u8],
+    body: &Bytes,
     max: usize,
 ) -> Outcome {
-    let raw = match decode::snappy(body, max) {
+    let compressed = body.clone();
+    let raw = match off_runtime(move || decode::snappy(&compressed, max)).await {
         Ok(r) => r,
         Err(e) => return body_error(gw, id, "samples", e),
     };
