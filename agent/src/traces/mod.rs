@@ -63,8 +63,9 @@ pub const SHED_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// a disk in trouble.
 pub const MAX_WAITING_BYTES: usize = 8 << 20;
 
-/// How often the task looks for batches due by age.
-pub const TICK: Duration = Duration::from_millis(100);
+/// The longest the task sleeps with nothing due (it then checks the key file): an idle
+/// agent wakes for traces every few seconds, not every few milliseconds.
+pub const IDLE_WAKE: Duration = KEY_CHECK_EVERY;
 
 /// How often the tokenization key file is checked for a new key.
 pub const KEY_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -106,7 +107,8 @@ pub struct TracesPipeline {
     queue_max: u64,
     /// Wakes the traces sender.
     sender_wake: Arc<Notify>,
-    /// Wakes this pipeline's task (a batch closed).
+    /// Wakes this pipeline's task (a batch closed, or the open batch began and has a
+    /// deadline now).
     closed: Notify,
     telemetry: Arc<Telemetry>,
     shed_hint: Arc<AtomicU8>,
@@ -251,6 +253,7 @@ impl TracesPipeline {
             };
         }
         let now = Instant::now();
+        let was_empty = state.batcher.open_spans() == 0;
         let (mut kept, mut dropped, mut replaced) = (0u64, 0u64, 0u64);
         let mut first_drop: Option<String> = None;
         let mut closed = Vec::new();
@@ -269,7 +272,7 @@ impl TracesPipeline {
             closed.extend(state.batcher.add(rs, s.kept, now));
         }
         let lost = state.batcher.take_lost();
-        let woke = !closed.is_empty();
+        let woke = !closed.is_empty() || (was_empty && state.batcher.open_spans() > 0);
         for c in closed {
             state.waiting_bytes += c.body.len();
             state.waiting.push_back(c);
@@ -372,9 +375,14 @@ impl TracesPipeline {
             if *stop.borrow() {
                 break;
             }
+            let wait = self
+                .state()
+                .batcher
+                .due_in(Instant::now())
+                .map_or(IDLE_WAKE, |d| d.min(IDLE_WAKE));
             tokio::select! {
                 () = self.closed.notified() => {}
-                () = tokio::time::sleep(TICK) => {}
+                () = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
             let (batches, lost) = self.take(Instant::now(), false);
