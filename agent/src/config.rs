@@ -15,7 +15,6 @@ use serde::Deserialize;
 
 use crate::logs::parse::ParserKind;
 use crate::logs::record::Level;
-use crate::logs::tokenize::Action;
 use crate::queue::{DEFAULT_MAX_BYTES, QueueConfig};
 
 /// The steady cadence of the design.
@@ -34,10 +33,6 @@ const IMDS: &str = "imds";
 const IMDS_LABELS: &[&str] = &["region", "az", "instance_type"];
 /// Log parsers.
 const PARSERS: &[&str] = &["json", "regex", "logfmt", "none"];
-/// Built-in PII detectors.
-const DETECTORS: &[&str] = &["email", "ipv4", "ipv6"];
-/// Detector actions.
-const ACTIONS: &[&str] = &["tokenize", "redact", "drop"];
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +51,7 @@ struct Raw {
     scrape: Vec<RawScrape>,
     #[serde(default)]
     logs: Vec<RawLog>,
-    tokenize: Option<RawTokenize>,
+    tokenize: Option<edge_tokenize::config::RawTokenize>,
     output: Option<RawOutput>,
     #[serde(default)]
     queue: RawQueue,
@@ -127,30 +122,6 @@ struct RawMultiline {
     start: String,
     max_lines: Option<usize>,
     timeout: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawTokenize {
-    key_file: Option<String>,
-    #[serde(default)]
-    detectors: Vec<RawDetector>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawDetector {
-    Builtin(String),
-    Custom {
-        name: String,
-        pattern: String,
-        #[serde(default = "tokenize_action")]
-        action: String,
-    },
-}
-
-fn tokenize_action() -> String {
-    "tokenize".into()
 }
 
 /// One URL, or several gateways to fail over between.
@@ -238,17 +209,6 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 /// Levels a `min_level` or `sample` key may name.
 const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "fatal"];
 
-/// A PII detector.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Detector {
-    /// `email`, `ipv4`, `ipv6`, or a configured name.
-    pub name: String,
-    /// The pattern of a configured detector.
-    pub pattern: Option<String>,
-    /// What a match does.
-    pub action: Action,
-}
-
 /// Client certificate, key and CA for mTLS.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -292,7 +252,7 @@ pub struct AgentConfig {
     /// The tokenization key file.
     pub tokenize_key_file: Option<PathBuf>,
     /// PII detectors, in order.
-    pub detectors: Vec<Detector>,
+    pub detectors: Vec<edge_tokenize::DetectorSpec>,
     /// Where metrics go (remote_write): one URL, or several gateways tried in order,
     /// a failed one skipped until it answers again.
     pub metrics_urls: Vec<String>,
@@ -314,8 +274,7 @@ pub use edge_schema::config::ConfigError;
 
 /// Loads and validates `file`, expanding variables from the process environment.
 pub fn load(file: &Path) -> Result<AgentConfig, ConfigError> {
-    let text = edge_schema::config::read_config(file)?;
-    parse(file, &text, &|name| std::env::var(name).ok())
+    edge_schema::config::load_with(file, Validator, |v, raw: Raw| v.validate(raw))
 }
 
 /// Parses and validates config text; `env` resolves `${VAR}`.
@@ -324,31 +283,13 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<AgentConfig, ConfigError> {
-    let raw: Raw = edge_schema::config::parse_raw(file, text)?;
-    let mut v = Validator(edge_schema::config::Validator::new(env));
-    let config = v.validate(raw);
-    if v.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::new(file, v.0.problems))
-    }
+    edge_schema::config::parse_with(file, text, env, Validator, |v, raw: Raw| v.validate(raw))
 }
 
-/// The agent's validator: the shared core (problems, variables, durations, sizes) and
-/// the agent's own keys.
-struct Validator<'a>(edge_schema::config::Validator<'a>);
-
-impl<'a> std::ops::Deref for Validator<'a> {
-    type Target = edge_schema::config::Validator<'a>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Validator<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
+edge_schema::daemon_validator! {
+    /// The agent's validator: the shared core (problems, variables, durations, sizes) and
+    /// the agent's own keys.
+    struct Validator;
 }
 
 impl Validator<'_> {
@@ -575,52 +516,11 @@ impl Validator<'_> {
             });
         }
 
-        let mut detectors = Vec::new();
-        let mut tokenize_key_file = None;
-        if let Some(t) = raw.tokenize {
-            tokenize_key_file = t
-                .key_file
-                .map(|k| PathBuf::from(self.expand("tokenize.key_file", &k)));
-            for (i, d) in t.detectors.into_iter().enumerate() {
-                let path = format!("tokenize.detectors[{i}]");
-                match d {
-                    RawDetector::Builtin(name) => {
-                        if !DETECTORS.contains(&name.as_str()) {
-                            self.problem(&path, format!("{name:?} is not a built-in detector ({}); give {{ name, pattern, action }} for your own", DETECTORS.join(", ")));
-                        }
-                        detectors.push(Detector {
-                            name,
-                            pattern: None,
-                            action: Action::Tokenize,
-                        });
-                    }
-                    RawDetector::Custom {
-                        name,
-                        pattern,
-                        action,
-                    } => {
-                        let action = match action.parse::<Action>() {
-                            Ok(a) if ACTIONS.contains(&action.as_str()) => a,
-                            _ => {
-                                self.problem(
-                                    format!("{path}.action"),
-                                    format!("{action:?} is not one of {}", ACTIONS.join(", ")),
-                                );
-                                Action::Tokenize
-                            }
-                        };
-                        if pattern.is_empty() {
-                            self.problem(format!("{path}.pattern"), "must not be empty");
-                        }
-                        detectors.push(Detector {
-                            name,
-                            pattern: Some(pattern),
-                            action,
-                        });
-                    }
-                }
-            }
-        }
+        let tokenize = raw
+            .tokenize
+            .map(|t| t.validate(&mut self.0, "tokenize"))
+            .unwrap_or_default();
+        let (tokenize_key_file, detectors) = (tokenize.key_file, tokenize.detectors);
         if !logs.is_empty() && tokenize_key_file.is_none() {
             self.problem("tokenize.key_file", "logs are configured but no tokenization key is: the agent will not ship logs that may carry PII untokenized");
         }

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use edge_daemon_kit::signals::Signals;
 use edge_schema::catalog::Catalog;
 use edge_schema::check::Schema;
 use edge_schema::policy::LabelPolicy;
 use http::header::{HeaderName, HeaderValue};
 use tokio::net::TcpListener;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
@@ -372,20 +372,14 @@ impl Agent {
         notifier.notify("READY=1");
         tracing::info!("edge-agent running");
 
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let mut usr1 =
-            signal(SignalKind::user_defined1()).context("installing the SIGUSR1 handler")?;
-        loop {
-            tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
-                _ = usr1.recv() => {
-                    let on = shared.cadence.toggle_local_incident();
-                    tracing::info!(incident = on, "SIGUSR1: incident mode toggled");
-                }
-            }
-        }
+        let mut signals =
+            Signals::install(false, true).context("installing the signal handlers")?;
+        signals
+            .until_stop(async |_usr1| {
+                let on = shared.cadence.toggle_local_incident();
+                tracing::info!(incident = on, "SIGUSR1: incident mode toggled");
+            })
+            .await;
         tracing::info!("shutting down: flushing the current batch to the queue");
         notifier.notify("STOPPING=1");
         let _ = stop_tx.send(true);

@@ -19,7 +19,6 @@
 //! (by its `Content-Type`) answers 415 naming the version spoken, never 2xx. A body that does not decode answers 400 with the reason; a body over
 //! [`MAX_PUSH_BYTES`] answers 413. Pushing never waits on the network or the disk.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -29,7 +28,6 @@ use edge_schema::proto::prometheus::WriteRequest;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -38,6 +36,7 @@ use crate::cadence::CADENCE_HINT_HEADER;
 use crate::metrics::now_ms;
 use crate::shared::Shared;
 use crate::telemetry::render_text;
+use edge_daemon_kit::serve::text as answer;
 
 /// The largest compressed push accepted.
 pub const MAX_PUSH_BYTES: usize = 8 << 20;
@@ -46,37 +45,12 @@ pub const MAX_PUSH_BYTES: usize = 8 << 20;
 pub const MAX_PUSH_DECODED_BYTES: usize = 64 << 20;
 
 /// Serves `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => return,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    edge_daemon_kit::serve::serve_http1(listener, stop, "receiver", move |req| {
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(route(req, &shared).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
-}
-
-fn answer(status: StatusCode, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    r
+        async move { route(req, &shared).await }
+    })
+    .await;
 }
 
 async fn route(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {

@@ -439,23 +439,7 @@ pub fn render_text(series: &[(SeriesKey, Point)]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     for (key, point) in series {
-        let labels = if key.labels.is_empty() {
-            String::new()
-        } else {
-            let inner: Vec<String> = key
-                .labels
-                .iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{k}=\"{}\"",
-                        v.replace('\\', "\\\\")
-                            .replace('"', "\\\"")
-                            .replace('\n', "\\n")
-                    )
-                })
-                .collect();
-            format!("{{{}}}", inner.join(","))
-        };
+        let labels = edge_schema::exposition::label_set(&key.labels);
         match point {
             Point::Float { value, .. } => {
                 let _ = writeln!(out, "{}{labels} {value}", key.name);

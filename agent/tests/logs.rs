@@ -275,6 +275,49 @@ async fn with_logs_throttled_for_a_minute_metrics_keep_flowing_and_debug_is_shed
 }
 
 #[tokio::test]
+async fn files_renamed_to_unrelated_names_right_after_they_were_written_lose_no_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = Gateway::start("127.0.0.1:0", vec![]).await;
+    let logs = Gateway::start("127.0.0.1:0", vec![]).await;
+    let path = dir.path().join("game.log");
+    std::fs::write(&path, "{\"level\":\"info\",\"msg\":\"first\"}\n").expect("log");
+    let _agent = start(dir.path(), &metrics.url("http"), &logs.url("http"), "");
+    logs.wait_for("the first line", WAIT, |r| {
+        records(r).iter().any(|m| m == "first")
+    })
+    .await;
+    // The first file goes away under a name of its own (followed by inode); every file
+    // below is a new one.
+    std::fs::rename(&path, dir.path().join("first.dat")).expect("rename");
+    // Each file is written and renamed away within microseconds, to a name that is no
+    // rotated name of the glob: the tailer rarely lists it as game.log, and only
+    // inotify's paired rename events say where it went.
+    let files = 20;
+    for k in 0..files {
+        let mut f = std::fs::File::create(&path).expect("create");
+        for i in 0..3 {
+            writeln!(f, r#"{{"level":"info","msg":"file {k:02} line {i}"}}"#).expect("write");
+        }
+        drop(f);
+        std::fs::rename(&path, dir.path().join(format!("moved-{k:02}.dat"))).expect("rename");
+        // Yields: the test's receiver runs on this runtime.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let got = logs
+        .wait_for("every line of every renamed file", WAIT, |r| {
+            records(r).iter().filter(|m| m.starts_with("file ")).count() >= files * 3
+        })
+        .await;
+    let seen: Vec<String> = records(&got)
+        .into_iter()
+        .filter(|m| m.starts_with("file "))
+        .collect();
+    let unique: BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), files * 3, "lines lost");
+    assert_eq!(seen.len(), files * 3, "lines repeated");
+}
+
+#[tokio::test]
 async fn kill_9_mid_stream_resumes_without_losing_a_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let metrics = Gateway::start("127.0.0.1:0", vec![]).await;

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use edge_agent::cadence::Cadence;
 use edge_agent::config::TlsFiles;
-use edge_agent::logs::tokenize::{Action, DetectorSpec, KeyFile, Tokenizer};
 use edge_agent::queue::{DiskQueue, QueueConfig, SharedQueue};
 use edge_agent::sender::tls::ReloadingTls;
 use edge_agent::sender::{Sender, SenderConfig};
@@ -26,6 +25,7 @@ use edge_schema::proto::otlp::trace::{
 };
 use edge_schema::proto::otlp::{AnyValue, KeyValue, KeyValueList, Resource, any_value};
 use edge_tests::procs::{Proc, free_port};
+use edge_tokenize::{Action, DetectorSpec, KeyFile, Tokenizer};
 use prost::Message;
 use tokio::sync::{Notify, watch};
 

@@ -43,6 +43,21 @@ impl Notifier {
         self.watchdog.map(|w| w / 2)
     }
 
+    /// A task that sends `WATCHDOG=1` at the interval, for a daemon whose liveness is its
+    /// runtime being scheduled; `None` without a watchdog. (A daemon with a loop whose
+    /// stalling should restart it pings from that loop instead.)
+    pub fn spawn_watchdog(self: &std::sync::Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
+        let every = self.watchdog_interval()?;
+        let notifier = self.clone();
+        Some(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                notifier.notify("WATCHDOG=1");
+            }
+        }))
+    }
+
     /// Sends one notification; failures are logged, never fatal.
     pub fn notify(&self, state: &str) {
         if let Some((sock, addr)) = &self.socket

@@ -39,6 +39,20 @@ pub fn roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
+/// The `notAfter` of a DER certificate, in Unix seconds.
+pub fn not_after(der: &[u8]) -> Result<i64, String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    X509Certificate::from_der(der)
+        .map(|(_, cert)| cert.validity().not_after.timestamp())
+        .map_err(|e| format!("not an X.509 certificate: {e}"))
+}
+
+/// The `notAfter` of the first certificate in the PEM file `path`, in Unix seconds.
+pub fn first_not_after(path: &Path) -> Result<i64, String> {
+    let certs = certificates(path)?;
+    not_after(&certs[0])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +72,21 @@ mod tests {
         );
         assert!(private_key(&empty).is_err());
         assert!(certificates(&dir.path().join("missing.pem")).is_err());
+        assert!(first_not_after(&empty).is_err());
+    }
+
+    #[test]
+    fn the_expiry_is_the_certificates_not_after() {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec!["gs-1".into()]).expect("params");
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let cert = params.self_signed(&key).expect("cert");
+        // 2031-05-17T00:00:00Z
+        assert_eq!(not_after(cert.der()), Ok(1_936_742_400));
+        assert!(not_after(b"not a certificate").is_err());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pem = dir.path().join("leaf.pem");
+        std::fs::write(&pem, cert.pem()).expect("write");
+        assert_eq!(first_not_after(&pem), Ok(1_936_742_400));
     }
 }

@@ -101,10 +101,17 @@ fn main() {
         }
         other => panic!("--sink {other}: file or kinesis"),
     };
+    std::fs::write(
+        d.join("fleet-labels.yaml"),
+        edge_tests::fleet::fleet_policy_yaml(),
+    )
+    .expect("policy");
     let config = format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
+         policy: {d}/fleet-labels.yaml\n\
          tenants:\n  default: {{ samples_rate_limit: 100000000, burst: 100000000 }}\n\
          sinks: {{ metrics: {metrics_sink}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
         d = d.display()

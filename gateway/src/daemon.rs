@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use edge_daemon_kit::notify::Notifier;
+use edge_daemon_kit::signals::Signals;
 use tokio::net::TcpListener;
-use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -42,6 +42,7 @@ pub fn log_to_stderr() {
 pub struct GatewayDaemon {
     gw: Arc<Gateway>,
     listener: TcpListener,
+    admin: Option<TcpListener>,
 }
 
 /// A serving gateway.
@@ -50,6 +51,7 @@ pub struct RunningGateway {
     gw: Arc<Gateway>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
     housekeeping: JoinHandle<()>,
     notifier: Arc<Notifier>,
 }
@@ -62,7 +64,17 @@ impl GatewayDaemon {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("edge-gateway: cannot listen on {addr}"))?;
-        Ok(GatewayDaemon { gw, listener })
+        let admin = match gw.live().config.admin_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("edge-gateway: cannot listen on {addr} (admin_listen)")
+            })?),
+            None => None,
+        };
+        Ok(GatewayDaemon {
+            gw,
+            listener,
+            admin,
+        })
     }
 
     /// The gateway.
@@ -73,10 +85,24 @@ impl GatewayDaemon {
     /// Serves, runs the housekeeping (overload controller, watchdog, config look), and
     /// tells systemd the gateway is ready.
     pub fn spawn(self) -> RunningGateway {
-        let GatewayDaemon { gw, listener } = self;
+        let GatewayDaemon {
+            gw,
+            listener,
+            admin,
+        } = self;
         tracing::info!(addr = %gw.live().config.listen, tls = gw.live().tls.is_some(), "edge-gateway listening");
         let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(crate::server::serve(gw.clone(), listener, stop_rx));
+        let server = tokio::spawn(crate::server::serve(gw.clone(), listener, stop_rx.clone()));
+        let admin = admin.map(|listener| {
+            let gw = gw.clone();
+            tracing::info!(addr = ?listener.local_addr().ok(), "admin port listening (plain HTTP: /healthz, /ready, /metrics)");
+            tokio::spawn(edge_daemon_kit::serve::serve_http1(
+                listener,
+                stop_rx,
+                "admin",
+                move |req| crate::server::handle_admin(gw.clone(), req),
+            ))
+        });
         let notifier = Arc::new(Notifier::from_env());
         let housekeeping = tokio::spawn(housekeeping(gw.clone(), notifier.clone()));
         notifier.notify("READY=1");
@@ -84,6 +110,7 @@ impl GatewayDaemon {
             gw,
             stop,
             server,
+            admin,
             housekeeping,
             notifier,
         }
@@ -93,23 +120,15 @@ impl GatewayDaemon {
 impl RunningGateway {
     /// Waits for SIGTERM or SIGINT; SIGHUP reloads the config meanwhile.
     pub async fn wait(&self) {
-        let (Some(mut term), Some(mut int), Some(mut hup)) = (
-            handler(SignalKind::terminate()),
-            handler(SignalKind::interrupt()),
-            handler(SignalKind::hangup()),
-        ) else {
+        let Some(mut signals) = handlers(true) else {
             return;
         };
-        loop {
-            tokio::select! {
-                _ = term.recv() => return,
-                _ = int.recv() => return,
-                _ = hup.recv() => {
-                    let g = self.gw.clone();
-                    let _ = tokio::task::spawn_blocking(move || g.reload(true)).await;
-                }
-            }
-        }
+        signals
+            .until_stop(async |_hup| {
+                let g = self.gw.clone();
+                let _ = tokio::task::spawn_blocking(move || g.reload(true)).await;
+            })
+            .await;
     }
 
     /// The deadline a drain should get: the config's grace period and a margin.
@@ -126,6 +145,9 @@ impl RunningGateway {
             tracing::warn!(?deadline, "the server did not stop by the deadline");
         }
         self.housekeeping.abort();
+        if let Some(admin) = self.admin {
+            admin.abort();
+        }
         tracing::info!("stopped");
     }
 }
@@ -189,32 +211,23 @@ impl RelayDaemon {
             listener,
             listen,
         } = self;
+        let (stop, stop_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(crate::relay::serve_metrics(
             relay.clone(),
             listener,
+            stop_rx.clone(),
         ))];
         let c = relay.config();
         tracing::info!(
             stream = %c.stream,
             target = %c.target.url,
-            instance = c.instance_index,
-            of = c.instance_count,
+            checkpoints = ?c.checkpoints,
             %listen,
             "edge-gateway relay running"
         );
-        let (stop, stop_rx) = watch::channel(false);
         let running = tokio::spawn(relay.clone().run(stop_rx));
         let notifier = Arc::new(Notifier::from_env());
-        if let Some(every) = notifier.watchdog_interval() {
-            let notifier = notifier.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tick.tick().await;
-                    notifier.notify("WATCHDOG=1");
-                }
-            }));
-        }
+        tasks.extend(notifier.spawn_watchdog());
         notifier.notify("READY=1");
         RunningRelay {
             stop,
@@ -228,15 +241,8 @@ impl RelayDaemon {
 impl RunningRelay {
     /// Waits for SIGTERM or SIGINT.
     pub async fn wait(&self) {
-        let (Some(mut term), Some(mut int)) = (
-            handler(SignalKind::terminate()),
-            handler(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        if let Some(mut signals) = handlers(false) {
+            signals.until_stop(async |_| {}).await;
         }
     }
 
@@ -267,10 +273,11 @@ impl RunningRelay {
     }
 }
 
-/// A signal handler, or `None` (logged) when it cannot be installed: the daemon then
-/// stops at once rather than run without a way to stop it cleanly.
-fn handler(kind: SignalKind) -> Option<Signal> {
-    match signal(kind) {
+/// The signal handlers (SIGHUP too with `hangup`), or `None` (logged) when they cannot be
+/// installed: the daemon then stops at once rather than run without a way to stop it
+/// cleanly.
+fn handlers(hangup: bool) -> Option<Signals> {
+    match Signals::install(hangup, false) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "cannot install signal handlers; stopping");

@@ -166,6 +166,31 @@ pub const RELAY_BYTES_FORWARDED_TOTAL: Counter = Counter {
     name: "edge_relay_bytes_forwarded_total",
     help: "Bytes (snappy) of the records the target accepted.",
 };
+/// `edge_relay_requests_total` (counter).
+pub const RELAY_REQUESTS_TOTAL: Counter = Counter {
+    name: "edge_relay_requests_total",
+    help: "remote_write requests the target accepted (records are merged into few).",
+};
+/// `edge_relay_leases_held` (gauge).
+pub const RELAY_LEASES_HELD: Gauge = Gauge {
+    name: "edge_relay_leases_held",
+    help: "Shard leases this relay holds in the lease table.",
+};
+/// `edge_relay_lease_steals_total` (counter).
+pub const RELAY_LEASE_STEALS_TOTAL: Counter = Counter {
+    name: "edge_relay_lease_steals_total",
+    help: "Leases this relay took from a live relay holding more than its share.",
+};
+/// `edge_relay_leases_lost_total` (counter).
+pub const RELAY_LEASES_LOST_TOTAL: Counter = Counter {
+    name: "edge_relay_leases_lost_total",
+    help: "Leases this relay gave up at renewal, by reason.",
+};
+/// `edge_relay_checkpoint_conflicts_total` (counter).
+pub const RELAY_CHECKPOINT_CONFLICTS_TOTAL: Counter = Counter {
+    name: "edge_relay_checkpoint_conflicts_total",
+    help: "Checkpoints refused because another relay holds the lease now (the shard is given up).",
+};
 /// `edge_relay_freshness_seconds` (histogram).
 pub const RELAY_FRESHNESS_SECONDS: HistogramDef = HistogramDef {
     name: "edge_relay_freshness_seconds",
@@ -187,6 +212,11 @@ pub const GATEWAY_DISCARDED_SAMPLES_TOTAL: Counter = Counter {
 pub const GATEWAY_DISCARDED_LOG_RECORDS_TOTAL: Counter = Counter {
     name: "edge_gateway_discarded_log_records_total",
     help: "Log records refused, by tenant and reason.",
+};
+/// `edge_gateway_log_records_tokenized_total` (counter).
+pub const GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL: Counter = Counter {
+    name: "edge_gateway_log_records_tokenized_total",
+    help: "Log records that arrived without an agent and were tokenized by the gateway, by tenant.",
 };
 /// `edge_gateway_discarded_spans_total` (counter).
 pub const GATEWAY_DISCARDED_SPANS_TOTAL: Counter = Counter {
@@ -262,21 +292,9 @@ impl Histogram {
     }
 }
 
-/// Escapes a label value for the text format.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// `a="x",b="y"`.
 pub fn labels(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-        .collect::<Vec<_>>()
-        .join(",")
+    edge_schema::exposition::label_pairs(pairs)
 }
 
 /// A histogram family: help, buckets, and a histogram per label set.
@@ -527,18 +545,7 @@ pub fn set_build_info(t: &Telemetry, daemon: &str) {
 /// of the PEM file `path`; a file that does not read or parse is logged and the gauge
 /// keeps its last value.
 pub fn set_cert_expiry(t: &Telemetry, daemon: &str, cert: &str, path: &std::path::Path) {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    let expiry = CertificateDer::pem_file_iter(path)
-        .map_err(|e| e.to_string())
-        .and_then(|mut certs| match certs.next() {
-            Some(Ok(der)) => X509Certificate::from_der(&der)
-                .map(|(_, c)| c.validity().not_after.timestamp())
-                .map_err(|e| e.to_string()),
-            Some(Err(e)) => Err(e.to_string()),
-            None => Err("no CERTIFICATE in the file".into()),
-        });
+    let expiry = edge_daemon_kit::pem::first_not_after(path);
     match expiry {
         #[allow(clippy::cast_precision_loss)] // Unix seconds stay far below 2^53
         Ok(at) => t.set(

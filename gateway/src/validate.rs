@@ -1,11 +1,13 @@
 //! Per-series policy at the gateway: label names valid, none forbidden by the label
-//! policy, no value that looks like personal data or an unbounded identifier (the same
+//! policy, each allowed everywhere or declared for its metric in the catalog (the same
+//! check the agent applies, so a client that skips the agent meets it too), no value that looks like personal data or an unbounded identifier (the same
 //! heuristic as the agent and `label-lint`), and the tenant's label limits. A series that breaks one is dropped with a
 //! reason (Mimir's discard reason names where they mean the same); its neighbours pass.
 
+use edge_schema::check::Schema;
 use edge_schema::names::{is_valid_label_name, is_valid_metric_name};
-use edge_schema::policy::LabelPolicy;
 use edge_schema::proto::prometheus::{Histogram, TimeSeries};
+use edge_schema::reasons;
 use edge_schema::series::check_histogram;
 use edge_schema::values::{classify, is_checked_label};
 use prost::Message;
@@ -30,15 +32,17 @@ pub fn metric_name<'a>(labels: &[(&'a str, &'a str)]) -> &'a str {
         .map_or("", |(_, v)| v)
 }
 
-/// Label names already found fine in this request: a request repeats the same few
-/// names hundreds of times, and the policy lookup normalizes each one it is asked.
+/// Label names already found fine for every metric in this request: a request repeats
+/// the same few names hundreds of times, and the policy lookup normalizes each one it is
+/// asked. (A name allowed because the catalog declares it for one metric is checked
+/// again for each series.)
 #[derive(Debug, Default)]
 pub struct KnownNames<'a>(Vec<&'a str>);
 
 /// Checks one series (owned form; tests and callers outside the hot path).
 pub fn check_series(
     series: &TimeSeries,
-    policy: &LabelPolicy,
+    schema: &Schema,
     limits: &TenantLimits,
 ) -> Result<(), Discard> {
     let labels: Vec<(&str, &str)> = series
@@ -46,30 +50,34 @@ pub fn check_series(
         .iter()
         .map(|l| (l.name.as_str(), l.value.as_str()))
         .collect();
-    check_labels(&labels, policy, limits, &mut KnownNames::default())
+    check_labels(&labels, schema, limits, &mut KnownNames::default())
 }
 
 /// Checks one series' labels, remembering the names found fine in `known`.
 pub fn check_labels<'a>(
     labels: &[(&'a str, &'a str)],
-    policy: &LabelPolicy,
+    schema: &Schema,
     limits: &TenantLimits,
     known: &mut KnownNames<'a>,
 ) -> Result<(), Discard> {
+    let policy = schema.policy();
     let metric = metric_name(labels);
     let discard = |reason, message: String| Err(Discard { reason, message });
     if metric.is_empty() {
-        return discard("missing_metric_name", "a series without __name__".into());
+        return discard(
+            reasons::MISSING_METRIC_NAME,
+            "a series without __name__".into(),
+        );
     }
     if !is_valid_metric_name(metric) {
         return discard(
-            "metric_name_invalid",
+            reasons::METRIC_NAME_INVALID,
             format!("{:.128} is not a valid metric name", metric.escape_debug()),
         );
     }
     if labels.len() > limits.max_label_names {
         return discard(
-            "max_label_names_per_series",
+            reasons::MAX_LABEL_NAMES_PER_SERIES,
             format!(
                 "series of {metric} has {} labels, more than the limit of {}",
                 labels.len(),
@@ -82,7 +90,7 @@ pub fn check_labels<'a>(
         if !known.0.contains(&name) {
             if name.len() > limits.max_label_name_length {
                 return discard(
-                    "label_name_too_long",
+                    reasons::LABEL_NAME_TOO_LONG,
                     format!(
                         "series of {metric}: label name {:.64}… is {} bytes, over the limit of {}",
                         name,
@@ -93,26 +101,36 @@ pub fn check_labels<'a>(
             }
             if !is_valid_label_name(name) {
                 return discard(
-                    "label_invalid",
+                    reasons::LABEL_INVALID,
                     format!("series of {metric}: {name:?} is not a valid label name"),
                 );
             }
             if let Some(matched) = policy.forbidden_match(name) {
                 return discard(
-                    "forbidden_label",
+                    reasons::FORBIDDEN_LABEL,
                     format!(
                         "series of {metric}: label {name} is forbidden by the label policy (matches {matched}); player-level detail belongs in logs"
                     ),
                 );
             }
-            // A few dozen names at most per request: a list beats a hash set here.
-            if known.0.len() < 64 {
+            if !policy.is_allowed_everywhere(name) {
+                // Declared for this metric in the catalog, or refused.
+                if schema.check_label(metric, name).is_err() {
+                    return discard(
+                        reasons::LABEL_NOT_ALLOWED,
+                        format!(
+                            "series of {metric}: label {name} is not allowed: it is not in the label policy's allow_labels and not declared for this metric in the catalog"
+                        ),
+                    );
+                }
+            } else if known.0.len() < 64 {
+                // A few dozen names at most per request: a list beats a hash set here.
                 known.0.push(name);
             }
         }
         if value.len() > limits.max_label_value_length {
             return discard(
-                "label_value_too_long",
+                reasons::LABEL_VALUE_TOO_LONG,
                 format!(
                     "series of {metric}: the value of label {name} is {} bytes, over the limit of {}",
                     value.len(),
@@ -122,7 +140,7 @@ pub fn check_labels<'a>(
         }
         if previous == Some(name) {
             return discard(
-                "duplicate_label_names",
+                reasons::DUPLICATE_LABEL_NAMES,
                 format!("series of {metric}: label {name} twice"),
             );
         }
@@ -130,7 +148,7 @@ pub fn check_labels<'a>(
         // the gateway forwards the bytes as sent, so it refuses rather than sorts.
         if previous.is_some_and(|p| p > name) {
             return discard(
-                "labels_not_sorted",
+                reasons::LABELS_NOT_SORTED,
                 format!(
                     "series of {metric}: label {name} comes after {}; remote_write labels are sorted by name",
                     previous.unwrap_or_default()
@@ -141,7 +159,7 @@ pub fn check_labels<'a>(
             && let Some(suspect) = classify(value, policy.is_host_label(name))
         {
             return discard(
-                "pii_label_value",
+                reasons::PII_LABEL_VALUE,
                 format!(
                     "series of {metric}: the value of label {name} looks like {}; personal data and unbounded identifiers must never be label values",
                     suspect.describe()
@@ -171,7 +189,7 @@ pub fn check_samples(
         && newest > now_ms.saturating_add(window.max_future_ms)
     {
         return Err(Discard {
-            reason: "too_far_in_future",
+            reason: reasons::TOO_FAR_IN_FUTURE,
             message: format!(
                 "series of {metric}: timestamp {newest} ms is more than {} s ahead of the gateway's clock",
                 window.max_future_ms / 1000
@@ -182,7 +200,7 @@ pub fn check_samples(
         && oldest < now_ms.saturating_sub(max_past)
     {
         return Err(Discard {
-            reason: "too_far_in_past",
+            reason: reasons::TOO_FAR_IN_PAST,
             message: format!(
                 "series of {metric}: timestamp {oldest} ms is more than {} s behind the gateway's clock",
                 max_past / 1000
@@ -196,7 +214,7 @@ pub fn check_samples(
         };
         if let Some(what) = what {
             return Err(Discard {
-                reason: "invalid_native_histogram",
+                reason: reasons::INVALID_NATIVE_HISTOGRAM,
                 message: format!("native histogram {metric}: {what}"),
             });
         }
@@ -259,7 +277,10 @@ mod tests {
 
     #[test]
     fn reasons() {
-        let policy = LabelPolicy::shipped();
+        let policy = Schema::new(
+            edge_schema::policy::LabelPolicy::shipped(),
+            edge_schema::catalog::Catalog::shipped(),
+        );
         let l = BUILTIN_LIMITS;
         assert_eq!(
             check_series(
@@ -307,6 +328,24 @@ mod tests {
             reason(&series(&[("__name__", "up"), ("le", "250000")])),
             Ok(())
         );
+        // The allowlist: a label neither allowed everywhere nor declared for its metric.
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("session_uuid", "s")])),
+            Err("label_not_allowed")
+        );
+        assert_eq!(
+            reason(&series(&[
+                ("__name__", "node_cpu_seconds_total"),
+                ("mode", "idle")
+            ])),
+            Ok(()),
+            "declared for its metric"
+        );
+        assert_eq!(
+            reason(&series(&[("__name__", "up"), ("mode", "idle")])),
+            Err("label_not_allowed"),
+            "declared for another metric only"
+        );
         let sha = "7f3c2a1e9b0d4c8f2a6e1b3d5c7f9a0b2c4e6f8a";
         assert_eq!(
             reason(&series(&[("__name__", "up"), ("build_id", sha)])),
@@ -316,7 +355,10 @@ mod tests {
 
     #[test]
     fn names_sorted_and_unique_anywhere() {
-        let policy = LabelPolicy::shipped();
+        let policy = Schema::new(
+            edge_schema::policy::LabelPolicy::shipped(),
+            edge_schema::catalog::Catalog::shipped(),
+        );
         let l = BUILTIN_LIMITS;
         let reason = |s: &TimeSeries| check_series(s, &policy, &l).map_err(|d| d.reason);
         assert_eq!(

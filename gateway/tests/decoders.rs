@@ -83,7 +83,7 @@ proptest! {
                 Err(e) => prop_assert!(is_4xx(&e)),
             }
         }
-        let _ = log_document::from_json_batch(&body, "t");
+        let _ = log_document::from_json_batch(&body, "t", &tokenizer());
     }
 
     #[test]
@@ -114,7 +114,7 @@ proptest! {
         let z = zstd::bulk::compress(&raw, 1).expect("zstd");
         let cut_at = cut.index(z.len());
         match decode::logs_request(&z[..cut_at], Some("zstd"), MAX) {
-            Ok((req, _)) => prop_assert!(log_document::from_otlp(&req, "t").len() <= n),
+            Ok((req, _)) => prop_assert!(log_document::from_otlp(&req, "t", &tokenizer()).docs.len() <= n),
             Err(e) => prop_assert!(is_4xx(&e)),
         }
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -134,7 +134,10 @@ fn whole_bodies_decode() {
     assert_eq!(s.series.len(), 10);
     let z = zstd::bulk::compress(&logs_request(5), 1).expect("zstd");
     let (req, _) = decode::logs_request(&z, Some("zstd"), MAX).expect("logs");
-    assert_eq!(log_document::from_otlp(&req, "t").len(), 5);
+    assert_eq!(
+        log_document::from_otlp(&req, "t", &tokenizer()).docs.len(),
+        5
+    );
 }
 
 #[test]
@@ -170,4 +173,10 @@ fn a_bomb_in_every_encoding_is_a_413_before_it_allocates() {
         decode::snappy(&s, MAX).map(|_| ()).map_err(|e| e.status()),
         Err(413)
     );
+}
+
+/// A tokenizer with the built-in detectors, as a gateway without configured ones has.
+fn tokenizer() -> edge_tokenize::Tokenizer {
+    let key = edge_tokenize::TokenKey::from_bytes(b"decoder-test-key-0123456789").expect("key");
+    edge_tokenize::Tokenizer::new(key, &[]).expect("tokenizer")
 }

@@ -96,6 +96,7 @@ async fn delivered(moto: &Moto, bucket: &str) -> Vec<String> {
 fn gateway_config(dir: &std::path::Path, port: u16, endpoint: &str) -> String {
     format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          sinks:\n  metrics: {{ kind: file, dir: {d}/spool }}\n  \
@@ -218,6 +219,7 @@ async fn spans_to_a_firehose_traces_sink_arrive_as_one_document_each() {
     let port = free_port();
     let config = format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          sinks:\n  metrics: {{ kind: file, dir: {d}/spool }}\n  logs: {{ kind: file, dir: {d}/spool }}\n  \

@@ -173,7 +173,13 @@ async fn a_tenant_over_its_rate_gets_429_and_retry_after_works_while_another_ten
         .await;
     let batch = |n: usize, tag: &str| WriteRequest {
         timeseries: (0..n)
-            .map(|i| series("edge_rate_total", &[("shard", &format!("{tag}{i}"))], 1.0))
+            .map(|i| {
+                series(
+                    "edge_rate_total",
+                    &[("shard_id", &format!("{tag}{i}"))],
+                    1.0,
+                )
+            })
             .collect(),
         ..Default::default()
     };
@@ -233,7 +239,7 @@ async fn the_2_000_001st_series_is_refused() {
                 .map(|i| {
                     series(
                         "edge_card_total",
-                        &[("shard", &shard_name(r * PER_REQUEST + i))],
+                        &[("shard_id", &shard_name(r * PER_REQUEST + i))],
                         1.0,
                     )
                 })
@@ -245,9 +251,13 @@ async fn the_2_000_001st_series_is_refused() {
     }
     let extra = WriteRequest {
         timeseries: vec![
-            series("edge_card_total", &[("shard", &shard_name(2_000_000))], 1.0),
+            series(
+                "edge_card_total",
+                &[("shard_id", &shard_name(2_000_000))],
+                1.0,
+            ),
             // A series already active is still accepted at the limit.
-            series("edge_card_total", &[("shard", &shard_name(0))], 2.0),
+            series("edge_card_total", &[("shard_id", &shard_name(0))], 2.0),
         ],
         ..Default::default()
     };
@@ -279,7 +289,12 @@ async fn a_yaml_edit_changes_a_limit_without_a_restart_and_a_broken_edit_changes
     let five = WriteRequest {
         timeseries: vec![series(
             "edge_reload_total",
-            &[("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")],
+            &[
+                ("az", "1"),
+                ("build_id", "2"),
+                ("cluster", "3"),
+                ("region", "4"),
+            ],
             1.0,
         )],
         ..Default::default()
@@ -367,6 +382,7 @@ async fn the_json_api_takes_a_bearer_token_and_sigterm_exits_cleanly() {
     // sha256("s3cret")
     let config = format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt, client_auth: optional }}\n\
          identities: {{ tokens: [ {{ sha256: \"a9e5c6a0cd3a5e8b4a3ed8c3b5c2f2e4d1e2c0e83b6a55a4f1b7a2d0e3d6c8b1\", tenant: wrong }}, {{ sha256: \"{hash}\", tenant: studio }} ] }}\n\
          sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
@@ -653,4 +669,109 @@ async fn every_series_a_store_would_refuse_is_refused_alone_and_a_body_that_does
         ["edge_first_good_total", "edge_last_good_total"],
         "nothing of the malformed body is committed"
     );
+}
+
+#[tokio::test]
+async fn a_label_outside_the_allowlist_from_a_client_that_skips_the_agent_is_refused_while_its_neighbour_is_committed()
+ {
+    let s = setup(TENANTS);
+    let mut c = s
+        .client("whatever", Some("spiffe://obs.internal/tenant/studio/gs-2"))
+        .await;
+    let req = WriteRequest {
+        timeseries: vec![
+            series("edge_first_good_total", &[("region", "eu")], 1.0),
+            series("edge_session_total", &[("session_uuid", "9b2c")], 1.0),
+            // Declared for its metric in the shipped catalog: allowed there only.
+            series("node_cpu_seconds_total", &[("mode", "idle")], 5.0),
+            series("edge_mode_total", &[("mode", "idle")], 1.0),
+        ],
+        ..Default::default()
+    };
+    let a = c.push(&req, &[]).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body.contains("label_not_allowed")
+            && a.body.contains("edge_session_total")
+            && a.body.contains("session_uuid"),
+        "the answer names the reason, the metric and the label: {}",
+        a.body
+    );
+    let stored = spooled_series(&s.gw.spool);
+    let names: Vec<String> = stored
+        .iter()
+        .map(|(_, s)| s.labels[0].value.clone())
+        .collect();
+    assert_eq!(names, ["edge_first_good_total", "node_cpu_seconds_total"]);
+    let discarded = c
+        .metric(
+            "edge_gateway_discarded_samples_total{tenant=\"studio\",reason=\"label_not_allowed\"}",
+        )
+        .await;
+    assert_eq!(discarded, Some(2.0));
+}
+
+/// `curl` as a load balancer's health check or a scraper runs it: plain HTTP, no client
+/// certificate. Its exit status, the HTTP code and the body.
+fn curl(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("run curl (Debian package curl)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_admin_port_answers_a_check_without_a_certificate_and_the_mtls_port_still_refuses_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let admin = free_port();
+    let config = format!(
+        "admin_listen: 127.0.0.1:{admin}\n{}",
+        config_text(dir.path(), port, TENANTS)
+    );
+    let gw = Gateway::start(dir.path(), port, &config);
+    let base = format!("http://127.0.0.1:{admin}");
+    let (ok, ready) = curl(&[&format!("{base}/ready")]);
+    assert!(ok && ready.ends_with("\n200"), "{ready}");
+    let (ok, healthz) = curl(&[&format!("{base}/healthz")]);
+    assert!(ok && healthz.ends_with("\n200"), "{healthz}");
+    let (ok, metrics) = curl(&[&format!("{base}/metrics")]);
+    assert!(ok && metrics.ends_with("\n200"), "{metrics}");
+    assert!(
+        metrics.contains("edge_gateway_requests_total{endpoint=\"ready\",code=\"200\"} 1"),
+        "the admin port counts its own requests: {metrics}"
+    );
+    let (ok, push) = curl(&["-X", "POST", &format!("{base}/api/v1/push")]);
+    assert!(
+        ok && push.ends_with("\n404"),
+        "no data path on the admin port: {push}"
+    );
+
+    // The mTLS port: no certificate, no answer (the handshake fails).
+    let ca = dir.path().join("test-ca.crt");
+    let (ok, refused) = curl(&[
+        "--cacert",
+        &ca.display().to_string(),
+        &format!("https://localhost:{port}/ready"),
+    ]);
+    assert!(
+        !ok,
+        "the mTLS port answered a client without a certificate: {refused}"
+    );
+    // With a certificate, the data port serves the data paths only.
+    let cert = pki.client("gs-1", Some("spiffe://obs.internal/tenant/game/gs-1"));
+    let mut c = Client::connect(gw.port, tls_config(&pki.ca_der, Some(&cert)))
+        .await
+        .expect("connect");
+    let a = c
+        .request("GET", "/metrics", &[], Vec::new())
+        .await
+        .expect("an answer");
+    assert_eq!(a.status, 404, "{}", a.body);
 }

@@ -34,6 +34,7 @@ async fn read_stream(moto: &Moto, name: &str) -> Vec<(String, WriteRequest)> {
 fn gateway_config(dir: &std::path::Path, port: u16, endpoint: &str) -> String {
     format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"{endpoint}\" }}\n  \

@@ -201,7 +201,7 @@ async fn a_relay_killed_midway_and_a_target_down_for_a_while_lose_no_sample() {
         Duration::from_millis(40),
     ));
     let base = base_ms();
-    put(&moto, 0, 100, 8, base).await;
+    put(&moto, 0, 40, 8, base).await;
 
     let metrics_port = free_port();
     let config = relay_config(
@@ -232,25 +232,33 @@ async fn a_relay_killed_midway_and_a_target_down_for_a_while_lose_no_sample() {
     assert_eq!(count(&prometheus).await, 0, "nothing passes a 503");
     failing.store(false, Ordering::SeqCst);
 
-    // Kill the relay once some, but not all, records are in.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = count(&prometheus).await;
-        if n >= 10 {
-            assert!(
-                n < 100,
-                "the relay finished before it could be killed midway ({n})"
-            );
-            break;
+    // The relay merges what one GetRecords returns into one request: the first 40
+    // arrive together. The rest trickle in, so the relay is killed while records are
+    // still arriving.
+    wait_for_count(&prometheus, 40, &relay, Duration::from_secs(120)).await;
+    let trickle = async {
+        for from in (40..100).step_by(5) {
+            put(&moto, from, from + 5, 8, base).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{n} samples after the target came back; log:\n{}",
-            relay.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    relay.kill();
+    };
+    tokio::join!(trickle, async {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let n = count(&prometheus).await;
+            if n >= 55 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} samples while records trickle in; log:\n{}",
+                relay.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        relay.kill();
+    });
+
     let at_kill = count(&prometheus).await;
     assert!(at_kill < 100, "{at_kill}");
 
@@ -276,6 +284,22 @@ async fn a_split_shard_is_followed_into_its_children() {
     let config = relay_config(dir.path(), &moto, &prometheus.write_url(), metrics_port);
     let relay = start_relay(dir.path(), &config, 1);
     wait_for_count(&prometheus, 20, &relay, Duration::from_secs(30)).await;
+    // A load balancer's health check and a scraper reach the relay's plain port.
+    for (path, want) in [
+        ("/ready", "ready"),
+        ("/metrics", "edge_relay_records_forwarded_total"),
+    ] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-w", "\n%{http_code}"])
+            .arg(format!("http://127.0.0.1:{metrics_port}{path}"))
+            .output()
+            .expect("run curl (Debian package curl)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.ends_with("\n200") && text.contains(want),
+            "{path}: {text}"
+        );
+    }
 
     let k = moto.kinesis();
     k.split_shard()

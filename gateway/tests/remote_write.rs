@@ -19,6 +19,7 @@ use support::{AWS_TEST_ENV, Client, Gateway, Pki, free_port, series, tls_config}
 fn gateway_config(dir: &std::path::Path, port: u16, metrics_sink: &str) -> String {
     format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          sinks:\n  metrics: {metrics_sink}\n  logs: {{ kind: file, dir: {d}/spool }}\n",
@@ -50,7 +51,7 @@ async fn a_stock_prometheus_gets_what_passes_and_never_a_forbidden_label() {
         timeseries: vec![
             series("game_players_online", &[("shard_id", "7")], 42.0),
             series("game_players_online", &[("player_id", "p-123")], 1.0),
-            series("game_matches_total", &[("mode", "duel")], 3.0),
+            series("game_matches_total", &[("queue", "duel")], 3.0),
         ],
         ..Default::default()
     };
@@ -152,7 +153,7 @@ async fn one_bad_histogram_is_refused_alone_the_tenant_keeps_flowing_and_no_tena
         let other = WriteRequest {
             timeseries: vec![series(
                 "game_matches_total",
-                &[("mode", "duel")],
+                &[("queue", "duel")],
                 f64::from(round),
             )],
             ..Default::default()

@@ -17,6 +17,7 @@ fn config(dir: &std::path::Path, port: u16, traces: Option<&str>) -> String {
     let traces = traces.map_or(String::new(), |t| format!(", traces: {t}"));
     format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal, subjects: {{ \"CN=gs-*\": game }} }}\n\
          tenants:\n  default: {{ span_rate_limit: 100000 }}\n  game: {{ span_rate_limit: 10, span_burst: 20 }}\n\

@@ -5,6 +5,7 @@
 //! [`Schema::catalog_violations`] and [`Schema::estimate`] answer "is this catalog within
 //! the policy and the budget?" for `label-lint`.
 
+use crate::reasons;
 use std::fmt;
 
 use crate::catalog::{Catalog, LabelBound, MetricFamily};
@@ -80,11 +81,11 @@ impl Violation {
     /// A short, bounded reason for counters such as `edge_series_rejected_total{reason}`.
     pub fn reason(&self) -> &'static str {
         match self {
-            Violation::InvalidLabelName { .. } => "invalid_label_name",
-            Violation::Forbidden { .. } => "forbidden_label",
-            Violation::NotAllowed { .. } => "label_not_allowed",
-            Violation::ValueNotDeclared { .. } => "label_value_not_declared",
-            Violation::PiiLabelValue { .. } => "pii_label_value",
+            Violation::InvalidLabelName { .. } => reasons::INVALID_LABEL_NAME,
+            Violation::Forbidden { .. } => reasons::FORBIDDEN_LABEL,
+            Violation::NotAllowed { .. } => reasons::LABEL_NOT_ALLOWED,
+            Violation::ValueNotDeclared { .. } => reasons::LABEL_VALUE_NOT_DECLARED,
+            Violation::PiiLabelValue { .. } => reasons::PII_LABEL_VALUE,
         }
     }
 

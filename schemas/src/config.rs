@@ -51,6 +51,74 @@ pub fn parse_raw<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// Reads `file` and validates it with the process environment: [`read_config`], then
+/// [`parse_with`].
+pub fn load_with<R, W, T>(
+    file: &Path,
+    wrap: impl FnOnce(Validator<'static>) -> W,
+    check: impl FnOnce(&mut W, R) -> T,
+) -> Result<T, ConfigError>
+where
+    R: serde::de::DeserializeOwned,
+    W: std::ops::DerefMut<Target = Validator<'static>>,
+{
+    let text = read_config(file)?;
+    parse_with(file, &text, &process_env, wrap, check)
+}
+
+/// A variable of the process environment, for `${VAR}`.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// Parses config text into its raw form `R` ([`parse_raw`]) and runs `check` over it
+/// with a fresh validator wrapped by `wrap` (a daemon's own validator): the typed config,
+/// or every problem found with its key path.
+pub fn parse_with<'e, R, W, T>(
+    file: &Path,
+    text: &str,
+    env: &'e dyn Fn(&str) -> Option<String>,
+    wrap: impl FnOnce(Validator<'e>) -> W,
+    check: impl FnOnce(&mut W, R) -> T,
+) -> Result<T, ConfigError>
+where
+    R: serde::de::DeserializeOwned,
+    W: std::ops::DerefMut<Target = Validator<'e>>,
+{
+    let raw: R = parse_raw(file, text)?;
+    let mut validator = wrap(Validator::new(env));
+    let config = check(&mut validator, raw);
+    let problems = std::mem::take(&mut validator.problems);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::new(file, problems))
+    }
+}
+
+/// Declares a daemon's validator: a newtype over the shared [`Validator`] that derefs to
+/// it, so the daemon adds the checks of its own keys as methods beside the shared ones.
+#[macro_export]
+macro_rules! daemon_validator {
+    ($(#[$meta:meta])* $vis:vis struct $name:ident;) => {
+        $(#[$meta])*
+        $vis struct $name<'a>(pub $crate::config::Validator<'a>);
+
+        impl<'a> ::std::ops::Deref for $name<'a> {
+            type Target = $crate::config::Validator<'a>;
+            fn deref(&self) -> &Self::Target {
+                &self.0
+            }
+        }
+
+        impl ::std::ops::DerefMut for $name<'_> {
+            fn deref_mut(&mut self) -> &mut Self::Target {
+                &mut self.0
+            }
+        }
+    };
+}
+
 /// The shared core of a daemon's config validation: every problem collected with its key
 /// path, and the value checks both daemons make (variables, durations, sizes). Each
 /// daemon's validator wraps it (by `Deref`) and adds its own keys.
@@ -109,6 +177,35 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A number written as one or as text with `${VAR}` (see [`Number`]), or `default`
+    /// when absent; text that does not expand to a `T` is a problem at `path` (and
+    /// `default` is returned).
+    pub fn number<T>(&mut self, path: &str, value: Option<Number<T>>, default: T) -> T
+    where
+        T: std::str::FromStr,
+    {
+        match value {
+            None => default,
+            Some(Number::Value(v)) => v,
+            Some(Number::Text(text)) => {
+                let expanded = self.expand(path, &text);
+                match expanded.trim().parse::<T>() {
+                    Ok(v) => v,
+                    Err(_) => {
+                        self.problem(
+                            path,
+                            format!(
+                                "{expanded:?} (from {text:?}) is not a {}",
+                                number_kind::<T>()
+                            ),
+                        );
+                        default
+                    }
+                }
+            }
+        }
+    }
+
     /// A positive size (`10MiB`, `512KiB`, `1GB`), or `default` when absent; anything
     /// else is a problem at `path` (and `default` is returned).
     pub fn size(&mut self, path: &str, value: Option<&str>, default: u64) -> u64 {
@@ -124,6 +221,24 @@ impl<'a> Validator<'a> {
                 default
             }
         }
+    }
+}
+
+/// A numeric key as written: a YAML number, or text (`"${REPLICAS}"`,
+/// `"${BURST:-40000}"`) that is expanded and parsed by [`Validator::number`]. YAML
+/// numbers are not strings, so without this a variable could not stand for one.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Number<T> {
+    /// Written as a number.
+    Value(T),
+    /// Written as text: expanded, then parsed.
+    Text(String),
+}
+
+impl<T> From<T> for Number<T> {
+    fn from(value: T) -> Self {
+        Number::Value(value)
     }
 }
 
@@ -156,6 +271,18 @@ pub fn expand_vars(value: &str, env: &dyn Fn(&str) -> Option<String>) -> (String
     }
     out.push_str(rest);
     (out, problems)
+}
+
+/// What a number of type `T` is, for a message.
+fn number_kind<T>() -> &'static str {
+    let name = std::any::type_name::<T>();
+    if name.starts_with('f') {
+        "number"
+    } else if name.starts_with('u') {
+        "whole number (0 or more)"
+    } else {
+        "whole number"
+    }
 }
 
 /// `10s`, `500ms`, `1m`, `2h`.
@@ -227,6 +354,34 @@ mod tests {
         assert!(problems[0].contains("NOPE is not set"), "{problems:?}");
         let (_, problems) = expand_vars("a${REGION", &env);
         assert!(problems[0].contains("unterminated"), "{problems:?}");
+    }
+
+    #[test]
+    fn numbers_take_variables() {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            a: Number<u32>,
+            b: Number<f64>,
+            c: Number<u64>,
+            d: Number<u32>,
+        }
+        let raw: Raw =
+            serde_saphyr::from_str("a: 3\nb: \"${RATE}\"\nc: ${NOPE:-40000}\nd: \"${WORD}\"\n")
+                .expect("parse");
+        let env = |name: &str| match name {
+            "RATE" => Some("2.5e4".to_string()),
+            "WORD" => Some("three".to_string()),
+            _ => None,
+        };
+        let mut v = Validator::new(&env);
+        assert_eq!(v.number("a", Some(raw.a), 0), 3);
+        assert_eq!(v.number("b", Some(raw.b), 0.0), 25_000.0);
+        assert_eq!(v.number("c", Some(raw.c), 0), 40_000);
+        assert_eq!(v.number("d", Some(raw.d), 7), 7);
+        assert_eq!(v.number::<u32>("e", None, 9), 9);
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+        assert_eq!(v.problems[0].0, "d");
+        assert!(v.problems[0].1.contains("\"three\""), "{:?}", v.problems);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!   its type, unit, help and the bounded labels it may carry.
 //! - [`check`]: the checks built on both: is this label set allowed for this metric, and
 //!   how many series per host does a catalog produce.
+//! - [`exposition`]: the Prometheus text format: the sample-line parser and the escaping
+//!   every renderer uses.
+//! - [`reasons`]: why a series is refused, one name per reason for every counter.
 //! - [`remote_write`]: which remote_write version a body claims to be (2.0 is refused by
 //!   name rather than scanned as zero series).
 //! - [`series`]: what a store refuses in one series (name syntax, duplicate labels,
@@ -34,9 +37,11 @@ pub mod calendar;
 pub mod catalog;
 pub mod check;
 pub mod config;
+pub mod exposition;
 pub mod names;
 pub mod policy;
 pub mod proto;
+pub mod reasons;
 pub mod remote_write;
 pub mod series;
 pub mod values;

@@ -11,6 +11,7 @@
 //!
 //! Reasons follow Mimir's discard reasons where they mean the same.
 
+use crate::reasons;
 use std::fmt;
 
 use crate::names::is_valid_metric_name;
@@ -84,12 +85,12 @@ impl SeriesFault {
     /// A short, bounded reason for counters.
     pub fn reason(&self) -> &'static str {
         match self {
-            SeriesFault::MissingMetricName => "missing_metric_name",
-            SeriesFault::InvalidMetricName { .. } => "metric_name_invalid",
-            SeriesFault::DuplicateLabel { .. } => "duplicate_label_names",
-            SeriesFault::TooFarInFuture { .. } => "too_far_in_future",
-            SeriesFault::TooFarInPast { .. } => "too_far_in_past",
-            SeriesFault::InvalidHistogram { .. } => "invalid_native_histogram",
+            SeriesFault::MissingMetricName => reasons::MISSING_METRIC_NAME,
+            SeriesFault::InvalidMetricName { .. } => reasons::METRIC_NAME_INVALID,
+            SeriesFault::DuplicateLabel { .. } => reasons::DUPLICATE_LABEL_NAMES,
+            SeriesFault::TooFarInFuture { .. } => reasons::TOO_FAR_IN_FUTURE,
+            SeriesFault::TooFarInPast { .. } => reasons::TOO_FAR_IN_PAST,
+            SeriesFault::InvalidHistogram { .. } => reasons::INVALID_NATIVE_HISTOGRAM,
         }
     }
 

@@ -19,6 +19,38 @@ use prost::Message;
 /// Series every simulated host pushes.
 pub const SERIES_PER_HOST: usize = 300;
 
+/// The labels the simulated fleet sends that the shipped policy neither allows everywhere
+/// nor the shipped catalog declares for their metric: the simulator stands for hosts
+/// whose own catalog declares them (and `host` tells hosts apart in the spool).
+pub const FLEET_EXTRA_LABELS: [&str; 7] = [
+    "host",
+    "cpu",
+    "shard",
+    "device",
+    "mountpoint",
+    "event",
+    "action",
+];
+
+/// The label policy a gateway fed by the simulated fleet uses: the shipped one, with
+/// [`FLEET_EXTRA_LABELS`] allowed everywhere.
+pub fn fleet_policy_yaml() -> String {
+    let shipped = edge_schema::policy::SHIPPED_POLICY_YAML;
+    let allow = "  - allow_labels: [";
+    match shipped.find(allow) {
+        Some(at) => {
+            let start = at + allow.len();
+            format!(
+                "{}{}, {}",
+                &shipped[..start],
+                FLEET_EXTRA_LABELS.join(", "),
+                &shipped[start..]
+            )
+        }
+        None => panic!("the shipped policy has no `allow_labels: [` line to extend"),
+    }
+}
+
 const CPU_MODES: [&str; 8] = [
     "user", "system", "idle", "iowait", "irq", "softirq", "steal", "nice",
 ];
@@ -908,6 +940,34 @@ pub async fn drive_fleet_with(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_series_of_the_simulated_fleet_passes_the_gateways_allowlist_under_the_fleet_policy() {
+        let policy = edge_schema::policy::LabelPolicy::from_yaml(
+            std::path::Path::new("fleet-labels.yaml"),
+            &fleet_policy_yaml(),
+        )
+        .expect("the fleet policy loads");
+        let schema =
+            edge_schema::check::Schema::new(policy, edge_schema::catalog::Catalog::shipped());
+        let mut host = SimHost::new(3, "eu-west-1");
+        let request = host.write_request(now_ms());
+        assert_eq!(request.timeseries.len(), SERIES_PER_HOST);
+        for series in &request.timeseries {
+            let name = &series
+                .labels
+                .iter()
+                .find(|l| l.name == "__name__")
+                .expect("name")
+                .value;
+            let labels = series
+                .labels
+                .iter()
+                .map(|l| l.name.as_str())
+                .filter(|n| *n != "__name__");
+            assert_eq!(schema.check_label_names(name, labels), Ok(()), "{name}");
+        }
+    }
 
     #[test]
     fn a_host_pushes_300_series_with_native_histograms() {

@@ -1,11 +1,13 @@
 //! A local AWS API server (moto's `moto_server`, from PyPI) for one test, on a free
 //! port, stopped on drop; and a Kinesis client pointed at it.
 //!
-//! moto 5 routes new records to a closed shard after `SplitShard` (its key lookup does
-//! not skip closed shards, which Kinesis never writes to), so a reshard could not be
-//! followed. The server is started through a few lines of Python that wrap moto's
-//! lookup to skip closed shards, then run moto's own server entry point; nothing else
-//! changes.
+//! moto 5 differs from Kinesis at `SplitShard` in two ways a reshard test would trip
+//! on: its key lookup does not skip closed shards (Kinesis never writes to one), and it
+//! moves the parent's records into the children (Kinesis keeps them in the parent, so
+//! moto's children would hold every parent record a second time). The server is started
+//! through a few lines of Python that wrap moto's lookup to skip closed shards and its
+//! split to leave the parent's records where they are, then run moto's own server entry
+//! point; nothing else changes.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,6 +56,18 @@ def open_shard_for_key(self, partition_key, explicit_hash_key):
             return s
     return None
 models.Stream.get_shard_for_key = open_shard_for_key
+original_split = models.Stream.split_shard
+def split_keeping_records(self, shard_to_split, new_starting_hash_key):
+    shard = self.shards.get(shard_to_split)
+    if shard is None:
+        return original_split(self, shard_to_split, new_starting_hash_key)
+    kept = shard.records
+    shard.records = type(kept)()
+    try:
+        original_split(self, shard_to_split, new_starting_hash_key)
+    finally:
+        shard.records = kept
+models.Stream.split_shard = split_keeping_records
 from moto.server import main
 sys.argv[0] = "moto_server"
 main(sys.argv[1:])

@@ -1,6 +1,7 @@
 //! The real agent into the real gateway over mTLS (certificates made here), with the
 //! file sink: host metrics arrive under the agent's tenant and host, the game's log
-//! lines arrive as documents, and no PII value from the log is anywhere in the spool.
+//! lines arrive as documents, logs posted straight to the gateway (no agent) arrive
+//! tokenized with the agent's tokens, and no PII value is anywhere in the spool.
 //!
 //! Both binaries come from the workspace's target directory (`cargo test --workspace`
 //! builds them).
@@ -10,6 +11,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::WriteRequest;
+use edge_tests::pki::{file_sinks_yaml, gateway_yaml_head};
 use edge_tests::procs::{Proc, free_port};
 use prost::Message;
 
@@ -30,14 +32,7 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
     let gateway_yaml = d.join("gateway.yaml");
     std::fs::write(
         &gateway_yaml,
-        format!(
-            "listen: 127.0.0.1:{port}\n\
-             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
-             identities: {{ spiffe_trust_domain: obs.internal }}\n\
-             fleet: {{ cadence: 1s }}\n\
-             sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
-            d = d.display()
-        ),
+        format!("{}{}", gateway_yaml_head(port, d), file_sinks_yaml(d)),
     )
     .expect("gateway config");
     let gateway = Proc::start(
@@ -157,8 +152,132 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
         doc["message"].as_str().is_some_and(|m| m.contains("tok_")),
         "{doc}"
     );
+    let agents_token = doc["message"]
+        .as_str()
+        .and_then(|m| m.strip_prefix("e2e line 0: login from "))
+        .expect("the agent's token for the address")
+        .to_string();
+    assert!(agents_token.starts_with("tok_"), "{agents_token}");
+
+    // Logs that skip the agent, posted straight to the gateway by curl with the host's
+    // certificate: a JSON batch and an OTLP protobuf body. They arrive tokenized, and the
+    // same address gets the same token the agent gave it.
+    let json = d.join("direct.json");
+    std::fs::write(
+        &json,
+        format!(
+            r#"[{{"level":"info","service":"ops-script","message":"direct json: login from {}","metadata":{{"peer":"{}","player_id":"{}"}}}}]"#,
+            PII[0], PII[1], PII[3]
+        ),
+    )
+    .expect("json body");
+    let otlp = d.join("direct.pb");
+    std::fs::write(
+        &otlp,
+        direct_otlp_body(&format!("direct otlp: login from {}", PII[0])),
+    )
+    .expect("otlp body");
+    for (path, file, content_type) in [
+        ("/api/v1/logs", &json, "application/json"),
+        ("/v1/logs", &otlp, "application/x-protobuf"),
+    ] {
+        let out = std::process::Command::new("curl")
+            .args([
+                "-sS",
+                "--max-time",
+                "60",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+            ])
+            .arg("--cacert")
+            .arg(d.join("ca.crt"))
+            .arg("--cert")
+            .arg(d.join("agent.crt"))
+            .arg("--key")
+            .arg(d.join("agent.key"))
+            .args(["-H", &format!("Content-Type: {content_type}")])
+            .arg("--data-binary")
+            .arg(format!("@{}", file.display()))
+            .arg(format!("https://localhost:{port}{path}"))
+            .output()
+            .expect("run curl (Debian package curl)");
+        let code = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            code.starts_with('2'),
+            "{path}: {code} {}\ngateway: {}",
+            String::from_utf8_lossy(&out.stderr),
+            gateway.log()
+        );
+    }
+    let direct: Vec<serde_json::Value> = edge_gateway_spool(&spool, "logs")
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_slice::<serde_json::Value>(d).ok())
+        .filter(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("direct "))
+        })
+        .collect();
+    assert_eq!(direct.len(), 2, "{direct:?}");
+    for doc in &direct {
+        let message = doc["message"].as_str().unwrap_or_default();
+        assert!(
+            message.ends_with(&format!("login from {agents_token}")),
+            "the gateway gave another token than the agent: {message} vs {agents_token}"
+        );
+    }
+    let json_doc = direct
+        .iter()
+        .find(|d| d["service"] == "ops-script")
+        .expect("the JSON record");
+    assert!(
+        json_doc["attributes"]["peer"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("tok_"))
+            && json_doc["attributes"]["player_id"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("tok_")),
+        "{json_doc}"
+    );
     let (leaked, _) = edge_tests::gates::pii_in_spool(&spool, PII);
     assert!(leaked.is_empty(), "{leaked:?} reached the gateway's spool");
+}
+
+/// An OTLP logs request with one record whose body is `message`, from a client that is
+/// not an agent (its resource does not say the records are tokenized).
+fn direct_otlp_body(message: &str) -> Vec<u8> {
+    use edge_schema::proto::otlp::{
+        AnyValue, ExportLogsServiceRequest, KeyValue, LogRecord, Resource, ResourceLogs, ScopeLogs,
+        any_value,
+    };
+    let text = |s: &str| {
+        Some(AnyValue {
+            value: Some(any_value::Value::StringValue(s.into())),
+        })
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: text("ops-otlp"),
+                }],
+                dropped_attributes_count: 0,
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord {
+                    severity_number: 9,
+                    body: text(message),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
 }
 
 fn edge_gateway_spool(dir: &Path, stream: &str) -> Vec<(String, Vec<u8>)> {

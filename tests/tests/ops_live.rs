@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use edge_exporter::registry::Registry;
 use edge_tests::moto::{AWS_TEST_ENV, Moto};
+use edge_tests::pki::{gateway_yaml_head, kinesis_relay_yaml};
 use edge_tests::procs::{Proc, free_port};
 use edge_tests::prometheus::Prometheus;
 use serde_json::Value;
@@ -172,17 +173,9 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
     std::fs::write(
         &gateway_yaml,
         format!(
-            "listen: 127.0.0.1:{gw_port}\n\
-             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
-             identities: {{ spiffe_trust_domain: obs.internal }}\n\
-             fleet: {{ cadence: 1s }}\n\
-             sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"{moto}\" }}\n  \
-             logs: {{ kind: file, dir: {d}/spool }}\n\
-             relay: {{ stream: metrics, region: us-east-1, endpoint_url: \"{moto}\", checkpoint: {d}/checkpoints.json, \
-             target: {{ url: \"{target}\" }}, listen: 127.0.0.1:{relay_port} }}\n",
-            d = d.display(),
-            moto = moto.url(),
-            target = prometheus.write_url(),
+            "{}{}",
+            gateway_yaml_head(gw_port, d),
+            kinesis_relay_yaml(d, &moto.url(), &prometheus.write_url(), relay_port)
         ),
     )
     .expect("gateway config");

@@ -2,7 +2,8 @@
 //! `packer validate -syntax-only` (Debian's `packer`); the agent's cloud-init snippet
 //! is cloud-config YAML whose environment file makes the image's default agent config
 //! pass `edge-agent validate` (and its absence makes it fail); the gateway image's
-//! default configs parse.
+//! default configs parse, its relays share the stream through leases, and the gateway
+//! image's cloud-init snippet gives both daemons what their configs expand.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -98,17 +99,7 @@ fn the_cloud_init_snippet_renders_a_config_the_agent_accepts() {
             .any(|c| c.contains(&"edge-agent.service".to_string())),
         "the agent is restarted with its environment"
     );
-    let env: BTreeMap<String, String> = env_file
-        .content
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (k, v) = l
-                .split_once('=')
-                .unwrap_or_else(|| panic!("not KEY=value: {l}"));
-            (k.to_string(), v.to_string())
-        })
-        .collect();
+    let env = env_lines(&env_file.content);
     for key in [
         "REGION",
         "CLUSTER",
@@ -126,6 +117,20 @@ fn the_cloud_init_snippet_renders_a_config_the_agent_accepts() {
     // Without the last mile the image's config is refused, naming what is missing.
     let (ok, text) = validate_agent(&BTreeMap::new());
     assert!(!ok && text.contains("GATEWAY_URL"), "{text}");
+}
+
+/// `KEY=value` lines of an environment file.
+fn env_lines(content: &str) -> BTreeMap<String, String> {
+    content
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not KEY=value: {l}"));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
 }
 
 #[test]
@@ -146,4 +151,69 @@ fn the_gateway_images_default_configs_parse() {
     let text = std::fs::read_to_string(&relay).expect("relay.yaml");
     let parsed = edge_gateway::config::parse_relay(&relay, &text, &env).expect("relay.yaml");
     assert!(parsed.target.sigv4.is_some(), "the relay signs for AMP");
+    assert_eq!(
+        parsed.checkpoints,
+        edge_gateway::config::Checkpoints::Leases(edge_gateway::config::LeaseConfig {
+            table: "edge-relay-leases".into(),
+            timeout: std::time::Duration::from_secs(10),
+        }),
+        "every gateway instance runs a relay: they share the stream through leases"
+    );
+}
+
+#[test]
+fn the_gateway_cloud_init_snippet_renders_configs_the_gateway_and_relay_accept() {
+    let text = std::fs::read_to_string(repo().join("packer/cloud-init/gateway.yaml"))
+        .expect("cloud-init snippet");
+    assert!(
+        text.starts_with("#cloud-config\n"),
+        "cloud-init needs the #cloud-config header"
+    );
+    let cloud: CloudConfig = serde_saphyr::from_str(&text).expect("valid cloud-config YAML");
+    let file = |path: &str| {
+        cloud
+            .write_files
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("the snippet writes {path}"))
+    };
+    let gateway_env = file("/etc/edge-gateway/gateway.env");
+    let relay_env = file("/etc/edge-gateway/relay.env");
+    assert_eq!(gateway_env.owner, "root:edge-gateway");
+    assert_eq!(relay_env.owner, "root:edge-relay");
+    for f in [gateway_env, relay_env] {
+        assert_eq!(f.permissions, "0640");
+    }
+    for unit in ["edge-gateway.service", "edge-relay.service"] {
+        assert!(
+            cloud.runcmd.iter().any(|c| c.contains(&unit.to_string())),
+            "{unit} is restarted with its environment"
+        );
+    }
+    // Each daemon sees only its own file (systemd's EnvironmentFile).
+    let dir = repo().join("packer/files/etc/edge-gateway");
+    let env = env_lines(&gateway_env.content);
+    let gateway = dir.join("gateway.yaml");
+    let text = std::fs::read_to_string(&gateway).expect("gateway.yaml");
+    let parsed = edge_gateway::config::parse(&gateway, &text, &|k| env.get(k).cloned())
+        .expect("gateway.yaml with the snippet's gateway.env");
+    assert_eq!(
+        parsed.replicas.to_string(),
+        env["GATEWAY_REPLICAS"],
+        "a number from the environment"
+    );
+    let env = env_lines(&relay_env.content);
+    let relay = dir.join("relay.yaml");
+    let text = std::fs::read_to_string(&relay).expect("relay.yaml");
+    let parsed = edge_gateway::config::parse_relay(&relay, &text, &|k| env.get(k).cloned())
+        .expect("relay.yaml with the snippet's relay.env");
+    let edge_gateway::config::Checkpoints::Leases(leases) = parsed.checkpoints else {
+        panic!("the image's relays must share the stream through leases");
+    };
+    assert_eq!(leases.table, env["RELAY_LEASE_TABLE"]);
+    assert_eq!(parsed.target.url, env["AMP_REMOTE_WRITE_URL"]);
+    // Without the last mile the relay is refused, naming what is missing.
+    let err =
+        edge_gateway::config::parse_relay(&relay, &text, &|_| None).expect_err("no environment");
+    assert!(err.to_string().contains("AWS_REGION"), "{err}");
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use edge_exporter::histogram::ExpHistogram;
 use edge_exporter::registry::Registry;
 use edge_tests::moto::{AWS_TEST_ENV, Moto};
+use edge_tests::pki::{gateway_yaml_head, kinesis_relay_yaml};
 use edge_tests::procs::{Proc, free_port};
 use edge_tests::prometheus::Prometheus;
 
@@ -29,17 +30,9 @@ async fn agent_to_gateway_to_kinesis_to_relay_to_prometheus() {
     std::fs::write(
         &gateway_yaml,
         format!(
-            "listen: 127.0.0.1:{port}\n\
-             tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
-             identities: {{ spiffe_trust_domain: obs.internal }}\n\
-             fleet: {{ cadence: 1s }}\n\
-             sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"{moto}\" }}\n  \
-             logs: {{ kind: file, dir: {d}/spool }}\n\
-             relay: {{ stream: metrics, region: us-east-1, endpoint_url: \"{moto}\", checkpoint: {d}/checkpoints.json, \
-             target: {{ url: \"{target}\" }}, listen: 127.0.0.1:{relay_port} }}\n",
-            d = d.display(),
-            moto = moto.url(),
-            target = prometheus.write_url(),
+            "{}{}",
+            gateway_yaml_head(port, d),
+            kinesis_relay_yaml(d, &moto.url(), &prometheus.write_url(), relay_port)
         ),
     )
     .expect("gateway config");

@@ -118,10 +118,12 @@ fn the_gateway_and_the_relay_notify_systemd() {
     ];
     let port = free_port();
     let config = d.join("gateway.yaml");
+    edge_tests::pki::write_test_tokenize_key(d).expect("tokenize key");
     std::fs::write(
         &config,
         format!(
             "listen: 127.0.0.1:{port}\ntls: off\n\
+             tokenize: {{ key_file: {d}/tokenize.key }}\n\
              sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n\
              relay: {{ endpoint_url: \"http://127.0.0.1:9\", checkpoint: {d}/cp.json, \
              target: {{ url: \"http://127.0.0.1:9/api/v1/write\" }}, listen: 127.0.0.1:{relay} }}\n",

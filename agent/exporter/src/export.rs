@@ -6,6 +6,7 @@
 //! Snapshots are cumulative. Reading takes the registry's lock only to list the series;
 //! the values are read from the instruments after it is released.
 
+use edge_schema::exposition::{escape_help, escape_label_value, format_value};
 use std::fmt::Write as _;
 
 use edge_schema::proto::prometheus::{
@@ -222,7 +223,7 @@ impl Registry {
                             "{}{} {}",
                             s.name,
                             text_labels(&s.labels, None),
-                            fmt_f64(*v)
+                            format_value(*v)
                         );
                     }
                     Value::Histogram(h) => {
@@ -231,7 +232,7 @@ impl Registry {
                                 out,
                                 "{}_bucket{} {cumulative}",
                                 s.name,
-                                text_labels(&s.labels, Some(&fmt_f64(le)))
+                                text_labels(&s.labels, Some(&format_value(le)))
                             );
                         }
                         let _ = writeln!(
@@ -239,7 +240,7 @@ impl Registry {
                             "{}_sum{} {}",
                             s.name,
                             text_labels(&s.labels, None),
-                            fmt_f64(h.sum())
+                            format_value(h.sum())
                         );
                         let _ = writeln!(
                             out,
@@ -355,30 +356,10 @@ fn text_labels(labels: &LabelSet, le: Option<&str>) -> String {
     }
     let mut parts: Vec<String> = labels
         .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape_value(v)))
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
         .collect();
     if let Some(le) = le {
         parts.push(format!("le=\"{le}\""));
     }
     format!("{{{}}}", parts.join(","))
-}
-
-fn escape_value(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn escape_help(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-fn fmt_f64(v: f64) -> String {
-    if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
-    } else {
-        format!("{v}")
-    }
 }

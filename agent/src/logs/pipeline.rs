@@ -40,10 +40,10 @@ use super::parse::Parser;
 use super::record::{Level, LogRecord};
 use super::ship::{BatchLimits, Batcher, Closed, class_of};
 use super::tail::{FileId, Line, TailConfig, Tailer};
-use super::tokenize::{DetectorSpec, KeyFile, Tokenizer, Verdict};
 use crate::config::{AgentConfig, LogSource};
 use crate::queue::{Class, SharedQueue};
 use crate::telemetry::Telemetry;
+use edge_tokenize::{KeyFile, Tokenizer, Verdict};
 
 /// The longest the pipeline sleeps without looking at its files.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -96,19 +96,6 @@ pub struct LogsPipeline {
     shed_level: u8,
 }
 
-/// The configured PII detectors, as the tokenizer takes them.
-pub fn detector_specs(config: &AgentConfig) -> Vec<DetectorSpec> {
-    config
-        .detectors
-        .iter()
-        .map(|d| DetectorSpec {
-            name: d.name.clone(),
-            pattern: d.pattern.clone(),
-            action: d.action,
-        })
-        .collect()
-}
-
 /// The host's name, for every record's resource.
 pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -133,7 +120,7 @@ impl LogsPipeline {
             .context("logs are configured but tokenize.key_file is not")?;
         let key = KeyFile::open(key_path.clone())
             .with_context(|| format!("loading the tokenization key {}", key_path.display()))?;
-        let tokenizer = Tokenizer::new(key.key().clone(), &detector_specs(config))
+        let tokenizer = Tokenizer::new(key.key().clone(), &config.detectors)
             .context("building the PII detectors")?;
         let mut sources = Vec::with_capacity(config.logs.len());
         let state_dir = config.queue.dir.join("positions");
@@ -174,16 +161,35 @@ impl LogsPipeline {
 
     /// Runs until `stop`, waking on `events` or every [`POLL_INTERVAL`]; queues what
     /// is open before it returns.
-    pub fn run(mut self, stop: &AtomicBool, events: &std::sync::mpsc::Receiver<()>) {
+    pub fn run(
+        mut self,
+        stop: &AtomicBool,
+        events: &std::sync::mpsc::Receiver<crate::logs::watch::WatchEvent>,
+    ) {
         while !stop.load(Ordering::Relaxed) {
+            while let Ok(event) = events.try_recv() {
+                self.on_event(event);
+            }
             self.step(Instant::now());
             // A file with more to read than one round takes goes on at once.
-            if !self.sources.iter().any(|s| s.tailer.behind()) {
-                let _ = events.recv_timeout(POLL_INTERVAL);
-                while events.try_recv().is_ok() {}
+            if !self.sources.iter().any(|s| s.tailer.behind())
+                && let Ok(event) = events.recv_timeout(POLL_INTERVAL)
+            {
+                self.on_event(event);
             }
         }
         self.finish();
+    }
+
+    /// Hands a rename in a watched directory to the tailers of that directory.
+    pub fn on_event(&mut self, event: crate::logs::watch::WatchEvent) {
+        if let crate::logs::watch::WatchEvent::Renamed { dir, from, to } = event {
+            for source in &mut self.sources {
+                if source.tailer.dir() == dir {
+                    source.tailer.renamed(&from, &to);
+                }
+            }
+        }
     }
 
     /// One round: checks the key, reads every source, processes what came, and
@@ -364,7 +370,11 @@ impl LogsPipeline {
         record
             .attributes
             .extend(source.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-        match self.tokenizer.scrub(&mut record) {
+        match self.tokenizer.scrub_fields(
+            &mut record.message,
+            record.trace_id.as_mut(),
+            &mut record.attributes,
+        ) {
             Verdict::Drop { .. } => {
                 self.telemetry.log_dropped("pii_drop", class);
                 return;

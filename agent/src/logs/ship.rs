@@ -200,6 +200,10 @@ fn slot(class: Class) -> usize {
     }
 }
 
+/// The resource attribute that says an agent tokenized these records (the gateway's
+/// `log_document::TOKENIZED_BY_AGENT`).
+pub const TOKENIZED_MARK: &str = "edgepipe.tokenized";
+
 const SLOT_CLASSES: [Class; 3] = [Class::LogsDebug, Class::LogsInfo, Class::LogsWarn];
 
 impl Batcher {
@@ -217,6 +221,9 @@ impl Batcher {
                 let mut attrs = Vec::new();
                 put_key_value(&mut attrs, 1, "service.name", service);
                 put_key_value(&mut attrs, 1, "host.name", host_name);
+                // Tells the gateway these records are tokenized already (it tokenizes
+                // those that arrive without an agent).
+                put_key_value(&mut attrs, 1, TOKENIZED_MARK, "true");
                 for (k, v) in host_labels {
                     put_key_value(&mut attrs, 1, k, v);
                 }

@@ -31,7 +31,7 @@
 //! the pipeline calls with offsets whose lines are already in the disk queue: a
 //! checkpoint never runs ahead of what is durable.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -154,6 +154,10 @@ pub struct Tailer {
     /// is followed once its length holds still for a poll (a copy being written is not
     /// taken for a new file).
     pending: HashMap<FileId, u64>,
+    /// Names that files matching the glob were renamed to (inotify's paired
+    /// `IN_MOVED_FROM`/`IN_MOVED_TO`): followed like rotated names, whatever they are,
+    /// while they are in the directory.
+    renamed_to: HashSet<String>,
 }
 
 impl Tailer {
@@ -185,12 +189,26 @@ impl Tailer {
             lost_bytes: 0,
             truncated: Vec::new(),
             pending: HashMap::new(),
+            renamed_to: HashSet::new(),
         })
     }
 
     /// The directory watched.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// A file of this directory was renamed from `from` to `to` (told by inotify): if the
+    /// old name matched the glob (or was itself such a new name), the new name is
+    /// followed from the next poll on, even if the file was never listed under the old
+    /// one (created and renamed between two polls).
+    pub fn renamed(&mut self, from: &str, to: &str) {
+        if glob_match(&self.pattern, to) {
+            return;
+        }
+        if glob_match(&self.pattern, from) || self.renamed_to.remove(from) {
+            self.renamed_to.insert(to.to_string());
+        }
     }
 
     /// Lists the glob, follows rotations, and appends every new line to `out`.
@@ -202,9 +220,13 @@ impl Tailer {
         // or while the agent was down).
         let mut seen: Vec<(PathBuf, FileId, u64, bool)> = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            let mut renamed_present = HashSet::new();
             for entry in entries.flatten() {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
+                if self.renamed_to.contains(name) {
+                    renamed_present.insert(name.to_string());
+                }
                 let path = entry.path();
                 let Ok(meta) = std::fs::metadata(&path) else {
                     continue;
@@ -221,10 +243,14 @@ impl Tailer {
                     || self.files.contains_key(&id)
                     || self.saved.contains_key(&id)
                     || rotated_name(&self.pattern, name)
+                    || self.renamed_to.contains(name)
                 {
                     seen.push((path, id, meta.len(), under));
                 }
             }
+            // A new name that is gone is forgotten (its file, if followed, stays
+            // followed by inode until drained).
+            self.renamed_to = renamed_present;
         }
         seen.sort();
         let start_at_end =

@@ -1,9 +1,32 @@
 //! The logs pipeline's thread and the inotify watch that wakes it.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Context as _;
+
+/// What the watch tells the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Something changed in a watched directory: look again.
+    Look,
+    /// A file of `dir` was renamed from `from` to `to` (the kernel paired the two halves
+    /// by their cookie): a file that matched a glob is followed under its new name,
+    /// whatever that is, even if it was never listed under the old one.
+    Renamed {
+        /// The directory.
+        dir: PathBuf,
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+}
+
+/// Halves of renames waiting for their other half, at most this many.
+const MAX_PENDING_MOVES: usize = 1024;
 
 /// Runs the logs pipeline on its own thread. It reads its files every
 /// [`POLL_INTERVAL`](crate::logs::pipeline::POLL_INTERVAL), and at once when inotify
@@ -17,7 +40,7 @@ pub fn spawn_logs(
     pipeline: crate::logs::pipeline::LogsPipeline,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (tx, rx) = std::sync::mpsc::channel::<WatchEvent>();
     watch_dirs(&pipeline.dirs(), tx);
     std::thread::Builder::new()
         .name("edge-logs".into())
@@ -26,8 +49,9 @@ pub fn spawn_logs(
 }
 
 /// Watches `dirs` for files appearing, moving and going, on a thread of its own that
-/// sends one wake per read of events. Without inotify the pipeline polls alone.
-fn watch_dirs(dirs: &[std::path::PathBuf], wake: std::sync::mpsc::Sender<()>) {
+/// sends the renames it can pair and one wake per read of events. Without inotify the
+/// pipeline polls alone.
+fn watch_dirs(dirs: &[std::path::PathBuf], wake: std::sync::mpsc::Sender<WatchEvent>) {
     use inotify::{Inotify, WatchMask};
     let mut inotify = match Inotify::init() {
         Ok(i) => i,
@@ -42,29 +66,60 @@ fn watch_dirs(dirs: &[std::path::PathBuf], wake: std::sync::mpsc::Sender<()>) {
         | WatchMask::DELETE
         | WatchMask::DELETE_SELF
         | WatchMask::MOVE_SELF;
-    let mut watched = 0;
+    let mut watched = HashMap::new();
     for dir in dirs {
         match inotify.watches().add(dir, mask) {
-            Ok(_) => watched += 1,
+            Ok(wd) => {
+                watched.insert(wd, dir.clone());
+            }
             Err(e) => {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a log directory; polling it")
             }
         }
     }
-    if watched == 0 {
+    if watched.is_empty() {
         return;
     }
     let spawned = std::thread::Builder::new()
         .name("edge-logs-watch".into())
         .spawn(move || {
             let mut buf = [0u8; 4096];
+            // MOVED_FROM halves by cookie, until their MOVED_TO half comes.
+            let mut moved_from: HashMap<u32, (PathBuf, String)> = HashMap::new();
             loop {
                 // Any event, the queue's overflow among them, means "look again": the
-                // pipeline lists every directory on each round anyway.
+                // pipeline lists every directory on each round anyway. A rename is
+                // handed over too, so the new name is followed.
                 match inotify.read_events_blocking(&mut buf) {
-                    Ok(_) => {
-                        if wake.send(()).is_err() {
-                            return;
+                    Ok(events) => {
+                        let mut renames = Vec::new();
+                        for event in events {
+                            let Some(name) = event.name.and_then(|n| n.to_str()) else {
+                                continue;
+                            };
+                            let Some(dir) = watched.get(&event.wd) else {
+                                continue;
+                            };
+                            if event.mask.contains(inotify::EventMask::MOVED_FROM) {
+                                if moved_from.len() >= MAX_PENDING_MOVES {
+                                    moved_from.clear();
+                                }
+                                moved_from.insert(event.cookie, (dir.clone(), name.to_string()));
+                            } else if event.mask.contains(inotify::EventMask::MOVED_TO)
+                                && let Some((from_dir, from)) = moved_from.remove(&event.cookie)
+                                && from_dir == *dir
+                            {
+                                renames.push(WatchEvent::Renamed {
+                                    dir: dir.clone(),
+                                    from,
+                                    to: name.to_string(),
+                                });
+                            }
+                        }
+                        for event in renames.into_iter().chain([WatchEvent::Look]) {
+                            if wake.send(event).is_err() {
+                                return;
+                            }
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -21,6 +21,7 @@
 //! their values are lost (they were counted when refused). Classic histogram buckets
 //! keep their `le` in the overflow series, one overflow series per bucket.
 
+use edge_schema::reasons;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -43,20 +44,20 @@ const MAX_LOGGED: usize = 4_096;
 
 /// Refusal reasons, as counted in `edge_series_rejected_total{reason}`.
 pub const REJECT_REASONS: [&str; 11] = [
-    "forbidden_label",
-    "label_not_allowed",
-    "invalid_label_name",
-    "label_value_not_declared",
-    "pii_label_value",
-    "budget",
+    reasons::FORBIDDEN_LABEL,
+    reasons::LABEL_NOT_ALLOWED,
+    reasons::INVALID_LABEL_NAME,
+    reasons::LABEL_VALUE_NOT_DECLARED,
+    reasons::PII_LABEL_VALUE,
+    reasons::BUDGET,
     // From here on, what a store would refuse ([`edge_schema::series`]): such a series
     // is dropped, not folded (its values are not sound), and counted in
     // `edge_series_invalid_total`.
-    "metric_name_invalid",
-    "duplicate_label_names",
-    "too_far_in_future",
-    "too_far_in_past",
-    "invalid_native_histogram",
+    reasons::METRIC_NAME_INVALID,
+    reasons::DUPLICATE_LABEL_NAMES,
+    reasons::TOO_FAR_IN_FUTURE,
+    reasons::TOO_FAR_IN_PAST,
+    reasons::INVALID_NATIVE_HISTOGRAM,
 ];
 
 /// How many of [`REJECT_REASONS`] are the policy's and the budget's (folded into
@@ -163,7 +164,7 @@ impl Gate {
         let room = self.room_for_ordinary();
         if let Some(member) = self.members.get_mut(key) {
             let reason = member.reason;
-            if reason != "budget" || !room {
+            if reason != reasons::BUDGET || !room {
                 // Still refused: keep folding, count nothing new.
                 member.point = point.clone();
                 member.seen = now;
@@ -186,7 +187,7 @@ impl Gate {
                     self.insert_active(key, now);
                     return Verdict::Pass;
                 }
-                "budget"
+                reasons::BUDGET
             }
         };
         self.refuse(key, point, reason, now);

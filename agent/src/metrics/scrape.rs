@@ -1,7 +1,7 @@
 //! Scrape targets: third-party exporters that speak the Prometheus text format
 //! (version 0.0.4). Every scraped series passes the same gate as pushed ones.
 //!
-//! The parser takes samples only (`# HELP`/`# TYPE` lines are skipped): a line that does
+//! The parser (`edge_schema::exposition`, shared with `label-lint`) takes samples only (`# HELP`/`# TYPE` lines are skipped): a line that does
 //! not parse is counted and skipped, and its neighbours still count.
 
 use std::time::Duration;
@@ -38,74 +38,18 @@ pub fn parse(text: &str) -> Exposition {
 }
 
 fn parse_line(line: &str) -> Result<(SeriesKey, f64, Option<i64>), String> {
-    let name_end = line
-        .find(|c: char| c == '{' || c.is_whitespace())
-        .ok_or("no value after the metric name")?;
-    let name = &line[..name_end];
-    if name.is_empty() {
-        return Err("empty metric name".into());
-    }
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(body) = rest.strip_prefix('{') {
-        let (parsed, after) = parse_labels(body)?;
-        labels = parsed;
-        rest = after;
-    }
-    let mut fields = rest.split_whitespace();
-    let value = fields.next().ok_or("no value")?;
-    let value = parse_value(value).ok_or_else(|| format!("bad value {value:?}"))?;
-    let timestamp = match fields.next() {
-        Some(t) => Some(
-            t.parse::<i64>()
-                .map_err(|_| format!("bad timestamp {t:?}"))?,
-        ),
-        None => None,
-    };
-    Ok((SeriesKey::new(name, labels), value, timestamp))
-}
-
-fn parse_value(text: &str) -> Option<f64> {
-    match text {
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        "-Inf" => Some(f64::NEG_INFINITY),
-        "NaN" => Some(f64::NAN),
-        _ => text.parse().ok(),
-    }
-}
-
-/// Parses `k="v",…}`; returns the labels and the text after the closing brace.
-type Labels = Vec<(String, String)>;
-
-fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
-    let mut labels = Vec::new();
-    loop {
-        s = s.trim_start();
-        if let Some(after) = s.strip_prefix('}') {
-            return Ok((labels, after));
-        }
-        let eq = s.find('=').ok_or("label without '='")?;
-        let name = s[..eq].trim().to_string();
-        s = s[eq + 1..].trim_start();
-        s = s.strip_prefix('"').ok_or("label value not quoted")?;
-        let mut value = String::new();
-        let mut chars = s.char_indices();
-        let end = loop {
-            match chars.next() {
-                Some((i, '"')) => break i,
-                Some((_, '\\')) => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, c)) => value.push(c),
-                    None => return Err("unterminated escape".into()),
-                },
-                Some((_, c)) => value.push(c),
-                None => return Err("unterminated label value".into()),
-            }
-        };
-        labels.push((name, value));
-        s = s[end + 1..].trim_start();
-        s = s.strip_prefix(',').unwrap_or(s);
-    }
+    let sample = edge_schema::exposition::parse_sample(line)
+        .map_err(|e| format!("column {}: {}", e.at + 1, e.message))?;
+    let labels = sample
+        .labels
+        .into_iter()
+        .map(|l| (l.name.to_string(), l.value.into_owned()))
+        .collect();
+    Ok((
+        SeriesKey::new(sample.name, labels),
+        sample.value,
+        sample.timestamp,
+    ))
 }
 
 /// Fetches `url` (plain `http`, meant for exporters on the host) within `timeout`.

@@ -24,11 +24,7 @@ pub fn count(class: Class, payload: &[u8]) -> u64 {
 }
 
 fn series(payload: &[u8]) -> Option<u64> {
-    let len = snap::raw::decompress_len(payload).ok()?;
-    if len > MAX_DECODED {
-        return None;
-    }
-    let raw = snap::raw::Decoder::new().decompress_vec(payload).ok()?;
+    let raw = edge_daemon_kit::snappy::decompress_bounded(payload, MAX_DECODED).ok()?;
     // Count the top-level `timeseries` fields (1, length-delimited) without decoding them.
     let mut at = 0;
     let mut n = 0u64;

@@ -9,9 +9,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use edge_daemon_kit::pem;
+use edge_daemon_kit::stamp::Stamps;
 use rustls::ClientConfig;
 
 use crate::config::TlsFiles;
@@ -37,13 +38,11 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
-type Stamp = [(Option<SystemTime>, u64); 3];
-
 /// A TLS client config that follows its files.
 #[derive(Debug)]
 pub struct ReloadingTls {
     files: TlsFiles,
-    stamp: Stamp,
+    stamps: Stamps,
     config: Arc<ClientConfig>,
     checked: Instant,
     generation: u64,
@@ -54,11 +53,11 @@ pub struct ReloadingTls {
 impl ReloadingTls {
     /// Loads the files once; an error here stops the agent at startup.
     pub fn load(files: TlsFiles) -> Result<Self, TlsError> {
-        let stamp = stamp(&files);
+        let stamps = Stamps::of([&files.cert, &files.key, &files.ca]);
         let (config, not_after) = build(&files)?;
         Ok(ReloadingTls {
             files,
-            stamp,
+            stamps,
             config: Arc::new(config),
             checked: Instant::now(),
             generation: 0,
@@ -87,15 +86,15 @@ impl ReloadingTls {
     /// Looks at the files now.
     pub fn reload_if_changed(&mut self) {
         self.checked = Instant::now();
-        let now = stamp(&self.files);
-        if now == self.stamp {
+        if !self.stamps.changed() {
             return;
         }
+        let now = self.stamps.now();
         match build(&self.files) {
             Ok((config, not_after)) => {
                 self.config = Arc::new(config);
                 self.expiry.store(not_after, Ordering::Relaxed);
-                self.stamp = now;
+                self.stamps = now;
                 self.generation += 1;
                 tracing::info!(cert = %self.files.cert.display(), "TLS certificate, key or CA reloaded");
             }
@@ -104,19 +103,6 @@ impl ReloadingTls {
             }
         }
     }
-}
-
-fn stamp(files: &TlsFiles) -> Stamp {
-    let one = |p: &Path| std::fs::metadata(p).map_or((None, 0), |m| (m.modified().ok(), m.len()));
-    [one(&files.cert), one(&files.key), one(&files.ca)]
-}
-
-/// The `notAfter` of a DER certificate, in Unix seconds.
-pub fn not_after(der: &[u8]) -> Result<i64, String> {
-    use x509_parser::prelude::{FromDer, X509Certificate};
-    X509Certificate::from_der(der)
-        .map(|(_, cert)| cert.validity().not_after.timestamp())
-        .map_err(|e| format!("not an X.509 certificate: {e}"))
 }
 
 /// The client config, and the leaf certificate's expiry (Unix seconds).
@@ -128,7 +114,8 @@ fn build(files: &TlsFiles) -> Result<(ClientConfig, i64), TlsError> {
     };
     let certs =
         pem::certificates(&files.cert).map_err(|e| file_err("certificate", &files.cert, e))?;
-    let expiry = not_after(&certs[0]).map_err(|why| file_err("certificate", &files.cert, why))?;
+    let expiry =
+        pem::not_after(&certs[0]).map_err(|why| file_err("certificate", &files.cert, why))?;
     let key = pem::private_key(&files.key).map_err(|e| file_err("key", &files.key, e))?;
     // An empty trust store is an error, not an open door.
     let roots = pem::roots(&files.ca).map_err(|e| file_err("CA", &files.ca, e))?;
@@ -139,20 +126,4 @@ fn build(files: &TlsFiles) -> Result<(ClientConfig, i64), TlsError> {
         .with_client_auth_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((config, expiry))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_expiry_is_the_certificates_not_after() {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(vec!["gs-1".into()]).expect("params");
-        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
-        let cert = params.self_signed(&key).expect("cert");
-        // 2031-05-17T00:00:00Z
-        assert_eq!(not_after(cert.der()), Ok(1_936_742_400));
-        assert!(not_after(b"not a certificate").is_err());
-    }
 }

@@ -35,10 +35,10 @@ use edge_schema::proto::otlp::{AnyValue, KeyValue, Resource, any_value};
 use tokio::sync::{Notify, watch};
 
 use crate::config::AgentConfig;
-use crate::logs::tokenize::{KeyFile, Tokenizer};
 use crate::queue::{Class, SharedQueue, with_queue};
 use crate::telemetry::Telemetry;
 use batch::{BatchLimits, Batcher, Closed};
+use edge_tokenize::{KeyFile, Tokenizer};
 
 /// Queue fill (of its bound) above which traces are shed: after debug logs (0.8), before
 /// info logs (0.9).
@@ -150,11 +150,8 @@ impl TracesPipeline {
             .context("traces are configured but tokenize.key_file is not")?;
         let key = KeyFile::open(key_path.clone())
             .with_context(|| format!("loading the tokenization key {}", key_path.display()))?;
-        let tokenizer = Tokenizer::new(
-            key.key().clone(),
-            &crate::logs::pipeline::detector_specs(config),
-        )
-        .context("building the PII detectors")?;
+        let tokenizer = Tokenizer::new(key.key().clone(), &config.detectors)
+            .context("building the PII detectors")?;
         Ok(Self::with_tokenizer(
             tokenizer,
             key,

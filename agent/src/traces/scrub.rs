@@ -3,7 +3,7 @@
 //! lists and arrays included) and of its resource and scope goes through the logs
 //! path's [`Tokenizer`], with the same detectors, actions and key.
 //!
-//! A span's strings are gathered into one [`LogRecord`] (the span name as the message,
+//! A span's strings are gathered into one record for the tokenizer (the span name as the message,
 //! each string value under its attribute key) and scrubbed in one call, so an attribute
 //! whose key names a configured detector (`player_id`) is tokenized whole exactly as a
 //! log attribute would be. Attribute keys are scrubbed as text. Byte values that are
@@ -13,8 +13,7 @@
 use edge_schema::proto::otlp::trace::{ResourceSpans, Span};
 use edge_schema::proto::otlp::{AnyValue, KeyValue, any_value};
 
-use crate::logs::record::LogRecord;
-use crate::logs::tokenize::{Tokenizer, Verdict};
+use edge_tokenize::{Tokenizer, Verdict};
 
 /// What scrubbing a `ResourceSpans` did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -152,26 +151,18 @@ fn scrub_strings(
     lists: &mut [&mut Vec<KeyValue>],
     replaced: &mut u64,
 ) -> Result<(), String> {
-    let mut record = LogRecord {
-        message: std::mem::take(message),
-        ..Default::default()
-    };
+    let mut attributes: Vec<(String, String)> = Vec::new();
     for text in extra.iter_mut() {
-        record
-            .attributes
-            .push((String::new(), std::mem::take(*text)));
+        attributes.push((String::new(), std::mem::take(*text)));
     }
     for list in lists.iter_mut() {
         visit_kvs(list, &mut |key, value| {
-            record
-                .attributes
-                .push((key.to_string(), std::mem::take(value)));
+            attributes.push((key.to_string(), std::mem::take(value)));
         });
     }
-    let verdict = tokenizer.scrub(&mut record);
+    let verdict = tokenizer.scrub_fields(message, None, &mut attributes);
     // The values go back where they came from, in the same order.
-    *message = record.message;
-    let mut values = record.attributes.into_iter().map(|(_, v)| v);
+    let mut values = attributes.into_iter().map(|(_, v)| v);
     for text in extra.iter_mut() {
         **text = values.next().unwrap_or_default();
     }

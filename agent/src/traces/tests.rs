@@ -5,8 +5,8 @@ use edge_schema::proto::otlp::{ArrayValue, KeyValueList};
 use prost::Message;
 
 use super::*;
-use crate::logs::tokenize::{Action, DetectorSpec, Tokenizer};
 use crate::queue::{DiskQueue, QueueConfig};
+use edge_tokenize::{Action, DetectorSpec, Tokenizer};
 
 const EMAIL: &str = "jane.doe@example.com";
 const IP: &str = "203.0.113.77";

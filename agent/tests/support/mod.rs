@@ -281,40 +281,21 @@ fn count_log_records(body: &[u8]) -> u64 {
         .sum()
 }
 
-/// A CA, a server certificate for `localhost`, and client certificates.
-pub struct Certs {
-    pub dir: PathBuf,
-    pub ca_der: Vec<u8>,
-    pub server_der: Vec<u8>,
-    pub server_key_der: Vec<u8>,
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
+/// The workspace's test CA (`ca.crt`, a server certificate for `localhost`) and the
+/// agent's client certificates.
+pub struct Certs(edge_tests::pki::Pki);
+
+impl std::ops::Deref for Certs {
+    type Target = edge_tests::pki::Pki;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Certs {
     /// Writes `ca.crt` and a first client certificate (`agent.crt`, `agent.key`) to `dir`.
     pub fn new(dir: &Path) -> Certs {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "edgepipe test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).expect("CA cert");
-        std::fs::write(dir.join("ca.crt"), ca_cert.pem()).expect("write ca");
-        let ca = rcgen::Issuer::new(ca_params, ca_key);
-        let server_key = rcgen::KeyPair::generate().expect("key");
-        let server_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string()]).expect("params");
-        let server = server_params
-            .signed_by(&server_key, &ca)
-            .expect("server cert");
-        let certs = Certs {
-            dir: dir.to_path_buf(),
-            ca_der: ca_cert.der().to_vec(),
-            server_der: server.der().to_vec(),
-            server_key_der: server_key.serialize_der(),
-            ca,
-        };
+        let certs = Certs(edge_tests::pki::Pki::new(dir).expect("test CA"));
         certs.issue_client("gs-1");
         certs
     }
@@ -322,17 +303,8 @@ impl Certs {
     /// Issues a client certificate named `cn` into `agent.crt`/`agent.key` (replacing
     /// them, as a renewal does); returns its DER.
     pub fn issue_client(&self, cn: &str) -> Vec<u8> {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        params.subject_alt_names.push(rcgen::SanType::URI(
-            format!("spiffe://obs.internal/tenant/game/{cn}")
-                .try_into()
-                .expect("uri"),
-        ));
-        let cert = params.signed_by(&key, &self.ca).expect("client cert");
+        let uri = edge_tests::pki::Pki::spiffe(cn, "game");
+        let (cert, key) = self.issue(cn, Some(&uri)).expect("client cert");
         // Write the key first and the certificate last, each atomically.
         write_atomic(&self.dir.join("agent.key"), key.serialize_pem().as_bytes());
         write_atomic(&self.dir.join("agent.crt"), cert.pem().as_bytes());

@@ -3,24 +3,36 @@
 
 use super::*;
 
-/// Turns the raw form into the typed config, collecting every problem with its key
-/// path: the shared core (problems, variables, durations, sizes) and the gateway's keys.
-pub(super) struct Validator<'a>(pub(super) edge_schema::config::Validator<'a>);
-
-impl<'a> std::ops::Deref for Validator<'a> {
-    type Target = edge_schema::config::Validator<'a>;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Validator<'_> {
-    fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.0
-    }
+edge_schema::daemon_validator! {
+    /// Turns the raw form into the typed config, collecting every problem with its key
+    /// path: the shared core (problems, variables, durations, sizes) and the gateway's keys.
+    pub(super) struct Validator;
 }
 
 impl Validator<'_> {
+    /// A numeric key that may be absent: its value (`${VAR}` expanded), or `None` when
+    /// absent or not a number (then a problem at `path`).
+    fn optional<T>(&mut self, path: &str, value: &Option<Number<T>>) -> Option<T>
+    where
+        T: std::str::FromStr + Copy,
+    {
+        let value = value.clone()?;
+        let before = self.problems.len();
+        let fallback = match &value {
+            Number::Value(v) => *v,
+            Number::Text(_) => {
+                // Only returned together with a problem, which discards it below.
+                let Ok(v) = "0".parse::<T>() else {
+                    self.problem(path, "not a number");
+                    return None;
+                };
+                v
+            }
+        };
+        let v = self.number(path, Some(value), fallback);
+        (self.problems.len() == before).then_some(v)
+    }
+
     pub(super) fn validate(&mut self, raw: Raw) -> GatewayConfig {
         // Without TLS the gateway only listens on loopback (a test, the local demo): the
         // default follows, and a network address is refused below.
@@ -101,7 +113,7 @@ impl Validator<'_> {
                 })
             }
         };
-        let replicas = raw.replicas.unwrap_or(1);
+        let replicas = self.number("replicas", raw.replicas, 1);
         if replicas == 0 {
             self.problem("replicas", "must be at least 1");
         }
@@ -110,6 +122,20 @@ impl Validator<'_> {
             .policy
             .as_deref()
             .map(|p| PathBuf::from(self.expand("policy", p)));
+        let catalog = raw
+            .catalog
+            .as_deref()
+            .map(|c| PathBuf::from(self.expand("catalog", c)));
+        let tokenize = raw
+            .tokenize
+            .map(|t| t.validate(&mut self.0, "tokenize"))
+            .unwrap_or_default();
+        if tokenize.key_file.is_none() {
+            self.problem(
+                "tokenize.key_file",
+                "missing: the gateway tokenizes log records that arrive without an agent (the JSON API, OTLP from other clients) and never stores them untokenized; give the key file the agents use, so a value gets the same token either way",
+            );
+        }
         let tenants = self.tenants(&raw.tenants);
         let fleet_cadence = self.duration(
             "fleet.cadence",
@@ -183,12 +209,40 @@ impl Validator<'_> {
                 Duration::from_secs(20),
             ),
         };
+        let admin_listen = match raw
+            .admin_listen
+            .as_deref()
+            .map(|a| self.expand("admin_listen", a))
+        {
+            None => None,
+            Some(off) if off == "off" => None,
+            Some(text) => match text.parse::<SocketAddr>() {
+                Ok(addr) if addr == listen => {
+                    self.problem(
+                        "admin_listen",
+                        format!("{addr} is the data port's address too"),
+                    );
+                    None
+                }
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    self.problem(
+                        "admin_listen",
+                        format!("{text:?} is not an address like 0.0.0.0:9743 (or `off`)"),
+                    );
+                    None
+                }
+            },
+        };
         GatewayConfig {
             listen,
+            admin_listen,
             tls,
             replicas: replicas.max(1),
             identities,
             policy,
+            catalog,
+            tokenize,
             tenants,
             fleet_cadence,
             overload,
@@ -210,14 +264,58 @@ impl Validator<'_> {
         let endpoint_url = raw
             .endpoint_url
             .map(|e| self.expand("relay.endpoint_url", &e));
-        let checkpoint = match raw.checkpoint {
-            Some(c) => PathBuf::from(self.expand("relay.checkpoint", &c)),
-            None => {
+        let checkpoints = match (raw.checkpoint, raw.leases) {
+            (Some(_), Some(_)) => {
                 self.problem(
                     "relay.checkpoint",
-                    "missing: a file for the shards' checkpoints",
+                    "with `leases` the checkpoints live in the lease table: remove `checkpoint`",
                 );
-                PathBuf::new()
+                Checkpoints::File(PathBuf::new())
+            }
+            (Some(c), None) => {
+                Checkpoints::File(PathBuf::from(self.expand("relay.checkpoint", &c)))
+            }
+            (None, Some(l)) => {
+                let table = match l.table {
+                    Some(t) => self.expand("relay.leases.table", &t),
+                    None => {
+                        self.problem(
+                            "relay.leases.table",
+                            "missing: the DynamoDB table, e.g. edge-relay-leases",
+                        );
+                        String::new()
+                    }
+                };
+                let valid_name = (3..=255).contains(&table.len())
+                    && table
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+                if !table.is_empty() && !valid_name {
+                    self.problem(
+                        "relay.leases.table",
+                        format!("{table:?} is not a DynamoDB table name (3 to 255 of a-z, A-Z, 0-9, _ - .)"),
+                    );
+                }
+                let timeout = self.duration(
+                    "relay.leases.timeout",
+                    l.timeout.as_deref(),
+                    DEFAULT_LEASE_TIMEOUT,
+                );
+                if timeout < Duration::from_secs(1) {
+                    self.problem(
+                        "relay.leases.timeout",
+                        format!("{timeout:?}: at least 1s (leases are renewed every third of it)"),
+                    );
+                }
+                Checkpoints::Leases(LeaseConfig { table, timeout })
+            }
+            (None, None) => {
+                self.problem(
+                    "relay.checkpoint",
+                    "missing: a file for the shards' checkpoints (one relay), or \
+                     `leases: { table: edge-relay-leases }` for relays that share the stream",
+                );
+                Checkpoints::File(PathBuf::new())
             }
         };
         let target = match raw.target {
@@ -237,16 +335,35 @@ impl Validator<'_> {
                 }
             }
         };
-        let instance_count = raw.instance_count.unwrap_or(1);
-        let instance_index = raw.instance_index.unwrap_or(0);
-        if instance_count == 0 {
-            self.problem("relay.instance_count", "must be at least 1");
-        } else if instance_index >= instance_count {
-            self.problem(
-                "relay.instance_index",
-                format!("{instance_index} is not below instance_count ({instance_count})"),
-            );
+        for (key, given) in [
+            ("relay.instance_index", raw.instance_index.is_some()),
+            ("relay.instance_count", raw.instance_count.is_some()),
+        ] {
+            if given {
+                self.problem(
+                    key,
+                    "no longer read: relays share a stream through `leases: { table: edge-relay-leases }` \
+                     (DynamoDB), which balances the shards between them; one relay alone may keep \
+                     `checkpoint: FILE`",
+                );
+            }
         }
+        let max_batch_bytes = self.size(
+            "relay.max_batch_bytes",
+            raw.max_batch_bytes.as_deref(),
+            DEFAULT_MAX_BATCH_BYTES,
+        );
+        // A request must hold any record (1 MiB compressed decompresses to more); the
+        // top keeps one request within the gateway's own body limit.
+        let max_batch_bytes = if !(64 << 10..=64 << 20).contains(&max_batch_bytes) {
+            self.problem(
+                "relay.max_batch_bytes",
+                format!("{max_batch_bytes} bytes: between 64KiB and 64MiB"),
+            );
+            DEFAULT_MAX_BATCH_BYTES
+        } else {
+            max_batch_bytes
+        };
         let start = match raw.start.as_deref() {
             None | Some("trim_horizon") => StartAt::TrimHorizon,
             Some("latest") => StartAt::Latest,
@@ -272,10 +389,9 @@ impl Validator<'_> {
             stream,
             region,
             endpoint_url,
-            checkpoint,
+            checkpoints,
             target,
-            instance_index,
-            instance_count: instance_count.max(1),
+            max_batch_bytes: max_batch_bytes as usize,
             start,
             listen,
         }
@@ -329,16 +445,17 @@ impl Validator<'_> {
     fn tenant(&mut self, name: &str, t: &RawTenant, base: &TenantLimits) -> TenantLimits {
         let path = |key: &str| format!("tenants.{name}.{key}");
         let mut l = base.clone();
-        if let Some(r) = t.samples_rate_limit {
+        let rate = self.optional(&path("samples_rate_limit"), &t.samples_rate_limit);
+        if let Some(r) = rate {
             if r.is_finite() && r > 0.0 {
                 l.samples_rate_limit = r;
             } else {
                 self.problem(path("samples_rate_limit"), format!("{r}: must be above 0"));
             }
         }
-        if let Some(b) = t.burst {
+        if let Some(b) = self.optional(&path("burst"), &t.burst) {
             l.burst = b;
-        } else if t.samples_rate_limit.is_some() {
+        } else if rate.is_some() {
             // A tenant that sets its rate but not its burst gets two seconds' worth, as
             // the design's default does (20,000/s, 40,000).
             l.burst = (l.samples_rate_limit * 2.0) as u64;
@@ -350,19 +467,19 @@ impl Validator<'_> {
             );
             l.burst = base.burst;
         }
-        if let Some(m) = t.max_series {
+        if let Some(m) = self.optional(&path("max_series"), &t.max_series) {
             l.max_series = m;
         }
-        if let Some(m) = t.max_label_names {
+        if let Some(m) = self.optional(&path("max_label_names"), &t.max_label_names) {
             l.max_label_names = m;
         }
-        if let Some(m) = t.max_label_value_length {
+        if let Some(m) = self.optional(&path("max_label_value_length"), &t.max_label_value_length) {
             l.max_label_value_length = m;
         }
-        if let Some(m) = t.max_label_name_length {
+        if let Some(m) = self.optional(&path("max_label_name_length"), &t.max_label_name_length) {
             l.max_label_name_length = m;
         }
-        if let Some(p) = t.priority {
+        if let Some(p) = self.optional(&path("priority"), &t.priority) {
             l.priority = p;
         }
         if t.creation_grace_period.is_some() {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use edge_schema::config::Number;
 use serde::Deserialize;
 
 /// The tenant whose limits every tenant inherits where its own entry is silent.
@@ -19,11 +20,14 @@ pub const DEFAULT_TENANT: &str = "default";
 #[serde(deny_unknown_fields)]
 struct Raw {
     listen: Option<String>,
+    admin_listen: Option<String>,
     tls: Option<RawTls>,
-    replicas: Option<u32>,
+    replicas: Option<Number<u32>>,
     #[serde(default)]
     identities: RawIdentities,
     policy: Option<String>,
+    catalog: Option<String>,
+    tokenize: Option<edge_tokenize::config::RawTokenize>,
     #[serde(default)]
     tenants: BTreeMap<String, RawTenant>,
     #[serde(default)]
@@ -43,11 +47,22 @@ struct RawRelay {
     region: Option<String>,
     endpoint_url: Option<String>,
     checkpoint: Option<String>,
+    leases: Option<RawLeases>,
     target: Option<RawTarget>,
-    instance_index: Option<u32>,
-    instance_count: Option<u32>,
+    max_batch_bytes: Option<String>,
+    /// Refused (with a message naming `leases`): the static split is gone.
+    instance_index: Option<Number<u32>>,
+    /// Refused, as `instance_index`.
+    instance_count: Option<Number<u32>>,
     start: Option<String>,
     listen: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLeases {
+    table: Option<String>,
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,17 +119,17 @@ struct RawToken {
 #[derive(Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawTenant {
-    samples_rate_limit: Option<f64>,
-    burst: Option<u64>,
-    max_series: Option<u64>,
-    max_label_names: Option<usize>,
-    max_label_value_length: Option<usize>,
-    max_label_name_length: Option<usize>,
+    samples_rate_limit: Option<Number<f64>>,
+    burst: Option<Number<u64>>,
+    max_series: Option<Number<u64>>,
+    max_label_names: Option<Number<usize>>,
+    max_label_value_length: Option<Number<usize>>,
+    max_label_name_length: Option<Number<usize>>,
     log_bytes_rate_limit: Option<String>,
     log_bytes_burst: Option<String>,
     span_rate_limit: Option<f64>,
     span_burst: Option<u64>,
-    priority: Option<u32>,
+    priority: Option<Number<u32>>,
     creation_grace_period: Option<String>,
     past_grace_period: Option<String>,
 }
@@ -234,7 +249,8 @@ pub struct TenantLimits {
     pub span_rate_limit: f64,
     /// Spans one request, or a burst of requests, may carry at once.
     pub span_burst: u64,
-    /// Higher is more important; overload throttles the listed low-priority tenants.
+    /// Higher is more important: under overload, tenants are throttled from the lowest
+    /// priority up, after the configured actions (`server/overload.rs`).
     pub priority: u32,
     /// How far ahead of the gateway's clock a timestamp may be (Mimir's
     /// `creation_grace_period`), in milliseconds.
@@ -368,19 +384,42 @@ pub struct RelayConfig {
     pub region: String,
     /// A local AWS API server, for tests.
     pub endpoint_url: Option<String>,
-    /// The checkpoint file (last forwarded sequence number per shard).
-    pub checkpoint: PathBuf,
+    /// Where the shards' checkpoints are, and so how many relays may share the stream.
+    pub checkpoints: Checkpoints,
     /// Where records go.
     pub target: Target,
-    /// This relay's index among `instance_count` relays of the stream.
-    pub instance_index: u32,
-    /// Relays sharing the stream (shards split statically).
-    pub instance_count: u32,
+    /// The most a remote_write request carries, uncompressed: records read together
+    /// are merged into as few requests as this allows.
+    pub max_batch_bytes: usize,
     /// Where a shard without a checkpoint starts.
     pub start: StartAt,
     /// `/metrics`, `/healthz` and `/ready`.
     pub listen: SocketAddr,
 }
+
+/// Where the relay keeps its checkpoints.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Checkpoints {
+    /// A local file: one relay reads every shard.
+    File(PathBuf),
+    /// A DynamoDB lease table: any number of relays share the shards.
+    Leases(LeaseConfig),
+}
+
+/// `relay.leases`: shard leases and checkpoints in DynamoDB (same region and endpoint
+/// as the stream).
+#[derive(Clone, Debug, PartialEq)]
+pub struct LeaseConfig {
+    /// The table (created on demand).
+    pub table: String,
+    /// A lease not renewed for this long is taken over by another relay.
+    pub timeout: Duration,
+}
+
+/// The default lease timeout.
+pub const DEFAULT_LEASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default `max_batch_bytes`: 4 MiB uncompressed per remote_write request.
+pub const DEFAULT_MAX_BATCH_BYTES: u64 = 4 << 20;
 
 /// Where a shard without a checkpoint starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -410,6 +449,9 @@ pub struct Limits {
 pub struct GatewayConfig {
     /// Listen address.
     pub listen: SocketAddr,
+    /// The admin port (plain HTTP: `/healthz`, `/ready`, `/metrics`), or `None`: then the
+    /// data port serves those paths too.
+    pub admin_listen: Option<SocketAddr>,
     /// TLS files, or `None` for `tls: off`.
     pub tls: Option<TlsFiles>,
     /// Replicas in the region: each enforces `limit / replicas`.
@@ -418,6 +460,11 @@ pub struct GatewayConfig {
     pub identities: Identities,
     /// The label policy (`None`: the one shipped with `schemas/`).
     pub policy: Option<PathBuf>,
+    /// The metric catalog (`None`: the one shipped with `schemas/`): labels declared for
+    /// a metric are allowed on it.
+    pub catalog: Option<PathBuf>,
+    /// The tokenizer for log records that arrive without an agent (`key_file` required).
+    pub tokenize: edge_tokenize::config::TokenizeConfig,
     /// Limits of every named tenant, `default` among them, resolved.
     pub tenants: BTreeMap<String, TenantLimits>,
     /// The cadence agents are told to use (`Edge-Cadence`).
@@ -451,8 +498,7 @@ pub use edge_schema::config::ConfigError;
 
 /// Loads and validates `file`, expanding variables from the process environment.
 pub fn load(file: &Path) -> Result<GatewayConfig, ConfigError> {
-    let text = edge_schema::config::read_config(file)?;
-    parse(file, &text, &|name| std::env::var(name).ok())
+    edge_schema::config::load_with(file, Validator, |v, raw: Raw| v.validate(raw))
 }
 
 /// Parses and validates config text; `env` resolves `${VAR}`.
@@ -461,29 +507,13 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<GatewayConfig, ConfigError> {
-    let raw: Raw = edge_schema::config::parse_raw(file, text)?;
-    validated(file, env, |v| v.validate(raw))
-}
-
-/// Runs `check` with a fresh validator: its result, or every problem it found.
-fn validated<T>(
-    file: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-    check: impl FnOnce(&mut Validator<'_>) -> T,
-) -> Result<T, ConfigError> {
-    let mut v = Validator(edge_schema::config::Validator::new(env));
-    let config = check(&mut v);
-    if v.problems.is_empty() {
-        Ok(config)
-    } else {
-        Err(ConfigError::new(file, v.0.problems))
-    }
+    edge_schema::config::parse_with(file, text, env, Validator, |v, raw: Raw| v.validate(raw))
 }
 
 /// Loads the `relay` block of `file` (other keys are the gateway's and not read).
 pub fn load_relay(file: &Path) -> Result<RelayConfig, ConfigError> {
     let text = edge_schema::config::read_config(file)?;
-    parse_relay(file, &text, &|name| std::env::var(name).ok())
+    parse_relay(file, &text, &edge_schema::config::process_env)
 }
 
 /// Parses and validates the `relay` block of config text.
@@ -492,17 +522,20 @@ pub fn parse_relay(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<RelayConfig, ConfigError> {
-    let raw: RawRelayFile = edge_schema::config::parse_raw(file, text)?;
-    let Some(relay) = raw.relay else {
-        return Err(ConfigError::new(
-            file,
-            vec![(
-                "relay".into(),
-                "missing: the relay reads the `relay:` block".into(),
-            )],
-        ));
+    let relay = |v: &mut Validator<'_>, raw: RawRelayFile| match raw.relay {
+        Some(relay) => Some(v.relay(relay)),
+        None => {
+            v.problem("relay", "missing: the relay reads the `relay:` block");
+            None
+        }
     };
-    validated(file, env, |v| v.relay(relay))
+    edge_schema::config::parse_with(file, text, env, Validator, relay)?
+        .ok_or_else(|| unreachable_without_problem(file))
+}
+
+/// A `None` from a check always comes with a problem; this is the error should one not.
+fn unreachable_without_problem(file: &Path) -> ConfigError {
+    ConfigError::new(file, vec![("relay".into(), "missing".into())])
 }
 
 mod check;

@@ -13,7 +13,10 @@ fn parse_text(text: &str) -> Result<GatewayConfig, ConfigError> {
 
 const GOOD: &str = r#"
 listen: 127.0.0.1:8443
+admin_listen: 127.0.0.1:9743
 tls: { cert: /etc/gw/tls.crt, key: /etc/gw/tls.key, client_ca: /etc/gw/ca.crt }
+catalog: /etc/gw/metrics.yaml
+tokenize: { key_file: /etc/gw/tokenize.key, detectors: [email, ipv4, { name: player_id, pattern: 'p-[0-9]{6,}', action: redact }] }
 replicas: 3
 identities: { spiffe_trust_domain: obs.internal, subjects: { "CN=gs-*": game }, tokens: [ { sha256: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", tenant: studio-x } ] }
 tenants:
@@ -24,7 +27,7 @@ overload: { freshness_threshold_p99: 10s, actions: [ { reduce_log_sampling: 50% 
 sinks:
   metrics: { kind: kinesis, stream: metrics, region: "${REGION}", endpoint_url: "http://127.0.0.1:5055" }
   logs: { kind: firehose, delivery_stream: logs, region: us-east-1 }
-relay: { stream: metrics, checkpoint: /var/lib/edge-relay/checkpoints.json, target: { url: "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", sigv4: { region: us-east-1, service: aps } }, instance_index: 0, instance_count: 1 }
+relay: { stream: metrics, checkpoint: /var/lib/edge-relay/checkpoints.json, target: { url: "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write", sigv4: { region: us-east-1, service: aps } } }
 "#;
 
 #[test]
@@ -57,6 +60,52 @@ fn the_design_example_parses() {
         ]
     );
     assert!(c.tls.as_ref().is_some_and(|t| t.client_cert_required));
+    assert_eq!(
+        c.admin_listen.map(|a| a.to_string()).as_deref(),
+        Some("127.0.0.1:9743")
+    );
+    assert_eq!(
+        c.catalog.as_deref(),
+        Some(Path::new("/etc/gw/metrics.yaml"))
+    );
+    assert_eq!(
+        c.tokenize.key_file.as_deref(),
+        Some(Path::new("/etc/gw/tokenize.key"))
+    );
+    assert_eq!(c.tokenize.detectors.len(), 3);
+    assert_eq!(
+        c.tokenize.detectors[2].action,
+        edge_tokenize::Action::Redact
+    );
+}
+
+#[test]
+fn the_tokenizer_key_is_required_and_the_admin_port_must_be_its_own() {
+    let sinks =
+        "tls: off\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let err = parse_text(sinks).expect_err("no tokenization key");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["tokenize.key_file"], "{err}");
+    let err = parse_text(&format!(
+        "{sinks}tokenize: {{ key_file: /k, detectors: [mac, {{ name: card, pattern: '4[0-9]{{15}}', action: shred }}] }}\n\
+         admin_listen: 127.0.0.1:8443\n"
+    ))
+    .expect_err("bad detectors and a shared port");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "tokenize.detectors[0]",
+            "tokenize.detectors[1].action",
+            "admin_listen"
+        ],
+        "{err}"
+    );
+    let c = parse_text(&format!(
+        "{sinks}tokenize: {{ key_file: /k }}\nadmin_listen: \"off\"\n"
+    ))
+    .expect("valid");
+    assert_eq!(c.admin_listen, None);
 }
 
 #[test]
@@ -95,11 +144,11 @@ sinks:
 
 #[test]
 fn unknown_keys_and_tls_off() {
-    let err = parse_text("tls: off\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\nbogus: 1\n")
+    let err = parse_text("tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\nbogus: 1\n")
         .expect_err("unknown key");
     assert!(err.to_string().contains("bogus"), "{err}");
     let c = parse_text(
-        "tls: off\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n",
+        "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n",
     )
     .expect("tls off");
     assert!(c.tls.is_none());
@@ -121,12 +170,13 @@ fn remote_write_sinks_and_the_relay_block() {
     );
     let standalone = parse_relay(Path::new("relay.yaml"), GOOD, &env).expect("relay alone");
     assert_eq!(
-        standalone.checkpoint,
-        PathBuf::from("/var/lib/edge-relay/checkpoints.json")
+        standalone.checkpoints,
+        Checkpoints::File(PathBuf::from("/var/lib/edge-relay/checkpoints.json"))
     );
+    assert_eq!(standalone.max_batch_bytes, 4 << 20);
 
     let c = parse_text(
-        "tls: off\nsinks: { metrics: { kind: remote_write, url: \"https://mimir:8080/api/v1/push\", \
+        "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: remote_write, url: \"https://mimir:8080/api/v1/push\", \
          tls: { ca: /etc/ca.pem, cert: /etc/c.pem, key: /etc/k.pem } }, logs: { kind: file, dir: /x } }\n",
     )
     .expect("remote_write sink");
@@ -140,7 +190,7 @@ fn remote_write_sinks_and_the_relay_block() {
     );
 
     let err = parse_text(
-        "tls: off\nsinks: { metrics: { kind: remote_write, url: \"ftp://x\", tls: { cert: /c } }, \
+        "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: remote_write, url: \"ftp://x\", tls: { cert: /c } }, \
          logs: { kind: remote_write, url: \"http://x\" } }\n\
          relay: { instance_index: 2, instance_count: 2, start: yesterday, target: { url: \"http://x\" } }\n",
     )
@@ -161,8 +211,98 @@ fn remote_write_sinks_and_the_relay_block() {
 }
 
 #[test]
+fn relays_share_a_stream_through_leases_and_the_static_split_is_refused() {
+    let relay =
+        |block: &str| parse_relay(Path::new("relay.yaml"), &format!("relay: {block}\n"), &env);
+    let c = relay("{ leases: { table: edge-relay-leases }, target: { url: \"http://x\" } }")
+        .expect("leases");
+    assert_eq!(
+        c.checkpoints,
+        Checkpoints::Leases(LeaseConfig {
+            table: "edge-relay-leases".into(),
+            timeout: Duration::from_secs(10)
+        })
+    );
+    let c = relay(
+        "{ leases: { table: \"relays-${REGION}\", timeout: 3s }, max_batch_bytes: 1MiB, target: { url: \"http://x\" } }",
+    )
+    .expect("leases");
+    assert_eq!(
+        c.checkpoints,
+        Checkpoints::Leases(LeaseConfig {
+            table: "relays-eu-west-1".into(),
+            timeout: Duration::from_secs(3)
+        })
+    );
+    assert_eq!(c.max_batch_bytes, 1 << 20);
+
+    let err = relay(
+        "{ checkpoint: /x, instance_index: 0, instance_count: \"${COUNT:-3}\", target: { url: \"http://x\" } }",
+    )
+    .expect_err("the static split");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["relay.instance_index", "relay.instance_count"],
+        "{err}"
+    );
+    assert!(err.problems[0].1.contains("leases: { table"), "{err}");
+
+    let err = relay(
+        "{ checkpoint: /x, leases: { table: t!, timeout: 10ms }, max_batch_bytes: 1KiB, target: { url: \"http://x\" } }",
+    )
+    .expect_err("bad");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(keys, ["relay.checkpoint", "relay.max_batch_bytes"], "{err}");
+    let err = relay("{ leases: { table: t!, timeout: 10ms }, target: { url: \"http://x\" } }")
+        .expect_err("bad");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["relay.leases.table", "relay.leases.timeout"],
+        "{err}"
+    );
+    let err = relay("{ target: { url: \"http://x\" } }").expect_err("neither");
+    assert!(err.to_string().contains("leases"), "{err}");
+}
+
+#[test]
+fn numeric_keys_take_variables() {
+    let env = |name: &str| match name {
+        "REPLICAS" => Some("3".to_string()),
+        "RATE" => Some("51000".to_string()),
+        "PRIO" => Some("high".to_string()),
+        _ => None,
+    };
+    let sinks = "tokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let c = parse(
+        Path::new("gateway.yaml"),
+        &format!(
+            "tls: off\nreplicas: ${{REPLICAS}}\n{sinks}tenants:\n  game: {{ samples_rate_limit: \"${{RATE}}\", \
+             burst: \"${{BURST:-120000}}\", max_series: 5 }}\n"
+        ),
+        &env,
+    )
+    .expect("numbers from variables");
+    assert_eq!(c.replicas, 3);
+    assert_eq!(c.limits_of("game").samples_rate_limit, 51_000.0);
+    assert_eq!(c.limits_of("game").burst, 120_000);
+    assert_eq!(c.limits_of("game").max_series, 5);
+    let err = parse(
+        Path::new("gateway.yaml"),
+        &format!("tls: off\nreplicas: \"${{NOPE}}\"\n{sinks}tenants: {{ game: {{ priority: \"${{PRIO}}\" }} }}\n"),
+        &env,
+    )
+    .expect_err("not numbers");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(keys.contains(&"replicas"), "{err}");
+    assert!(keys.contains(&"tenants.game.priority"), "{err}");
+    assert!(err.to_string().contains("NOPE is not set"), "{err}");
+}
+
+#[test]
 fn tls_off_is_for_loopback_only() {
-    let sinks = "sinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let sinks = "tokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
     let c = parse_text(&format!("tls: off\n{sinks}")).expect("loopback by default");
     assert_eq!(c.listen.to_string(), "127.0.0.1:8443");
     let err = parse_text(&format!("tls: off\nlisten: 0.0.0.0:8443\n{sinks}"))

@@ -1,24 +1,27 @@
-//! `edge-gateway relay`: reads the metrics stream from Kinesis and forwards every record,
-//! as it is (a snappy `WriteRequest`), to a remote_write target (Amazon Managed
-//! Prometheus with SigV4, Mimir, a stock Prometheus).
+//! `edge-gateway relay`: reads the metrics stream from Kinesis and forwards its records
+//! (snappy `WriteRequest`s, merged into as few requests as `max_batch_bytes` allows) to a
+//! remote_write target (Amazon Managed Prometheus with SigV4, Mimir, a stock Prometheus).
 //!
-//! - **Shards**: listed every [`DISCOVER_EVERY`]; each shard this relay owns is read by
-//!   its own task, so shards go in parallel and a shard's records in order. A child
-//!   shard (after a split or merge) starts only once its parents are finished (see
+//! - **Shards**: listed every [`DISCOVER_EVERY`]; each shard this relay reads has its own
+//!   task, so shards go in parallel and a shard's records in order. A child shard (after
+//!   a split or merge) starts only once its parents are finished (see
 //!   [`ready_to_start`]), at the start of the child, so a host's samples stay in order
 //!   across a reshard.
-//! - **Ownership**: with `instance_count` relays, a shard belongs to instance
-//!   `fnv1a(shard id) % instance_count`: no coordinator, and every relay computes the
-//!   same split.
+//! - **Who reads what**: with `leases`, relays share the stream through a DynamoDB lease
+//!   table ([`leases`]): each holds about shards / relays, renews its leases every third
+//!   of the timeout, takes over leases not renewed for the timeout, and writes a
+//!   checkpoint only while it holds the lease. With `checkpoint: FILE`, one relay reads
+//!   every shard.
 //! - **At least once**: a shard's checkpoint moves only after the target accepted the
-//!   record (or refused it for good with a 4xx other than 429, which is counted and
-//!   skipped). A restart resumes after the checkpoint; at most the record in flight is
-//!   sent again.
+//!   request (or refused it for good with a 4xx other than 429, which is counted and
+//!   skipped). A restart, or another relay taking the lease over, resumes after the
+//!   checkpoint; at most the request in flight is sent again.
 //! - **Kinesis limits**: a shard is polled at most five times a second, once a second
 //!   when it is caught up; `ProvisionedThroughputExceeded` backs off; an expired
 //!   iterator is acquired again from the checkpoint.
 
 pub mod checkpoint;
+pub mod leases;
 mod shard;
 
 use std::collections::{HashMap, HashSet};
@@ -27,18 +30,20 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
-use crate::config::{RelayConfig, StartAt};
+use crate::config::{Checkpoints, RelayConfig, StartAt};
 use crate::sink::remote_write::forward::Forwarder;
 use crate::telemetry::Telemetry;
-use crate::telemetry::{RELAY_RETRIES_TOTAL, RELAY_SHARDS_READING};
+use crate::telemetry::{
+    RELAY_LEASE_STEALS_TOTAL, RELAY_LEASES_HELD, RELAY_LEASES_LOST_TOTAL, RELAY_RETRIES_TOTAL,
+    RELAY_SHARDS_READING, labels,
+};
 use checkpoint::{Checkpoint, CheckpointStore, FileCheckpoints};
+use leases::{Lease, LeaseTable, Take};
 
 /// How often the shards are listed.
 pub const DISCOVER_EVERY: Duration = Duration::from_secs(5);
-/// A parent shard owned by another relay: how long after it is seen closed its
-/// children wait, since this relay cannot see the other's checkpoint.
-pub const FOREIGN_PARENT_GRACE: Duration = Duration::from_secs(30);
 
 /// A shard as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,43 +67,15 @@ impl ShardInfo {
     }
 }
 
-/// Whether `shard_id` is this relay's: FNV-1a (64-bit) of the id, modulo the count.
-pub fn owns(shard_id: &str, index: u32, count: u32) -> bool {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in shard_id.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash % u64::from(count.max(1)) == u64::from(index)
-}
-
-/// Whether `shard` may be read now. Every parent still listed must be finished: one of
-/// ours by our checkpoint; one of another relay's (which we cannot see) once it is
-/// closed and [`FOREIGN_PARENT_GRACE`] has passed since we first saw it closed, time
-/// for its owner, who follows the tip, to read its last records. A parent no longer
-/// listed has expired from the stream: nothing of it is left to read.
-pub fn ready_to_start(
-    shard: &ShardInfo,
+/// Whether a shard with these parents may be read now: every parent still listed is
+/// finished. A parent no longer listed has expired from the stream: nothing of it is
+/// left to read.
+pub fn ready_to_start<'a>(
+    mut parents: impl Iterator<Item = &'a str>,
     listed: &HashMap<String, ShardInfo>,
     finished: &HashSet<String>,
-    mine: &dyn Fn(&str) -> bool,
-    closed_since: &HashMap<String, Instant>,
-    now: Instant,
 ) -> bool {
-    shard.parents().all(|p| {
-        let Some(parent) = listed.get(p) else {
-            return true;
-        };
-        if finished.contains(p) {
-            return true;
-        }
-        if mine(p) || parent.ending.is_none() {
-            return false;
-        }
-        closed_since
-            .get(p)
-            .is_some_and(|since| now.duration_since(*since) >= FOREIGN_PARENT_GRACE)
-    })
+    parents.all(|p| !listed.contains_key(p) || finished.contains(p))
 }
 
 /// Compares two Kinesis sequence numbers (decimal, up to 128 bits, no leading zeros).
@@ -114,6 +91,12 @@ pub(crate) enum Position {
     Latest,
 }
 
+/// A shard reader and the switch that stops it.
+struct Running {
+    handle: JoinHandle<shard::End>,
+    stop: watch::Sender<bool>,
+}
+
 /// The relay's shared state.
 #[derive(Debug)]
 pub struct Relay {
@@ -121,6 +104,7 @@ pub struct Relay {
     config: RelayConfig,
     forwarder: Forwarder,
     store: Arc<dyn CheckpointStore>,
+    leases: Option<Arc<LeaseTable>>,
     /// Self-metrics.
     pub telemetry: Telemetry,
     /// Closed shards' last sequence numbers, from the latest listing.
@@ -129,17 +113,48 @@ pub struct Relay {
     listed_at: Mutex<Option<Instant>>,
 }
 
+/// A relay's id in the lease table: host, process and a random part, so a restarted
+/// relay is a new one (its old leases expire and are taken over).
+fn relay_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "relay".into());
+    format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
 impl Relay {
-    /// Connects to Kinesis and the target and opens the checkpoints.
+    /// Connects to Kinesis and the target and opens the checkpoints (the file, or the
+    /// lease table, created if missing).
     pub async fn new(config: RelayConfig) -> anyhow::Result<Arc<Relay>> {
         let sdk = crate::aws::sdk_config(&config.region, config.endpoint_url.as_deref()).await;
-        let store = Arc::new(FileCheckpoints::open(&config.checkpoint, &config.stream)?);
+        let (store, leases): (Arc<dyn CheckpointStore>, _) = match &config.checkpoints {
+            Checkpoints::File(path) => {
+                (Arc::new(FileCheckpoints::open(path, &config.stream)?), None)
+            }
+            Checkpoints::Leases(l) => {
+                let table = Arc::new(
+                    LeaseTable::open(
+                        aws_sdk_dynamodb::Client::new(&sdk),
+                        &l.table,
+                        &config.stream,
+                        &relay_id(),
+                        l.timeout,
+                    )
+                    .await?,
+                );
+                tracing::info!(table = %l.table, relay = %table.me(), "sharing the stream through leases");
+                (table.clone() as Arc<dyn CheckpointStore>, Some(table))
+            }
+        };
         let telemetry = Telemetry::default();
         crate::telemetry::set_build_info(&telemetry, "relay");
         Ok(Arc::new(Relay {
             kinesis: Client::new(&sdk),
             forwarder: Forwarder::new(&config.target).await?,
             store,
+            leases,
             telemetry,
             closed: Mutex::new(HashMap::new()),
             listed_at: Mutex::new(None),
@@ -202,102 +217,359 @@ impl Relay {
         }
     }
 
-    /// Runs until `shutdown` turns true; then stops every shard reader (the record in
-    /// flight is not checkpointed, so it is sent again after a restart).
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-        let mut running: HashMap<String, tokio::task::JoinHandle<shard::End>> = HashMap::new();
-        let mut closed_since: HashMap<String, Instant> = HashMap::new();
-        let (index, count) = (self.config.instance_index, self.config.instance_count);
-        let mine = move |id: &str| owns(id, index, count);
-        loop {
-            // Reap readers that ended.
-            let ended: Vec<String> = running
-                .iter()
-                .filter(|(_, h)| h.is_finished())
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in ended {
-                if let Some(handle) = running.remove(&id) {
-                    match handle.await {
-                        // Its checkpoint says so from now on.
-                        Ok(shard::End::Finished) => tracing::info!(shard = %id, "shard finished"),
-                        Ok(shard::End::Stopped) => {}
-                        Err(e) => {
-                            tracing::error!(shard = %id, error = %e, "shard reader failed; it restarts")
+    /// Lists the shards and notes which are closed; `None` (counted, logged) if the
+    /// listing failed.
+    async fn discover(&self) -> Option<HashMap<String, ShardInfo>> {
+        match self.list_shards().await {
+            Ok(shards) => {
+                *self
+                    .listed_at
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+                let mut closed = self
+                    .closed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                closed.clear();
+                for s in &shards {
+                    if let Some(end) = &s.ending {
+                        closed.insert(s.id.clone(), end.clone());
+                    }
+                }
+                Some(shards.into_iter().map(|s| (s.id.clone(), s)).collect())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the shards; retrying");
+                self.retried("list_shards");
+                None
+            }
+        }
+    }
+
+    fn retried(&self, reason: &str) {
+        self.telemetry.add(
+            &RELAY_RETRIES_TOTAL,
+            labels(&[("shard", ""), ("reason", reason)]),
+            1.0,
+        );
+    }
+
+    fn start_reader(
+        self: &Arc<Self>,
+        running: &mut HashMap<String, Running>,
+        shard: &str,
+        position: Position,
+    ) {
+        tracing::info!(shard = %shard, ?position, "reading shard");
+        let (stop, stop_rx) = watch::channel(false);
+        let reader = shard::Reader::new(self.clone(), shard.to_string(), position);
+        running.insert(
+            shard.to_string(),
+            Running {
+                handle: tokio::spawn(reader.run(stop_rx)),
+                stop,
+            },
+        );
+    }
+
+    /// Where a shard starts: after its checkpoint; a child at its start (its parents
+    /// were read); a root shard without one as `start` says.
+    fn position(&self, checkpoint: Option<&str>, has_parents: bool) -> Position {
+        match checkpoint {
+            Some(seq) => Position::After(seq.to_string()),
+            None if has_parents => Position::TrimHorizon,
+            None => match self.config.start {
+                StartAt::TrimHorizon => Position::TrimHorizon,
+                StartAt::Latest => Position::Latest,
+            },
+        }
+    }
+
+    /// Runs until `shutdown` turns true; then stops every shard reader (a request in
+    /// flight is not checkpointed, so it is sent again after a restart) and, with
+    /// leases, gives its leases back so other relays take them at once.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        match self.leases.clone() {
+            Some(table) => self.run_leased(table, shutdown).await,
+            None => self.run_alone(shutdown).await,
+        }
+    }
+
+    /// Reaps readers that ended: their shards and how they ended.
+    async fn reap(running: &mut HashMap<String, Running>) -> Vec<(String, Option<shard::End>)> {
+        let ended: Vec<String> = running
+            .iter()
+            .filter(|(_, r)| r.handle.is_finished())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ended {
+            if let Some(r) = running.remove(&id) {
+                match r.handle.await {
+                    Ok(end) => {
+                        if end == shard::End::Finished {
+                            tracing::info!(shard = %id, "shard finished");
                         }
+                        out.push((id, Some(end)));
+                    }
+                    Err(e) => {
+                        tracing::error!(shard = %id, error = %e, "shard reader failed; it restarts");
+                        out.push((id, None));
                     }
                 }
             }
-            match self.list_shards().await {
-                Ok(shards) => {
-                    *self
-                        .listed_at
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
-                    let now = Instant::now();
-                    let listed: HashMap<String, ShardInfo> =
-                        shards.iter().map(|s| (s.id.clone(), s.clone())).collect();
+        }
+        out
+    }
+
+    async fn stop_all(running: HashMap<String, Running>) {
+        for r in running.values() {
+            let _ = r.stop.send(true);
+        }
+        for (id, r) in running {
+            if tokio::time::timeout(Duration::from_secs(15), r.handle)
+                .await
+                .is_err()
+            {
+                tracing::warn!(shard = %id, "shard reader did not stop in 15 s");
+            }
+        }
+    }
+
+    /// One relay, every shard, checkpoints in a file.
+    async fn run_alone(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let mut running: HashMap<String, Running> = HashMap::new();
+        loop {
+            Self::reap(&mut running).await;
+            if let Some(listed) = self.discover().await {
+                let checkpoints = self.store.load().await?;
+                let finished: HashSet<String> = checkpoints
+                    .iter()
+                    .filter(|(_, c)| **c == Checkpoint::Finished)
+                    .map(|(s, _)| s.clone())
+                    .collect();
+                let mut shards: Vec<&ShardInfo> = listed.values().collect();
+                shards.sort_by(|a, b| a.id.cmp(&b.id));
+                for s in shards {
+                    if running.contains_key(&s.id)
+                        || finished.contains(&s.id)
+                        || !ready_to_start(s.parents(), &listed, &finished)
                     {
-                        let mut closed = self
-                            .closed
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner);
-                        closed.clear();
-                        for s in &shards {
-                            if let Some(end) = &s.ending {
-                                closed.insert(s.id.clone(), end.clone());
-                                closed_since.entry(s.id.clone()).or_insert(now);
-                            }
-                        }
+                        continue;
                     }
-                    let checkpoints = self.store.load().await?;
-                    let finished: HashSet<String> = checkpoints
-                        .iter()
-                        .filter(|(_, c)| **c == Checkpoint::Finished)
-                        .map(|(s, _)| s.clone())
-                        .collect();
-                    for s in &shards {
-                        if !mine(&s.id) || running.contains_key(&s.id) || finished.contains(&s.id) {
-                            continue;
-                        }
-                        if !ready_to_start(s, &listed, &finished, &mine, &closed_since, now) {
-                            continue;
-                        }
-                        let position = match checkpoints.get(&s.id) {
-                            Some(Checkpoint::After(seq)) => Position::After(seq.clone()),
-                            Some(Checkpoint::Finished) => continue,
-                            // A child is read from its start: its parents were read.
-                            None if s.parents().next().is_some() => Position::TrimHorizon,
-                            None => match self.config.start {
-                                StartAt::TrimHorizon => Position::TrimHorizon,
-                                StartAt::Latest => Position::Latest,
-                            },
-                        };
-                        tracing::info!(shard = %s.id, ?position, "reading shard");
-                        let reader = shard::Reader::new(self.clone(), s.id.clone(), position);
-                        running.insert(s.id.clone(), tokio::spawn(reader.run(shutdown.clone())));
-                    }
-                    self.telemetry
-                        .set(&RELAY_SHARDS_READING, String::new(), running.len() as f64);
+                    let checkpoint = match checkpoints.get(&s.id) {
+                        Some(Checkpoint::After(seq)) => Some(seq.as_str()),
+                        Some(Checkpoint::Finished) => continue,
+                        None => None,
+                    };
+                    let position = self.position(checkpoint, s.parents().next().is_some());
+                    self.start_reader(&mut running, &s.id, position);
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot list the shards; retrying");
-                    self.telemetry.add(
-                        &RELAY_RETRIES_TOTAL,
-                        crate::telemetry::labels(&[("shard", ""), ("reason", "list_shards")]),
-                        1.0,
-                    );
-                }
+                self.telemetry
+                    .set(&RELAY_SHARDS_READING, String::new(), running.len() as f64);
             }
             tokio::select! {
                 _ = tokio::time::sleep(DISCOVER_EVERY) => {}
                 _ = shutdown.changed() => break,
             }
         }
-        for (id, handle) in running {
-            match tokio::time::timeout(Duration::from_secs(15), handle).await {
-                Ok(_) => {}
-                Err(_) => tracing::warn!(shard = %id, "shard reader did not stop in 15 s"),
+        Self::stop_all(running).await;
+        Ok(())
+    }
+
+    /// Relays sharing the stream through the lease table. Every round (a third of the
+    /// lease timeout): renew the leases held, stop the readers of leases lost, list the
+    /// shards (every [`DISCOVER_EVERY`]) and add their leases, then take free, expired
+    /// or (one) stolen leases towards an even share, and read them.
+    async fn run_leased(
+        self: Arc<Self>,
+        table: Arc<LeaseTable>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let round = (table.timeout() / 3).max(Duration::from_millis(300));
+        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut listed: HashMap<String, ShardInfo> = HashMap::new();
+        let mut listed_at: Option<Instant> = None;
+        // Leases another relay asked for: shard → that relay, until the reader stopped.
+        let mut handing: HashMap<String, String> = HashMap::new();
+        // Renewals run on their own, so a slow scan or take never delays them past the
+        // timeout (which would let another relay take a live relay's lease).
+        let (renewed_tx, mut renewed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let renewer = {
+            let table = table.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(round).await;
+                    if renewed_tx.send(table.renew().await).is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        loop {
+            for (shard, end) in Self::reap(&mut running).await {
+                match end {
+                    // Finished (its lease says so) or lost: no longer ours.
+                    Some(shard::End::Finished | shard::End::Lost) => table.forget(&shard),
+                    // Stopped only on shutdown, or failed: still ours, restarted below.
+                    Some(shard::End::Stopped) | None => {}
+                }
+            }
+            let mut renewed = leases::Renewed::default();
+            while let Ok(r) = renewed_rx.try_recv() {
+                renewed.conflicts.extend(r.conflicts);
+                renewed.unrenewed.extend(r.unrenewed);
+                renewed.handoffs.extend(r.handoffs);
+            }
+            for (shard, to) in renewed.handoffs {
+                if let Some(r) = running.get(&shard) {
+                    // The request in flight is finished and checkpointed first.
+                    let _ = r.stop.send(true);
+                }
+                handing.entry(shard).or_insert(to);
+            }
+            let ready: Vec<String> = handing
+                .keys()
+                .filter(|s| !running.contains_key(*s))
+                .cloned()
+                .collect();
+            for shard in ready {
+                if let Some(to) = handing.remove(&shard) {
+                    match table.hand_over(&shard, &to).await {
+                        Ok(()) => tracing::info!(shard = %shard, to = %to, "lease handed over"),
+                        Err(e) => {
+                            tracing::warn!(shard = %shard, error = %e, "cannot hand the lease over; it expires")
+                        }
+                    }
+                }
+            }
+            for (shards, reason) in [
+                (&renewed.conflicts, "renew_conflict"),
+                (&renewed.unrenewed, "not_renewed"),
+            ] {
+                for shard in shards {
+                    self.telemetry.add(
+                        &RELAY_LEASES_LOST_TOTAL,
+                        labels(&[("reason", reason)]),
+                        1.0,
+                    );
+                    if let Some(r) = running.get(shard) {
+                        let _ = r.stop.send(true);
+                    }
+                    handing.remove(shard);
+                }
+            }
+            if listed_at.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY)
+                && let Some(l) = self.discover().await
+            {
+                listed = l;
+                listed_at = Some(Instant::now());
+            }
+            match self.balance(&table, &listed, &handing, &mut running).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read or take leases; retrying");
+                    self.retried("leases");
+                }
+            }
+            self.telemetry
+                .set(&RELAY_SHARDS_READING, String::new(), running.len() as f64);
+            self.telemetry
+                .set(&RELAY_LEASES_HELD, String::new(), table.held().len() as f64);
+            tokio::select! {
+                _ = tokio::time::sleep(round) => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        renewer.abort();
+        Self::stop_all(running).await;
+        for shard in table.held() {
+            match table.release(&shard).await {
+                Ok(()) => tracing::info!(shard = %shard, "lease given back"),
+                Err(e) => {
+                    tracing::warn!(shard = %shard, error = %e, "cannot give the lease back; it expires")
+                }
+            }
+        }
+        self.telemetry.set(&RELAY_LEASES_HELD, String::new(), 0.0);
+        Ok(())
+    }
+
+    /// Adds leases for new shards, takes this round's share, and makes sure every held
+    /// lease has a reader.
+    async fn balance(
+        self: &Arc<Self>,
+        table: &LeaseTable,
+        listed: &HashMap<String, ShardInfo>,
+        handing: &HashMap<String, String>,
+        running: &mut HashMap<String, Running>,
+    ) -> anyhow::Result<()> {
+        let mut leases = table.scan().await?;
+        let missing: Vec<ShardInfo> = listed
+            .values()
+            .filter(|s| !leases.iter().any(|l| l.shard == s.id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            table.sync(&missing, &leases).await?;
+            leases = table.scan().await?;
+        }
+        let finished: HashSet<String> = leases
+            .iter()
+            .filter(|l| l.finished)
+            .map(|l| l.shard.clone())
+            .collect();
+        let by_shard: HashMap<&str, &Lease> =
+            leases.iter().map(|l| (l.shard.as_str(), l)).collect();
+        // Before the first listing nothing is known to be finished or expired: wait.
+        if listed.is_empty() {
+            return Ok(());
+        }
+        let ready =
+            |l: &Lease| ready_to_start(l.parents.iter().map(String::as_str), listed, &finished);
+        let held = table.held();
+        let takes = leases::plan(table.me(), &leases, &held, &|l| table.expired(l), &ready);
+        for take in takes {
+            let shard = match take {
+                Take::Free(s) => s,
+                Take::Steal { shard, from } => {
+                    // Asked for: its holder hands it over once its reader stopped.
+                    if let Some(lease) = by_shard.get(shard.as_str())
+                        && table.request(lease).await?
+                    {
+                        tracing::info!(shard = %shard, from = %from, "lease asked for, to balance the relays");
+                        self.telemetry
+                            .add(&RELAY_LEASE_STEALS_TOTAL, String::new(), 1.0);
+                    }
+                    continue;
+                }
+            };
+            let Some(lease) = by_shard.get(shard.as_str()) else {
+                continue;
+            };
+            match table.take(lease).await? {
+                Some(taken) => {
+                    tracing::info!(shard = %shard, previous = ?lease.owner, "lease taken");
+                    if let Some(r) = running.remove(&shard) {
+                        // A reader of an earlier holding still stopping: let it end.
+                        let _ = r.stop.send(true);
+                        let _ = r.handle.await;
+                    }
+                    let position =
+                        self.position(taken.checkpoint.as_deref(), !taken.parents.is_empty());
+                    self.start_reader(running, &shard, position);
+                }
+                None => tracing::debug!(shard = %shard, "another relay took the lease first"),
+            }
+        }
+        // A held lease whose reader failed: read it again from its checkpoint.
+        for shard in table.held() {
+            if running.contains_key(&shard) || handing.contains_key(&shard) {
+                continue;
+            }
+            if let Some(l) = by_shard.get(shard.as_str()) {
+                let position = self.position(l.checkpoint.as_deref(), !l.parents.is_empty());
+                self.start_reader(running, &shard, position);
             }
         }
         Ok(())
@@ -309,46 +581,37 @@ impl Relay {
     }
 }
 
-/// Serves `/metrics`, `/healthz` and `/ready` (plain HTTP) until the process ends.
-pub async fn serve_metrics(relay: Arc<Relay>, listener: tokio::net::TcpListener) {
-    use http_body_util::Full;
-    use hyper_util::rt::TokioIo;
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+/// Serves `/metrics`, `/healthz` and `/ready` (plain HTTP) until `stop` turns true.
+pub async fn serve_metrics(
+    relay: Arc<Relay>,
+    listener: tokio::net::TcpListener,
+    stop: watch::Receiver<bool>,
+) {
+    use edge_daemon_kit::serve::{serve_http1, text};
+    use http::StatusCode;
+    serve_http1(listener, stop, "relay admin", move |req| {
         let relay = relay.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let relay = relay.clone();
-                    async move {
-                        let (status, body) = match req.uri().path() {
-                            "/metrics" => (200, relay.render()),
-                            "/healthz" => (200, "ok\n".to_string()),
-                            "/ready" if relay.ready() => (200, "ready\n".to_string()),
-                            "/ready" => {
-                                (503, "the stream has not been listed recently\n".to_string())
-                            }
-                            _ => (404, "not found\n".to_string()),
-                        };
-                        let mut resp = http::Response::new(Full::new(bytes::Bytes::from(body)));
-                        *resp.status_mut() =
-                            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-                        if status == 200 {
-                            resp.headers_mut().insert(
-                                http::header::CONTENT_TYPE,
-                                http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                            );
-                        }
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+        async move {
+            match req.uri().path() {
+                "/metrics" => {
+                    let mut answer = text(StatusCode::OK, relay.render());
+                    answer.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    answer
+                }
+                "/healthz" => text(StatusCode::OK, "ok\n"),
+                "/ready" if relay.ready() => text(StatusCode::OK, "ready\n"),
+                "/ready" => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the stream has not been listed recently\n",
+                ),
+                _ => text(StatusCode::NOT_FOUND, "not found\n"),
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]
@@ -379,69 +642,23 @@ mod tests {
             .iter()
             .map(|s| (s.id.clone(), (*s).clone()))
             .collect();
-        let now = Instant::now();
-        let all_mine = |_: &str| true;
-        let none_mine = |_: &str| false;
         let mut finished = HashSet::new();
-        let since: HashMap<String, Instant> =
-            [("p".to_string(), now), ("q".to_string(), now)].into();
-
-        assert!(ready_to_start(
-            &parent, &listed, &finished, &all_mine, &since, now
-        ));
-        assert!(!ready_to_start(
-            &child, &listed, &finished, &all_mine, &since, now
-        ));
+        assert!(ready_to_start(parent.parents(), &listed, &finished));
+        assert!(!ready_to_start(child.parents(), &listed, &finished));
         finished.insert("p".to_string());
-        assert!(ready_to_start(
-            &child, &listed, &finished, &all_mine, &since, now
-        ));
+        assert!(ready_to_start(child.parents(), &listed, &finished));
         assert!(
-            !ready_to_start(&merged, &listed, &finished, &all_mine, &since, now),
+            !ready_to_start(merged.parents(), &listed, &finished),
             "both parents of a merge"
         );
         finished.insert("q".to_string());
-        assert!(ready_to_start(
-            &merged, &listed, &finished, &all_mine, &since, now
-        ));
-
-        // Another relay's parent: closed, then the grace period.
-        let finished = HashSet::new();
-        assert!(!ready_to_start(
-            &child, &listed, &finished, &none_mine, &since, now
-        ));
-        let later = now + FOREIGN_PARENT_GRACE;
-        assert!(ready_to_start(
-            &child, &listed, &finished, &none_mine, &since, later
-        ));
-        // An open foreign parent is never passed.
-        let open: HashMap<String, ShardInfo> =
-            [("p".to_string(), shard("p", None, None, None))].into();
-        assert!(!ready_to_start(
-            &child, &open, &finished, &none_mine, &since, later
-        ));
+        assert!(ready_to_start(merged.parents(), &listed, &finished));
         // A parent no longer listed has expired.
         assert!(ready_to_start(
-            &child,
+            child.parents(),
             &HashMap::new(),
-            &finished,
-            &all_mine,
-            &since,
-            now
+            &HashSet::new()
         ));
-    }
-
-    #[test]
-    fn ownership_splits_shards_once_and_roughly_evenly() {
-        let ids: Vec<String> = (0..300).map(|i| format!("shardId-{i:012}")).collect();
-        let mut per = [0u32; 3];
-        for id in &ids {
-            let owners: Vec<u32> = (0..3).filter(|i| owns(id, *i, 3)).collect();
-            assert_eq!(owners.len(), 1, "{id} owned by {owners:?}");
-            per[owners[0] as usize] += 1;
-        }
-        assert!(per.iter().all(|n| (70..=130).contains(n)), "{per:?}");
-        assert!(ids.iter().all(|id| owns(id, 0, 1)));
     }
 
     #[test]

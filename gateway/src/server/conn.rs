@@ -21,24 +21,19 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let open = Arc::new(AtomicI64::new(0));
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = shutdown.changed() => break,
-        };
-        let Ok((tcp, peer)) = accepted else {
-            continue;
-        };
+    let stop = shutdown.clone();
+    edge_daemon_kit::serve::accept_loop(&listener, &mut shutdown, "data", |tcp, peer| {
         let _ = tcp.set_nodelay(true);
         let gw = gw.clone();
         let open = open.clone();
-        let shutdown = shutdown.clone();
+        let shutdown = stop.clone();
         open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             connection(gw, tcp, peer, shutdown).await;
             open.fetch_sub(1, Ordering::Relaxed);
         });
-    }
+    })
+    .await;
     let grace = gw.live().config.limits.shutdown_grace;
     let deadline = Instant::now() + grace;
     while open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {

@@ -25,8 +25,9 @@ use crate::telemetry::{
     GATEWAY_DISCARDED_SPANS_TOTAL, GATEWAY_SPANS_ACCEPTED_TOTAL, labels,
 };
 use crate::telemetry::{
-    GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_REQUESTS_TOTAL, GATEWAY_SAMPLE_AGE_SECONDS,
-    GATEWAY_SAMPLES_ACCEPTED_TOTAL, GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
+    GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL,
+    GATEWAY_REQUESTS_TOTAL, GATEWAY_SAMPLE_AGE_SECONDS, GATEWAY_SAMPLES_ACCEPTED_TOTAL,
+    GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
 };
 use crate::validate::{KnownNames, check_labels, check_samples, labels_hash};
 
@@ -64,16 +65,11 @@ pub async fn handle(
         "/ready" => "ready",
         _ => "other",
     };
+    // With an admin listener, the data port serves the data paths only.
+    let admin_elsewhere = live.config.admin_listen.is_some();
     let outcome = match (endpoint, &method) {
-        ("healthz", &http::Method::GET) => Outcome::Healthy,
-        ("ready", &http::Method::GET) => {
-            let traces = match &gw.traces_sink {
-                Some(t) => t.sink().ready().await,
-                None => true,
-            };
-            Outcome::Ready(gw.metrics_sink.ready().await && gw.logs_sink.ready().await && traces)
-        }
-        ("metrics", &http::Method::GET) => Outcome::Metrics(gw.telemetry.render()),
+        ("healthz" | "ready" | "metrics", _) if admin_elsewhere => Outcome::NoSuchEndpoint(path),
+        ("healthz" | "ready" | "metrics", _) => admin_outcome(&gw, endpoint, method, path).await,
         ("push" | "otlp_logs" | "otlp_traces" | "json_logs", &http::Method::POST) => {
             ingest(&gw, &live, &conn, endpoint, req).await
         }
@@ -94,8 +90,56 @@ pub async fn handle(
         labels(&[("endpoint", endpoint)]),
         took.as_secs_f64(),
     );
-    let (_, shed, _) = gw.overload_now(&live);
+    let shed = gw.overload_now(&live).shed;
     Ok(answer.into_response(live.config.fleet_cadence, shed))
+}
+
+/// What `/healthz`, `/ready` and `/metrics` answer, on the admin port or (without one)
+/// on the data port.
+async fn admin_outcome(
+    gw: &Gateway,
+    endpoint: &'static str,
+    method: http::Method,
+    path: String,
+) -> Outcome {
+    match (endpoint, &method) {
+        ("healthz", &http::Method::GET) => Outcome::Healthy,
+        ("ready", &http::Method::GET) => {
+            let traces = match &gw.traces_sink {
+                Some(t) => t.sink().ready().await,
+                None => true,
+            };
+            Outcome::Ready(gw.metrics_sink.ready().await && gw.logs_sink.ready().await && traces)
+        }
+        ("metrics", &http::Method::GET) => Outcome::Metrics(gw.telemetry.render()),
+        ("healthz" | "ready" | "metrics", _) => Outcome::MethodNotAllowed { method, path },
+        _ => Outcome::NoSuchEndpoint(path),
+    }
+}
+
+/// Handles one request on the admin port (plain HTTP, no client certificate):
+/// `/healthz`, `/ready` and `/metrics` only, for load balancers and scrapers.
+pub async fn handle_admin(
+    gw: Arc<Gateway>,
+    req: http::Request<hyper::body::Incoming>,
+) -> http::Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let endpoint: &'static str = match path.as_str() {
+        "/metrics" => "metrics",
+        "/healthz" => "healthz",
+        "/ready" => "ready",
+        _ => "other",
+    };
+    let outcome = admin_outcome(&gw, endpoint, req.method().clone(), path).await;
+    let answer = Answer::from(outcome);
+    gw.telemetry.add(
+        &GATEWAY_REQUESTS_TOTAL,
+        labels(&[("endpoint", endpoint), ("code", &answer.status.to_string())]),
+        1.0,
+    );
+    let live = gw.live();
+    let shed = gw.overload_now(&live).shed;
+    answer.into_response(live.config.fleet_cadence, shed)
 }
 
 fn over_limit(gw: &Gateway, tenant: &str, limit: &str) {
@@ -139,12 +183,12 @@ async fn ingest(
         Err(e) => return Outcome::Identity(e),
     };
     let limits = live.config.limits_of(&identity.tenant).clone();
-    let (stage, _, throttled) = gw.overload_now(live);
-    if usize::from(stage) > live.config.overload.actions.len() {
+    let pressure = gw.overload_now(live);
+    if pressure.everyone {
         over_limit(gw, &identity.tenant, "overload");
         return Outcome::Overloaded;
     }
-    if throttled.contains(&identity.tenant) {
+    if pressure.throttles(&identity.tenant, limits.priority) {
         over_limit(gw, &identity.tenant, "overload_throttle");
         return Outcome::Throttled {
             tenant: identity.tenant,
@@ -182,22 +226,43 @@ async fn ingest(
         },
         "otlp_logs" => match decode::logs_request(&body, encoding.as_deref(), max) {
             Ok((request, raw_len)) => {
-                let docs = crate::log_document::from_otlp(&request, &identity.tenant);
+                let docs =
+                    crate::log_document::from_otlp(&request, &identity.tenant, &live.tokenizer);
+                let docs = tokenized(gw, &identity.tenant, docs);
                 logs(gw, live, &identity, &limits, docs, raw_len as u64, true).await
             }
             Err(e) => body_error(gw, &identity, "log_records", e),
         },
         _ => match decode::by_encoding(&body, encoding.as_deref(), max) {
-            Ok(raw) => match crate::log_document::from_json_batch(&raw, &identity.tenant) {
-                Ok(docs) => logs(gw, live, &identity, &limits, docs, raw.len() as u64, false).await,
-                Err(e) => {
-                    discarded(gw, "log_records", &identity.tenant, "malformed", 1);
-                    Outcome::MalformedJsonLogs(e.0)
+            Ok(raw) => {
+                match crate::log_document::from_json_batch(&raw, &identity.tenant, &live.tokenizer)
+                {
+                    Ok(docs) => {
+                        let docs = tokenized(gw, &identity.tenant, docs);
+                        logs(gw, live, &identity, &limits, docs, raw.len() as u64, false).await
+                    }
+                    Err(e) => {
+                        discarded(gw, "log_records", &identity.tenant, "malformed", 1);
+                        Outcome::MalformedJsonLogs(e.0)
+                    }
                 }
-            },
+            }
             Err(e) => body_error(gw, &identity, "log_records", e),
         },
     }
+}
+
+/// Counts what the gateway's tokenizer did to a batch; the documents to store.
+fn tokenized(gw: &Gateway, tenant: &str, docs: crate::log_document::Documents) -> Vec<Vec<u8>> {
+    if docs.tokenized > 0 {
+        gw.telemetry.add(
+            &GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL,
+            labels(&[("tenant", tenant)]),
+            docs.tokenized as f64,
+        );
+    }
+    discarded(gw, "log_records", tenant, "pii_drop_detector", docs.dropped);
+    docs.docs
 }
 
 fn body_error(gw: &Gateway, identity: &Identity, what: &str, e: BodyError) -> Outcome {
@@ -249,7 +314,7 @@ async fn push(
         .map_or(0, |d| d.as_millis() as i64);
     for (i, series) in scanned.series.iter().enumerate() {
         let labels = scanned.labels_of(series);
-        let checked = check_labels(labels, &live.policy, limits, &mut known).and_then(|()| {
+        let checked = check_labels(labels, &live.schema, limits, &mut known).and_then(|()| {
             let metric = crate::validate::metric_name(labels);
             check_samples(&scanned, series, &raw, metric, now_ms, limits)
         });

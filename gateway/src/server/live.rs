@@ -1,4 +1,4 @@
-//! What a reload replaces: the config, the label policy and the TLS server config,
+//! What a reload replaces: the config, the label policy and catalog, and the TLS server config,
 //! loaded whole or not at all, and the change stamps that decide when to reload.
 
 use std::path::{Path, PathBuf};
@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use edge_daemon_kit::pem;
+use edge_daemon_kit::stamp::Stamps;
+use edge_schema::catalog::Catalog;
+use edge_schema::check::Schema;
 use edge_schema::policy::LabelPolicy;
 
 use super::Gateway;
@@ -21,24 +24,15 @@ use crate::telemetry::{
 pub struct Live {
     /// The config.
     pub config: GatewayConfig,
-    /// The label policy.
-    pub policy: LabelPolicy,
+    /// The label policy and the metric catalog.
+    pub schema: Schema,
+    /// The tokenizer for log records that arrive without an agent.
+    pub tokenizer: Arc<edge_tokenize::Tokenizer>,
     /// The TLS server config (`None`: plain HTTP).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// SHA-256 of the config file, hex.
     pub hash: String,
-    pub(super) stamps: Vec<Stamp>,
-}
-
-pub(super) type Stamp = (PathBuf, Option<SystemTime>, u64);
-
-pub(super) fn stamp(path: &Path) -> Stamp {
-    let meta = std::fs::metadata(path).ok();
-    (
-        path.to_path_buf(),
-        meta.as_ref().and_then(|m| m.modified().ok()),
-        meta.map_or(0, |m| m.len()),
-    )
+    pub(super) stamps: Stamps,
 }
 
 fn watched_files(path: &Path, config: &GatewayConfig) -> Vec<PathBuf> {
@@ -47,10 +41,12 @@ fn watched_files(path: &Path, config: &GatewayConfig) -> Vec<PathBuf> {
         files.extend([t.cert.clone(), t.key.clone(), t.client_ca.clone()]);
     }
     files.extend(config.policy.clone());
+    files.extend(config.catalog.clone());
+    files.extend(config.tokenize.key_file.clone());
     files
 }
 
-/// Loads the config, its policy and its TLS files; any failure leaves nothing built.
+/// Loads the config, its policy, its catalog, its tokenization key and its TLS files; any failure leaves nothing built.
 pub fn load_live(path: &Path) -> Result<Live, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     let config = crate::config::load(path).map_err(|e| e.to_string())?;
@@ -58,23 +54,39 @@ pub fn load_live(path: &Path) -> Result<Live, String> {
         Some(p) => LabelPolicy::from_file(p).map_err(|e| e.to_string())?,
         None => LabelPolicy::shipped(),
     };
+    let catalog = match &config.catalog {
+        Some(c) => Catalog::from_file(c).map_err(|e| e.to_string())?,
+        None => Catalog::shipped(),
+    };
+    let tokenizer = Arc::new(build_tokenizer(&config.tokenize)?);
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(build_tls(files)?)),
         None => None,
     };
     let digest = ring::digest::digest(&ring::digest::SHA256, &text);
     let hash = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let stamps = watched_files(path, &config)
-        .iter()
-        .map(|p| stamp(p))
-        .collect();
+    let stamps = Stamps::of(watched_files(path, &config));
     Ok(Live {
         config,
-        policy,
+        schema: Schema::new(policy, catalog),
+        tokenizer,
         tls,
         hash,
         stamps,
     })
+}
+
+fn build_tokenizer(
+    config: &edge_tokenize::config::TokenizeConfig,
+) -> Result<edge_tokenize::Tokenizer, String> {
+    let path = config
+        .key_file
+        .as_ref()
+        .ok_or("tokenize.key_file: missing")?;
+    let key = edge_tokenize::TokenKey::from_file(path)
+        .map_err(|e| format!("tokenize.key_file {}: {e}", path.display()))?;
+    edge_tokenize::Tokenizer::new(key, &config.detectors)
+        .map_err(|e| format!("tokenize.detectors: {e}"))
 }
 
 fn build_tls(files: &crate::config::TlsFiles) -> Result<rustls::ServerConfig, String> {
@@ -142,11 +154,7 @@ impl Gateway {
     /// that does not load is refused, logged and counted; the old one stays.
     pub fn reload(&self, force: bool) -> Result<bool, String> {
         let current = self.live();
-        let changed = current.stamps.iter().any(|(p, m, l)| {
-            let (_, m2, l2) = stamp(p);
-            m2 != *m || l2 != *l
-        });
-        if !force && !changed {
+        if !force && !current.stamps.changed() {
             return Ok(false);
         }
         match load_live(&self.config_path) {
@@ -176,10 +184,11 @@ impl Gateway {
             Err(e) => {
                 // Stamp the broken files, so they are not re-read every poll; the
                 // config in force stays as it is.
-                let stamps: Vec<Stamp> = current.stamps.iter().map(|(p, _, _)| stamp(p)).collect();
+                let stamps = current.stamps.now();
                 let kept = Live {
                     config: current.config.clone(),
-                    policy: current.policy.clone(),
+                    schema: current.schema.clone(),
+                    tokenizer: current.tokenizer.clone(),
                     tls: current.tls.clone(),
                     hash: current.hash.clone(),
                     stamps: stamps.clone(),

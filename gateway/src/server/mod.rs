@@ -1,7 +1,7 @@
 //! The gateway: mTLS ingest, identity, policy and quotas, sinks, reload, overload.
 //!
 //! Rooms: `live.rs` (config, policy and TLS, reloaded whole), `overload.rs` (the
-//! overload controller), `ingest.rs` (request handling per route), `answer.rs` (the one
+//! overload controller), `ingest.rs` (request handling per route, the admin port's three paths), `answer.rs` (the one
 //! place where an outcome becomes an HTTP status, `Retry-After` and body), `conn.rs`
 //! (accepting and serving connections). This file holds the [`Gateway`] and its sinks.
 
@@ -24,7 +24,7 @@ mod overload;
 
 pub use answer::{Answer, CADENCE_HEADER, Outcome, SHED_HEADER};
 pub use conn::serve;
-pub use ingest::{ConnInfo, handle};
+pub use ingest::{ConnInfo, handle, handle_admin};
 pub use live::{Live, load_live};
 use overload::OverloadState;
 pub use overload::{ESCALATE_AFTER, RECOVER_AFTER, next_stage};
@@ -46,7 +46,7 @@ pub struct Gateway {
     in_flight: AtomicI64,
     /// The files as they were when a reload was last refused: the same refused files
     /// seen again (a poll, then a SIGHUP) are one refusal, counted once.
-    refused_stamps: std::sync::Mutex<Option<Vec<live::Stamp>>>,
+    refused_stamps: std::sync::Mutex<Option<edge_daemon_kit::stamp::Stamps>>,
 }
 
 /// Bytes of commits that may wait on an AWS sink before it answers `Busy`.

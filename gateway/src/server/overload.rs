@@ -1,5 +1,11 @@
 //! The overload controller: stages that shed logs, throttle tenants and at last
 //! answer 503, stepped by the commit latency's p99.
+//!
+//! The stages, in order: the configured `overload.actions` (shed logs, throttle the
+//! listed tenants); then one stage per tenant `priority` below the highest, lowest
+//! first, each throttling (429) every tenant at or below that priority; then 503 to
+//! everyone. So the seed's shed order holds (verbose logs, then low-priority tenants,
+//! then ingest), and the most important tenant is the last one refused.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -22,23 +28,74 @@ pub(super) struct OverloadState {
     since: Mutex<Option<Instant>>,
 }
 
+/// What the overload stage in force means for a request.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Pressure {
+    /// The stage.
+    pub(super) stage: u8,
+    /// The log levels agents are asked to shed.
+    pub(super) shed: Option<&'static str>,
+    /// Tenants throttled by name (`throttle_tenants`).
+    pub(super) throttled: Vec<String>,
+    /// Tenants at or below this priority are throttled.
+    pub(super) priority_at_most: Option<u32>,
+    /// The last stage: 503 to everyone.
+    pub(super) everyone: bool,
+}
+
+impl Pressure {
+    /// Whether `tenant`, of `priority`, is throttled (429).
+    pub(super) fn throttles(&self, tenant: &str, priority: u32) -> bool {
+        self.throttled.iter().any(|t| t == tenant)
+            || self.priority_at_most.is_some_and(|p| priority <= p)
+    }
+}
+
+/// The tenant priorities below the highest configured one, lowest first: one stage each.
+pub(super) fn priority_tiers(config: &crate::config::GatewayConfig) -> Vec<u32> {
+    let mut tiers: Vec<u32> = config.tenants.values().map(|l| l.priority).collect();
+    tiers.sort_unstable();
+    tiers.dedup();
+    tiers.pop();
+    tiers
+}
+
+/// The last stage: past every action and every priority tier.
+pub(super) fn last_stage(config: &crate::config::GatewayConfig) -> u8 {
+    let stages = config.overload.actions.len() + priority_tiers(config).len() + 1;
+    u8::try_from(stages).unwrap_or(u8::MAX)
+}
+
+/// What `stage` means under `config`.
+pub(super) fn pressure_at(config: &crate::config::GatewayConfig, stage: u8) -> Pressure {
+    let actions = &config.overload.actions;
+    let mut pressure = Pressure {
+        stage,
+        ..Pressure::default()
+    };
+    for a in &actions[..usize::from(stage).min(actions.len())] {
+        match a {
+            OverloadAction::ReduceLogSampling(p) => {
+                pressure.shed = Some(if *p > 50 { "info" } else { "debug" });
+            }
+            OverloadAction::ThrottleTenants(t) => pressure.throttled.extend(t.iter().cloned()),
+        }
+    }
+    let tiers = priority_tiers(config);
+    let past_actions = usize::from(stage).saturating_sub(actions.len());
+    if past_actions > 0 {
+        pressure.priority_at_most = tiers
+            .get(past_actions.min(tiers.len()).wrapping_sub(1))
+            .copied();
+    }
+    pressure.everyone = stage >= last_stage(config);
+    pressure
+}
+
 impl Gateway {
     /// The overload stage now, and what it means.
-    pub(super) fn overload_now(&self, live: &Live) -> (u8, Option<&'static str>, Vec<String>) {
-        let stage = self.overload.stage.load(Ordering::Relaxed);
-        let actions = &live.config.overload.actions;
-        let applied = &actions[..usize::from(stage).min(actions.len())];
-        let mut shed = None;
-        let mut throttled = Vec::new();
-        for a in applied {
-            match a {
-                OverloadAction::ReduceLogSampling(p) => {
-                    shed = Some(if *p > 50 { "info" } else { "debug" });
-                }
-                OverloadAction::ThrottleTenants(t) => throttled.extend(t.iter().cloned()),
-            }
-        }
-        (stage, shed, throttled)
+    pub(super) fn overload_now(&self, live: &Live) -> Pressure {
+        pressure_at(&live.config, self.overload.stage.load(Ordering::Relaxed))
     }
 
     /// One step of the overload controller (every second): escalates after 5 s over
@@ -47,7 +104,7 @@ impl Gateway {
         let live = self.live();
         let threshold = live.config.overload.freshness_threshold_p99;
         let over = self.telemetry.commit_p99() > threshold;
-        let max = live.config.overload.actions.len() as u8 + 1;
+        let max = last_stage(&live.config);
         let stage = self.overload.stage.load(Ordering::Relaxed);
         let mut since = self
             .overload
@@ -111,6 +168,44 @@ pub fn next_stage(stage: u8, over: bool, held: Duration, max: u8) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn low_priority_tenants_are_throttled_tier_by_tier_before_everyone_gets_503() {
+        let config = crate::config::parse(
+            std::path::Path::new("gateway.yaml"),
+            "tls: off\ntokenize: { key_file: /k }\n\
+             sinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n\
+             tenants:\n  default: { priority: 50 }\n  game: { priority: 100 }\n  batch: { priority: 10 }\n  studio: { priority: 100 }\n\
+             overload: { actions: [ { reduce_log_sampling: 50% }, { throttle_tenants: [studio] } ] }\n",
+            &|_| None,
+        )
+        .expect("config");
+        assert_eq!(priority_tiers(&config), [10, 50]);
+        // Two actions, two tiers below the highest, then 503: six stages.
+        assert_eq!(last_stage(&config), 5);
+        let limits = |t: &str| config.limits_of(t).priority;
+        let throttled = |stage: u8| -> Vec<&str> {
+            ["game", "default", "batch", "studio"]
+                .into_iter()
+                .filter(|t| pressure_at(&config, stage).throttles(t, limits(t)))
+                .collect()
+        };
+        assert!(throttled(1).is_empty(), "stage 1 sheds logs only");
+        assert_eq!(throttled(2), ["studio"], "the listed tenant");
+        assert_eq!(
+            throttled(3),
+            ["batch", "studio"],
+            "then the lowest priority"
+        );
+        assert_eq!(
+            throttled(4),
+            ["default", "batch", "studio"],
+            "then the next tier; the game tenant is the last one refused"
+        );
+        assert!(!pressure_at(&config, 4).everyone);
+        assert!(pressure_at(&config, 5).everyone, "at last 503 to everyone");
+        assert_eq!(pressure_at(&config, 1).shed, Some("debug"));
+    }
 
     #[test]
     fn overload_escalates_in_order_and_recovers_slowly() {

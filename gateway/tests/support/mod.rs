@@ -15,63 +15,27 @@ use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use prost::Message;
 
-/// A CA and the files a gateway needs (`ca.crt`, `server.crt`, `server.key`).
-pub struct Pki {
-    pub dir: PathBuf,
-    ca: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pub ca_der: Vec<u8>,
-}
+pub use edge_tests::pki::ClientCert;
 
-/// A client's certificate and key (DER).
-#[derive(Clone)]
-pub struct ClientCert {
-    pub cert: Vec<u8>,
-    pub key: Vec<u8>,
+/// The workspace's test CA with the files a gateway needs (`{name}-ca.crt`,
+/// `{name}-server.crt`, `{name}-server.key`).
+pub struct Pki(edge_tests::pki::Pki);
+
+impl std::ops::Deref for Pki {
+    type Target = edge_tests::pki::Pki;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl Pki {
     pub fn new(dir: &Path, name: &str) -> Pki {
-        let ca_key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("{name} CA"));
-        let ca_cert = params.self_signed(&ca_key).expect("CA");
-        std::fs::write(dir.join(format!("{name}-ca.crt")), ca_cert.pem()).expect("write");
-        let ca = rcgen::Issuer::new(params, ca_key);
-        let pki = Pki {
-            dir: dir.to_path_buf(),
-            ca,
-            ca_der: ca_cert.der().to_vec(),
-        };
-        let key = rcgen::KeyPair::generate().expect("key");
-        let server = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-            .expect("params")
-            .signed_by(&key, &pki.ca)
-            .expect("server");
-        std::fs::write(dir.join(format!("{name}-server.crt")), server.pem()).expect("write");
-        std::fs::write(dir.join(format!("{name}-server.key")), key.serialize_pem()).expect("write");
-        pki
+        Pki(edge_tests::pki::Pki::with_prefix(dir, name).expect("test CA"))
     }
 
     /// A client certificate with CN `cn` and, if given, a URI SAN.
     pub fn client(&self, cn: &str, uri: Option<&str>) -> ClientCert {
-        let key = rcgen::KeyPair::generate().expect("key");
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, cn);
-        if let Some(uri) = uri {
-            params.subject_alt_names.push(rcgen::SanType::URI(
-                uri.to_string().try_into().expect("uri"),
-            ));
-        }
-        let cert = params.signed_by(&key, &self.ca).expect("client");
-        ClientCert {
-            cert: cert.der().to_vec(),
-            key: key.serialize_der(),
-        }
+        self.0.client_with_uri(cn, uri).expect("client certificate")
     }
 }
 
@@ -98,6 +62,7 @@ impl Drop for Gateway {
 pub fn config_text(dir: &Path, port: u16, tenants: &str) -> String {
     format!(
         "listen: 127.0.0.1:{port}\n\
+         tokenize: {{ key_file: {d}/tokenize.key }}\n\
          tls: {{ cert: {d}/test-server.crt, key: {d}/test-server.key, client_ca: {d}/test-ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal, subjects: {{ \"CN=gs-*\": game }} }}\n\
          tenants:\n{tenants}\n\
@@ -116,6 +81,7 @@ impl Gateway {
     /// [`Gateway::start`] with extra environment variables.
     pub fn start_with_env(dir: &Path, port: u16, config: &str, env: &[(&str, &str)]) -> Gateway {
         let file = dir.join("gateway.yaml");
+        edge_tests::pki::write_test_tokenize_key(dir).expect("tokenize key");
         std::fs::write(&file, config).expect("config");
         let log = dir.join("gateway.log");
         let child = Command::new(env!("CARGO_BIN_EXE_edge-gateway"))

@@ -402,6 +402,36 @@ fn a_file_created_and_renamed_away_between_two_listings_is_read_under_its_new_na
 }
 
 #[test]
+fn a_file_renamed_to_an_unrelated_name_before_it_was_listed_is_followed_by_the_rename_event() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("game.log");
+    let mut tailer = Tailer::new(config(&log), dir.path().join("positions.json")).expect("tailer");
+    assert!(poll_commit(&mut tailer).is_empty(), "nothing there yet");
+    // Created, written and renamed to a name that is no rotated name of the glob, all
+    // before the next listing: only inotify's paired rename says where it went.
+    std::fs::write(&log, "gone 1\ngone 2\n").expect("write");
+    std::fs::rename(&log, dir.path().join("archive-0001.bin")).expect("rename");
+    // An unrelated file renamed to another unrelated name is not followed.
+    std::fs::write(dir.path().join("notes.txt"), "not ours\n").expect("write");
+    std::fs::rename(dir.path().join("notes.txt"), dir.path().join("notes.old")).expect("rename");
+    tailer.renamed("game.log", "archive-0001.bin");
+    tailer.renamed("notes.txt", "notes.old");
+    // Followed once its length holds still for a poll, like any file first seen
+    // outside the glob.
+    assert!(poll_commit(&mut tailer).is_empty());
+    assert_eq!(poll_commit(&mut tailer), ["gone 1", "gone 2"]);
+    // Renamed again: still followed, nothing read twice.
+    std::fs::rename(
+        dir.path().join("archive-0001.bin"),
+        dir.path().join("archive-0002.bin"),
+    )
+    .expect("rename");
+    tailer.renamed("archive-0001.bin", "archive-0002.bin");
+    assert!(poll_commit(&mut tailer).is_empty());
+    assert!(poll_commit(&mut tailer).is_empty());
+}
+
+#[test]
 fn rotated_names_are_a_glob_match_and_a_suffix_but_never_compressed() {
     assert!(rotated_name("*.log", "game.log.1"));
     assert!(rotated_name("*.log", "game.log-20261205"));

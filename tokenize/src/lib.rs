@@ -1,4 +1,7 @@
-//! PII tokenization of log records, on the host, before a record is queued.
+//! `edge-tokenize`: PII tokenization of log records (and span attributes), by the agent
+//! on the host before a record is queued, and by the gateway for records that arrive
+//! without an agent. One implementation, so the same value gets the same token wherever
+//! it was tokenized.
 //!
 //! # What is found
 //!
@@ -81,9 +84,8 @@ use std::str::FromStr;
 use memchr::memchr3;
 use regex::Regex;
 
-use crate::logs::record::LogRecord;
-
 mod builtins;
+pub mod config;
 mod key;
 
 use builtins::scan_builtins;
@@ -93,7 +95,7 @@ pub use key::{KeyFile, TokenKey};
 pub const MIN_KEY_LEN: usize = 16;
 
 /// The built-in detectors, in their index order.
-const BUILTINS: [&str; 3] = ["email", "ipv4", "ipv6"];
+pub const BUILTINS: [&str; 3] = ["email", "ipv4", "ipv6"];
 const EMAIL: usize = 0;
 const IPV4: usize = 1;
 const IPV6: usize = 2;
@@ -480,14 +482,19 @@ impl Tokenizer {
 
     /// Scrubs a record in place: the message, every attribute key and value, and a trace
     /// id that is not hex.
-    pub fn scrub(&self, record: &mut LogRecord) -> Verdict {
+    pub fn scrub_fields(
+        &self,
+        message: &mut String,
+        trace_id: Option<&mut String>,
+        attributes: &mut [(String, String)],
+    ) -> Verdict {
         let mut replaced = 0;
-        if let Err(drop) = self.rewrite_in_place(&mut record.message, &mut replaced) {
+        if let Err(drop) = self.rewrite_in_place(message, &mut replaced) {
             return drop;
         }
         // A trace id that is not hex is not one the sender can ship as bytes: it would
         // travel as text, so it is taken whole as a value to tokenize.
-        if let Some(trace_id) = &mut record.trace_id
+        if let Some(trace_id) = trace_id
             && !trace_id.bytes().all(|b| b.is_ascii_hexdigit())
         {
             if let Outcome::Drop(name) = self.rewrite(trace_id) {
@@ -498,7 +505,7 @@ impl Tokenizer {
             *trace_id = self.token(trace_id);
             replaced += 1;
         }
-        for (key, value) in &mut record.attributes {
+        for (key, value) in attributes.iter_mut() {
             // Keys are scrubbed like values (`{"seen":{"a@b.example":1}}` flattens to a
             // key holding an address); the token keeps the key's place in the record.
             if let Err(drop) = self.rewrite_in_place(key, &mut replaced) {
