@@ -13,7 +13,6 @@ use std::sync::atomic::AtomicU8;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use edge_agent::logs::tokenize::{Action, DetectorSpec, KeyFile, Tokenizer};
 use edge_agent::queue::{Class, DiskQueue, QueueConfig, SharedQueue};
 use edge_agent::telemetry::Telemetry;
 use edge_agent::traces::TracesPipeline;
@@ -22,6 +21,7 @@ use edge_schema::proto::otlp::trace::{
     ExportTraceServiceRequest, ResourceSpans, ScopeSpans, Span, span,
 };
 use edge_schema::proto::otlp::{AnyValue, ArrayValue, KeyValue, Resource, any_value};
+use edge_tokenize::{Action, DetectorSpec, KeyFile, Tokenizer};
 use tokio::sync::Notify;
 
 fn arg(name: &str, default: u64) -> u64 {
