@@ -22,7 +22,8 @@
 //! collector's batch processor does. A graceful stop queues everything.
 
 pub mod batch;
-pub mod scrub;
+/// The span scrub is edge-tokenize's, shared with the gateway.
+pub use edge_tokenize::spans as scrub;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -296,9 +297,16 @@ impl TracesPipeline {
         }
     }
 
-    /// The host's name and labels on the resource, where the client did not set them.
+    /// The host's name and labels on the resource, where the client did not set them,
+    /// and the mark that tells the gateway these spans are tokenized already.
     fn add_host(&self, rs: &mut edge_schema::proto::otlp::trace::ResourceSpans) {
         let resource = rs.resource.get_or_insert_with(Resource::default);
+        resource
+            .attributes
+            .retain(|a| a.key != crate::logs::ship::TOKENIZED_MARK);
+        resource
+            .attributes
+            .push(string_kv(crate::logs::ship::TOKENIZED_MARK, "true"));
         for kv in &self.host_attributes {
             if !resource.attributes.iter().any(|a| a.key == kv.key) {
                 resource.attributes.push(kv.clone());
