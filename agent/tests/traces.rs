@@ -259,6 +259,8 @@ async fn offered_spans_reach_the_gateways_traces_sink_tokenized_through_429s_onc
         assert_eq!(attr("host.name"), text("gs-1"));
         assert_eq!(attr("region"), text("eu-test-1"));
         assert_eq!(attr("service.name"), text("game"));
+        // The mark that spares these spans a second scrub at the gateway.
+        assert_eq!(attr("edgepipe.tokenized"), text("true"));
         for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
             ids.push(s.span_id.clone());
             assert!(s.name.starts_with("login tok_"), "{}", s.name);

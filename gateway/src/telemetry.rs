@@ -228,6 +228,11 @@ pub const GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL: Counter = Counter {
     name: "edge_gateway_log_records_tokenized_total",
     help: "Log records that arrived without an agent and were tokenized by the gateway, by tenant.",
 };
+/// `edge_gateway_spans_tokenized_total` (counter).
+pub const GATEWAY_SPANS_TOKENIZED_TOTAL: Counter = Counter {
+    name: "edge_gateway_spans_tokenized_total",
+    help: "Spans tokenized at the gateway because they arrived without an agent, by tenant.",
+};
 /// `edge_gateway_discarded_spans_total` (counter).
 pub const GATEWAY_DISCARDED_SPANS_TOTAL: Counter = Counter {
     name: "edge_gateway_discarded_spans_total",

@@ -78,6 +78,10 @@ proptest! {
         let _ = remote_write::scan(&body);
         for enc in [Some("zstd"), Some("gzip"), None, Some("br")] {
             if let Err(e) = decode::logs_request(&body, enc, MAX) { prop_assert!(is_4xx(&e)); }
+            match decode::traces_request(&body, enc, MAX) {
+                Ok((req, _)) => { let _ = edge_gateway::sink::traces::document::from_otlp(&req, "t"); }
+                Err(e) => prop_assert!(is_4xx(&e)),
+            }
         }
         let _ = log_document::from_json_batch(&body, "t", &tokenizer());
     }
@@ -155,6 +159,12 @@ fn a_bomb_in_every_encoding_is_a_413_before_it_allocates() {
     );
     assert_eq!(
         decode::logs_request(&gz, Some("gzip"), MAX)
+            .map(|_| ())
+            .map_err(|e| e.status()),
+        Err(413)
+    );
+    assert_eq!(
+        decode::traces_request(&z, Some("zstd"), MAX)
             .map(|_| ())
             .map_err(|e| e.status()),
         Err(413)

@@ -389,3 +389,102 @@ async fn the_otlp_sink_signs_for_xray_and_answers_only_after_the_endpoint_took_t
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["signature_ok"], false);
 }
+
+#[tokio::test]
+async fn spans_without_an_agent_are_tokenized_here_and_an_agents_are_left_alone() {
+    use edge_schema::proto::otlp::Resource;
+    use edge_schema::proto::otlp::trace::ExportTraceServiceResponse;
+    const EMAIL: &str = "dana.lee@example.net";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let text = config(
+        dir.path(),
+        port,
+        Some(&format!(
+            "{{ kind: file, dir: {}/spool }}",
+            dir.path().display()
+        )),
+    )
+    .replace(
+        "tokenize.key }",
+        "tokenize.key, detectors: [{ name: secret, pattern: 'sk_live_[a-z0-9]+', action: drop }] }",
+    );
+    let _gw = Gateway::start(dir.path(), port, &text);
+    let cert = pki.client("gs-1", None);
+    let mut c = Client::connect(port, tls_config(&pki.ca_der, Some(&cert)))
+        .await
+        .expect("connect");
+    let attr = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+    };
+    // Two resources: one as an SDK sends it, one marked by an agent (already tokenized,
+    // so a value that looks like PII there is left as it is).
+    let mut sdk = request(3, 7).resource_spans.remove(0);
+    for (i, s) in sdk.scope_spans[0].spans.iter_mut().enumerate() {
+        s.name = format!("login {EMAIL}");
+        s.attributes.push(attr("user.email", EMAIL));
+        if i == 2 {
+            s.attributes.push(attr("card", "sk_live_abc123"));
+        }
+    }
+    let mut agent = request(1, 8).resource_spans.remove(0);
+    agent.resource = Some(Resource {
+        attributes: vec![attr("edgepipe.tokenized", "true")],
+        ..Default::default()
+    });
+    agent.scope_spans[0].spans[0].name = "kept as sent".into();
+    let a = post(
+        &mut c,
+        &ExportTraceServiceRequest {
+            resource_spans: vec![sdk, agent],
+        },
+        "zstd",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let answer = ExportTraceServiceResponse::decode(a.body.as_bytes()).expect("an OTLP answer");
+    let partial = answer.partial_success.expect("a partial success");
+    assert_eq!(partial.rejected_spans, 1);
+    assert!(
+        partial.error_message.contains("\"secret\""),
+        "{}",
+        partial.error_message
+    );
+    let spans = spooled(dir.path());
+    assert_eq!(spans.len(), 3, "two SDK spans and the agent's");
+    let sdk_spans: Vec<&Span> = spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.trace_id == vec![7; 16])
+        .collect();
+    assert_eq!(sdk_spans.len(), 2);
+    for s in &sdk_spans {
+        assert!(s.name.starts_with("login tok_"), "{}", s.name);
+    }
+    assert!(spans.iter().any(|(_, s)| s.name == "kept as sent"));
+    for entry in std::fs::read_dir(dir.path().join("spool/traces")).expect("spool") {
+        let bytes = std::fs::read(entry.expect("entry").path()).expect("segment");
+        for pii in [EMAIL.as_bytes(), b"sk_live_abc123"] {
+            assert!(
+                !bytes.windows(pii.len()).any(|w| w == pii),
+                "PII in the spool"
+            );
+        }
+    }
+    assert_eq!(
+        c.metric("edge_gateway_spans_tokenized_total{tenant=\"game\"}")
+            .await,
+        Some(3.0)
+    );
+    assert_eq!(
+        c.metric(
+            "edge_gateway_discarded_spans_total{tenant=\"game\",reason=\"pii_drop_detector\"}"
+        )
+        .await,
+        Some(1.0)
+    );
+}

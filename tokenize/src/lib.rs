@@ -87,6 +87,7 @@ use regex::Regex;
 mod builtins;
 pub mod config;
 mod key;
+pub mod spans;
 
 use builtins::scan_builtins;
 pub use key::{KeyFile, TokenKey};

@@ -109,6 +109,13 @@ impl Batcher {
         if due { self.close() } else { None }
     }
 
+    /// How long until the open batch is due by age (zero if it is); `None` when no
+    /// batch is open.
+    pub fn due_in(&self, now: Instant) -> Option<Duration> {
+        self.since
+            .map(|s| (s + self.limits.max_age).saturating_duration_since(now))
+    }
+
     /// Spans waiting in the open batch.
     pub fn open_spans(&self) -> u64 {
         self.spans

@@ -22,7 +22,8 @@
 //! collector's batch processor does. A graceful stop queues everything.
 
 pub mod batch;
-pub mod scrub;
+/// The span scrub is edge-tokenize's, shared with the gateway.
+pub use edge_tokenize::spans as scrub;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -63,8 +64,9 @@ pub const SHED_RETRY_AFTER: Duration = Duration::from_secs(5);
 /// a disk in trouble.
 pub const MAX_WAITING_BYTES: usize = 8 << 20;
 
-/// How often the task looks for batches due by age.
-pub const TICK: Duration = Duration::from_millis(100);
+/// The longest the task sleeps with nothing due (it then checks the key file): an idle
+/// agent wakes for traces every few seconds, not every few milliseconds.
+pub const IDLE_WAKE: Duration = KEY_CHECK_EVERY;
 
 /// How often the tokenization key file is checked for a new key.
 pub const KEY_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -106,7 +108,8 @@ pub struct TracesPipeline {
     queue_max: u64,
     /// Wakes the traces sender.
     sender_wake: Arc<Notify>,
-    /// Wakes this pipeline's task (a batch closed).
+    /// Wakes this pipeline's task (a batch closed, or the open batch began and has a
+    /// deadline now).
     closed: Notify,
     telemetry: Arc<Telemetry>,
     shed_hint: Arc<AtomicU8>,
@@ -248,6 +251,7 @@ impl TracesPipeline {
             };
         }
         let now = Instant::now();
+        let was_empty = state.batcher.open_spans() == 0;
         let (mut kept, mut dropped, mut replaced) = (0u64, 0u64, 0u64);
         let mut first_drop: Option<String> = None;
         let mut closed = Vec::new();
@@ -266,7 +270,7 @@ impl TracesPipeline {
             closed.extend(state.batcher.add(rs, s.kept, now));
         }
         let lost = state.batcher.take_lost();
-        let woke = !closed.is_empty();
+        let woke = !closed.is_empty() || (was_empty && state.batcher.open_spans() > 0);
         for c in closed {
             state.waiting_bytes += c.body.len();
             state.waiting.push_back(c);
@@ -293,9 +297,16 @@ impl TracesPipeline {
         }
     }
 
-    /// The host's name and labels on the resource, where the client did not set them.
+    /// The host's name and labels on the resource, where the client did not set them,
+    /// and the mark that tells the gateway these spans are tokenized already.
     fn add_host(&self, rs: &mut edge_schema::proto::otlp::trace::ResourceSpans) {
         let resource = rs.resource.get_or_insert_with(Resource::default);
+        resource
+            .attributes
+            .retain(|a| a.key != crate::logs::ship::TOKENIZED_MARK);
+        resource
+            .attributes
+            .push(string_kv(crate::logs::ship::TOKENIZED_MARK, "true"));
         for kv in &self.host_attributes {
             if !resource.attributes.iter().any(|a| a.key == kv.key) {
                 resource.attributes.push(kv.clone());
@@ -369,9 +380,14 @@ impl TracesPipeline {
             if *stop.borrow() {
                 break;
             }
+            let wait = self
+                .state()
+                .batcher
+                .due_in(Instant::now())
+                .map_or(IDLE_WAKE, |d| d.min(IDLE_WAKE));
             tokio::select! {
                 () = self.closed.notified() => {}
-                () = tokio::time::sleep(TICK) => {}
+                () = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
             let (batches, lost) = self.take(Instant::now(), false);

@@ -335,6 +335,10 @@ async fn batches_close_by_spans_by_bytes_and_by_age() {
         b.add(request(vec![pii_span(1)]).resource_spans.remove(0), 1, t0)
             .is_empty()
     );
+    assert_eq!(
+        b.due_in(t0 + Duration::from_millis(400)),
+        Some(Duration::from_millis(600))
+    );
     assert!(b.due(t0 + Duration::from_millis(999)).is_none());
     assert_eq!(b.due(t0 + Duration::from_secs(1)).map(|c| c.spans), Some(1));
     // By bytes: a request that would pass the bound closes the open batch first.
@@ -391,4 +395,40 @@ async fn traces_are_shed_after_debug_logs_and_before_info_logs() {
     ));
     assert_eq!(r.telemetry.spans_counted("shed"), 3);
     assert_eq!(r.telemetry.spans_counted("accepted"), 2);
+}
+
+#[tokio::test]
+async fn the_task_queues_an_open_batch_when_it_is_due_not_before() {
+    let r = rig(
+        BatchLimits {
+            max_bytes: 1 << 20,
+            max_spans: 100,
+            max_age: Duration::from_millis(300),
+        },
+        Vec::new(),
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(r.pipeline.clone().run(stop_rx));
+    // Let the task go idle first: the offer must wake it to set the deadline.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let offered = Instant::now();
+    r.pipeline.offer(request(vec![pii_span(1)]));
+    let deadline = offered + Duration::from_secs(30);
+    loop {
+        if !queued(&r.queue).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the open batch was never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        offered.elapsed() >= Duration::from_millis(300),
+        "queued before it was due"
+    );
+    assert_eq!(spans_of(&queued(&r.queue)).len(), 1);
+    // A span offered just before the stop is queued by the final flush.
+    r.pipeline.offer(request(vec![pii_span(2)]));
+    let _ = stop_tx.send(true);
+    task.await.expect("task");
+    assert_eq!(spans_of(&queued(&r.queue)).len(), 2);
 }

@@ -7,6 +7,8 @@ use std::time::Duration;
 use http_body_util::Full;
 use hyper::body::Bytes;
 
+use edge_schema::proto::otlp::trace::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+
 use crate::decode::BodyError;
 use crate::identity::IdentityError;
 use crate::quota::retry_after_secs;
@@ -127,8 +129,14 @@ pub enum Outcome {
     /// This gateway has no `sinks.traces`: 503 with `Retry-After` (a config to fix
     /// here; agents keep their spans queued meanwhile).
     NoTracesSink,
-    /// The spans committed: 200 with an empty `ExportTraceServiceResponse`.
-    SpansCommitted,
+    /// The spans committed: 200 with an `ExportTraceServiceResponse`, empty, or with a
+    /// `partial_success` when some spans were refused (a PII drop detector).
+    SpansCommitted {
+        /// Spans refused.
+        rejected_spans: u64,
+        /// Why, when some were.
+        error_message: String,
+    },
     /// The sink did not commit: 503 with `Retry-After`, or 400 for a record it can
     /// never take.
     Sink(SinkError),
@@ -332,8 +340,21 @@ impl From<Outcome> for Answer {
             )
             .retry(RETRY_NO_TRACES_SINK),
             // An empty ExportTraceServiceResponse: full success.
-            Outcome::SpansCommitted => {
-                Answer::new(200, Vec::new()).typed("application/x-protobuf")
+            Outcome::SpansCommitted {
+                rejected_spans,
+                error_message,
+            } => {
+                let body = if rejected_spans == 0 {
+                    Vec::new()
+                } else {
+                    prost::Message::encode_to_vec(&ExportTraceServiceResponse {
+                        partial_success: Some(ExportTracePartialSuccess {
+                            rejected_spans: i64::try_from(rejected_spans).unwrap_or(i64::MAX),
+                            error_message,
+                        }),
+                    })
+                };
+                Answer::new(200, body).typed("application/x-protobuf")
             }
             Outcome::Sink(SinkError::Busy { retry_after }) => {
                 Answer::new(503, "the sink is saturated; retry after the time given\n")

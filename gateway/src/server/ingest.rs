@@ -22,7 +22,8 @@ use crate::quota::RateCheck;
 use crate::sink::Record;
 use crate::telemetry::{
     GATEWAY_DISCARDED_LOG_RECORDS_TOTAL, GATEWAY_DISCARDED_SAMPLES_TOTAL,
-    GATEWAY_DISCARDED_SPANS_TOTAL, GATEWAY_SPANS_ACCEPTED_TOTAL, labels,
+    GATEWAY_DISCARDED_SPANS_TOTAL, GATEWAY_SPANS_ACCEPTED_TOTAL, GATEWAY_SPANS_TOKENIZED_TOTAL,
+    labels,
 };
 use crate::telemetry::{
     GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL,
@@ -539,15 +540,32 @@ async fn traces(
     live: &Live,
     id: &Identity,
     limits: &TenantLimits,
-    request: edge_schema::proto::otlp::trace::ExportTraceServiceRequest,
+    mut request: edge_schema::proto::otlp::trace::ExportTraceServiceRequest,
     raw: Vec<u8>,
 ) -> Outcome {
     let tenant = id.tenant.as_str();
-    let n = crate::sink::traces::count_spans(&request);
     let Some(sink) = &gw.traces_sink else {
+        let n = crate::sink::traces::count_spans(&request);
         discarded(gw, "spans", tenant, "no_sink", n);
         return Outcome::NoTracesSink;
     };
+    // Spans that did not come tokenized from an agent are tokenized here, as logs are.
+    let scrubbed = crate::sink::traces::tokenize_unmarked(&live.tokenizer, &mut request);
+    if scrubbed.tokenized > 0 {
+        gw.telemetry.add(
+            &GATEWAY_SPANS_TOKENIZED_TOTAL,
+            labels(&[("tenant", tenant)]),
+            scrubbed.tokenized as f64,
+        );
+    }
+    discarded(gw, "spans", tenant, "pii_drop_detector", scrubbed.dropped);
+    // Rewritten spans go to the sink re-encoded; untouched ones as they came.
+    let raw = if scrubbed.tokenized > 0 {
+        prost::Message::encode_to_vec(&request)
+    } else {
+        raw
+    };
+    let n = crate::sink::traces::count_spans(&request);
     match gw
         .quotas
         .check_spans(tenant, limits, live.config.replicas, n)
@@ -586,5 +604,13 @@ async fn traces(
             n as f64,
         );
     }
-    Outcome::SpansCommitted
+    Outcome::SpansCommitted {
+        rejected_spans: scrubbed.dropped,
+        error_message: scrubbed.first_drop.map_or_else(String::new, |d| {
+            format!(
+                "{} span(s) refused: they hold a value the PII detector {d:?} drops (tokenize.detectors)",
+                scrubbed.dropped
+            )
+        }),
+    }
 }

@@ -100,6 +100,47 @@ impl TracesSink {
     }
 }
 
+/// What [`tokenize_unmarked`] did.
+#[derive(Debug, Default)]
+pub struct Tokenized {
+    /// Spans that arrived without an agent's mark and were scrubbed here.
+    pub tokenized: u64,
+    /// Of those, spans a drop detector refused (removed from the request).
+    pub dropped: u64,
+    /// The detector that refused the first of them.
+    pub first_drop: Option<String>,
+}
+
+/// Tokenizes, with the agent's scrub, every `ResourceSpans` whose resource does not carry
+/// the agent's mark ([`crate::log_document::TOKENIZED_BY_AGENT`]): spans from an SDK
+/// pointed straight at the gateway get the same tokens an agent would have given them.
+pub fn tokenize_unmarked(
+    tokenizer: &edge_tokenize::Tokenizer,
+    request: &mut ExportTraceServiceRequest,
+) -> Tokenized {
+    let mut out = Tokenized::default();
+    for rs in &mut request.resource_spans {
+        let marked = rs.resource.as_ref().is_some_and(|r| {
+            r.attributes
+                .iter()
+                .any(|a| a.key == crate::log_document::TOKENIZED_BY_AGENT)
+        });
+        if marked {
+            continue;
+        }
+        let s = edge_tokenize::spans::scrub_resource_spans(tokenizer, rs);
+        out.tokenized += s.kept + s.dropped;
+        out.dropped += s.dropped;
+        if out.first_drop.is_none() {
+            out.first_drop = s.first_drop;
+        }
+    }
+    request
+        .resource_spans
+        .retain(|rs| !rs.scope_spans.is_empty());
+    out
+}
+
 /// Spans in a request.
 pub fn count_spans(request: &ExportTraceServiceRequest) -> u64 {
     request

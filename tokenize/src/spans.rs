@@ -1,4 +1,5 @@
-//! PII in spans: every free-text string of a span (its name, status message, event names,
+//! PII in spans, for the agent's traces path and for the gateway's spans that arrive
+//! without an agent: every free-text string of a span (its name, status message, event names,
 //! and every attribute value of the span, its events and its links, nested key-value
 //! lists and arrays included) and of its resource and scope goes through the logs
 //! path's [`Tokenizer`], with the same detectors, actions and key.
@@ -13,7 +14,7 @@
 use edge_schema::proto::otlp::trace::{ResourceSpans, Span};
 use edge_schema::proto::otlp::{AnyValue, KeyValue, any_value};
 
-use edge_tokenize::{Tokenizer, Verdict};
+use crate::{Tokenizer, Verdict};
 
 /// What scrubbing a `ResourceSpans` did.
 #[derive(Debug, Default, PartialEq, Eq)]
