@@ -48,8 +48,9 @@ pub struct Agent {
     host: Option<HostConfig>,
     scrape: Vec<String>,
     notifier: Notifier,
-    logs: Option<(crate::logs::pipeline::LogsPipeline, Sender)>,
+    logs: Option<(Arc<Mutex<crate::logs::pipeline::LogsPipeline>>, Sender)>,
     statsd: Option<crate::statsd::Statsd>,
+    otlp: Option<(crate::otlp::Otlp, crate::otlp::LogsSink)>,
 }
 
 /// Everything that can fail at startup.
@@ -120,7 +121,13 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         telemetry.clone(),
         cadence.clone(),
     )?;
-    let logs = match (config.logs_urls.is_empty(), config.logs.is_empty()) {
+    // The logs pipeline runs for file sources, and for OTLP records when a receiver is on
+    // and a tokenization key is configured (no key, no logs: PII never ships untokenized).
+    let otlp_logs = config.otlp.any() && config.tokenize_key_file.is_some();
+    let logs = match (
+        config.logs_urls.is_empty(),
+        config.logs.is_empty() && !otlp_logs,
+    ) {
         (false, false) => {
             let logs_wake = Arc::new(Notify::new());
             let tls = match &config.tls {
@@ -150,9 +157,23 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
                 telemetry.clone(),
                 sender.shed_hint(),
             )?;
-            Some((pipeline, sender))
+            Some((Arc::new(Mutex::new(pipeline)), sender))
         }
         _ => None,
+    };
+    let otlp = if config.otlp.any() {
+        let sink = match (&logs, config.logs_urls.is_empty()) {
+            (Some((pipeline, _)), _) => crate::otlp::LogsSink::Pipeline(pipeline.clone()),
+            (None, true) => crate::otlp::LogsSink::None(
+                "this agent ships no logs (output.logs_url is not set); log records are not kept",
+            ),
+            (None, false) => crate::otlp::LogsSink::None(
+                "this agent has no tokenization key (tokenize.key_file), so it keeps no logs; log records are not kept",
+            ),
+        };
+        Some((crate::otlp::Otlp::bind(config.otlp).await?, sink))
+    } else {
+        None
     };
     let gate = Gate::new(Schema::new(policy, catalog), config.series_budget);
     let shared = Arc::new(Shared::new(
@@ -185,6 +206,7 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         notifier: Notifier::from_env(),
         logs,
         statsd,
+        otlp,
     })
 }
 
@@ -263,6 +285,7 @@ impl Agent {
             notifier,
             logs,
             statsd,
+            otlp,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (send_stop_tx, send_stop_rx) = watch::channel(false);
@@ -273,6 +296,14 @@ impl Agent {
         ];
         if let Some(statsd) = statsd {
             tasks.extend(statsd.spawn(shared.clone(), stop_rx.clone()));
+        }
+        if let Some((otlp, sink)) = otlp {
+            let receivers = Arc::new(crate::otlp::Receivers::new(
+                shared.clone(),
+                sink,
+                Arc::new(crate::traces::TracesPipeline::default()),
+            ));
+            tasks.extend(otlp.spawn(receivers, stop_rx.clone()));
         }
         let logs_stop = Arc::new(AtomicBool::new(false));
         let logs_thread = match logs {

@@ -72,11 +72,47 @@ struct Source {
     parser: Parser,
     multiline: Option<(String, usize, Duration)>,
     files: HashMap<FileId, FileState>,
+    filters: Filters,
+}
+
+/// What a record passes after it is parsed: the level floor, drop patterns, sampling,
+/// and the tags it gets. A file source's come from its config; OTLP records have none
+/// of their own but pass the same stages (and shedding, and tokenization).
+#[derive(Debug, Default)]
+struct Filters {
     min_level: Option<Level>,
     drop: Option<RegexSet>,
     /// Fraction kept per level and the running credit of each.
     sample: HashMap<Level, (f64, f64)>,
     tags: Vec<(String, String)>,
+}
+
+/// Where a record came from, as the `source` label of `edge_logs_records_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A tailed file.
+    File,
+    /// The OTLP receivers.
+    Otlp,
+}
+
+/// What became of OTLP records offered with [`LogsPipeline::offer_structured`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StructuredOutcome {
+    /// Records queued (durable when the call returns).
+    pub queued: usize,
+    /// Records dropped by a filter, the sampler or a `drop` detector (counted in
+    /// `edge_logs_dropped_total`).
+    pub dropped: usize,
+    /// Nothing was taken: the pipeline is shedding the class of some of them; the
+    /// client should retry later.
+    pub shedding: bool,
+}
+
+/// A record dropped by the stages after parsing, and why.
+enum Passed {
+    Kept,
+    Dropped,
 }
 
 /// The pipeline (see the module docs).
@@ -94,6 +130,8 @@ pub struct LogsPipeline {
     shed_hint: Arc<AtomicU8>,
     /// 0 none, 1 debug, 2 info: what this step sheds.
     shed_level: u8,
+    /// The stages OTLP records pass.
+    otlp_filters: Filters,
 }
 
 fn detector_specs(config: &AgentConfig) -> Vec<DetectorSpec> {
@@ -160,6 +198,7 @@ impl LogsPipeline {
             telemetry,
             shed_hint,
             shed_level: 0,
+            otlp_filters: Filters::default(),
         })
     }
 
@@ -172,17 +211,31 @@ impl LogsPipeline {
     }
 
     /// Runs until `stop`, waking on `events` or every [`POLL_INTERVAL`]; queues what
-    /// is open before it returns.
-    pub fn run(mut self, stop: &AtomicBool, events: &std::sync::mpsc::Receiver<()>) {
+    /// is open before it returns. The pipeline is shared with the OTLP receivers, which
+    /// lock it between two rounds.
+    pub fn run(
+        pipeline: &std::sync::Mutex<LogsPipeline>,
+        stop: &AtomicBool,
+        events: &std::sync::mpsc::Receiver<()>,
+    ) {
+        let lock = || {
+            pipeline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
         while !stop.load(Ordering::Relaxed) {
-            self.step(Instant::now());
-            // A file with more to read than one round takes goes on at once.
-            if !self.sources.iter().any(|s| s.tailer.behind()) {
+            let behind = {
+                let mut p = lock();
+                p.step(Instant::now());
+                // A file with more to read than one round takes goes on at once.
+                p.sources.iter().any(|s| s.tailer.behind())
+            };
+            if !behind {
                 let _ = events.recv_timeout(POLL_INTERVAL);
                 while events.try_recv().is_ok() {}
             }
         }
-        self.finish();
+        lock().finish();
     }
 
     /// One round: checks the key, reads every source, processes what came, and
@@ -329,55 +382,68 @@ impl LogsPipeline {
         if record.parse_failed {
             self.telemetry.log_parse_failed();
         }
-        let class = class_of(record.level);
-        if let Some(min) = source.min_level
-            && record.level != Level::Unknown
-            && record.level < min
-        {
-            self.telemetry.log_dropped("min_level", class);
-            return;
-        }
-        if let Some(set) = &source.drop
-            && set.is_match(&record.message)
-        {
-            self.telemetry.log_dropped("drop_rule", class);
-            return;
-        }
-        if let Some((fraction, credit)) = source.sample.get_mut(&record.level) {
-            *credit += *fraction;
-            if *credit < 1.0 {
-                self.telemetry.log_dropped("sampled", class);
-                return;
+        if let Passed::Kept = pass(
+            &mut source.filters,
+            &mut record,
+            self.shed_level,
+            &mut self.tokenizer,
+            &self.telemetry,
+        ) {
+            self.telemetry.logs_queued(Origin::File, record.level, 1);
+            if let Some(closed) = self.batcher.add(i, &record, now) {
+                self.queue_all(vec![closed]);
             }
-            *credit -= 1.0;
         }
-        let shed = match class {
-            Class::LogsDebug => self.shed_level >= 1,
-            Class::LogsInfo => self.shed_level >= 2,
+    }
+
+    /// Takes records that arrive already structured (OTLP), past the parse stage: they
+    /// pass the same filters, shedding, enrichment and tokenization as a file's, then
+    /// every open batch is queued, so what this returns as queued is durable (the
+    /// receiver answers only then). When the pipeline is shedding the class of any of
+    /// them, none is taken (`shedding`): the client keeps them and retries.
+    pub fn offer_structured(
+        &mut self,
+        service: &str,
+        records: Vec<LogRecord>,
+        now: Instant,
+    ) -> StructuredOutcome {
+        let mut out = StructuredOutcome::default();
+        self.shed_level = self.shed_level_now();
+        let sheds = |class: Class, level: u8| match class {
+            Class::LogsDebug => level >= 1,
+            Class::LogsInfo => level >= 2,
             _ => false,
         };
-        if shed {
-            self.telemetry.log_dropped("shed", class);
-            return;
+        if self.shed_level > 0
+            && records
+                .iter()
+                .any(|r| sheds(class_of(r.level), self.shed_level))
+        {
+            out.shedding = true;
+            return out;
         }
-        record
-            .attributes
-            .extend(source.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-        match self.tokenizer.scrub(&mut record) {
-            Verdict::Drop { .. } => {
-                self.telemetry.log_dropped("pii_drop", class);
-                return;
-            }
-            Verdict::Keep { replaced } => {
-                if replaced > 0 {
-                    self.telemetry.pii_replaced(replaced as u64);
+        let service = self.batcher.service(service);
+        let mut closed = Vec::new();
+        for mut record in records {
+            match pass(
+                &mut self.otlp_filters,
+                &mut record,
+                self.shed_level,
+                &mut self.tokenizer,
+                &self.telemetry,
+            ) {
+                Passed::Kept => {
+                    self.telemetry.logs_queued(Origin::Otlp, record.level, 1);
+                    out.queued += 1;
+                    closed.extend(self.batcher.add(service, &record, now));
                 }
+                Passed::Dropped => out.dropped += 1,
             }
         }
-        self.telemetry.logs_queued(record.level, 1);
-        if let Some(closed) = self.batcher.add(i, &record, now) {
-            self.queue_all(vec![closed]);
+        if out.queued > 0 {
+            self.queue_all(closed);
         }
+        out
     }
 
     /// Queues `closed` and every other open batch, then commits the positions they
@@ -418,6 +484,63 @@ impl LogsPipeline {
     }
 }
 
+/// The stages after parsing, in order: level floor, drop patterns, sampling, shedding,
+/// tags, tokenization. Every drop is counted.
+fn pass(
+    filters: &mut Filters,
+    record: &mut LogRecord,
+    shed_level: u8,
+    tokenizer: &mut Tokenizer,
+    telemetry: &Telemetry,
+) -> Passed {
+    let class = class_of(record.level);
+    if let Some(min) = filters.min_level
+        && record.level != Level::Unknown
+        && record.level < min
+    {
+        telemetry.log_dropped("min_level", class);
+        return Passed::Dropped;
+    }
+    if let Some(set) = &filters.drop
+        && set.is_match(&record.message)
+    {
+        telemetry.log_dropped("drop_rule", class);
+        return Passed::Dropped;
+    }
+    if let Some((fraction, credit)) = filters.sample.get_mut(&record.level) {
+        *credit += *fraction;
+        if *credit < 1.0 {
+            telemetry.log_dropped("sampled", class);
+            return Passed::Dropped;
+        }
+        *credit -= 1.0;
+    }
+    let shed = match class {
+        Class::LogsDebug => shed_level >= 1,
+        Class::LogsInfo => shed_level >= 2,
+        _ => false,
+    };
+    if shed {
+        telemetry.log_dropped("shed", class);
+        return Passed::Dropped;
+    }
+    record
+        .attributes
+        .extend(filters.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    match tokenizer.scrub(record) {
+        Verdict::Drop { .. } => {
+            telemetry.log_dropped("pii_drop", class);
+            Passed::Dropped
+        }
+        Verdict::Keep { replaced } => {
+            if replaced > 0 {
+                telemetry.pii_replaced(replaced as u64);
+            }
+            Passed::Kept
+        }
+    }
+}
+
 fn limits() -> BatchLimits {
     super::ship::DEFAULT_LIMITS
 }
@@ -451,14 +574,16 @@ fn build_source(source: &LogSource, positions: PathBuf) -> anyhow::Result<Source
             .clone()
             .map(|s| (s, source.multiline_max_lines, source.multiline_timeout)),
         files: HashMap::new(),
-        min_level: source.min_level,
-        drop,
-        sample,
-        tags: source
-            .tags
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
+        filters: Filters {
+            min_level: source.min_level,
+            drop,
+            sample,
+            tags: source
+                .tags
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        },
     })
 }
 

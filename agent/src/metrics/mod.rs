@@ -234,6 +234,28 @@ pub struct Pipeline {
     pub host_labels: Vec<(String, String)>,
 }
 
+/// What became of one series offered with [`Pipeline::offer_series`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Offered {
+    /// Every point passed.
+    Accepted(usize),
+    /// Refused by the policy or the budget (values folded into the overflow series).
+    Refused {
+        /// Points refused.
+        points: usize,
+        /// Points that passed before the series was refused (none, usually).
+        accepted: usize,
+        /// One of [`gate::REJECT_REASONS`].
+        reason: &'static str,
+        /// The policy's words, naming metric and label (`None` for the budget).
+        detail: Option<String>,
+    },
+    /// No `__name__`.
+    Unnamed,
+    /// What a store would refuse; dropped and counted.
+    Invalid(SeriesFault),
+}
+
 /// What one push brought.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ingested {
@@ -266,53 +288,92 @@ impl Pipeline {
     pub fn ingest(&mut self, request: WriteRequest, now: std::time::Instant) -> Ingested {
         let mut out = Ingested::default();
         let now_ms = now_ms();
-        for mut ts in request.timeseries {
-            match series::check(&mut ts, now_ms, &TimeWindow::default()) {
-                Ok(()) => {}
-                Err(SeriesFault::MissingMetricName) => {
-                    out.unnamed += 1;
-                    continue;
+        for ts in request.timeseries {
+            match self.offer_series(ts, now_ms, now) {
+                Offered::Accepted(n) => out.accepted += n,
+                Offered::Refused {
+                    points, accepted, ..
+                } => {
+                    out.refused += points;
+                    out.accepted += accepted;
                 }
-                Err(fault) => {
-                    self.gate.count_invalid(&fault);
+                Offered::Unnamed => out.unnamed += 1,
+                Offered::Invalid(fault) => {
                     out.invalid += 1;
                     out.first_invalid.get_or_insert_with(|| fault.to_string());
-                    continue;
-                }
-            }
-            let Some(key) = SeriesKey::from_proto(ts.labels, &self.host_labels) else {
-                out.unnamed += 1;
-                continue;
-            };
-            let mut points: Vec<Point> = ts
-                .samples
-                .into_iter()
-                .map(|s| Point::Float {
-                    value: s.value,
-                    timestamp: s.timestamp,
-                })
-                .chain(
-                    ts.histograms
-                        .into_iter()
-                        .map(|h| Point::Histogram(Box::new(h))),
-                )
-                .collect();
-            // Usually one point: the key moves into the batch with the last one.
-            let last = points.pop();
-            let mut offered: Vec<(SeriesKey, Point)> = points
-                .into_iter()
-                .map(|point| (key.clone(), point))
-                .collect();
-            offered.extend(last.map(|point| (key, point)));
-            for (key, point) in offered {
-                if self.offer(key, point, now) {
-                    out.accepted += 1;
-                } else {
-                    out.refused += 1;
                 }
             }
         }
         out
+    }
+
+    /// Passes one remote_write series (all its points) through the checks a store
+    /// makes and the gate. A refused series says why, naming the label the policy
+    /// refused (`None` for the budget).
+    pub fn offer_series(
+        &mut self,
+        mut ts: pb::TimeSeries,
+        now_ms: i64,
+        now: std::time::Instant,
+    ) -> Offered {
+        match series::check(&mut ts, now_ms, &TimeWindow::default()) {
+            Ok(()) => {}
+            Err(SeriesFault::MissingMetricName) => return Offered::Unnamed,
+            Err(fault) => {
+                self.gate.count_invalid(&fault);
+                return Offered::Invalid(fault);
+            }
+        }
+        let Some(key) = SeriesKey::from_proto(ts.labels, &self.host_labels) else {
+            return Offered::Unnamed;
+        };
+        let mut points: Vec<Point> = ts
+            .samples
+            .into_iter()
+            .map(|s| Point::Float {
+                value: s.value,
+                timestamp: s.timestamp,
+            })
+            .chain(
+                ts.histograms
+                    .into_iter()
+                    .map(|h| Point::Histogram(Box::new(h))),
+            )
+            .collect();
+        let mut accepted = 0;
+        let mut refused = 0;
+        let mut why: Option<(&'static str, Option<String>)> = None;
+        // Usually one point: the key moves into the batch with the last one.
+        let last = points.pop();
+        let mut offered: Vec<(SeriesKey, Point)> = points
+            .into_iter()
+            .map(|point| (key.clone(), point))
+            .collect();
+        offered.extend(last.map(|point| (key, point)));
+        for (key, point) in offered {
+            match self.gate.admit(&key, &point, now) {
+                gate::Verdict::Pass => {
+                    self.batch.add(key, point);
+                    accepted += 1;
+                }
+                gate::Verdict::Refused { reason } => {
+                    refused += 1;
+                    if why.is_none() {
+                        let label = self.gate.violation(&key).map(|v| v.to_string());
+                        why = Some((reason, label));
+                    }
+                }
+            }
+        }
+        match why {
+            Some((reason, detail)) => Offered::Refused {
+                points: refused,
+                accepted,
+                reason,
+                detail,
+            },
+            None => Offered::Accepted(accepted),
+        }
     }
 
     /// Ends a cycle: folds overflow series in, forgets idle series, and returns the
