@@ -56,6 +56,7 @@ struct Raw {
     #[serde(default)]
     queue: RawQueue,
     statsd: Option<statsd::RawStatsd>,
+    otlp: Option<otlp::RawOtlp>,
 }
 
 #[derive(Deserialize)]
@@ -268,6 +269,8 @@ pub struct AgentConfig {
     pub queue: QueueConfig,
     /// The statsd receiver, or `None` when `statsd: off`.
     pub statsd: Option<crate::statsd::StatsdConfig>,
+    /// The OTLP receivers (each `None` when off).
+    pub otlp: crate::otlp::OtlpConfig,
 }
 
 pub use edge_schema::config::ConfigError;
@@ -603,6 +606,7 @@ impl Validator<'_> {
         queue.count_items = crate::queue::items::count;
         queue.max_bytes = max_bytes;
         let statsd = self.statsd(raw.statsd);
+        let otlp = self.otlp(raw.otlp);
 
         AgentConfig {
             host_labels,
@@ -628,6 +632,7 @@ impl Validator<'_> {
             tls,
             queue,
             statsd,
+            otlp,
         }
     }
 }
@@ -638,6 +643,7 @@ fn default_listen() -> SocketAddr {
 
 pub use edge_schema::config::{parse_duration, parse_size};
 
+mod otlp;
 mod statsd;
 
 #[cfg(test)]

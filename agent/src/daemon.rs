@@ -48,9 +48,10 @@ pub struct Agent {
     host: Option<HostConfig>,
     scrape: Vec<String>,
     notifier: Notifier,
-    logs: Option<(crate::logs::pipeline::LogsPipeline, Sender)>,
+    logs: Option<(Arc<Mutex<crate::logs::pipeline::LogsPipeline>>, Sender)>,
     traces: Option<(Arc<crate::traces::TracesPipeline>, Sender)>,
     statsd: Option<crate::statsd::Statsd>,
+    otlp: Option<(crate::otlp::Otlp, crate::otlp::LogsSink)>,
 }
 
 /// The label policy and the catalog the config names (the shipped ones by default). A
@@ -127,7 +128,13 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         telemetry.clone(),
         cadence.clone(),
     )?;
-    let logs = match (config.logs_urls.is_empty(), config.logs.is_empty()) {
+    // The logs pipeline runs for file sources, and for OTLP records when a receiver is on
+    // and a tokenization key is configured (no key, no logs: PII never ships untokenized).
+    let otlp_logs = config.otlp.any() && config.tokenize_key_file.is_some();
+    let logs = match (
+        config.logs_urls.is_empty(),
+        config.logs.is_empty() && !otlp_logs,
+    ) {
         (false, false) => {
             let logs_wake = Arc::new(Notify::new());
             let tls = match &config.tls {
@@ -157,7 +164,7 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
                 telemetry.clone(),
                 sender.shed_hint(),
             )?;
-            Some((pipeline, sender))
+            Some((Arc::new(Mutex::new(pipeline)), sender))
         }
         _ => None,
     };
@@ -192,6 +199,20 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
             sender.shed_hint(),
         )?;
         Some((Arc::new(pipeline), sender))
+    };
+    let otlp = if config.otlp.any() {
+        let sink = match (&logs, config.logs_urls.is_empty()) {
+            (Some((pipeline, _)), _) => crate::otlp::LogsSink::Pipeline(pipeline.clone()),
+            (None, true) => crate::otlp::LogsSink::None(
+                "this agent ships no logs (output.logs_url is not set); log records are not kept",
+            ),
+            (None, false) => crate::otlp::LogsSink::None(
+                "this agent has no tokenization key (tokenize.key_file), so it keeps no logs; log records are not kept",
+            ),
+        };
+        Some((crate::otlp::Otlp::bind(config.otlp).await?, sink))
+    } else {
+        None
     };
     let gate = Gate::new(schema, config.series_budget);
     let shared = Arc::new(
@@ -228,6 +249,7 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
         logs,
         traces,
         statsd,
+        otlp,
     })
 }
 
@@ -307,6 +329,7 @@ impl Agent {
             logs,
             traces,
             statsd,
+            otlp,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (send_stop_tx, send_stop_rx) = watch::channel(false);
@@ -326,6 +349,10 @@ impl Agent {
                 "traces sender",
                 tokio::spawn(traces_sender.run(send_stop_rx.clone())),
             ));
+        }
+        if let Some((otlp, sink)) = otlp {
+            let receivers = Arc::new(crate::otlp::Receivers::new(shared.clone(), sink));
+            tasks.extend(otlp.spawn(receivers, stop_rx.clone()));
         }
         let logs_stop = Arc::new(AtomicBool::new(false));
         let logs_thread = match logs {

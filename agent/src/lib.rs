@@ -9,6 +9,8 @@
 //! - [`host`]: host metrics from procfs under node_exporter's names;
 //! - [`receiver`]: the loopback push receiver, `/metrics`, `/healthz`, `/ready`;
 //! - [`statsd`]: the statsd / DogStatsD receiver, aggregated per cycle;
+//! - [`otlp`]: the OTLP receivers (gRPC and HTTP: metrics, logs, traces);
+//! - [`traces`]: the traces path the OTLP receivers hand spans to;
 //! - [`metrics`]: the policy and budget gate and the per-cycle batch;
 //! - [`traces`]: spans from the OTLP receivers, tokenized and batched into the queue;
 //! - [`queue`]: the disk queue; [`sender`]: delivery, retries, mTLS;
@@ -31,6 +33,7 @@ pub mod imds;
 pub mod logs;
 pub mod metrics;
 pub mod migrate;
+pub mod otlp;
 pub mod plain_http;
 pub mod queue;
 pub mod receiver;

@@ -97,7 +97,8 @@ pub struct Telemetry {
     queue_lost_bytes: [AtomicU64; CLASSES],
     /// Spans offered to the traces pipeline, by [`SPAN_RESULTS`].
     spans: [AtomicU64; SPAN_RESULTS.len()],
-    logs_records: [AtomicU64; LEVELS.len()],
+    /// By origin (file, OTLP) and level.
+    logs_records: [[AtomicU64; LEVELS.len()]; 2],
     logs_dropped: [[AtomicU64; 3]; DROP_REASONS.len()],
     logs_parse_failures: AtomicU64,
     logs_truncated: AtomicU64,
@@ -108,6 +109,12 @@ pub struct Telemetry {
     rejected: [AtomicU64; REJECT_REASONS.len()],
     /// statsd lines accepted and malformed.
     statsd_lines: [AtomicU64; 2],
+    /// OTLP requests by transport, signal and result.
+    otlp_requests: [[[AtomicU64; OTLP_RESULTS.len()]; OTLP_SIGNALS.len()]; OTLP_TRANSPORTS.len()],
+    /// OTLP items (data points, log records, spans) by signal and result.
+    otlp_items: [[AtomicU64; OTLP_ITEM_RESULTS.len()]; OTLP_SIGNALS.len()],
+    /// OTLP exemplars dropped.
+    otlp_exemplars: AtomicU64,
     /// The client certificate's expiry (Unix seconds); 0 without TLS.
     cert_expiry: Arc<AtomicI64>,
 }
@@ -124,6 +131,41 @@ pub const LEVELS: [Level; 7] = [
     Level::Warn,
     Level::Error,
     Level::Fatal,
+];
+
+/// OTLP transports, as the `transport` label.
+pub const OTLP_TRANSPORTS: [&str; 2] = ["grpc", "http"];
+
+/// OTLP signals, as the `signal` label.
+pub const OTLP_SIGNALS: [&str; 3] = ["metrics", "logs", "traces"];
+
+/// What became of an OTLP request, as the `result` label of `edge_otlp_requests_total`:
+/// taken whole, taken with some items refused (`partial_success`), a body that does not
+/// decode (400 / InvalidArgument), over the size limit (413 / ResourceExhausted), a
+/// content type not spoken (415 / Unimplemented), the agent shedding the signal
+/// (503 / Unavailable).
+pub const OTLP_RESULTS: [&str; 6] = [
+    "ok",
+    "partial",
+    "bad_request",
+    "too_large",
+    "unsupported",
+    "unavailable",
+];
+
+/// What became of OTLP items, as the `result` label of `edge_otlp_items_total`:
+/// accepted; refused by the label policy or the budget (folded into overflow series);
+/// invalid (what a store would refuse, or a point that does not add up); out of order
+/// (a delta or cumulative point not newer than the last one of its series); dropped (log
+/// records a filter, the sampler or a detector dropped, or with nowhere to go; spans
+/// the traces path refused).
+pub const OTLP_ITEM_RESULTS: [&str; 6] = [
+    "accepted",
+    "policy",
+    "budget",
+    "invalid",
+    "out_of_order",
+    "dropped",
 ];
 
 /// Why a log record was dropped, as the `reason` label of `edge_logs_dropped_total`.
@@ -176,10 +218,51 @@ impl Telemetry {
         self.streams[stream.index()].dropped.fetch_add(1, Relaxed);
     }
 
-    /// Log records queued, by level.
-    pub fn logs_queued(&self, level: Level, n: u64) {
+    /// Log records queued, by origin and level.
+    pub fn logs_queued(&self, origin: crate::logs::pipeline::Origin, level: Level, n: u64) {
+        let o = match origin {
+            crate::logs::pipeline::Origin::File => 0,
+            crate::logs::pipeline::Origin::Otlp => 1,
+        };
         if let Some(i) = LEVELS.iter().position(|l| *l == level) {
-            self.logs_records[i].fetch_add(n, Relaxed);
+            self.logs_records[o][i].fetch_add(n, Relaxed);
+        }
+    }
+
+    /// One OTLP request answered: `transport`, `signal` and `result` are values of
+    /// [`OTLP_TRANSPORTS`], [`OTLP_SIGNALS`] and [`OTLP_RESULTS`].
+    pub fn otlp_request(&self, transport: &str, signal: &str, result: &str) {
+        let t = OTLP_TRANSPORTS.iter().position(|x| *x == transport);
+        let s = OTLP_SIGNALS.iter().position(|x| *x == signal);
+        let r = OTLP_RESULTS.iter().position(|x| *x == result);
+        if let (Some(t), Some(s), Some(r)) = (t, s, r) {
+            self.otlp_requests[t][s][r].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// OTLP items of `signal` with `result` (a value of [`OTLP_ITEM_RESULTS`]).
+    pub fn otlp_items(&self, signal: &str, result: &str, n: u64) {
+        let s = OTLP_SIGNALS.iter().position(|x| *x == signal);
+        let r = OTLP_ITEM_RESULTS.iter().position(|x| *x == result);
+        if let (Some(s), Some(r)) = (s, r)
+            && n > 0
+        {
+            self.otlp_items[s][r].fetch_add(n, Relaxed);
+        }
+    }
+
+    /// OTLP exemplars dropped.
+    pub fn otlp_exemplars_dropped(&self, n: u64) {
+        self.otlp_exemplars.fetch_add(n, Relaxed);
+    }
+
+    /// The count behind one `edge_otlp_items_total` series (for tests).
+    pub fn otlp_items_count(&self, signal: &str, result: &str) -> u64 {
+        let s = OTLP_SIGNALS.iter().position(|x| *x == signal);
+        let r = OTLP_ITEM_RESULTS.iter().position(|x| *x == result);
+        match (s, r) {
+            (Some(s), Some(r)) => self.otlp_items[s][r].load(Relaxed),
+            _ => 0,
         }
     }
 
@@ -361,11 +444,57 @@ impl Telemetry {
             &[],
             load(&self.scrape_failures),
         );
-        for (level, n) in LEVELS.iter().zip(&self.logs_records) {
+        for (level, n) in LEVELS.iter().zip(&self.logs_records[0]) {
             push(
                 "edge_logs_records_total",
-                &[("level", level.name())],
+                &[("level", level.name()), ("source", "file")],
                 load(n),
+            );
+        }
+        // The OTLP receivers' series appear once they have something to say: a host
+        // whose game sends no OTLP spends none of its budget on them.
+        for (level, n) in LEVELS.iter().zip(&self.logs_records[1]) {
+            if load(n) > 0.0 {
+                push(
+                    "edge_logs_records_total",
+                    &[("level", level.name()), ("source", "otlp")],
+                    load(n),
+                );
+            }
+        }
+        for (transport, by_signal) in OTLP_TRANSPORTS.iter().zip(&self.otlp_requests) {
+            for (signal, by_result) in OTLP_SIGNALS.iter().zip(by_signal) {
+                for (result, n) in OTLP_RESULTS.iter().zip(by_result) {
+                    if load(n) > 0.0 {
+                        push(
+                            "edge_otlp_requests_total",
+                            &[
+                                ("transport", transport),
+                                ("signal", signal),
+                                ("result", result),
+                            ],
+                            load(n),
+                        );
+                    }
+                }
+            }
+        }
+        for (signal, by_result) in OTLP_SIGNALS.iter().zip(&self.otlp_items) {
+            for (result, n) in OTLP_ITEM_RESULTS.iter().zip(by_result) {
+                if load(n) > 0.0 {
+                    push(
+                        "edge_otlp_items_total",
+                        &[("signal", signal), ("result", result)],
+                        load(n),
+                    );
+                }
+            }
+        }
+        if load(&self.otlp_exemplars) > 0.0 {
+            push(
+                "edge_otlp_exemplars_dropped_total",
+                &[],
+                load(&self.otlp_exemplars),
             );
         }
         for (reason, by_class) in DROP_REASONS.iter().zip(&self.logs_dropped) {

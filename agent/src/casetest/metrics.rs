@@ -1,5 +1,5 @@
 //! Metric cases: Prometheus text sample lines → the metrics pipeline's
-//! [`Pipeline::admit_series`] (the store's checks, then the policy and budget gate), as
+//! [`Pipeline::offer_series`] (the store's checks, then the policy and budget gate), as
 //! the receiver runs it for a push.
 
 use std::time::Instant;
@@ -10,7 +10,7 @@ use edge_schema::proto::prometheus::{Label, Sample, TimeSeries};
 
 use super::cases::{ExpectSeries, MetricCase};
 use crate::metrics::gate::Gate;
-use crate::metrics::{Admission, Batch, Pipeline, now_ms};
+use crate::metrics::{Offered, Batch, Pipeline, now_ms};
 
 /// The verdict on each of a case's series, one fresh gate per case (so a budget case
 /// sees only its own series): `kept`, `refused: REASON`, `invalid: REASON`, `unnamed`.
@@ -51,13 +51,11 @@ pub fn run(
             }],
             ..TimeSeries::default()
         };
-        verdicts.push(match pipeline.admit_series(ts, now_ms, now) {
-            Admission::Unnamed => "unnamed".to_owned(),
-            Admission::Invalid { reason, .. } => format!("invalid: {reason}"),
-            Admission::Gated {
-                reason: Some(r), ..
-            } => format!("refused: {r}"),
-            Admission::Gated { .. } => "kept".to_owned(),
+        verdicts.push(match pipeline.offer_series(ts, now_ms, now) {
+            Offered::Unnamed => "unnamed".to_owned(),
+            Offered::Invalid(fault) => format!("invalid: {}", fault.reason()),
+            Offered::Refused { reason, .. } => format!("refused: {reason}"),
+            Offered::Accepted(_) => "kept".to_owned(),
         });
     }
     Ok(verdicts)

@@ -3,7 +3,7 @@
 //! A case file ([`cases`]) gives, per log source, input lines and the records expected
 //! after parse → filter → tokenize, and for metrics, series and the gate's verdict on
 //! each. The cases run the production code: the logs pipeline's [`Stages`] and the
-//! [`Tokenizer`], and the metrics pipeline's `admit_series` over the configured policy,
+//! [`Tokenizer`], and the metrics pipeline's `offer_series` over the configured policy,
 //! catalog and budget. Tokens are made with a fixed test key ([`TEST_KEY`]) instead of
 //! the configured key file, so cases are stable and CI needs no secret; a case writes a
 //! token as `<tok:VALUE>`.

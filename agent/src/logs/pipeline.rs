@@ -81,11 +81,41 @@ struct Source {
 #[derive(Debug)]
 pub struct Stages {
     parser: Parser,
+    filters: Filters,
+}
+
+/// What a record passes after it is parsed: the level floor, drop patterns, sampling,
+/// shedding, and the tags it gets. A file source's come from its config; OTLP records
+/// have none of their own but pass the same stages (and tokenization).
+#[derive(Debug, Default)]
+pub struct Filters {
     min_level: Option<Level>,
     drop: Option<RegexSet>,
     /// Fraction kept per level and the running credit of each.
     sample: HashMap<Level, (f64, f64)>,
     tags: Vec<(String, String)>,
+}
+
+/// Where a record came from, as the `source` label of `edge_logs_records_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A tailed file.
+    File,
+    /// The OTLP receivers.
+    Otlp,
+}
+
+/// What became of OTLP records offered with [`LogsPipeline::offer_structured`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StructuredOutcome {
+    /// Records queued (durable when the call returns).
+    pub queued: usize,
+    /// Records dropped by a filter, the sampler or a `drop` detector (counted in
+    /// `edge_logs_dropped_total`).
+    pub dropped: usize,
+    /// Nothing was taken: the pipeline is shedding the class of some of them; the
+    /// client should retry later.
+    pub shedding: bool,
 }
 
 /// A record the stages dropped.
@@ -116,14 +146,16 @@ impl Stages {
             .collect();
         Ok(Stages {
             parser,
-            min_level: source.min_level,
-            drop,
-            sample,
-            tags: source
-                .tags
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            filters: Filters {
+                min_level: source.min_level,
+                drop,
+                sample,
+                tags: source
+                    .tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
         })
     }
 
@@ -139,6 +171,14 @@ impl Stages {
     ) -> Result<LogRecord, Dropped> {
         let mut record: LogRecord = self.parser.parse(text, observed_ns);
         record.truncated = truncated;
+        self.filters.apply(record, shed_level)
+    }
+}
+
+impl Filters {
+    /// Filters one parsed record; a kept one comes back with the tags, ready for the
+    /// tokenizer. `shed_level`: 0 sheds nothing, 1 debug and trace, 2 info too.
+    pub fn apply(&mut self, mut record: LogRecord, shed_level: u8) -> Result<LogRecord, Dropped> {
         let class = class_of(record.level);
         let dropped = |reason| Dropped {
             reason,
@@ -163,18 +203,22 @@ impl Stages {
             }
             *credit -= 1.0;
         }
-        let shed = match class {
-            Class::LogsDebug => shed_level >= 1,
-            Class::LogsInfo => shed_level >= 2,
-            _ => false,
-        };
-        if shed {
+        if sheds(class, shed_level) {
             return Err(dropped("shed"));
         }
         record
             .attributes
             .extend(self.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
         Ok(record)
+    }
+}
+
+/// Whether `shed_level` sheds records of `class`.
+fn sheds(class: Class, shed_level: u8) -> bool {
+    match class {
+        Class::LogsDebug => shed_level >= 1,
+        Class::LogsInfo => shed_level >= 2,
+        _ => false,
     }
 }
 
@@ -193,6 +237,8 @@ pub struct LogsPipeline {
     shed_hint: Arc<AtomicU8>,
     /// 0 none, 1 debug, 2 info: what this step sheds.
     shed_level: u8,
+    /// The stages OTLP records pass.
+    otlp_filters: Filters,
 }
 
 /// The host's name, for every record's resource.
@@ -247,6 +293,7 @@ impl LogsPipeline {
             telemetry,
             shed_hint,
             shed_level: 0,
+            otlp_filters: Filters::default(),
         })
     }
 
@@ -259,25 +306,33 @@ impl LogsPipeline {
     }
 
     /// Runs until `stop`, waking on `events` or every [`POLL_INTERVAL`]; queues what
-    /// is open before it returns.
+    /// is open before it returns. The pipeline is shared with the OTLP receivers, which
+    /// lock it between two rounds.
     pub fn run(
-        mut self,
+        pipeline: &std::sync::Mutex<LogsPipeline>,
         stop: &AtomicBool,
         events: &std::sync::mpsc::Receiver<crate::logs::watch::WatchEvent>,
     ) {
+        let lock = || {
+            pipeline
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
         while !stop.load(Ordering::Relaxed) {
-            while let Ok(event) = events.try_recv() {
-                self.on_event(event);
-            }
-            self.step(Instant::now());
-            // A file with more to read than one round takes goes on at once.
-            if !self.sources.iter().any(|s| s.tailer.behind())
-                && let Ok(event) = events.recv_timeout(POLL_INTERVAL)
-            {
-                self.on_event(event);
+            let behind = {
+                let mut p = lock();
+                while let Ok(event) = events.try_recv() {
+                    p.on_event(event);
+                }
+                p.step(Instant::now());
+                // A file with more to read than one round takes goes on at once.
+                p.sources.iter().any(|s| s.tailer.behind())
+            };
+            if !behind && let Ok(event) = events.recv_timeout(POLL_INTERVAL) {
+                lock().on_event(event);
             }
         }
-        self.finish();
+        lock().finish();
     }
 
     /// Hands a rename in a watched directory to the tailers of that directory.
@@ -462,10 +517,69 @@ impl LogsPipeline {
                 }
             }
         }
-        self.telemetry.logs_queued(record.level, 1);
+        self.telemetry.logs_queued(Origin::File, record.level, 1);
         if let Some(closed) = self.batcher.add(i, &record, now) {
             self.queue_all(vec![closed]);
         }
+    }
+
+    /// Takes records that arrive already structured (OTLP), past the parse stage: they
+    /// pass the same filters, shedding, enrichment and tokenization as a file's, then
+    /// every open batch is queued, so what this returns as queued is durable (the
+    /// receiver answers only then). When the pipeline is shedding the class of any of
+    /// them, none is taken (`shedding`): the client keeps them and retries.
+    pub fn offer_structured(
+        &mut self,
+        service: &str,
+        records: Vec<LogRecord>,
+        now: Instant,
+    ) -> StructuredOutcome {
+        let mut out = StructuredOutcome::default();
+        self.shed_level = self.shed_level_now();
+        if self.shed_level > 0
+            && records
+                .iter()
+                .any(|r| sheds(class_of(r.level), self.shed_level))
+        {
+            out.shedding = true;
+            return out;
+        }
+        let service = self.batcher.service(service);
+        let mut closed = Vec::new();
+        for record in records {
+            let class = class_of(record.level);
+            let mut record = match self.otlp_filters.apply(record, self.shed_level) {
+                Ok(record) => record,
+                Err(dropped) => {
+                    self.telemetry.log_dropped(dropped.reason, dropped.class);
+                    out.dropped += 1;
+                    continue;
+                }
+            };
+            match self.tokenizer.scrub_fields(
+                &mut record.message,
+                record.trace_id.as_mut(),
+                &mut record.attributes,
+            ) {
+                Verdict::Drop { .. } => {
+                    self.telemetry.log_dropped("pii_drop", class);
+                    out.dropped += 1;
+                    continue;
+                }
+                Verdict::Keep { replaced } => {
+                    if replaced > 0 {
+                        self.telemetry.pii_replaced(replaced as u64);
+                    }
+                }
+            }
+            self.telemetry.logs_queued(Origin::Otlp, record.level, 1);
+            out.queued += 1;
+            closed.extend(self.batcher.add(service, &record, now));
+        }
+        if out.queued > 0 {
+            self.queue_all(closed);
+        }
+        out
     }
 
     /// Queues `closed` and every other open batch, then commits the positions they

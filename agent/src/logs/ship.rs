@@ -148,6 +148,26 @@ fn encode_record(out: &mut Vec<u8>, record: &LogRecord) {
     }
 }
 
+/// The most services one batcher names (file sources and OTLP services together).
+pub const MAX_SERVICES: usize = 64;
+
+/// A service's `Resource` (service.name, host.name, host labels), as field 1 of
+/// `ResourceLogs`.
+fn encode_resource(service: &str, host_name: &str, host_labels: &[(String, String)]) -> Vec<u8> {
+    let mut attrs = Vec::new();
+    put_key_value(&mut attrs, 1, "service.name", service);
+    put_key_value(&mut attrs, 1, "host.name", host_name);
+    // Tells the gateway these records are tokenized already (it tokenizes those that
+    // arrive without an agent).
+    put_key_value(&mut attrs, 1, TOKENIZED_MARK, "true");
+    for (k, v) in host_labels {
+        put_key_value(&mut attrs, 1, k, v);
+    }
+    let mut resource = Vec::new();
+    put_len_field(&mut resource, 1, &attrs);
+    resource
+}
+
 #[derive(Debug, Default)]
 struct Open {
     /// Encoded `log_records` fields (tag, length, `LogRecord`) by service index.
@@ -174,6 +194,10 @@ pub struct Batcher {
     /// Each service's encoded `Resource` (service.name, host.name, host labels), as
     /// field 1 of `ResourceLogs`.
     resources: Vec<Vec<u8>>,
+    /// Each service's name, in the order of `resources`.
+    services: Vec<String>,
+    /// The host name and labels, for services added later.
+    host: (String, Vec<(String, String)>),
     /// The encoded `InstrumentationScope`, as field 1 of `ScopeLogs`.
     scope: Vec<u8>,
     open: [Open; 3],
@@ -217,20 +241,7 @@ impl Batcher {
     ) -> Self {
         let resources = services
             .iter()
-            .map(|service| {
-                let mut attrs = Vec::new();
-                put_key_value(&mut attrs, 1, "service.name", service);
-                put_key_value(&mut attrs, 1, "host.name", host_name);
-                // Tells the gateway these records are tokenized already (it tokenizes
-                // those that arrive without an agent).
-                put_key_value(&mut attrs, 1, TOKENIZED_MARK, "true");
-                for (k, v) in host_labels {
-                    put_key_value(&mut attrs, 1, k, v);
-                }
-                let mut resource = Vec::new();
-                put_len_field(&mut resource, 1, &attrs);
-                resource
-            })
+            .map(|service| encode_resource(service, host_name, host_labels))
             .collect();
         let mut scope_fields = Vec::new();
         put_len_field(&mut scope_fields, 1, b"edge-agent");
@@ -248,11 +259,28 @@ impl Batcher {
             limits,
             open: Default::default(),
             resources,
+            services: services.to_vec(),
+            host: (host_name.to_string(), host_labels.to_vec()),
             scope,
             record: Vec::new(),
             request: Vec::new(),
             compressor,
         }
+    }
+
+    /// The index of service `name`, added if it is new (OTLP records name their own).
+    /// Past [`MAX_SERVICES`] services, records of a new one go under the last added.
+    pub fn service(&mut self, name: &str) -> usize {
+        if let Some(i) = self.services.iter().position(|s| s == name) {
+            return i;
+        }
+        if self.services.len() >= MAX_SERVICES {
+            return self.services.len() - 1;
+        }
+        self.resources
+            .push(encode_resource(name, &self.host.0, &self.host.1));
+        self.services.push(name.to_string());
+        self.services.len() - 1
     }
 
     /// Adds a record of service `service`; returns the batch it closed, if any.

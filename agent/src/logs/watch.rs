@@ -37,14 +37,18 @@ const MAX_PENDING_MOVES: usize = 1024;
 /// line, and waking for each costs more than the reading (at 2,000 lines/s in 100
 /// writes/s, notify's write events made the logs path cost ten times the reading).
 pub fn spawn_logs(
-    pipeline: crate::logs::pipeline::LogsPipeline,
+    pipeline: Arc<std::sync::Mutex<crate::logs::pipeline::LogsPipeline>>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let (tx, rx) = std::sync::mpsc::channel::<WatchEvent>();
-    watch_dirs(&pipeline.dirs(), tx);
+    let dirs = pipeline
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .dirs();
+    watch_dirs(&dirs, tx);
     std::thread::Builder::new()
         .name("edge-logs".into())
-        .spawn(move || pipeline.run(&stop, &rx))
+        .spawn(move || crate::logs::pipeline::LogsPipeline::run(&pipeline, &stop, &rx))
         .context("starting the logs thread")
 }
 

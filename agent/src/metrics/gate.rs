@@ -194,6 +194,17 @@ impl Gate {
         Verdict::Refused { reason }
     }
 
+    /// The policy's objection to `key`, if it has one (for an answer that names the
+    /// label; `None` when the series is refused for the budget alone).
+    pub fn violation(&self, key: &SeriesKey) -> Option<edge_schema::check::Violation> {
+        self.schema
+            .check_series(
+                &key.name,
+                key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            )
+            .err()
+    }
+
     fn insert_active(&mut self, key: &SeriesKey, now: Instant) {
         self.active.insert(key.clone(), now);
     }

@@ -234,6 +234,28 @@ pub struct Pipeline {
     pub host_labels: Vec<(String, String)>,
 }
 
+/// What became of one series offered with [`Pipeline::offer_series`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Offered {
+    /// Every point passed.
+    Accepted(usize),
+    /// Refused by the policy or the budget (values folded into the overflow series).
+    Refused {
+        /// Points refused.
+        points: usize,
+        /// Points that passed before the series was refused (none, usually).
+        accepted: usize,
+        /// One of [`gate::REJECT_REASONS`].
+        reason: &'static str,
+        /// The policy's words, naming metric and label (`None` for the budget).
+        detail: Option<String>,
+    },
+    /// No `__name__`.
+    Unnamed,
+    /// What a store would refuse; dropped and counted.
+    Invalid(SeriesFault),
+}
+
 /// What one push brought.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ingested {
@@ -248,29 +270,6 @@ pub struct Ingested {
     pub invalid: usize,
     /// What was wrong with the first invalid series, for the answer.
     pub first_invalid: Option<String>,
-}
-
-/// What became of one series of a push.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Admission {
-    /// No `__name__`: dropped.
-    Unnamed,
-    /// A store would refuse it: dropped and counted.
-    Invalid {
-        /// One of the invalid reasons of [`gate::REJECT_REASONS`].
-        reason: &'static str,
-        /// What was wrong, for the push's answer.
-        detail: String,
-    },
-    /// Offered to the gate, point by point.
-    Gated {
-        /// Points that passed.
-        accepted: usize,
-        /// Points refused (folded into the overflow series).
-        refused: usize,
-        /// Why the first refused point was.
-        reason: Option<&'static str>,
-    },
 }
 
 impl Pipeline {
@@ -290,44 +289,43 @@ impl Pipeline {
         let mut out = Ingested::default();
         let now_ms = now_ms();
         for ts in request.timeseries {
-            match self.admit_series(ts, now_ms, now) {
-                Admission::Unnamed => out.unnamed += 1,
-                Admission::Invalid { detail, .. } => {
-                    out.invalid += 1;
-                    out.first_invalid.get_or_insert(detail);
-                }
-                Admission::Gated {
-                    accepted, refused, ..
+            match self.offer_series(ts, now_ms, now) {
+                Offered::Accepted(n) => out.accepted += n,
+                Offered::Refused {
+                    points, accepted, ..
                 } => {
+                    out.refused += points;
                     out.accepted += accepted;
-                    out.refused += refused;
+                }
+                Offered::Unnamed => out.unnamed += 1,
+                Offered::Invalid(fault) => {
+                    out.invalid += 1;
+                    out.first_invalid.get_or_insert_with(|| fault.to_string());
                 }
             }
         }
         out
     }
 
-    /// Takes in one series of a push (`now_ms`: the wall clock, for the time window):
-    /// the store's checks, then the gate, point by point.
-    pub fn admit_series(
+    /// Passes one remote_write series (all its points) through the checks a store
+    /// makes and the gate. A refused series says why, naming the label the policy
+    /// refused (`None` for the budget).
+    pub fn offer_series(
         &mut self,
         mut ts: pb::TimeSeries,
         now_ms: i64,
         now: std::time::Instant,
-    ) -> Admission {
+    ) -> Offered {
         match series::check(&mut ts, now_ms, &TimeWindow::default()) {
             Ok(()) => {}
-            Err(SeriesFault::MissingMetricName) => return Admission::Unnamed,
+            Err(SeriesFault::MissingMetricName) => return Offered::Unnamed,
             Err(fault) => {
                 self.gate.count_invalid(&fault);
-                return Admission::Invalid {
-                    reason: fault.reason(),
-                    detail: fault.to_string(),
-                };
+                return Offered::Invalid(fault);
             }
         }
         let Some(key) = SeriesKey::from_proto(ts.labels, &self.host_labels) else {
-            return Admission::Unnamed;
+            return Offered::Unnamed;
         };
         let mut points: Vec<Point> = ts
             .samples
@@ -342,6 +340,9 @@ impl Pipeline {
                     .map(|h| Point::Histogram(Box::new(h))),
             )
             .collect();
+        let mut accepted = 0;
+        let mut refused = 0;
+        let mut why: Option<(&'static str, Option<String>)> = None;
         // Usually one point: the key moves into the batch with the last one.
         let last = points.pop();
         let mut offered: Vec<(SeriesKey, Point)> = points
@@ -349,23 +350,29 @@ impl Pipeline {
             .map(|point| (key.clone(), point))
             .collect();
         offered.extend(last.map(|point| (key, point)));
-        let (mut accepted, mut refused, mut reason) = (0, 0, None);
         for (key, point) in offered {
             match self.gate.admit(&key, &point, now) {
                 gate::Verdict::Pass => {
                     self.batch.add(key, point);
                     accepted += 1;
                 }
-                gate::Verdict::Refused { reason: r } => {
+                gate::Verdict::Refused { reason } => {
                     refused += 1;
-                    reason.get_or_insert(r);
+                    if why.is_none() {
+                        let label = self.gate.violation(&key).map(|v| v.to_string());
+                        why = Some((reason, label));
+                    }
                 }
             }
         }
-        Admission::Gated {
-            accepted,
-            refused,
-            reason,
+        match why {
+            Some((reason, detail)) => Offered::Refused {
+                points: refused,
+                accepted,
+                reason,
+                detail,
+            },
+            None => Offered::Accepted(accepted),
         }
     }
 
