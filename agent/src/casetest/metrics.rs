@@ -10,7 +10,7 @@ use edge_schema::proto::prometheus::{Label, Sample, TimeSeries};
 
 use super::cases::{ExpectSeries, MetricCase};
 use crate::metrics::gate::Gate;
-use crate::metrics::{Offered, Batch, Pipeline, now_ms};
+use crate::metrics::{Batch, Offered, Pipeline, now_ms};
 
 /// The verdict on each of a case's series, one fresh gate per case (so a budget case
 /// sees only its own series): `kept`, `refused: REASON`, `invalid: REASON`, `unnamed`.
