@@ -177,6 +177,33 @@ async fn the_python_sdk_over_http_and_grpc_reaches_prometheus_and_the_gateway() 
     let leaked = prometheus.query_once("{player_id!=\"\"}").await;
     assert_eq!(leaked.as_array().map(Vec::len), Some(0), "leaked: {leaked}");
 
+    // gRPC's exact answers, from the stock grpc client: a message that does not decode,
+    // and one over the limit.
+    let script = format!(
+        "import grpc\n\
+         f = grpc.insecure_channel('127.0.0.1:{grpc}').unary_unary('/opentelemetry.proto.collector.metrics.v1.MetricsService/Export')\n\
+         for body in [b'\\x0a\\xff\\xff\\xff\\x0f', b'\\x0a' * (10 << 20)]:\n\
+         \x20   try:\n\
+         \x20       f(body, timeout=60)\n\
+         \x20       print('OK')\n\
+         \x20   except grpc.RpcError as e:\n\
+         \x20       print(e.code().name)\n"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "INVALID_ARGUMENT\nRESOURCE_EXHAUSTED\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        agent.metric("edge_otlp_requests_total{result=\"refused\",transport=\"grpc\"}"),
+        Some(2.0)
+    );
+
     // Three records per client, every one tokenized, none with a PII byte.
     let got = logs
         .wait_for("six OTLP records", WAIT, |r| log_records(r).len() >= 6)
@@ -213,10 +240,19 @@ async fn the_python_sdk_over_http_and_grpc_reaches_prometheus_and_the_gateway() 
     for transport in ["grpc", "http"] {
         let ok = agent
             .metric(&format!(
-                "edge_otlp_requests_total{{result=\"ok\",signal=\"logs\",transport=\"{transport}\"}}"
+                "edge_otlp_requests_total{{result=\"ok\",transport=\"{transport}\"}}"
             ))
             .unwrap_or(0.0);
-        assert!(ok >= 1.0, "{transport}: {ok} logs requests");
+        assert!(ok >= 1.0, "{transport}: {ok} requests taken whole");
+        let partial = agent
+            .metric(&format!(
+                "edge_otlp_requests_total{{result=\"partial\",transport=\"{transport}\"}}"
+            ))
+            .unwrap_or(0.0);
+        assert_eq!(
+            partial, 1.0,
+            "{transport}: the metrics export with the forbidden attribute"
+        );
     }
 }
 
@@ -399,7 +435,7 @@ async fn every_case_gets_its_exact_answer_and_self_metric() {
         p.error_message
     );
     assert_eq!(
-        agent.metric("edge_otlp_items_total{result=\"out_of_order\",signal=\"metrics\"}"),
+        agent.metric("edge_otlp_items_total{result=\"refused\",signal=\"metrics\"}"),
         Some(1.0)
     );
     gateway
@@ -465,8 +501,8 @@ async fn every_case_gets_its_exact_answer_and_self_metric() {
         "the value is never repeated"
     );
     assert_eq!(
-        agent.metric("edge_otlp_items_total{result=\"policy\",signal=\"metrics\"}"),
-        Some(1.0)
+        agent.metric("edge_otlp_items_total{result=\"refused\",signal=\"metrics\"}"),
+        Some(2.0)
     );
     let got = gateway
         .wait_for("the overflow series", WAIT, |r| {
@@ -492,9 +528,7 @@ async fn every_case_gets_its_exact_answer_and_self_metric() {
     assert_eq!(st.0, 3);
     assert!(st.1.contains("ExportMetricsServiceRequest"), "{}", st.1);
     assert_eq!(
-        agent.metric(
-            "edge_otlp_requests_total{result=\"bad_request\",signal=\"metrics\",transport=\"http\"}"
-        ),
+        agent.metric("edge_otlp_requests_total{result=\"refused\",transport=\"http\"}"),
         Some(1.0)
     );
 
@@ -515,16 +549,9 @@ async fn every_case_gets_its_exact_answer_and_self_metric() {
     );
     assert_eq!(status, 413);
     assert_eq!(
-        agent.metric(
-            "edge_otlp_requests_total{result=\"too_large\",signal=\"logs\",transport=\"http\"}"
-        ),
-        Some(1.0)
-    );
-    assert_eq!(
-        agent.metric(
-            "edge_otlp_requests_total{result=\"too_large\",signal=\"metrics\",transport=\"http\"}"
-        ),
-        Some(1.0)
+        agent.metric("edge_otlp_requests_total{result=\"refused\",transport=\"http\"}"),
+        Some(3.0),
+        "the malformed body and the two over the limit"
     );
 
     // JSON in, JSON out: int64 as strings, enum names, the forbidden attribute named.
@@ -601,10 +628,14 @@ async fn every_case_gets_its_exact_answer_and_self_metric() {
         Some(1.0)
     );
     assert_eq!(
-        agent.metric(
-            "edge_otlp_requests_total{result=\"unsupported\",signal=\"metrics\",transport=\"http\"}"
-        ),
-        Some(1.0)
+        agent.metric("edge_otlp_requests_total{result=\"refused\",transport=\"http\"}"),
+        Some(5.0),
+        "and the JSON body of the wrong shape, and the text/plain one"
+    );
+    assert_eq!(
+        agent.metric("edge_otlp_requests_total{result=\"partial\",transport=\"http\"}"),
+        Some(4.0),
+        "the retry, the forbidden attribute, the JSON one, the logs without output"
     );
 }
 
