@@ -109,8 +109,8 @@ pub struct Telemetry {
     rejected: [AtomicU64; REJECT_REASONS.len()],
     /// statsd lines accepted and malformed.
     statsd_lines: [AtomicU64; 2],
-    /// OTLP requests by transport, signal and result.
-    otlp_requests: [[[AtomicU64; OTLP_RESULTS.len()]; OTLP_SIGNALS.len()]; OTLP_TRANSPORTS.len()],
+    /// OTLP requests by transport and result.
+    otlp_requests: [[AtomicU64; OTLP_RESULTS.len()]; OTLP_TRANSPORTS.len()],
     /// OTLP items (data points, log records, spans) by signal and result.
     otlp_items: [[AtomicU64; OTLP_ITEM_RESULTS.len()]; OTLP_SIGNALS.len()],
     /// OTLP exemplars dropped.
@@ -140,33 +140,39 @@ pub const OTLP_TRANSPORTS: [&str; 2] = ["grpc", "http"];
 pub const OTLP_SIGNALS: [&str; 3] = ["metrics", "logs", "traces"];
 
 /// What became of an OTLP request, as the `result` label of `edge_otlp_requests_total`:
-/// taken whole, taken with some items refused (`partial_success`), a body that does not
-/// decode (400 / InvalidArgument), over the size limit (413 / ResourceExhausted), a
-/// content type not spoken (415 / Unimplemented), the agent shedding the signal
-/// (503 / Unavailable).
-pub const OTLP_RESULTS: [&str; 6] = [
-    "ok",
-    "partial",
-    "bad_request",
-    "too_large",
-    "unsupported",
-    "unavailable",
-];
+/// taken whole, taken with some items refused (`partial_success`), refused (a body that
+/// does not decode, over the size limit, a content type not spoken: 400 / 413 / 415,
+/// `InvalidArgument` / `ResourceExhausted`), or the agent shedding the signal (503 /
+/// `Unavailable`). The signal and the finer reason are in the client's answer: the
+/// catalog's estimate must stay within the host's 300 series.
+pub const OTLP_RESULTS: [&str; 4] = ["ok", "partial", "refused", "unavailable"];
 
 /// What became of OTLP items, as the `result` label of `edge_otlp_items_total`:
-/// accepted; refused by the label policy or the budget (folded into overflow series);
-/// invalid (what a store would refuse, or a point that does not add up); out of order
-/// (a delta or cumulative point not newer than the last one of its series); dropped (log
-/// records a filter, the sampler or a detector dropped, or with nowhere to go; spans
-/// the traces path refused).
-pub const OTLP_ITEM_RESULTS: [&str; 6] = [
-    "accepted",
-    "policy",
-    "budget",
-    "invalid",
-    "out_of_order",
-    "dropped",
-];
+/// accepted; refused (by the label policy or the budget, with values folded into
+/// overflow series and the reason in `edge_series_rejected_total`; invalid, with the
+/// reason in `edge_series_invalid_total` when a store would refuse it; or a point not
+/// newer than the last one of its series); dropped (log records a filter, the sampler or
+/// a detector dropped, reason in `edge_logs_dropped_total`, or with nowhere to go;
+/// spans the traces path refused).
+pub const OTLP_ITEM_RESULTS: [&str; 3] = ["accepted", "refused", "dropped"];
+
+/// The `result` of [`OTLP_RESULTS`] a finer outcome counts under.
+fn otlp_request_slot(result: &str) -> Option<usize> {
+    let r = match result {
+        "bad_request" | "too_large" | "unsupported" => "refused",
+        other => other,
+    };
+    OTLP_RESULTS.iter().position(|x| *x == r)
+}
+
+/// The `result` of [`OTLP_ITEM_RESULTS`] a finer reason counts under.
+fn otlp_item_slot(result: &str) -> Option<usize> {
+    let r = match result {
+        "policy" | "budget" | "invalid" | "out_of_order" => "refused",
+        other => other,
+    };
+    OTLP_ITEM_RESULTS.iter().position(|x| *x == r)
+}
 
 /// Why a log record was dropped, as the `reason` label of `edge_logs_dropped_total`.
 pub const DROP_REASONS: [&str; 5] = ["min_level", "drop_rule", "sampled", "shed", "pii_drop"];
@@ -229,22 +235,21 @@ impl Telemetry {
         }
     }
 
-    /// One OTLP request answered: `transport`, `signal` and `result` are values of
-    /// [`OTLP_TRANSPORTS`], [`OTLP_SIGNALS`] and [`OTLP_RESULTS`].
-    pub fn otlp_request(&self, transport: &str, signal: &str, result: &str) {
+    /// One OTLP request answered: `transport` is one of [`OTLP_TRANSPORTS`], `result`
+    /// one of [`OTLP_RESULTS`] or a finer one (`bad_request`, `too_large`,
+    /// `unsupported`) that counts as `refused`.
+    pub fn otlp_request(&self, transport: &str, result: &str) {
         let t = OTLP_TRANSPORTS.iter().position(|x| *x == transport);
-        let s = OTLP_SIGNALS.iter().position(|x| *x == signal);
-        let r = OTLP_RESULTS.iter().position(|x| *x == result);
-        if let (Some(t), Some(s), Some(r)) = (t, s, r) {
-            self.otlp_requests[t][s][r].fetch_add(1, Relaxed);
+        if let (Some(t), Some(r)) = (t, otlp_request_slot(result)) {
+            self.otlp_requests[t][r].fetch_add(1, Relaxed);
         }
     }
 
-    /// OTLP items of `signal` with `result` (a value of [`OTLP_ITEM_RESULTS`]).
+    /// OTLP items of `signal` with `result` (one of [`OTLP_ITEM_RESULTS`], or a finer
+    /// reason, `policy`, `budget`, `invalid`, `out_of_order`, that counts as `refused`).
     pub fn otlp_items(&self, signal: &str, result: &str, n: u64) {
         let s = OTLP_SIGNALS.iter().position(|x| *x == signal);
-        let r = OTLP_ITEM_RESULTS.iter().position(|x| *x == result);
-        if let (Some(s), Some(r)) = (s, r)
+        if let (Some(s), Some(r)) = (s, otlp_item_slot(result))
             && n > 0
         {
             self.otlp_items[s][r].fetch_add(n, Relaxed);
@@ -254,16 +259,6 @@ impl Telemetry {
     /// OTLP exemplars dropped.
     pub fn otlp_exemplars_dropped(&self, n: u64) {
         self.otlp_exemplars.fetch_add(n, Relaxed);
-    }
-
-    /// The count behind one `edge_otlp_items_total` series (for tests).
-    pub fn otlp_items_count(&self, signal: &str, result: &str) -> u64 {
-        let s = OTLP_SIGNALS.iter().position(|x| *x == signal);
-        let r = OTLP_ITEM_RESULTS.iter().position(|x| *x == result);
-        match (s, r) {
-            (Some(s), Some(r)) => self.otlp_items[s][r].load(Relaxed),
-            _ => 0,
-        }
     }
 
     /// A log record dropped for `reason` (one of [`DROP_REASONS`]) from `class`.
@@ -462,20 +457,14 @@ impl Telemetry {
                 );
             }
         }
-        for (transport, by_signal) in OTLP_TRANSPORTS.iter().zip(&self.otlp_requests) {
-            for (signal, by_result) in OTLP_SIGNALS.iter().zip(by_signal) {
-                for (result, n) in OTLP_RESULTS.iter().zip(by_result) {
-                    if load(n) > 0.0 {
-                        push(
-                            "edge_otlp_requests_total",
-                            &[
-                                ("transport", transport),
-                                ("signal", signal),
-                                ("result", result),
-                            ],
-                            load(n),
-                        );
-                    }
+        for (transport, by_result) in OTLP_TRANSPORTS.iter().zip(&self.otlp_requests) {
+            for (result, n) in OTLP_RESULTS.iter().zip(by_result) {
+                if load(n) > 0.0 {
+                    push(
+                        "edge_otlp_requests_total",
+                        &[("transport", transport), ("result", result)],
+                        load(n),
+                    );
                 }
             }
         }

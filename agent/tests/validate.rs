@@ -31,6 +31,34 @@ fn a_good_config_exits_0() {
 }
 
 #[test]
+fn the_otlp_keys_are_accepted_and_bad_ones_named_by_path() {
+    let output = "output: { metrics_url: \"https://gw.example:8443/api/v1/push\", tls: { cert: a, key: b, ca: c } }\n";
+    for good in [
+        "otlp: { grpc: 127.0.0.1:4317, http: 127.0.0.1:4318 }\n",
+        "otlp: off\n",
+        "otlp: { grpc: off }\n",
+    ] {
+        let (code, _, stderr) = validate(&format!("{good}{output}"), &[]);
+        assert_eq!(code, 0, "{good}: {stderr}");
+    }
+    let (code, _, stderr) = validate(
+        &format!("otlp: {{ grpc: 0.0.0.0:4317, http: nowhere, gprc: off }}\n{output}"),
+        &[],
+    );
+    assert_eq!(code, 1);
+    for path in [
+        "otlp.gprc: unknown key",
+        "otlp.grpc: 0.0.0.0:4317 is not a loopback address",
+        "otlp.http: \"nowhere\" is not an address:port",
+    ] {
+        assert!(
+            stderr.contains(&format!("agent.yaml: {path}")),
+            "{path} in {stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_bad_config_exits_1_naming_every_key() {
     let (code, _, stderr) = validate(
         "cadence: soon\nlisten: 10.0.0.5:9740\noutput: { metrics_url: \"${GATEWAY_URL}/api/v1/push\" }\n",

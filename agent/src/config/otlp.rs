@@ -5,6 +5,7 @@
 //! otlp: { grpc: off }                                     # HTTP only, on its default
 //! ```
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use serde::Deserialize;
@@ -18,14 +19,9 @@ pub(super) enum RawOtlp {
     /// `otlp: off` (or `false`).
     Switch(bool),
     Word(String),
-    On(RawOtlpOn),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawOtlpOn {
-    grpc: Option<RawEndpoint>,
-    http: Option<RawEndpoint>,
+    /// The receivers by name; an unknown name is a problem at its own key path (a
+    /// struct with unknown fields denied would only say that no variant matched).
+    On(BTreeMap<String, RawEndpoint>),
 }
 
 #[derive(Deserialize)]
@@ -37,8 +33,8 @@ pub(super) enum RawEndpoint {
 
 impl Validator<'_> {
     pub(super) fn otlp(&mut self, raw: Option<RawOtlp>) -> OtlpConfig {
-        let on = match raw {
-            None | Some(RawOtlp::Switch(true)) => RawOtlpOn::default(),
+        let mut on = match raw {
+            None | Some(RawOtlp::Switch(true)) => BTreeMap::new(),
             Some(RawOtlp::Switch(false)) => return OtlpConfig::off(),
             Some(RawOtlp::Word(w)) if w == "off" => return OtlpConfig::off(),
             Some(RawOtlp::Word(w)) => {
@@ -47,9 +43,17 @@ impl Validator<'_> {
             }
             Some(RawOtlp::On(on)) => on,
         };
+        let grpc = on.remove("grpc");
+        let http = on.remove("http");
+        for key in on.keys() {
+            self.problem(
+                format!("otlp.{key}"),
+                "unknown key: the OTLP receivers are `grpc` and `http` (an address or `off`)",
+            );
+        }
         OtlpConfig {
-            grpc: self.otlp_endpoint("otlp.grpc", on.grpc, DEFAULT_GRPC),
-            http: self.otlp_endpoint("otlp.http", on.http, DEFAULT_HTTP),
+            grpc: self.otlp_endpoint("otlp.grpc", grpc, DEFAULT_GRPC),
+            http: self.otlp_endpoint("otlp.http", http, DEFAULT_HTTP),
         }
     }
 

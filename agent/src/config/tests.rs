@@ -258,3 +258,40 @@ fn traces_go_to_one_or_several_gateways_and_need_the_tokenization_key() {
         "{p:?}"
     );
 }
+
+#[test]
+fn otlp_is_on_by_default_on_loopback_each_receiver_can_be_turned_off_and_bad_keys_name_their_path()
+{
+    let base = "output: { metrics_url: http://127.0.0.1:9090/api/v1/write }\n";
+    let c = parse(Path::new("agent.yaml"), base, &env).expect("defaults");
+    let grpc = c.otlp.grpc.expect("gRPC on by default");
+    let http = c.otlp.http.expect("HTTP on by default");
+    assert_eq!(grpc.addr.to_string(), "127.0.0.1:4317");
+    assert_eq!(http.addr.to_string(), "127.0.0.1:4318");
+    assert!(!grpc.explicit && !http.explicit);
+    for off in ["otlp: off\n", "otlp: false\n"] {
+        let c = parse(Path::new("agent.yaml"), &format!("{base}{off}"), &env).expect("off");
+        assert!(!c.otlp.any(), "{off}");
+    }
+    let c = parse(
+        Path::new("agent.yaml"),
+        &format!("{base}otlp: {{ grpc: off, http: 127.0.0.1:14318 }}\n"),
+        &env,
+    )
+    .expect("one off");
+    assert_eq!(c.otlp.grpc, None);
+    let http = c.otlp.http.expect("on");
+    assert!(http.explicit);
+    assert_eq!(http.addr.port(), 14318);
+    let p = problems(&format!("{base}otlp: {{ grpc: 0.0.0.0:4317 }}\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, "otlp.grpc");
+    assert!(p[0].1.contains("not a loopback address"), "{p:?}");
+    let p = problems(&format!("{base}otlp: {{ http: localhost }}\n"));
+    assert_eq!(p[0].0, "otlp.http", "{p:?}");
+    let p = problems(&format!("{base}otlp: maybe\n"));
+    assert_eq!(p[0].0, "otlp", "{p:?}");
+    let p = problems(&format!("{base}otlp: {{ grcp: 127.0.0.1:4317 }}\n"));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, "otlp.grcp", "{p:?}");
+}

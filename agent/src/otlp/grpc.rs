@@ -91,16 +91,6 @@ enum Signal {
     Traces,
 }
 
-impl Signal {
-    fn name(self) -> &'static str {
-        match self {
-            Signal::Metrics => "metrics",
-            Signal::Logs => "logs",
-            Signal::Traces => "traces",
-        }
-    }
-}
-
 /// One method's handler.
 struct Export {
     signal: Signal,
@@ -148,7 +138,7 @@ impl tonic::server::UnaryService<Bytes> for Export {
                     Err(e) => ("bad_request", Err(invalid("ExportTraceServiceRequest", e))),
                 },
             };
-            telemetry.otlp_request("grpc", signal.name(), result);
+            telemetry.otlp_request("grpc", result);
             answer.map(tonic::Response::new)
         })
     }
@@ -208,13 +198,13 @@ async fn handle(
             response
                 .headers_mut()
                 .insert("grpc-status", http::HeaderValue::from_static("8"));
-            telemetry.otlp_request("grpc", signal.name(), "too_large");
+            telemetry.otlp_request("grpc", "too_large");
         }
         Some(Code::ResourceExhausted) => {
-            telemetry.otlp_request("grpc", signal.name(), "too_large");
+            telemetry.otlp_request("grpc", "too_large");
         }
         Some(Code::Internal | Code::Unimplemented) => {
-            telemetry.otlp_request("grpc", signal.name(), "bad_request");
+            telemetry.otlp_request("grpc", "bad_request");
         }
         _ => {}
     }
