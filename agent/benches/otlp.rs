@@ -62,7 +62,10 @@ fn logs_request(n: usize, base: usize) -> Vec<u8> {
         .map(|i| {
             let i = base + i;
             let body = match i % 10 {
-                0 => format!("player {i} joined from 203.0.113.{} as p{i}@example.com", i % 250),
+                0 => format!(
+                    "player {i} joined from 203.0.113.{} as p{i}@example.com",
+                    i % 250
+                ),
                 _ => format!("tick {i} took {} ms on shard {}", i % 17, i % 4),
             };
             let mut attributes = vec![
@@ -71,7 +74,7 @@ fn logs_request(n: usize, base: usize) -> Vec<u8> {
                 kv("code.function", "GameLoop::tick"),
                 kv("thread.name", "main"),
             ];
-            if i % 5 == 0 {
+            if i.is_multiple_of(5) {
                 attributes.push(KeyValue {
                     key: "player".into(),
                     value: Some(AnyValue {
@@ -83,7 +86,7 @@ fn logs_request(n: usize, base: usize) -> Vec<u8> {
             }
             l::LogRecord {
                 time_unix_nano: 1_764_000_000_000_000_000 + i as u64,
-                severity_number: 9 + 4 * (i % 3 == 0) as i32,
+                severity_number: 9 + 4 * i32::from(i.is_multiple_of(3)),
                 body: s(&body),
                 attributes,
                 trace_id: vec![7; 16],
@@ -120,7 +123,9 @@ fn metrics_request(cycle: u64) -> Vec<u8> {
                 attributes: attrs(j),
                 start_time_unix_nano: start,
                 time_unix_nano: time,
-                value: Some(m::number_data_point::Value::AsDouble((cycle * 3 + i) as f64)),
+                value: Some(m::number_data_point::Value::AsDouble(
+                    (cycle * 3 + i) as f64,
+                )),
                 ..Default::default()
             })
             .collect();
@@ -166,10 +171,12 @@ fn metrics_request(cycle: u64) -> Vec<u8> {
         metrics.push(m::Metric {
             name: format!("game.bench.latency{i}"),
             unit: "s".into(),
-            data: Some(m::metric::Data::ExponentialHistogram(m::ExponentialHistogram {
-                data_points: points,
-                aggregation_temporality: 2,
-            })),
+            data: Some(m::metric::Data::ExponentialHistogram(
+                m::ExponentialHistogram {
+                    data_points: points,
+                    aggregation_temporality: 2,
+                },
+            )),
             ..Default::default()
         });
     }
@@ -189,11 +196,7 @@ fn main() {
     let records = arg("--records", 1_000_000) as usize;
     let cycles = arg("--cycles", 2_000);
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("key"),
-        "0123456789abcdef0123456789abcdef\n",
-    )
-    .expect("key");
+    std::fs::write(dir.path().join("key"), "0123456789abcdef0123456789abcdef\n").expect("key");
     let yaml = format!(
         "queue: {{ dir: {0}/queue, max_bytes: 8GiB }}\n\
          tokenize: {{ key_file: {0}/key, detectors: [email, ipv4, ipv6] }}\n\
@@ -225,7 +228,10 @@ fn main() {
             host_labels: vec![("region".into(), "eu-west-1".into())],
         },
         telemetry.clone(),
-        Arc::new(Cadence::new(Duration::from_secs(10), Duration::from_secs(5))),
+        Arc::new(Cadence::new(
+            Duration::from_secs(10),
+            Duration::from_secs(5),
+        )),
     ));
     let receivers = Receivers::new(
         shared.clone(),
