@@ -771,9 +771,12 @@ pub fn sanitize(s: &str, metric: bool) -> String {
     out
 }
 
+/// Name-value (or label-attribute) pairs.
+pub type Labels = Vec<(String, String)>;
+
 /// Attributes as labels (sorted by name), and each label with the attribute it came
 /// from when the name changed.
-pub fn labels(attributes: &[KeyValue]) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub fn labels(attributes: &[KeyValue]) -> (Labels, Labels) {
     let mut labels: Vec<(String, String)> = Vec::with_capacity(attributes.len());
     let mut renamed = Vec::new();
     let mut sorted: Vec<&KeyValue> = attributes.iter().collect();

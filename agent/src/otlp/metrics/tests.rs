@@ -111,7 +111,7 @@ fn names_and_labels_follow_the_prometheus_compatibility_rules() {
     );
 }
 
-fn labels_of(a: &[KeyValue]) -> (Vec<(String, String)>, Vec<(String, String)>) {
+fn labels_of(a: &[KeyValue]) -> (Labels, Labels) {
     labels(a)
 }
 
