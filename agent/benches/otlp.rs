@@ -24,7 +24,6 @@ use edge_agent::otlp::{LogsSink, Receivers};
 use edge_agent::queue::DiskQueue;
 use edge_agent::shared::Shared;
 use edge_agent::telemetry::Telemetry;
-use edge_agent::traces::TracesPipeline;
 use edge_schema::proto::opentelemetry::proto::collector::logs::v1::ExportLogsServiceRequest;
 use edge_schema::proto::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
 use edge_schema::proto::opentelemetry::proto::common::v1::{
@@ -233,11 +232,7 @@ fn main() {
             Duration::from_secs(5),
         )),
     ));
-    let receivers = Receivers::new(
-        shared.clone(),
-        LogsSink::Pipeline(Arc::new(Mutex::new(logs))),
-        Arc::new(TracesPipeline::default()),
-    );
+    let receivers = Receivers::new(shared.clone(), LogsSink::Pipeline(Arc::new(Mutex::new(logs))));
 
     // Logs.
     let bodies: Vec<Vec<u8>> = (0..8).map(|k| logs_request(512, k * 512)).collect();
