@@ -232,7 +232,10 @@ fn main() {
             Duration::from_secs(5),
         )),
     ));
-    let receivers = Receivers::new(shared.clone(), LogsSink::Pipeline(Arc::new(Mutex::new(logs))));
+    let receivers = Receivers::new(
+        shared.clone(),
+        LogsSink::Pipeline(Arc::new(Mutex::new(logs))),
+    );
 
     // Logs.
     let bodies: Vec<Vec<u8>> = (0..8).map(|k| logs_request(512, k * 512)).collect();

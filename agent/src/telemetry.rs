@@ -49,17 +49,14 @@ impl Stream {
 }
 
 /// Answer classes, as the `code` label of `edge_send_responses_total`.
-pub const CODES: [&str; 8] = ["2xx", "400", "413", "429", "4xx", "503", "5xx", "error"];
+pub const CODES: [&str; 5] = ["2xx", "429", "4xx", "5xx", "error"];
 
 /// The `code` label of an HTTP status (`None`: a transport error).
 pub fn code_class(status: Option<u16>) -> &'static str {
     match status {
         None => "error",
         Some(200..=299) => "2xx",
-        Some(400) => "400",
-        Some(413) => "413",
         Some(429) => "429",
-        Some(503) => "503",
         Some(400..=499) => "4xx",
         Some(_) => "5xx",
     }
@@ -110,8 +107,8 @@ pub struct Telemetry {
     /// statsd lines accepted and malformed.
     statsd_lines: [AtomicU64; 2],
     /// OTLP requests by transport and result.
-    otlp_requests: [[AtomicU64; OTLP_RESULTS.len()]; OTLP_TRANSPORTS.len()],
-    /// OTLP items (data points, log records, spans) by signal and result.
+    otlp_requests: [AtomicU64; OTLP_RESULTS.len()],
+    /// OTLP items (data points, log records) by signal and result.
     otlp_items: [[AtomicU64; OTLP_ITEM_RESULTS.len()]; OTLP_SIGNALS.len()],
     /// OTLP exemplars dropped.
     otlp_exemplars: AtomicU64,
@@ -133,11 +130,8 @@ pub const LEVELS: [Level; 7] = [
     Level::Fatal,
 ];
 
-/// OTLP transports, as the `transport` label.
-pub const OTLP_TRANSPORTS: [&str; 2] = ["grpc", "http"];
-
-/// OTLP signals, as the `signal` label.
-pub const OTLP_SIGNALS: [&str; 3] = ["metrics", "logs", "traces"];
+/// OTLP signals, as the `signal` label (spans count in `edge_traces_spans_total`).
+pub const OTLP_SIGNALS: [&str; 2] = ["metrics", "logs"];
 
 /// What became of an OTLP request, as the `result` label of `edge_otlp_requests_total`:
 /// taken whole, taken with some items refused (`partial_success`), refused (a body that
@@ -235,13 +229,12 @@ impl Telemetry {
         }
     }
 
-    /// One OTLP request answered: `transport` is one of [`OTLP_TRANSPORTS`], `result`
-    /// one of [`OTLP_RESULTS`] or a finer one (`bad_request`, `too_large`,
-    /// `unsupported`) that counts as `refused`.
-    pub fn otlp_request(&self, transport: &str, result: &str) {
-        let t = OTLP_TRANSPORTS.iter().position(|x| *x == transport);
-        if let (Some(t), Some(r)) = (t, otlp_request_slot(result)) {
-            self.otlp_requests[t][r].fetch_add(1, Relaxed);
+    /// One OTLP request answered (either transport): `result` is one of
+    /// [`OTLP_RESULTS`] or a finer one (`bad_request`, `too_large`, `unsupported`) that
+    /// counts as `refused`.
+    pub fn otlp_request(&self, result: &str) {
+        if let Some(r) = otlp_request_slot(result) {
+            self.otlp_requests[r].fetch_add(1, Relaxed);
         }
     }
 
@@ -424,16 +417,17 @@ impl Telemetry {
                 load(&self.queue_shed[i]),
             );
             push(
-                "edge_queue_shed_batches_total",
-                &l,
-                load(&self.queue_shed_batches[i]),
-            );
-            push(
                 "edge_queue_lost_bytes_total",
                 &l,
                 load(&self.queue_lost_bytes[i]),
             );
         }
+        // Batches shed, all classes together (the records shed are per class above).
+        push(
+            "edge_queue_shed_batches_total",
+            &[],
+            self.queue_shed_batches.iter().map(load).sum(),
+        );
         push(
             "edge_scrape_failures_total",
             &[],
@@ -457,15 +451,9 @@ impl Telemetry {
                 );
             }
         }
-        for (transport, by_result) in OTLP_TRANSPORTS.iter().zip(&self.otlp_requests) {
-            for (result, n) in OTLP_RESULTS.iter().zip(by_result) {
-                if load(n) > 0.0 {
-                    push(
-                        "edge_otlp_requests_total",
-                        &[("transport", transport), ("result", result)],
-                        load(n),
-                    );
-                }
+        for (result, n) in OTLP_RESULTS.iter().zip(&self.otlp_requests) {
+            if load(n) > 0.0 {
+                push("edge_otlp_requests_total", &[("result", result)], load(n));
             }
         }
         for (signal, by_result) in OTLP_SIGNALS.iter().zip(&self.otlp_items) {

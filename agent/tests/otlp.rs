@@ -95,6 +95,7 @@ async fn the_python_sdk_over_http_and_grpc_reaches_prometheus_and_the_gateway() 
     let dir = tempfile::tempdir().expect("tempdir");
     let prometheus = Prometheus::start(dir.path()).await;
     let logs = Gateway::start("127.0.0.1:0", vec![]).await;
+    let traces = Gateway::start("127.0.0.1:0", vec![]).await;
     let (grpc, http) = (free_port(), free_port());
     let extra = format!(
         "otlp: {{ grpc: 127.0.0.1:{grpc}, http: 127.0.0.1:{http} }}\n{}",
@@ -104,7 +105,11 @@ async fn the_python_sdk_over_http_and_grpc_reaches_prometheus_and_the_gateway() 
         dir.path(),
         &[prometheus.write_url()],
         &extra,
-        &format!(", logs_url: \"{}\"", logs.url("http")),
+        &format!(
+            ", logs_url: \"{}\", traces_url: \"{}\"",
+            logs.url("http"),
+            traces.url("http")
+        ),
     );
     let client = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/otlp_client.py");
     for (transport, port, shard) in [("http", http, "3"), ("grpc", grpc, "4")] {
@@ -200,7 +205,7 @@ async fn the_python_sdk_over_http_and_grpc_reaches_prometheus_and_the_gateway() 
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        agent.metric("edge_otlp_requests_total{result=\"refused\",transport=\"grpc\"}"),
+        agent.metric("edge_otlp_requests_total{result=\"refused\"}"),
         Some(2.0)
     );
 
@@ -237,23 +242,62 @@ async fn the_python_sdk_over_http_and_grpc_reaches_prometheus_and_the_gateway() 
         agent.metric("edge_otlp_items_total{result=\"accepted\",signal=\"logs\"}"),
         Some(6.0)
     );
-    for transport in ["grpc", "http"] {
-        let ok = agent
-            .metric(&format!(
-                "edge_otlp_requests_total{{result=\"ok\",transport=\"{transport}\"}}"
-            ))
-            .unwrap_or(0.0);
-        assert!(ok >= 1.0, "{transport}: {ok} requests taken whole");
-        let partial = agent
-            .metric(&format!(
-                "edge_otlp_requests_total{{result=\"partial\",transport=\"{transport}\"}}"
-            ))
-            .unwrap_or(0.0);
-        assert_eq!(
-            partial, 1.0,
-            "{transport}: the metrics export with the forbidden attribute"
+    // One span per transport, through the agent's traces path, tokenized.
+    let got = traces
+        .wait_for("two spans", WAIT, |r| span_names(r).len() >= 2)
+        .await;
+    assert_eq!(span_names(&got), ["match.join", "match.join"]);
+    for r in &got {
+        let raw = zstd::bulk::decompress(&r.body, 64 << 20).expect("zstd");
+        for pii in PII {
+            assert!(
+                !raw.windows(pii.len()).any(|w| w == pii.as_bytes()),
+                "{pii} reached the traces gateway"
+            );
+        }
+        assert!(
+            String::from_utf8_lossy(&raw).contains("tok_"),
+            "tokens in the spans"
         );
     }
+    assert_eq!(
+        agent.metric("edge_traces_spans_total{result=\"accepted\"}"),
+        Some(2.0)
+    );
+
+    // Both transports count in one series per result.
+    let ok = agent
+        .metric("edge_otlp_requests_total{result=\"ok\"}")
+        .unwrap_or(0.0);
+    assert!(
+        ok >= 2.0,
+        "{ok} requests taken whole over the two transports"
+    );
+    assert_eq!(
+        agent.metric("edge_otlp_requests_total{result=\"partial\"}"),
+        Some(2.0),
+        "the metrics export with the forbidden attribute, once per transport"
+    );
+}
+
+/// The names of the spans in the traces batches received.
+fn span_names(received: &[Received]) -> Vec<String> {
+    use edge_schema::proto::opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest;
+    let mut names = Vec::new();
+    for r in received {
+        let Ok(raw) = zstd::bulk::decompress(&r.body, 64 << 20) else {
+            continue;
+        };
+        let Ok(req) = ExportTraceServiceRequest::decode(raw.as_slice()) else {
+            continue;
+        };
+        for rs in req.resource_spans {
+            for ss in rs.scope_spans {
+                names.extend(ss.spans.into_iter().map(|s| s.name));
+            }
+        }
+    }
+    names
 }
 
 /// One HTTP/1.1 POST: status, headers (lower-case names) and body.
@@ -528,7 +572,7 @@ async fn every_case_gets_its_exact_answer_and_self_metric() {
     assert_eq!(st.0, 3);
     assert!(st.1.contains("ExportMetricsServiceRequest"), "{}", st.1);
     assert_eq!(
-        agent.metric("edge_otlp_requests_total{result=\"refused\",transport=\"http\"}"),
+        agent.metric("edge_otlp_requests_total{result=\"refused\"}"),
         Some(1.0)
     );
 
@@ -549,7 +593,7 @@ async fn every_case_gets_its_exact_answer_and_self_metric() {
     );
     assert_eq!(status, 413);
     assert_eq!(
-        agent.metric("edge_otlp_requests_total{result=\"refused\",transport=\"http\"}"),
+        agent.metric("edge_otlp_requests_total{result=\"refused\"}"),
         Some(3.0),
         "the malformed body and the two over the limit"
     );
@@ -628,12 +672,12 @@ async fn every_case_gets_its_exact_answer_and_self_metric() {
         Some(1.0)
     );
     assert_eq!(
-        agent.metric("edge_otlp_requests_total{result=\"refused\",transport=\"http\"}"),
+        agent.metric("edge_otlp_requests_total{result=\"refused\"}"),
         Some(5.0),
         "and the JSON body of the wrong shape, and the text/plain one"
     );
     assert_eq!(
-        agent.metric("edge_otlp_requests_total{result=\"partial\",transport=\"http\"}"),
+        agent.metric("edge_otlp_requests_total{result=\"partial\"}"),
         Some(4.0),
         "the retry, the forbidden attribute, the JSON one, the logs without output"
     );

@@ -138,7 +138,7 @@ impl tonic::server::UnaryService<Bytes> for Export {
                     Err(e) => ("bad_request", Err(invalid("ExportTraceServiceRequest", e))),
                 },
             };
-            telemetry.otlp_request("grpc", result);
+            telemetry.otlp_request(result);
             answer.map(tonic::Response::new)
         })
     }
@@ -198,13 +198,13 @@ async fn handle(
             response
                 .headers_mut()
                 .insert("grpc-status", http::HeaderValue::from_static("8"));
-            telemetry.otlp_request("grpc", "too_large");
+            telemetry.otlp_request("too_large");
         }
         Some(Code::ResourceExhausted) => {
-            telemetry.otlp_request("grpc", "too_large");
+            telemetry.otlp_request("too_large");
         }
         Some(Code::Internal | Code::Unimplemented) => {
-            telemetry.otlp_request("grpc", "bad_request");
+            telemetry.otlp_request("bad_request");
         }
         _ => {}
     }

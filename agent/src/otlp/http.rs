@@ -80,7 +80,7 @@ async fn route(req: http::Request<Incoming>, receivers: Arc<Receivers>) -> Respo
     }
     let telemetry = receivers.shared().telemetry.clone();
     let (result, answer) = export(req, signal, receivers).await;
-    telemetry.otlp_request("http", result);
+    telemetry.otlp_request(result);
     answer
 }
 

@@ -339,12 +339,11 @@ impl Receivers {
                 error_message,
             } => {
                 let rejected = rejected_spans.max(0);
-                telemetry.otlp_items("traces", "dropped", rejected as u64);
-                telemetry.otlp_items(
-                    "traces",
-                    "accepted",
-                    (spans as u64).saturating_sub(rejected as u64),
-                );
+                if self.shared.traces().is_none() {
+                    // The traces path counts what it takes; spans with nowhere to go
+                    // are counted here.
+                    telemetry.spans("refused", rejected as u64);
+                }
                 let partial = rejected > 0 || !error_message.is_empty();
                 Outcome::Taken {
                     response: ExportTraceServiceResponse {

@@ -7,6 +7,7 @@ exponential-histogram view on game.tick.duration:
 - game.tick.duration (s): 0.001 .. 1.000 s, 1000 observations, with shard.id=SHARD;
 - game.errors: +1 with a player.id attribute (forbidden by the policy);
 - three log records carrying an email and IP addresses, in the body and attributes;
+- one span `match.join` with an email attribute and an event carrying an IP address;
 then shuts the providers down, which exports everything and waits for the answers.
 """
 
@@ -20,6 +21,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.metrics import Observation
 from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 transport, port, shard = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
@@ -31,6 +34,9 @@ if transport == "grpc":
     endpoint = f"127.0.0.1:{port}"
     metric_exporter = OTLPMetricExporter(endpoint=endpoint, insecure=True, compression=grpc.Compression.Gzip)
     log_exporter = OTLPLogExporter(endpoint=endpoint, insecure=True, compression=grpc.Compression.Gzip)
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    span_exporter = OTLPSpanExporter(endpoint=endpoint, insecure=True, compression=grpc.Compression.Gzip)
 else:
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -39,6 +45,9 @@ else:
     base = f"http://127.0.0.1:{port}"
     metric_exporter = OTLPMetricExporter(endpoint=f"{base}/v1/metrics", compression=Compression.Gzip)
     log_exporter = OTLPLogExporter(endpoint=f"{base}/v1/logs", compression=Compression.Gzip)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    span_exporter = OTLPSpanExporter(endpoint=f"{base}/v1/traces", compression=Compression.Gzip)
 
 resource = Resource.create({"service.name": "game-server", "service.instance.id": "inst-1"})
 reader = PeriodicExportingMetricReader(metric_exporter, export_interval_millis=60_000)
@@ -69,6 +78,15 @@ log.warning(
 log.info("match started", extra={"shard.id": shard, "transport": transport})
 log.error("kicked bob_99@mail.example.co.uk", extra={"transport": transport})
 
+tracers = TracerProvider(resource=resource)
+tracers.add_span_processor(BatchSpanProcessor(span_exporter))
+tracer = tracers.get_tracer("game")
+with tracer.start_as_current_span(
+    "match.join", attributes={"player.email": "alice.smith+game@example.com", "transport": transport}
+) as span:
+    span.add_event("peer", {"peer.ip": "203.0.113.77"})
+
 meters.shutdown()
 logs.shutdown()
+tracers.shutdown()
 print("sent")
