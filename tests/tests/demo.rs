@@ -78,6 +78,7 @@ fn the_local_pipeline_runs_and_leaks_no_pii() {
         "game_tick_duration_seconds",
         "game_action_ack_latency_seconds",
         "game_match_duration_seconds",
+        "game_queue_wait_seconds",
         "node_load1",
     ] {
         assert!(

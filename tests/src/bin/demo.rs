@@ -97,6 +97,7 @@ async fn run(args: Args) -> Result<bool, String> {
     let gateway_port = free_port();
     let agent_port = free_port();
     let statsd_port = free_port();
+    let otlp_port = free_port();
     println!("edgepipe demo in {d}");
     let gateway = Proc::configured(
         "edge-gateway",
@@ -120,6 +121,7 @@ async fn run(args: Args) -> Result<bool, String> {
              cadence: 1s\nincident_cadence: 1s\n\
              listen: 127.0.0.1:{agent_port}\n\
              statsd: {{ listen: 127.0.0.1:{statsd_port} }}\n\
+             otlp: {{ grpc: off, http: 127.0.0.1:{otlp_port} }}\n\
              host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
              logs:\n  - {{ path: \"{d}/game/*.log\", service: game, parser: json, read_from: beginning }}\n\
              tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
@@ -140,7 +142,8 @@ async fn run(args: Args) -> Result<bool, String> {
         let stop = stop.clone();
         let url = format!("http://127.0.0.1:{agent_port}/api/v1/push");
         let statsd = format!("127.0.0.1:{statsd_port}");
-        move || synthetic_game(&url, &statsd, &stop)
+        let otlp = format!("127.0.0.1:{otlp_port}");
+        move || synthetic_game(&url, &statsd, &otlp, &stop)
     });
     let logger = std::thread::spawn({
         let stop = stop.clone();
@@ -208,8 +211,11 @@ async fn run(args: Args) -> Result<bool, String> {
 }
 
 /// A game server's metrics: tick times, action latencies, counters, pushed each second;
-/// and, as many engines' scripts do, one statsd timer (a match's length) over UDP.
-fn synthetic_game(url: &str, statsd: &str, stop: &AtomicBool) {
+/// as many engines' scripts do, one statsd timer (a match's length) over UDP; and, as a
+/// game instrumented with an OpenTelemetry SDK does, one exponential histogram (the
+/// queue wait) over OTLP/HTTP.
+fn synthetic_game(url: &str, statsd: &str, otlp: &str, stop: &AtomicBool) {
+    let mut queue_wait = OtlpHistogram::default();
     let udp = std::net::UdpSocket::bind("127.0.0.1:0");
     let registry = Registry::new();
     let (Ok(ticks), Ok(acks), Ok(actions), Ok(players)) = (
@@ -262,7 +268,107 @@ fn synthetic_game(url: &str, statsd: &str, stop: &AtomicBool) {
                 eprintln!("demo: statsd send failed: {e}");
             }
         }
+        for _ in 0..25 {
+            queue_wait.record(0.05 + 3.0 * rng.f64() * rng.f64());
+        }
+        if let Err(e) = queue_wait.export(otlp) {
+            eprintln!("demo: OTLP export failed: {e}");
+        }
         std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A cumulative exponential histogram (scale 0: bucket `i` holds (2^i, 2^(i+1)]) of
+/// seconds, exported as OTLP `game.queue.wait` with `queue=ranked`.
+#[derive(Default)]
+struct OtlpHistogram {
+    counts: std::collections::BTreeMap<i32, u64>,
+    count: u64,
+    sum: f64,
+    start_ns: u64,
+}
+
+impl OtlpHistogram {
+    fn record(&mut self, seconds: f64) {
+        let index = seconds.log2().ceil() as i32 - 1;
+        *self.counts.entry(index).or_default() += 1;
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    /// POSTs the histogram as it stands to the agent's OTLP/HTTP receiver.
+    fn export(&mut self, addr: &str) -> std::io::Result<()> {
+        use edge_schema::proto::opentelemetry::proto::collector::metrics::v1::ExportMetricsServiceRequest;
+        use edge_schema::proto::opentelemetry::proto::common::v1::{AnyValue, KeyValue, any_value};
+        use edge_schema::proto::opentelemetry::proto::metrics::v1 as m;
+        use prost::Message;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        if self.start_ns == 0 {
+            self.start_ns = now;
+        }
+        let offset = self.counts.keys().next().copied().unwrap_or(0);
+        let last = self.counts.keys().last().copied().unwrap_or(0);
+        let bucket_counts = (offset..=last)
+            .map(|i| self.counts.get(&i).copied().unwrap_or(0))
+            .collect();
+        let point = m::ExponentialHistogramDataPoint {
+            attributes: vec![KeyValue {
+                key: "queue".into(),
+                value: Some(AnyValue {
+                    value: Some(any_value::Value::StringValue("ranked".into())),
+                }),
+            }],
+            start_time_unix_nano: self.start_ns,
+            time_unix_nano: now,
+            count: self.count,
+            sum: Some(self.sum),
+            scale: 0,
+            positive: Some(m::exponential_histogram_data_point::Buckets {
+                offset,
+                bucket_counts,
+            }),
+            ..Default::default()
+        };
+        let request = ExportMetricsServiceRequest {
+            resource_metrics: vec![m::ResourceMetrics {
+                scope_metrics: vec![m::ScopeMetrics {
+                    metrics: vec![m::Metric {
+                        name: "game.queue.wait".into(),
+                        unit: "s".into(),
+                        data: Some(m::metric::Data::ExponentialHistogram(
+                            m::ExponentialHistogram {
+                                data_points: vec![point],
+                                aggregation_temporality: m::AggregationTemporality::Cumulative
+                                    as i32,
+                            },
+                        )),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let body = request.encode_to_vec();
+        let mut conn = std::net::TcpStream::connect(addr)?;
+        conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+        write!(
+            conn,
+            "POST /v1/metrics HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        conn.write_all(&body)?;
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut answer)?;
+        if answer.starts_with("HTTP/1.1 200") {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(
+                answer.lines().next().unwrap_or("no answer").to_string(),
+            ))
+        }
     }
 }
 
