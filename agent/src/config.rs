@@ -268,9 +268,9 @@ pub struct AgentConfig {
     /// The disk queue.
     pub queue: QueueConfig,
     /// The statsd receiver, or `None` when `statsd: off`.
-    pub statsd: Option<crate::statsd::StatsdConfig>,
+    pub statsd: Option<statsd::StatsdConfig>,
     /// The OTLP receivers (each `None` when off).
-    pub otlp: crate::otlp::OtlpConfig,
+    pub otlp: otlp::OtlpConfig,
 }
 
 pub use edge_schema::config::ConfigError;
@@ -643,8 +643,8 @@ fn default_listen() -> SocketAddr {
 
 pub use edge_schema::config::{parse_duration, parse_size};
 
-mod otlp;
-mod statsd;
+pub mod otlp;
+pub mod statsd;
 
 #[cfg(test)]
 mod tests;

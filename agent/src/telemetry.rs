@@ -219,10 +219,10 @@ impl Telemetry {
     }
 
     /// Log records queued, by origin and level.
-    pub fn logs_queued(&self, origin: crate::logs::pipeline::Origin, level: Level, n: u64) {
+    pub fn logs_queued(&self, origin: crate::logs::record::Origin, level: Level, n: u64) {
         let o = match origin {
-            crate::logs::pipeline::Origin::File => 0,
-            crate::logs::pipeline::Origin::Otlp => 1,
+            crate::logs::record::Origin::File => 0,
+            crate::logs::record::Origin::Otlp => 1,
         };
         if let Some(i) = LEVELS.iter().position(|l| *l == level) {
             self.logs_records[o][i].fetch_add(n, Relaxed);

@@ -11,7 +11,45 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::Validator;
-use crate::otlp::{DEFAULT_GRPC, DEFAULT_HTTP, Endpoint, OtlpConfig};
+
+/// The default gRPC address.
+pub const DEFAULT_GRPC: &str = "127.0.0.1:4317";
+
+/// The default HTTP address.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:4318";
+
+/// One receiver's address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Where to listen.
+    pub addr: SocketAddr,
+    /// Whether it was given (then failing to bind stops the start).
+    pub explicit: bool,
+}
+
+/// The validated `otlp:` config: each receiver, or `None` when off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// gRPC.
+    pub grpc: Option<Endpoint>,
+    /// HTTP.
+    pub http: Option<Endpoint>,
+}
+
+impl OtlpConfig {
+    /// Both off.
+    pub fn off() -> Self {
+        OtlpConfig {
+            grpc: None,
+            http: None,
+        }
+    }
+
+    /// Whether either receiver is on.
+    pub fn any(&self) -> bool {
+        self.grpc.is_some() || self.http.is_some()
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]

@@ -9,7 +9,21 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 use super::Validator;
-use crate::statsd::{DEFAULT_LISTEN, Mapping, StatsdConfig};
+use crate::statsd::aggregate::Mapping;
+
+/// The default address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8125";
+
+/// The validated `statsd:` config.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatsdConfig {
+    /// Where to listen (UDP and TCP).
+    pub listen: SocketAddr,
+    /// Whether `listen` was given (then failing to bind stops the start).
+    pub explicit: bool,
+    /// Renames by glob.
+    pub mappings: Vec<Mapping>,
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]

@@ -51,11 +51,7 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// How often the tokenization key file is checked for a new key.
 pub const KEY_CHECK_EVERY: Duration = Duration::from_secs(5);
 
-/// Queue fill (of its bound) above which debug records are shed.
-pub const SHED_DEBUG_AT: f64 = 0.8;
-
-/// Queue fill above which info records are shed too.
-pub const SHED_INFO_AT: f64 = 0.9;
+pub use crate::queue::{SHED_DEBUG_AT, SHED_INFO_AT};
 
 #[derive(Debug, Default)]
 struct FileState {
@@ -96,14 +92,7 @@ pub struct Filters {
     tags: Vec<(String, String)>,
 }
 
-/// Where a record came from, as the `source` label of `edge_logs_records_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// A tailed file.
-    File,
-    /// The OTLP receivers.
-    Otlp,
-}
+pub use crate::logs::record::Origin;
 
 /// What became of OTLP records offered with [`LogsPipeline::offer_structured`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -311,7 +300,7 @@ impl LogsPipeline {
     pub fn run(
         pipeline: &std::sync::Mutex<LogsPipeline>,
         stop: &AtomicBool,
-        events: &std::sync::mpsc::Receiver<crate::logs::watch::WatchEvent>,
+        events: &std::sync::mpsc::Receiver<crate::logs::tail::WatchEvent>,
     ) {
         let lock = || {
             pipeline
@@ -336,8 +325,8 @@ impl LogsPipeline {
     }
 
     /// Hands a rename in a watched directory to the tailers of that directory.
-    pub fn on_event(&mut self, event: crate::logs::watch::WatchEvent) {
-        if let crate::logs::watch::WatchEvent::Renamed { dir, from, to } = event {
+    pub fn on_event(&mut self, event: crate::logs::tail::WatchEvent) {
+        if let crate::logs::tail::WatchEvent::Renamed { dir, from, to } = event {
             for source in &mut self.sources {
                 if source.tailer.dir() == dir {
                     source.tailer.renamed(&from, &to);

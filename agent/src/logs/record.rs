@@ -83,3 +83,12 @@ pub struct LogRecord {
     /// The line was longer than the maximum and was split; this is one piece.
     pub truncated: bool,
 }
+
+/// Where a record came from, as the `source` label of `edge_logs_records_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// A tailed file.
+    File,
+    /// The OTLP receivers.
+    Otlp,
+}

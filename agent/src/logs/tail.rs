@@ -130,6 +130,24 @@ pub enum TailError {
     },
 }
 
+/// What the watch tells the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// Something changed in a watched directory: look again.
+    Look,
+    /// A file of `dir` was renamed from `from` to `to` (the kernel paired the two halves
+    /// by their cookie): a file that matched a glob is followed under its new name,
+    /// whatever that is, even if it was never listed under the old one.
+    Renamed {
+        /// The directory.
+        dir: PathBuf,
+        /// The old name.
+        from: String,
+        /// The new name.
+        to: String,
+    },
+}
+
 /// A tailer for one glob.
 #[derive(Debug)]
 pub struct Tailer {

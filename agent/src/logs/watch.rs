@@ -5,25 +5,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context as _;
+use crate::logs::tail::WatchEvent;
 
-/// What the watch tells the pipeline.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WatchEvent {
-    /// Something changed in a watched directory: look again.
-    Look,
-    /// A file of `dir` was renamed from `from` to `to` (the kernel paired the two halves
-    /// by their cookie): a file that matched a glob is followed under its new name,
-    /// whatever that is, even if it was never listed under the old one.
-    Renamed {
-        /// The directory.
-        dir: PathBuf,
-        /// The old name.
-        from: String,
-        /// The new name.
-        to: String,
-    },
-}
+use anyhow::Context as _;
 
 /// Halves of renames waiting for their other half, at most this many.
 const MAX_PENDING_MOVES: usize = 1024;

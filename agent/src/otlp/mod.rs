@@ -43,17 +43,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use crate::config::otlp::{DEFAULT_GRPC, DEFAULT_HTTP, Endpoint, OtlpConfig};
 use crate::logs::pipeline::LogsPipeline;
 use crate::metrics::{Offered, now_ms};
 use crate::shared::Shared;
 use crate::traces::TraceVerdict;
 pub use answer::Outcome;
-
-/// The default gRPC address.
-pub const DEFAULT_GRPC: &str = "127.0.0.1:4317";
-
-/// The default HTTP address.
-pub const DEFAULT_HTTP: &str = "127.0.0.1:4318";
 
 /// How often a taken default address is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(30);
@@ -68,39 +63,6 @@ pub const LOGS_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// The most distinct refusals an answer names (the count covers them all).
 const MAX_MESSAGES: usize = 3;
-
-/// One receiver's address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Where to listen.
-    pub addr: SocketAddr,
-    /// Whether it was given (then failing to bind stops the start).
-    pub explicit: bool,
-}
-
-/// The validated `otlp:` config: each receiver, or `None` when off.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OtlpConfig {
-    /// gRPC.
-    pub grpc: Option<Endpoint>,
-    /// HTTP.
-    pub http: Option<Endpoint>,
-}
-
-impl OtlpConfig {
-    /// Both off.
-    pub fn off() -> Self {
-        OtlpConfig {
-            grpc: None,
-            http: None,
-        }
-    }
-
-    /// Whether either receiver is on.
-    pub fn any(&self) -> bool {
-        self.grpc.is_some() || self.http.is_some()
-    }
-}
 
 /// Where OTLP log records go: the logs pipeline, or why there is none.
 #[derive(Debug, Clone)]

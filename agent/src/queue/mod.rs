@@ -82,6 +82,12 @@ impl Class {
     }
 }
 
+/// Queue fill (of its bound) above which debug log records are shed.
+pub const SHED_DEBUG_AT: f64 = 0.8;
+
+/// Queue fill above which info log records are shed too.
+pub const SHED_INFO_AT: f64 = 0.9;
+
 /// Segment size: large enough that a busy host rotates every few minutes, small enough
 /// that shedding one segment drops little.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 4 * 1024 * 1024;

@@ -26,29 +26,17 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use aggregate::{Aggregator, Mapping};
+pub use crate::config::statsd::{DEFAULT_LISTEN, StatsdConfig};
 
 use crate::metrics::now_ms;
 use crate::shared::Shared;
 
-/// The default address.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8125";
 
 /// How often a taken default address is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(30);
 
 /// The largest datagram or TCP line read.
 const MAX_LINE: usize = 64 * 1024;
-
-/// The validated `statsd:` config.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StatsdConfig {
-    /// Where to listen (UDP and TCP).
-    pub listen: SocketAddr,
-    /// Whether `listen` was given (then failing to bind stops the start).
-    pub explicit: bool,
-    /// Renames by glob.
-    pub mappings: Vec<Mapping>,
-}
 
 /// The bound receiver, before it runs.
 #[derive(Debug)]

@@ -47,8 +47,7 @@ pub const SHED_TRACES_AT: f64 = 0.85;
 
 // The shed order, checked when the crate builds.
 const _: () = assert!(
-    crate::logs::pipeline::SHED_DEBUG_AT < SHED_TRACES_AT
-        && SHED_TRACES_AT < crate::logs::pipeline::SHED_INFO_AT
+    crate::queue::SHED_DEBUG_AT < SHED_TRACES_AT && SHED_TRACES_AT < crate::queue::SHED_INFO_AT
 );
 
 /// The shed hint level (see [`crate::sender::parse_shed_hint`]) from which traces are
