@@ -317,6 +317,25 @@ impl Agent {
 
     /// Runs until SIGTERM or SIGINT, then flushes and drains.
     pub async fn run(self) -> anyhow::Result<()> {
+        self.run_with(None).await
+    }
+
+    /// Like [`Agent::run`], and SIGHUP checks the config set in `file` against
+    /// `running` (see [`crate::reload`]): every problem is logged and the running config
+    /// stays. Swapping a valid set in live is not built yet; it is logged as needing a
+    /// restart. (Without this, SIGHUP's default action would end the agent.)
+    pub async fn run_reloading(
+        self,
+        file: std::path::PathBuf,
+        running: AgentConfig,
+    ) -> anyhow::Result<()> {
+        self.run_with(Some((file, running))).await
+    }
+
+    async fn run_with(
+        self,
+        reload: Option<(std::path::PathBuf, AgentConfig)>,
+    ) -> anyhow::Result<()> {
         let Agent {
             shared,
             listener,
@@ -406,11 +425,16 @@ impl Agent {
         tracing::info!("edge-agent running");
 
         let mut signals =
-            Signals::install(false, true).context("installing the signal handlers")?;
+            Signals::install(reload.is_some(), true).context("installing the signal handlers")?;
         signals
-            .until_stop(async |_usr1| {
-                let on = shared.cadence.toggle_local_incident();
-                tracing::info!(incident = on, "SIGUSR1: incident mode toggled");
+            .until_stop(async |asked| match (asked, &reload) {
+                (edge_daemon_kit::signals::Asked::Hangup, Some((file, running))) => {
+                    check_reload(file, running);
+                }
+                _ => {
+                    let on = shared.cadence.toggle_local_incident();
+                    tracing::info!(incident = on, "SIGUSR1: incident mode toggled");
+                }
             })
             .await;
         tracing::info!("shutting down: flushing the current batch to the queue");
@@ -446,5 +470,29 @@ impl Agent {
         }
         tracing::info!("edge-agent stopped");
         Ok(())
+    }
+}
+
+/// SIGHUP: validates the config set and says what a restart would change.
+fn check_reload(file: &std::path::Path, running: &AgentConfig) {
+    match crate::reload::prepare(file, running) {
+        Err(problems) => {
+            for problem in &problems {
+                tracing::error!(problem = %problem, "SIGHUP: config problem");
+            }
+            tracing::error!(
+                problems = problems.len(),
+                "SIGHUP: config refused; the running config stays"
+            );
+        }
+        Ok(candidate) => {
+            for (key, old, new) in &candidate.needs_restart {
+                tracing::warn!(key, running = %old, new = %new, "SIGHUP: this setting needs a restart");
+            }
+            tracing::warn!(
+                sha256 = %candidate.sha256,
+                "SIGHUP: config set is valid; applying it live is not built yet: restart the agent to apply it"
+            );
+        }
     }
 }

@@ -37,6 +37,7 @@ pub mod otlp;
 pub mod plain_http;
 pub mod queue;
 pub mod receiver;
+pub mod reload;
 pub mod sender;
 pub mod shared;
 pub mod statsd;

@@ -84,8 +84,8 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         // Build (bind, load certificates, open the queue: fail early), then run.
-        let agent = edge_agent::daemon::build(config).await?;
-        agent.run().await
+        let agent = edge_agent::daemon::build(config.clone()).await?;
+        agent.run_reloading(path.clone(), config).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
