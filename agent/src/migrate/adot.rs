@@ -365,7 +365,7 @@ fn remote_write(
                         continue;
                     }
                     agent.host_labels.retain(|(h, _)| h != n);
-                    agent.host_labels.push((n.to_owned(), Commented::new(env_vars(value.text().unwrap_or("")), format!("{s}"))));
+                    agent.host_labels.push((n.to_owned(), Commented::new(env_vars(value.text().unwrap_or("")), s.clone())));
                 }
                 notes.noted(file, k.line, s, "host labels: on every series the agent sends, replacing a pushed label of the same name; the label policy must allow them (host_labels: in labels.yaml)");
             }

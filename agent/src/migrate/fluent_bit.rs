@@ -552,11 +552,8 @@ pub fn translate(
     );
 
     let mut sources: Vec<Source> = Vec::new();
-    let mut input_index = 0usize;
-    for s in sections.iter().filter(|s| s.kind == "INPUT") {
+    for (index, s) in sections.iter().filter(|s| s.kind == "INPUT").enumerate() {
         let name = s.name();
-        let index = input_index;
-        input_index += 1;
         match name.as_str() {
             "tail" => {
                 if let Some(src) = translate_tail(s, index, &parser_sections, notes) {
@@ -750,8 +747,10 @@ fn translate_tail(
         return None;
     };
     let tag = s.value("tag").map(str::to_owned);
-    let mut template = Log::default();
-    template.parser = Commented::new("none", "");
+    let mut template = Log {
+        parser: Commented::new("none", ""),
+        ..Log::default()
+    };
     let mut parser_name: Option<String> = None;
     for e in &s.entries {
         let setting = s.setting(&e.key);
@@ -943,12 +942,12 @@ fn custom_multiline(p: &Section, template: &mut Log, parsers: &[Section], notes:
                 "the agent completes a record 1 s after its last line (multiline.timeout)",
             ),
             "parser" => {
-                if template.parser.value == "none" {
-                    if let Some(pp) = find_parser(parsers, "PARSER", &e.value) {
-                        let parsed = translate_parser(pp, notes);
-                        template.parser = Commented::new(parsed.parser, parsed.comment);
-                        template.pattern = parsed.pattern;
-                    }
+                if template.parser.value == "none"
+                    && let Some(pp) = find_parser(parsers, "PARSER", &e.value)
+                {
+                    let parsed = translate_parser(pp, notes);
+                    template.parser = Commented::new(parsed.parser, parsed.comment);
+                    template.pattern = parsed.pattern;
                 }
             }
             "key_content" => notes.noted(

@@ -25,12 +25,11 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use aggregate::{Aggregator, Mapping};
 pub use crate::config::statsd::{DEFAULT_LISTEN, StatsdConfig};
+pub use aggregate::{Aggregator, Mapping};
 
 use crate::metrics::now_ms;
 use crate::shared::Shared;
-
 
 /// How often a taken default address is tried again.
 pub const RETRY_BIND: Duration = Duration::from_secs(30);
