@@ -273,6 +273,47 @@ pub struct AgentConfig {
     pub otlp: otlp::OtlpConfig,
 }
 
+impl AgentConfig {
+    /// The label policy and the catalog the config names (the shipped ones by default).
+    /// A configured catalog adds to the shipped one and may redefine its families; the
+    /// families the agent itself reports (host and self metrics) are never missing.
+    pub fn load_schema(&self) -> anyhow::Result<edge_schema::check::Schema> {
+        use edge_schema::catalog::Catalog;
+        use edge_schema::policy::LabelPolicy;
+        let policy = match &self.policy {
+            Some(path) => LabelPolicy::from_file(path)?,
+            None => LabelPolicy::shipped(),
+        };
+        let catalog = match &self.catalog {
+            Some(path) => {
+                let mut catalog = Catalog::from_file(path)?;
+                catalog.merge(Catalog::shipped());
+                catalog
+            }
+            None => Catalog::shipped(),
+        };
+        Ok(edge_schema::check::Schema::new(policy, catalog))
+    }
+
+    /// The tokenization key and the tokenizer built on it, for the logs or traces path
+    /// (`what`): no key, no such path (PII must never ship untokenized).
+    pub fn load_tokenizer(
+        &self,
+        what: &str,
+    ) -> anyhow::Result<(edge_tokenize::KeyFile, edge_tokenize::Tokenizer)> {
+        use anyhow::Context as _;
+        let key_path = self
+            .tokenize_key_file
+            .clone()
+            .with_context(|| format!("{what} are configured but tokenize.key_file is not"))?;
+        let key = edge_tokenize::KeyFile::open(key_path.clone())
+            .with_context(|| format!("loading the tokenization key {}", key_path.display()))?;
+        let tokenizer = edge_tokenize::Tokenizer::new(key.key().clone(), &self.detectors)
+            .context("building the PII detectors")?;
+        Ok((key, tokenizer))
+    }
+}
+
 pub use edge_schema::config::ConfigError;
 
 /// Loads and validates `file`, expanding variables from the process environment.

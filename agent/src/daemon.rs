@@ -9,9 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use edge_daemon_kit::signals::Signals;
-use edge_schema::catalog::Catalog;
-use edge_schema::check::Schema;
-use edge_schema::policy::LabelPolicy;
 use http::header::{HeaderName, HeaderValue};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
@@ -54,28 +51,9 @@ pub struct Agent {
     otlp: Option<(crate::otlp::Otlp, crate::otlp::LogsSink)>,
 }
 
-/// The label policy and the catalog the config names (the shipped ones by default). A
-/// configured catalog adds to the shipped one and may redefine its families; the
-/// families the agent itself reports (host and self metrics) are never missing.
-pub fn load_schema(config: &AgentConfig) -> anyhow::Result<Schema> {
-    let policy = match &config.policy {
-        Some(path) => LabelPolicy::from_file(path)?,
-        None => LabelPolicy::shipped(),
-    };
-    let catalog = match &config.catalog {
-        Some(path) => {
-            let mut catalog = Catalog::from_file(path)?;
-            catalog.merge(Catalog::shipped());
-            catalog
-        }
-        None => Catalog::shipped(),
-    };
-    Ok(Schema::new(policy, catalog))
-}
-
 /// Everything that can fail at startup.
 pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
-    let schema = load_schema(&config)?;
+    let schema = config.load_schema()?;
     let host_labels = resolve_host_labels(&config).await;
     tracing::info!(labels = ?host_labels, "host labels");
 

@@ -67,7 +67,7 @@ pub fn prepare(file: &Path, running: &AgentConfig) -> Result<Candidate, Vec<Stri
     if !problems.is_empty() {
         return Err(problems);
     }
-    let schema = crate::daemon::load_schema(&config).map_err(|e| vec![format!("{e:#}")])?;
+    let schema = config.load_schema().map_err(|e| vec![format!("{e:#}")])?;
     let digest = ring::digest::digest(&ring::digest::SHA256, &hashed);
     let sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Ok(Candidate {

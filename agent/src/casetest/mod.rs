@@ -69,7 +69,7 @@ pub struct Outcome {
 pub fn run_files(config: &AgentConfig, files: &[PathBuf]) -> anyhow::Result<Vec<Outcome>> {
     let key = TokenKey::from_bytes(TEST_KEY).context("the test key")?;
     let tokenizer = Tokenizer::new(key, &config.detectors).context("the config's detectors")?;
-    let schema = crate::daemon::load_schema(config)?;
+    let schema = config.load_schema()?;
     // Host label names: a pushed label of the same name is replaced by the agent's.
     let host_labels: Vec<(String, String)> = config
         .host_labels

@@ -248,14 +248,7 @@ impl LogsPipeline {
         telemetry: Arc<Telemetry>,
         shed_hint: Arc<AtomicU8>,
     ) -> anyhow::Result<Self> {
-        let key_path = config
-            .tokenize_key_file
-            .clone()
-            .context("logs are configured but tokenize.key_file is not")?;
-        let key = KeyFile::open(key_path.clone())
-            .with_context(|| format!("loading the tokenization key {}", key_path.display()))?;
-        let tokenizer = Tokenizer::new(key.key().clone(), &config.detectors)
-            .context("building the PII detectors")?;
+        let (key, tokenizer) = config.load_tokenizer("logs")?;
         let mut sources = Vec::with_capacity(config.logs.len());
         let state_dir = config.queue.dir.join("positions");
         std::fs::create_dir_all(&state_dir)

@@ -30,7 +30,6 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use edge_schema::proto::otlp::trace::ExportTraceServiceRequest;
 use edge_schema::proto::otlp::{AnyValue, KeyValue, Resource, any_value};
 use tokio::sync::{Notify, watch};
@@ -144,14 +143,7 @@ impl TracesPipeline {
         telemetry: Arc<Telemetry>,
         shed_hint: Arc<AtomicU8>,
     ) -> anyhow::Result<Self> {
-        let key_path = config
-            .tokenize_key_file
-            .clone()
-            .context("traces are configured but tokenize.key_file is not")?;
-        let key = KeyFile::open(key_path.clone())
-            .with_context(|| format!("loading the tokenization key {}", key_path.display()))?;
-        let tokenizer = Tokenizer::new(key.key().clone(), &config.detectors)
-            .context("building the PII detectors")?;
+        let (key, tokenizer) = config.load_tokenizer("traces")?;
         Ok(Self::with_tokenizer(
             tokenizer,
             key,
