@@ -223,17 +223,28 @@ async fn ingest(
         }
         Err(crate::body::ReadError::Failed(e)) => return Outcome::BodyUnreadable(e),
     };
+    // The work (decoding, checks, building records) waits for an admission slot, or is
+    // answered 503 at once (`admission.rs`).
+    let slot = match gw
+        .admit(&live.config.admission, &identity.tenant, limits.priority)
+        .await
+    {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
     let max = live.config.limits.max_decompressed_bytes;
     // Decompressing, decoding and tokenizing run off the async runtime: a body that
     // expands to tens of megabytes must not stall the other connections, the overload
     // controller or the watchdog ping.
     match endpoint {
-        "push" => push(gw, live, &identity, &limits, &body, max).await,
+        "push" => push(gw, live, &identity, &limits, &body, max, slot).await,
         "otlp_traces" => {
             let decoded =
                 off_runtime(move || decode::traces_request(&body, encoding.as_deref(), max)).await;
             match decoded {
-                Ok((request, raw)) => traces(gw, live, &identity, &limits, request, raw).await,
+                Ok((request, raw)) => {
+                    traces(gw, live, &identity, &limits, request, raw, slot).await
+                }
                 Err(e) => body_error(gw, &identity, "spans", e),
             }
         }
@@ -249,7 +260,17 @@ async fn ingest(
             match decoded {
                 Ok((docs, raw_len)) => {
                     let docs = tokenized(gw, &identity.tenant, docs);
-                    logs(gw, live, &identity, &limits, docs, raw_len as u64, true).await
+                    logs(
+                        gw,
+                        live,
+                        &identity,
+                        &limits,
+                        docs,
+                        raw_len as u64,
+                        true,
+                        slot,
+                    )
+                    .await
                 }
                 Err(e) => body_error(gw, &identity, "log_records", e),
             }
@@ -269,7 +290,7 @@ async fn ingest(
             match decoded {
                 Ok((Ok(docs), len)) => {
                     let docs = tokenized(gw, &identity.tenant, docs);
-                    logs(gw, live, &identity, &limits, docs, len as u64, false).await
+                    logs(gw, live, &identity, &limits, docs, len as u64, false, slot).await
                 }
                 Ok((Err(e), _)) => {
                     discarded(gw, "log_records", &identity.tenant, "malformed", 1);
@@ -335,6 +356,7 @@ async fn push(
     limits: &TenantLimits,
     body: &Bytes,
     max: usize,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let compressed = body.clone();
     let raw = match off_runtime(move || decode::snappy(&compressed, max)).await {
@@ -446,7 +468,8 @@ async fn push(
             key: format!("{tenant}/{}", id.host),
             data,
         };
-        let timer = gw.telemetry.commit_begins("metrics");
+        slot.release();
+        let timer = gw.telemetry.commit_begins("metrics", tenant);
         let result = gw.metrics_sink.commit(vec![record]).await;
         timer.done();
         if let Err(e) = result {
@@ -478,6 +501,10 @@ async fn push(
     Outcome::SamplesPartlyRefused(body)
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts as the route has them, and its admission slot"
+)]
 async fn logs(
     gw: &Gateway,
     live: &Live,
@@ -486,6 +513,7 @@ async fn logs(
     docs: Vec<Vec<u8>>,
     bytes: u64,
     otlp: bool,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let tenant = id.tenant.as_str();
     let n = docs.len() as u64;
@@ -520,7 +548,8 @@ async fn logs(
                 data,
             })
             .collect();
-        let timer = gw.telemetry.commit_begins("logs");
+        slot.release();
+        let timer = gw.telemetry.commit_begins("logs", tenant);
         let result = gw.logs_sink.commit(records).await;
         timer.done();
         if let Err(e) = result {
@@ -542,6 +571,7 @@ async fn traces(
     limits: &TenantLimits,
     mut request: edge_schema::proto::otlp::trace::ExportTraceServiceRequest,
     raw: Vec<u8>,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let tenant = id.tenant.as_str();
     let Some(sink) = &gw.traces_sink else {
@@ -592,7 +622,8 @@ async fn traces(
     }
     if n > 0 {
         let records = sink.records(tenant, &request, raw);
-        let timer = gw.telemetry.commit_begins("traces");
+        slot.release();
+        let timer = gw.telemetry.commit_begins("traces", tenant);
         let result = sink.sink().commit(records).await;
         timer.done();
         if let Err(e) = result {
