@@ -174,7 +174,7 @@ async fn a_tenant_whose_commits_fail_throttles_no_other_tenant() {
         };
         let a = steady.push(&request, &[]).await;
         answers.push((n, a.status, a.body));
-        if n % 3 == 0
+        if n.is_multiple_of(3)
             && let Ok((_, body)) = edge_tests::procs::http_get(admin, "/metrics").await
         {
             let text = String::from_utf8_lossy(&body).into_owned();
