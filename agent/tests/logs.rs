@@ -7,48 +7,11 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use edge_schema::proto::otlp::{ExportLogsServiceRequest, any_value};
-use prost::Message;
-use support::{Agent, Gateway, Received, Reply};
+use support::{Agent, Gateway, Received, Reply, raw_bodies, records};
 
 /// Generous: every wait returns as soon as its condition holds; the bound only ends a
 /// run that is stuck, never a slow one.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Decompressed OTLP bodies.
-fn raw_bodies(received: &[Received]) -> Vec<Vec<u8>> {
-    received
-        .iter()
-        .map(|r| zstd::bulk::decompress(&r.body, 64 << 20).expect("zstd body"))
-        .collect()
-}
-
-/// Every record's message and attributes, flattened to one string per record.
-fn records(received: &[Received]) -> Vec<String> {
-    let mut out = Vec::new();
-    for raw in raw_bodies(received) {
-        let req = ExportLogsServiceRequest::decode(raw.as_slice()).expect("OTLP");
-        for rl in req.resource_logs {
-            for sl in rl.scope_logs {
-                for r in sl.log_records {
-                    let mut text = match r.body.and_then(|b| b.value) {
-                        Some(any_value::Value::StringValue(s)) => s,
-                        _ => String::new(),
-                    };
-                    for kv in r.attributes {
-                        if let Some(any_value::Value::StringValue(v)) =
-                            kv.value.and_then(|v| v.value)
-                        {
-                            text.push_str(&format!(" {}={v}", kv.key));
-                        }
-                    }
-                    out.push(text);
-                }
-            }
-        }
-    }
-    out
-}
 
 /// The agent with one JSON log source, a tokenization key, the built-in detectors and
 /// a player-id pattern; logs go to `logs_url`, metrics to `metrics_url`.
