@@ -124,6 +124,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_reload_changes_both_periods_and_incident_mode_keeps_its_meaning() {
+        let c = Cadence::new(Duration::from_secs(10), Duration::from_secs(5));
+        let rx = c.subscribe();
+        c.set_periods(Duration::from_secs(30), Duration::from_secs(15));
+        assert!(rx.has_changed().unwrap_or(false));
+        assert_eq!(c.current(), Duration::from_secs(30));
+        c.set_local_incident(true);
+        assert_eq!(c.current(), Duration::from_secs(15));
+        // An incident cadence longer than the steady one is held to it.
+        c.set_periods(Duration::from_secs(5), Duration::from_secs(15));
+        assert_eq!(c.current(), Duration::from_secs(5));
+    }
+
+    #[test]
     fn local_and_hinted_incident_mode_and_back() {
         let c = Cadence::new(Duration::from_secs(10), Duration::from_secs(5));
         assert_eq!(c.current(), Duration::from_secs(10));

@@ -284,8 +284,9 @@ impl LogsPipeline {
         let services: Vec<String> = config.logs.iter().map(|s| s.service.clone()).collect();
         let mut batcher = Batcher::new(limits(), &services, &host_name(), host_labels);
         for (i, source) in config.logs.iter().enumerate() {
-            let positions = positions_file(&state_dir, source);
-            adopt_numbered_positions(&state_dir, i, source, &positions);
+            let positions =
+                super::tail::position::file_for(&state_dir, &source.service, &source.path);
+            super::tail::position::adopt_numbered(&state_dir, i, &source.service, &positions);
             sources.push(
                 build_source(source, positions, &mut batcher)
                     .with_context(|| format!("logs[{i}] ({})", source.path))?,
@@ -449,8 +450,12 @@ impl LogsPipeline {
                     Planned::Keep(j, Box::new(stages), multiline_of(new))
                 }
                 None => Planned::New(Box::new(
-                    build_source(new, positions_file(&self.state_dir, new), &mut self.batcher)
-                        .with_context(|| format!("logs[{i}] ({})", new.path))?,
+                    build_source(
+                        new,
+                        super::tail::position::file_for(&self.state_dir, &new.service, &new.path),
+                        &mut self.batcher,
+                    )
+                    .with_context(|| format!("logs[{i}] ({})", new.path))?,
                 )),
             });
         }
@@ -760,51 +765,6 @@ fn build_source(
         stages: Stages::new(source)?,
         service: batcher.service(&source.service),
     })
-}
-
-/// A source's positions file: named by its service and its path, so that a source
-/// keeps its file whatever its place in the list (a reload may add and remove sources
-/// around it).
-pub fn positions_file(state_dir: &std::path::Path, source: &LogSource) -> PathBuf {
-    // FNV-1a: stable across builds and Rust versions, unlike the std hasher.
-    let hash = source.path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    let service: String = source
-        .service
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    state_dir.join(format!("{service}-{hash:016x}.json"))
-}
-
-/// Earlier agents named positions files by the source's place in the list
-/// (`<n>-<service>.json`): at start, such a file for the source at that place becomes
-/// the source's own, so an upgrade re-reads nothing.
-fn adopt_numbered_positions(
-    state_dir: &std::path::Path,
-    i: usize,
-    source: &LogSource,
-    positions: &std::path::Path,
-) {
-    let numbered = state_dir.join(format!("{i}-{}.json", source.service));
-    if positions.exists() || !numbered.exists() {
-        return;
-    }
-    match std::fs::rename(&numbered, positions) {
-        Ok(()) => {
-            tracing::info!(from = %numbered.display(), to = %positions.display(), "positions file renamed to its stable name")
-        }
-        Err(e) => {
-            tracing::warn!(from = %numbered.display(), error = %e, "cannot rename a positions file; the source starts as on a first run")
-        }
-    }
 }
 
 fn now_ns() -> i64 {
