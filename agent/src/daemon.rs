@@ -199,6 +199,7 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
                 gate,
                 batch: Batch::default(),
                 host_labels,
+                taps: telemetry.taps().clone(),
             },
             telemetry,
             cadence,

@@ -500,6 +500,9 @@ impl LogsPipeline {
             }
         }
         self.telemetry.logs_queued(Origin::File, record.level, 1);
+        self.telemetry
+            .taps()
+            .log(self.batcher.service_name(i), &record);
         if let Some(closed) = self.batcher.add(i, &record, now) {
             self.queue_all(vec![closed]);
         }
@@ -556,6 +559,9 @@ impl LogsPipeline {
             }
             self.telemetry.logs_queued(Origin::Otlp, record.level, 1);
             out.queued += 1;
+            self.telemetry
+                .taps()
+                .log(self.batcher.service_name(service), &record);
             closed.extend(self.batcher.add(service, &record, now));
         }
         if out.queued > 0 {
