@@ -88,7 +88,7 @@ struct Tenant {
     spans: Bucket,
     series: Series,
     /// Per [`Rate`]: until when the tenant is refused before any decoding, after a
-    /// decoded request did not fit.
+    /// decoded request was over the rate.
     refused_until: [Option<Instant>; 3],
 }
 
@@ -102,9 +102,6 @@ pub enum Rate {
     /// Spans.
     Spans = 2,
 }
-
-/// The longest a tenant is refused before decoding for one request past its burst.
-pub const MAX_REFUSAL: Duration = Duration::from_secs(60);
 
 impl Tenant {
     fn bucket(&self, rate: Rate) -> &Bucket {
@@ -286,10 +283,10 @@ impl Quotas {
     }
 
     /// After decoding: takes the rest of `total` (`charged` was taken by
-    /// [`Quotas::precharge`]). When it does not fit, the tenant is refused before any
-    /// decoding for as long as it was told to wait, or, for a request past its burst,
-    /// as long as its rate takes to earn what it asked (at most [`MAX_REFUSAL`]): the
-    /// decoding it caused is paid for.
+    /// [`Quotas::precharge`]). When the rest is over the rate, the tenant is refused
+    /// before any decoding for as long as it was told to wait (its `Retry-After`): a
+    /// flood of bodies that expand over the rate costs one decode per wait, not one per
+    /// request. A request past the burst is refused alone (413), as it always was.
     pub fn settle(
         &self,
         tenant: &str,
@@ -310,15 +307,8 @@ impl Quotas {
             } else {
                 bucket.check(total.saturating_sub(charged))
             };
-            let wait = match &check {
-                RateCheck::Ok => None,
-                RateCheck::Wait(w) => Some(*w),
-                RateCheck::TooLarge { asked, .. } => Some(
-                    Duration::from_secs_f64(*asked as f64 / bucket.rate.max(1e-9)).min(MAX_REFUSAL),
-                ),
-            };
-            if let Some(wait) = wait {
-                t.refused_until[rate as usize] = Some(Instant::now() + wait);
+            if let RateCheck::Wait(wait) = &check {
+                t.refused_until[rate as usize] = Some(Instant::now() + *wait);
             }
             check
         })
@@ -497,7 +487,7 @@ mod tests {
         // Other rates and tenants are not refused.
         assert_eq!(q.precharge("a", &l, 1, Rate::Spans, 1), RateCheck::Ok);
         assert_eq!(q.precharge("b", &l, 1, Rate::LogBytes, 1), RateCheck::Ok);
-        // Past the burst: 413, and refused for what the rate takes to earn it.
+        // Past the burst: 413, that request alone.
         assert_eq!(
             q.settle("b", &l, 1, Rate::LogBytes, 1, 5000),
             RateCheck::TooLarge {
@@ -505,10 +495,7 @@ mod tests {
                 burst: 2000
             }
         );
-        assert!(matches!(
-            q.precharge("b", &l, 1, Rate::LogBytes, 1),
-            RateCheck::Wait(v) if v > Duration::from_secs(4) && v <= Duration::from_secs(5)
-        ));
+        assert_eq!(q.precharge("b", &l, 1, Rate::LogBytes, 1), RateCheck::Ok);
     }
 
     #[test]

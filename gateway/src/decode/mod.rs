@@ -92,8 +92,13 @@ fn zstd_window(body: &[u8]) -> Option<u64> {
     Some(base + (base / 8) * u64::from(wd & 7))
 }
 
+/// The decompressed size a zstd body's first frame declares, if it does.
+pub fn zstd_declared_size(body: &[u8]) -> Option<u64> {
+    zstd::zstd_safe::get_frame_content_size(body).ok().flatten()
+}
+
 fn zstd_within(body: &[u8], max: usize, reserved: &mut Reservation) -> Result<Vec<u8>, BodyError> {
-    let declared = zstd::zstd_safe::get_frame_content_size(body).ok().flatten();
+    let declared = zstd_declared_size(body);
     if let Some(n) = declared {
         if n > max as u64 {
             return Err(BodyError::TooLarge(format!(

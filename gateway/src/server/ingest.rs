@@ -232,7 +232,7 @@ async fn ingest(
         "otlp_traces" => Rate::Spans,
         _ => Rate::LogBytes,
     };
-    let first = first_charge(rate, &body, encoding.as_deref());
+    let first = first_charge(rate, &body, encoding.as_deref(), max);
     let check = gw
         .quotas
         .precharge(&identity.tenant, &limits, live.config.replicas, rate, first);
@@ -324,26 +324,26 @@ async fn ingest(
 }
 
 /// What a body holds at the least, in the unit of its tenant's `rate`, known before it
-/// is decompressed: for log bytes its own length (less what compression frames may
-/// add: stored blocks and headers), for samples and spans one (a request carries some).
-fn first_charge(rate: Rate, body: &[u8], encoding: Option<&str>) -> u64 {
+/// is decompressed. Log bytes: the size a zstd frame declares (what agents send), the
+/// length of an uncompressed body, else the compressed length less what compression
+/// framing may add (stored blocks and headers). Samples and spans: one (a request
+/// carries some).
+fn first_charge(rate: Rate, body: &[u8], encoding: Option<&str>, max: usize) -> u64 {
     if body.is_empty() {
         return 0;
     }
-    match rate {
-        Rate::LogBytes => {
-            let len = body.len() as u64;
-            let identity = encoding.is_none_or(|e| {
-                let e = e.trim();
-                e.is_empty() || e.eq_ignore_ascii_case("identity")
-            });
-            if identity {
-                len
-            } else {
-                len.saturating_sub(len / 1024 + 64)
-            }
-        }
-        Rate::Samples | Rate::Spans => 1,
+    let Rate::LogBytes = rate else {
+        return 1;
+    };
+    let len = body.len() as u64;
+    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => len,
+        Some("zstd") => match decode::zstd_declared_size(body) {
+            Some(n) if n <= max as u64 => n,
+            _ => len.saturating_sub(len / 1024 + 64),
+        },
+        _ => len.saturating_sub(len / 1024 + 64),
     }
 }
 
