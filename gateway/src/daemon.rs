@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::RelayConfig;
 use crate::relay::Relay;
 use crate::server::Gateway;
+use crate::telemetry::Telemetry;
 
 /// How much longer than the connections' grace period a drain waits for the server to
 /// return (it logs what is left at the end of the grace period itself).
@@ -182,11 +183,16 @@ async fn housekeeping(gw: Arc<Gateway>) {
 
 /// Whether the server makes progress: a task round-trips through the runtime's
 /// scheduler and the blocking pool (where bodies are decoded), and the sinks' commits
-/// are not stuck. `None` when the probe did not come back within `wait`.
-pub async fn making_progress(gw: &Gateway, wait: Duration) -> Option<bool> {
+/// are not stuck (one under way longer than `stuck`, none ending). `None` when the
+/// probe did not come back within `wait`.
+pub async fn making_progress(
+    telemetry: &Telemetry,
+    wait: Duration,
+    stuck: Duration,
+) -> Option<bool> {
     let probe = tokio::spawn(async { tokio::task::spawn_blocking(|| ()).await.is_ok() });
     match tokio::time::timeout(wait, probe).await {
-        Ok(Ok(true)) => Some(!gw.telemetry.commits_stuck(STUCK_COMMIT)),
+        Ok(Ok(true)) => Some(!telemetry.commits_stuck(stuck)),
         Ok(_) => Some(false),
         Err(_) => None,
     }
@@ -202,7 +208,7 @@ async fn watchdog(gw: Arc<Gateway>, notifier: Arc<Notifier>, every: Duration) {
     let mut stalled = false;
     loop {
         tick.tick().await;
-        match making_progress(&gw, every).await {
+        match making_progress(&gw.telemetry, every, STUCK_COMMIT).await {
             Some(true) => {
                 if stalled {
                     tracing::info!("the server makes progress again; watchdog pings resume");
@@ -339,5 +345,47 @@ fn handlers(hangup: bool) -> Option<Signals> {
             tracing::error!(error = %e, "cannot install signal handlers; stopping");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_fails_while_the_blocking_pool_or_a_commit_is_wedged() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let t = Telemetry::default();
+            let long = Duration::from_secs(60);
+            assert_eq!(making_progress(&t, long, long).await, Some(true));
+            // The one blocking thread never comes back: the probe does not either.
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let wedged = tokio::task::spawn_blocking(move || {
+                let _ = wait.recv();
+            });
+            let short = Duration::from_millis(300);
+            assert_eq!(making_progress(&t, short, long).await, None);
+            release.send(()).expect("release");
+            wedged.await.expect("wedged task");
+            assert_eq!(making_progress(&t, long, long).await, Some(true));
+            // A commit under way past the bound, none ending: no progress.
+            let commit = t.commit_begins("metrics");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(
+                making_progress(&t, long, Duration::from_millis(10)).await,
+                Some(false)
+            );
+            drop(commit);
+            assert_eq!(
+                making_progress(&t, long, Duration::from_millis(10)).await,
+                Some(true)
+            );
+        });
     }
 }
