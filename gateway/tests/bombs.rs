@@ -545,3 +545,61 @@ async fn a_body_that_does_not_declare_its_size_is_settled_after_decoding_and_the
         "the records of the one refused after decoding"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_decode_into_far_more_than_they_decompress_to_are_refused_before_decoding() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "test");
+    let port = free_port();
+    let config = format!(
+        "{}limits: {{ max_decompressed_bytes: {MAX_BODY}, max_decompressed_bytes_in_flight: {BUDGET} }}\n",
+        config_text(
+            dir.path(),
+            port,
+            "  game: { log_bytes_rate_limit: 1GiB, log_bytes_burst: 2GiB }"
+        )
+    );
+    let gw = Gateway::start_with_env(dir.path(), port, &config, MALLOC_ENV);
+    let tls = tls_config(&pki.ca_der, Some(&pki.client("gs-1", None)));
+    let mut c = Client::connect(port, tls).await.expect("connect");
+    let before = peak_rss(gw.child.id());
+    // 16 MiB of empty ResourceLogs, two bytes each on the wire and 80 in memory (1.3 GB
+    // decoded), in about 1.4 KB of zstd.
+    let otlp = zstd::bulk::compress(&[0x0au8, 0x00].repeat(8 << 20), 19).expect("zstd");
+    let a = post_logs(&mut c, &otlp).await;
+    assert_eq!(a.status, 413, "{a:?}");
+    assert!(a.body.contains("decodes into about"), "{a:?}");
+    // 16 MiB of JSON zeros: 32 bytes each once parsed.
+    let mut zeros = b"[".to_vec();
+    zeros.extend_from_slice(&b"0,".repeat(8 << 20));
+    zeros.extend_from_slice(b"0]");
+    let json = zstd::bulk::compress(&zeros, 19).expect("zstd");
+    let a = c
+        .request(
+            "POST",
+            "/api/v1/logs",
+            &[
+                ("content-type", "application/json"),
+                ("content-encoding", "zstd"),
+            ],
+            json,
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(a.status, 413, "{a:?}");
+    let after = peak_rss(gw.child.id());
+    eprintln!(
+        "empty messages: peak RSS {} MiB before, {} MiB after",
+        before / MIB,
+        after / MIB
+    );
+    assert!(
+        after <= before + BUDGET + BEYOND_BUDGET,
+        "peak RSS {} MiB, {} MiB before",
+        after / MIB,
+        before / MIB
+    );
+    // The body was refused, not the client: an ordinary batch passes.
+    let logs = zstd::bulk::compress(&logs_request(3, 100), 3).expect("zstd");
+    assert_eq!(post_logs(&mut c, &logs).await.status, 200);
+}

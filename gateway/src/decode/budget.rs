@@ -53,6 +53,11 @@ impl Reservation {
         self.held
     }
 
+    /// The budget's size.
+    pub fn cap(&self) -> u64 {
+        self.cap
+    }
+
     /// Holds `to` bytes in all (more or fewer than now); false, holding what it held,
     /// when the budget has no room for the difference.
     pub fn hold(&mut self, to: u64) -> bool {

@@ -5,6 +5,7 @@
 //! memory reserved from the gateway-wide [`budget::Budget`] first.
 
 pub mod budget;
+pub mod cost;
 pub mod remote_write;
 
 use edge_daemon_kit::snappy::{SnappyError, decompress_bounded};
@@ -184,6 +185,19 @@ pub fn reserve_decoded(reserved: &mut Reservation, raw: usize) -> Result<(), Bod
     reserved.need(reserved.held() + raw as u64)
 }
 
+/// Reserves the struct memory a body decodes into ([`cost`]); a body that needs more
+/// than the whole budget could ever hold is a 413, not a 503 to retry forever.
+pub fn reserve_structs(reserved: &mut Reservation, structs: u64) -> Result<(), BodyError> {
+    let want = reserved.held().saturating_add(structs);
+    if want > reserved.cap() {
+        return Err(BodyError::TooLarge(format!(
+            "the body decodes into about {structs} bytes of messages, more than limits.max_decompressed_bytes_in_flight ({}) can hold",
+            reserved.cap()
+        )));
+    }
+    reserved.need(want)
+}
+
 /// A remote_write body: snappy, then protobuf. The decompressed bytes come back too:
 /// when every series is accepted they go to the sink as they are.
 pub fn write_request(body: &[u8], max: usize) -> Result<(WriteRequest, Vec<u8>), BodyError> {
@@ -212,6 +226,10 @@ pub fn logs_request_within(
 ) -> Result<(ExportLogsServiceRequest, usize), BodyError> {
     let raw = by_encoding_within(body, encoding, max, reserved)?;
     reserve_decoded(reserved, raw.len())?;
+    let structs = cost::logs(&raw).map_err(|_| {
+        BodyError::Malformed("not an OTLP ExportLogsServiceRequest: not protobuf".into())
+    })?;
+    reserve_structs(reserved, structs)?;
     let req = ExportLogsServiceRequest::decode(raw.as_slice())
         .map_err(|e| BodyError::Malformed(format!("not an OTLP ExportLogsServiceRequest: {e}")))?;
     Ok((req, raw.len()))
@@ -236,6 +254,10 @@ pub fn traces_request_within(
 ) -> Result<(ExportTraceServiceRequest, Vec<u8>), BodyError> {
     let raw = by_encoding_within(body, encoding, max, reserved)?;
     reserve_decoded(reserved, raw.len())?;
+    let structs = cost::traces(&raw).map_err(|_| {
+        BodyError::Malformed("not an OTLP ExportTraceServiceRequest: not protobuf".into())
+    })?;
+    reserve_structs(reserved, structs)?;
     let req = ExportTraceServiceRequest::decode(raw.as_slice())
         .map_err(|e| BodyError::Malformed(format!("not an OTLP ExportTraceServiceRequest: {e}")))?;
     Ok((req, raw))

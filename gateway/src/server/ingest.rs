@@ -293,6 +293,7 @@ async fn ingest(
                 let raw =
                     decode::by_encoding_within(&body, encoding.as_deref(), max, &mut reserved)?;
                 decode::reserve_decoded(&mut reserved, raw.len())?;
+                decode::reserve_structs(&mut reserved, decode::cost::json(&raw))?;
                 let len = raw.len();
                 let docs = crate::log_document::from_json_batch(&raw, &tenant, &tokenizer);
                 Ok((docs, len, reserved))
