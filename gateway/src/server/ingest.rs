@@ -484,14 +484,19 @@ async fn push(
         decode::snappy_within(&compressed, max, &mut reserved).map(|raw| (raw, reserved))
     })
     .await;
-    let (raw, _held) = match decoded {
+    let (raw, mut held) = match decoded {
         Ok(r) => r,
         Err(e) => return body_error(gw, id, "samples", e),
     };
     decompressed(gw, raw.len());
-    let scanned = match crate::decode::remote_write::scan(&raw) {
+    // The scan's lists grow within the reservation; a partly accepted body is copied
+    // once more (the accepted series' fields), so that is reserved too.
+    if let Err(e) = decode::reserve_decoded(&mut held, raw.len()) {
+        return body_error(gw, id, "samples", e);
+    }
+    let scanned = match crate::decode::remote_write::scan_within(&raw, &mut held) {
         Ok(s) => s,
-        Err(e) => return body_error(gw, id, "samples", BodyError::Malformed(e.to_string())),
+        Err(e) => return body_error(gw, id, "samples", e),
     };
     let tenant = id.tenant.as_str();
     // reason → (samples, first messages)
