@@ -283,9 +283,9 @@ impl Batcher {
         self.services.len() - 1
     }
 
-    /// The name of service `i` (as [`Batcher::service`] numbers them).
-    pub fn service_name(&self, i: usize) -> &str {
-        self.services.get(i).map_or("", String::as_str)
+    /// The name of service `i`.
+    pub fn service_name(&self, i: usize) -> Option<&str> {
+        self.services.get(i).map(String::as_str)
     }
 
     /// Adds a record of service `service`; returns the batch it closed, if any.

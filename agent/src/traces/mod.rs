@@ -158,6 +158,15 @@ impl TracesPipeline {
         ))
     }
 
+    /// A new tokenizer and key file (a config reload): spans offered from now on are
+    /// scrubbed with it.
+    pub fn set_tokenizer(&self, key: KeyFile, tokenizer: Tokenizer) {
+        let mut state = self.state();
+        state.tokenizer = tokenizer;
+        state.key = key;
+        state.key_checked = Instant::now();
+    }
+
     /// The pipeline around a built tokenizer and batch limits (tests use small ones).
     #[allow(clippy::too_many_arguments)] // one constructor, called twice
     pub fn with_tokenizer(

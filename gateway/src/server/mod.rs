@@ -43,6 +43,8 @@ pub struct Gateway {
     /// `None` without `sinks.traces`: `POST /v1/traces` answers 503.
     traces_sink: Option<TracesSink>,
     overload: OverloadState,
+    /// Decompressed bytes in flight (`limits.max_decompressed_bytes_in_flight`).
+    decompress_budget: crate::decode::budget::Budget,
     in_flight: AtomicI64,
     /// The files as they were when a reload was last refused: the same refused files
     /// seen again (a poll, then a SIGHUP) are one refusal, counted once.
@@ -117,6 +119,7 @@ impl Gateway {
             logs_sink,
             traces_sink,
             overload: OverloadState::default(),
+            decompress_budget: crate::decode::budget::Budget::default(),
             in_flight: AtomicI64::new(0),
             refused_stamps: std::sync::Mutex::new(None),
         });
