@@ -18,7 +18,9 @@
 //!   the value it replaced). Taken in [`crate::logs::pipeline`].
 //! - `metrics`: each series of a cycle's remote_write request as it is queued (host
 //!   labels, overflow series and the agent's own metrics included), and each point the
-//!   gate refuses, marked `"refused": REASON` (its values go to the overflow series).
+//!   gate refuses, marked `"refused": REASON` (its values go to the overflow series);
+//!   a series the policy refused shows its label values as `[withheld]`, since they may
+//!   be what the policy keeps on the host.
 //! - `traces`: each span after scrubbing, with its resource's attributes as shipped.
 //!
 //! `source` filters: a log record's `service` (the `service` of its `logs:` entry, or an
@@ -463,6 +465,9 @@ impl Body for TapBody {
     }
 }
 
+/// What a refused series' label values show when the policy refused it.
+pub const WITHHELD: &str = "[withheld]";
+
 /// Tokens and redactions as the tokenizer writes them.
 static TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"tok_[0-9a-f]{8}_[0-9a-f]{16}|\[REDACTED:[^\]]*\]")
@@ -557,10 +562,17 @@ fn render(item: Item, request: &TapRequest, out: &mut VecDeque<String>) {
             if !matches(Signal::Metrics, want, &key.name) {
                 return;
             }
+            // A series the policy refused may hold what must not leave the host (a
+            // forbidden label, a PII value): its values are withheld; a series the budget
+            // refused is shown whole.
+            let show = reason == edge_schema::reasons::BUDGET;
             let labels: Map<String, Value> = key
                 .labels
                 .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
+                .map(|(k, v)| {
+                    let v = if show { v } else { WITHHELD.to_owned() };
+                    (k, Value::String(v))
+                })
                 .collect();
             let mut line = json!({
                 "signal": "metrics",

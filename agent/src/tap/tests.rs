@@ -188,6 +188,10 @@ async fn metric_taps_show_the_batch_by_name_prefix_and_refused_points() {
     );
     assert!(got[0].get("refused").is_none());
     assert_eq!(got[2]["refused"], "forbidden_label");
+    assert_eq!(
+        got[2]["labels"]["player_id"], WITHHELD,
+        "a value the policy refused never shows"
+    );
 }
 
 #[tokio::test]

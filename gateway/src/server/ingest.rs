@@ -286,6 +286,8 @@ async fn ingest(
                 decode::logs_request_within(&body, encoding.as_deref(), max, &mut reserved).map(
                     |(request, raw_len)| {
                         let docs = crate::log_document::from_otlp(&request, &tenant, &tokenizer);
+                        drop(request);
+                        reserved.hold(documents_size(&docs.docs));
                         (docs, raw_len, reserved)
                     },
                 )
@@ -311,6 +313,10 @@ async fn ingest(
                 decode::reserve_structs(&mut reserved, decode::cost::json(&raw))?;
                 let len = raw.len();
                 let docs = crate::log_document::from_json_batch(&raw, &tenant, &tokenizer);
+                drop(raw);
+                if let Ok(docs) = &docs {
+                    reserved.hold(documents_size(&docs.docs));
+                }
                 Ok((docs, len, reserved))
             })
             .await;
@@ -362,6 +368,12 @@ fn first_charge(rate: Rate, body: &[u8], encoding: Option<&str>, max: usize) -> 
         },
         _ => len.saturating_sub(len / 1024 + 64),
     }
+}
+
+/// What a batch of documents holds (while it commits, a request holds only that).
+fn documents_size(docs: &[Vec<u8>]) -> u64 {
+    let each = std::mem::size_of::<Vec<u8>>() as u64;
+    docs.iter().map(|d| d.capacity() as u64 + each).sum()
 }
 
 /// Counts a body that decoded.
@@ -607,6 +619,8 @@ async fn push(
         } else {
             crate::decode::remote_write::select(&raw, &scanned, &keep)
         };
+        // While it commits, the request holds only the bytes it commits.
+        held.hold(data.capacity() as u64);
         let record = Record {
             key: format!("{tenant}/{}", id.host),
             data,
