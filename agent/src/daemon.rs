@@ -200,6 +200,7 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
                 gate,
                 batch: Batch::default(),
                 host_labels,
+                taps: telemetry.taps().clone(),
             },
             telemetry,
             cadence,

@@ -121,6 +121,8 @@ pub struct Telemetry {
     /// The first 48 bits of the SHA-256 of the config set in force (`agent.yaml`,
     /// policy, catalog): exact in an f64.
     config_hash: AtomicU64,
+    /// Open `edge-agent tap`s, and the records dropped for them.
+    taps: crate::tap::Taps,
 }
 
 /// The agent's version, as `edge_build_info{version}`.
@@ -362,6 +364,11 @@ impl Telemetry {
         self.queue_bytes.iter().map(|b| b.load(Relaxed)).sum()
     }
 
+    /// The open taps, which the pipelines' hooks hand records to (see [`crate::tap`]).
+    pub fn taps(&self) -> &crate::tap::Taps {
+        &self.taps
+    }
+
     /// Where the TLS client reports its certificate's expiry.
     pub fn cert_expiry(&self) -> Arc<AtomicI64> {
         self.cert_expiry.clone()
@@ -552,6 +559,7 @@ impl Telemetry {
         for (result, n) in SPAN_RESULTS.iter().zip(&self.spans) {
             push("edge_traces_spans_total", &[("result", result)], load(n));
         }
+        push("edge_tap_dropped_total", &[], self.taps.dropped() as f64);
         for stream in STREAMS {
             let s = &self.streams[stream.index()];
             for (code, n) in CODES.iter().zip(&s.responses) {

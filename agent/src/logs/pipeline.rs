@@ -628,7 +628,11 @@ impl LogsPipeline {
             }
         }
         self.telemetry.logs_queued(Origin::File, record.level, 1);
-        if let Some(closed) = self.batcher.add(self.sources[i].service, &record, now) {
+        let service = self.sources[i].service;
+        self.telemetry
+            .taps()
+            .log(self.batcher.service_name(service).unwrap_or(""), &record);
+        if let Some(closed) = self.batcher.add(service, &record, now) {
             self.queue_all(vec![closed]);
         }
     }
@@ -684,6 +688,9 @@ impl LogsPipeline {
             }
             self.telemetry.logs_queued(Origin::Otlp, record.level, 1);
             out.queued += 1;
+            self.telemetry
+                .taps()
+                .log(self.batcher.service_name(service).unwrap_or(""), &record);
             closed.extend(self.batcher.add(service, &record, now));
         }
         if out.queued > 0 {

@@ -267,6 +267,7 @@ impl TracesPipeline {
                 continue;
             }
             self.add_host(&mut rs);
+            self.telemetry.taps().spans(&rs, s.kept);
             closed.extend(state.batcher.add(rs, s.kept, now));
         }
         let lost = state.batcher.take_lost();
