@@ -125,6 +125,11 @@ pub const TENANT_OVER_LIMIT_TOTAL: Counter = Counter {
     name: "tenant_over_limit_total",
     help: "Requests refused because a tenant was over a limit.",
 };
+/// `edge_gateway_decompressed_bytes_total` (counter).
+pub const GATEWAY_DECOMPRESSED_BYTES_TOTAL: Counter = Counter {
+    name: "edge_gateway_decompressed_bytes_total",
+    help: "Bytes of request bodies after their Content-Encoding, for the bodies that decoded.",
+};
 /// `edge_gateway_samples_accepted_total` (counter).
 pub const GATEWAY_SAMPLES_ACCEPTED_TOTAL: Counter = Counter {
     name: "edge_gateway_samples_accepted_total",
@@ -572,6 +577,28 @@ impl Telemetry {
             .collect()
     }
 
+    /// Whether the sinks' commits are stuck: one has been under way longer than `after`
+    /// and none ended within the last [`COMMIT_WINDOW`] (slow commits that end, even
+    /// failing, are progress).
+    pub fn commits_stuck(&self, after: Duration) -> bool {
+        let now = Instant::now();
+        let oldest = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|(began, _)| now.saturating_duration_since(*began))
+            .max();
+        if oldest.is_none_or(|age| age <= after) {
+            return false;
+        }
+        self.recent_commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .back()
+            .is_none_or(|(ended, _, _, _)| now.saturating_duration_since(*ended) > COMMIT_WINDOW)
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -746,5 +773,19 @@ mod tests {
             text.contains("edge_gateway_sink_commit_seconds_count{sink=\"logs\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn commits_are_stuck_when_one_is_old_and_none_ended_lately() {
+        let t = Telemetry::default();
+        assert!(!t.commits_stuck(Duration::ZERO), "none under way");
+        let under_way = t.commit_begins("metrics", "t");
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(t.commits_stuck(Duration::from_millis(10)));
+        assert!(!t.commits_stuck(Duration::from_secs(60)), "not old enough");
+        // Another commit ends: the sinks make progress, slow as that one is.
+        t.commit_begins("logs", "t").done();
+        assert!(!t.commits_stuck(Duration::from_millis(10)));
+        drop(under_way);
     }
 }

@@ -198,6 +198,11 @@ impl Validator<'_> {
                 l.max_decompressed_bytes.as_deref(),
                 64 << 20,
             ) as usize,
+            max_decompressed_bytes_in_flight: self.size(
+                "limits.max_decompressed_bytes_in_flight",
+                l.max_decompressed_bytes_in_flight.as_deref(),
+                256 << 20,
+            ),
             max_connection_age: self.duration(
                 "limits.max_connection_age",
                 l.max_connection_age.as_deref(),
@@ -230,6 +235,16 @@ impl Validator<'_> {
                 Duration::from_secs(90),
             ),
         };
+        let one_body = 2 * limits.max_decompressed_bytes as u64 + (8 << 20);
+        if limits.max_decompressed_bytes_in_flight < one_body {
+            self.problem(
+                "limits.max_decompressed_bytes_in_flight",
+                format!(
+                    "{} is less than {one_body}: the budget must hold one body of limits.max_decompressed_bytes twice (growing its buffer holds the old and the new one) and a zstd window of 8 MiB, or such a body is refused forever",
+                    limits.max_decompressed_bytes_in_flight
+                ),
+            );
+        }
         let admission = self.admission(raw.admission);
         if limits.max_connections == 0 {
             self.problem("limits.max_connections", "must be at least 1");

@@ -200,6 +200,7 @@ struct RawClientTls {
 struct RawLimits {
     max_body_bytes: Option<String>,
     max_decompressed_bytes: Option<String>,
+    max_decompressed_bytes_in_flight: Option<String>,
     max_connection_age: Option<String>,
     shutdown_grace: Option<String>,
     max_connections: Option<Number<usize>>,
@@ -461,6 +462,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Bytes a body may decompress to (413 above).
     pub max_decompressed_bytes: usize,
+    /// Decompressed bytes held at once by every request together (503 above).
+    pub max_decompressed_bytes_in_flight: u64,
     /// A connection older than this is asked to go (HTTP/2 GOAWAY, HTTP/1.1
     /// `Connection: close`), so the load balancer can rebalance.
     pub max_connection_age: Duration,

@@ -413,6 +413,28 @@ fn the_traces_sink_and_span_quota_parse_and_bad_ones_name_their_key() {
 }
 
 #[test]
+fn the_decompression_budget_holds_one_largest_body() {
+    let base = "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let c = parse_text(base).expect("defaults");
+    assert_eq!(c.limits.max_decompressed_bytes_in_flight, 256 << 20);
+    let c = parse_text(&format!(
+        "{base}limits: {{ max_decompressed_bytes: 32MiB, max_decompressed_bytes_in_flight: 72MiB }}\n"
+    ))
+    .expect("just enough");
+    assert_eq!(c.limits.max_decompressed_bytes_in_flight, 72 << 20);
+    let err = parse_text(&format!(
+        "{base}limits: {{ max_decompressed_bytes: 32MiB, max_decompressed_bytes_in_flight: 64MiB }}\n"
+    ))
+    .expect_err("too small");
+    assert!(
+        err.problems
+            .iter()
+            .any(|(k, _)| k == "limits.max_decompressed_bytes_in_flight"),
+        "{err}"
+    );
+}
+
+#[test]
 fn admission_defaults_values_and_problems() {
     let head = "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
     let c = parse_text(head).expect("defaults");

@@ -29,6 +29,9 @@ const RETRY_NO_TRACES_SINK: Duration = Duration::from_secs(60);
 const RETRY_NOT_ADMITTED: Duration = Duration::from_secs(1);
 /// How long a tenant throttled by the overload controller waits.
 const RETRY_THROTTLED: Duration = Duration::from_secs(10);
+/// How long a client waits when the budget of decompressed bytes in flight is full: the
+/// bodies holding it are decoded and committed within a second or two.
+const RETRY_DECOMPRESS_BUDGET: Duration = Duration::from_secs(2);
 
 /// What became of a request, before it is an HTTP answer.
 #[derive(Debug)]
@@ -81,6 +84,10 @@ pub enum Outcome {
     BodyTimeout(Duration),
     /// The body does not decode (413, 400 or 415, see [`BodyError::status`]).
     Body(BodyError),
+    /// The budget of decompressed bytes in flight
+    /// (`limits.max_decompressed_bytes_in_flight`) has no room for this body now: 503
+    /// with `Retry-After`.
+    DecompressBudget(String),
     /// A JSON log batch that is not one: 400 with a JSON body.
     MalformedJsonLogs(String),
     /// The tenant is over its sample rate: 429.
@@ -288,6 +295,11 @@ impl From<Outcome> for Answer {
             )
             .close(),
             Outcome::Body(e) => Answer::new(e.status(), format!("{e}\n")),
+            Outcome::DecompressBudget(why) => Answer::new(
+                503,
+                format!("{why}; retry after the time given\n"),
+            )
+            .retry(RETRY_DECOMPRESS_BUDGET),
             Outcome::MalformedJsonLogs(e) => Answer::new(
                 400,
                 serde_json::json!({"status": "rejected", "error": e}).to_string(),

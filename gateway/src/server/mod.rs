@@ -48,6 +48,8 @@ pub struct Gateway {
     /// `None` without `sinks.traces`: `POST /v1/traces` answers 503.
     traces_sink: Option<TracesSink>,
     overload: OverloadState,
+    /// Decompressed bytes in flight (`limits.max_decompressed_bytes_in_flight`).
+    decompress_budget: crate::decode::budget::Budget,
     /// Admission control: the work in progress and its queue.
     pub admission: admission::Admission,
     in_flight: AtomicI64,
@@ -125,6 +127,7 @@ impl Gateway {
             logs_sink,
             traces_sink,
             overload: OverloadState::default(),
+            decompress_budget: crate::decode::budget::Budget::default(),
             admission,
             in_flight: AtomicI64::new(0),
             refused_stamps: std::sync::Mutex::new(None),
