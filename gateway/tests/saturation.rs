@@ -12,8 +12,9 @@
 //!
 //! Everything is measured in the run, so a busy machine only moves the figures: first
 //! the unloaded latency (one request at a time) and the capacity (requests per second
-//! with three at once) and, once the overload stage is back at 0, 20 s of `game` at 0.3× and `noisy` at 3.7× the capacity,
-//! open loop (a request is sent on time whether or not the earlier ones were answered).
+//! with three at once); then, once the overload stage is back at 0, 20 s of `game` at
+//! 0.3× and `noisy` at 3.7× the capacity, open loop (a request is sent on time whether
+//! or not the earlier ones were answered).
 //! What is judged: every request is answered, within a bound derived from the unloaded
 //! latency (a gateway that queued the excess would answer in seconds); every refusal is
 //! a 503 or 429 with `Retry-After`; `game` gets no 429 and is served far more than
