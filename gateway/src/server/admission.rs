@@ -27,7 +27,8 @@
 //! - or the runtime lags: a probe task asks to wake every [`LAG_TICK`] and notes how
 //!   late it woke; a mean lateness (or a silence) over [`LAG_LIMIT`] in the window means
 //!   the async workers, which read requests and send every answer, get too little CPU
-//!   beside the decoding threads: the limit moves towards half of itself, as above;
+//!   beside the decoding threads, and every answer waits for them: the limit is halved
+//!   at once;
 //! - otherwise, if requests had to wait for a slot during the window, the limit grows by
 //!   one — an additive increase;
 //! - the limit stays within `min_limit..=max_limit`.
@@ -203,11 +204,11 @@ impl Limiter {
         let allowed = baseline * self.tolerance;
         if self.probing() {
             // The probe only measures; the limit stays where it was.
-        } else if average > allowed || self.lagging() {
-            let target = self.limit
-                * (allowed / average)
-                    .clamp(0.5, 1.0)
-                    .min(if self.lagging() { 0.5 } else { 1.0 });
+        } else if self.lagging() {
+            // Every answer waits for the starved workers: halve at once.
+            self.limit *= 0.5;
+        } else if average > allowed {
+            let target = self.limit * (allowed / average).max(0.5);
             self.limit = self.limit * (1.0 - self.smoothing) + target * self.smoothing;
         } else if self.limited {
             self.limit += 1.0;
