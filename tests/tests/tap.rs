@@ -143,24 +143,28 @@ impl Rig {
 
     /// The agent's own metric `name` (no labels), from `GET /metrics`.
     fn metric(&self, name: &str) -> f64 {
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.listen)).expect("agent API");
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("request");
-        let mut text = String::new();
-        conn.read_to_string(&mut text).expect("answer");
+        let text = self.get("/metrics");
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
     }
 
-    /// Log records the agent's file sources queued so far, all levels.
-    fn logs_queued(&self) -> u64 {
+    /// `GET path` with `Connection: close`: the whole answer (for answers that end).
+    fn get(&self, path: &str) -> String {
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.listen)).expect("agent API");
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("request");
+        conn.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("request");
         let mut text = String::new();
         conn.read_to_string(&mut text).expect("answer");
+        text
+    }
+
+    /// Log records the agent's file sources queued so far, all levels.
+    fn logs_queued(&self) -> u64 {
+        let text = self.get("/metrics");
         text.lines()
             .filter(|l| l.starts_with("edge_logs_records_total{") && l.contains("source=\"file\""))
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
@@ -506,7 +510,26 @@ fn a_stalled_tap_reader_never_holds_up_shipping() {
     assert!(repeated.is_empty(), "lines not exactly once: {repeated:?}");
     let dropped = rig.metric("edge_tap_dropped_total");
     assert!(dropped > 0.0);
-    // The stalled reader is still connected: the tap was not ended to make room.
+    // The stalled reader is still connected (the tap was not ended to make room) and
+    // counts as one of the 4 taps allowed: three more open, a fifth is refused.
+    let more: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", rig.listen)).expect("connect");
+            c.write_all(b"GET /tap?signal=metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("request");
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).expect("the answer's status line");
+            assert_eq!(&head, b"HTTP/1.1 200");
+            c
+        })
+        .collect();
+    let refused = rig.get("/tap?signal=logs");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("4 taps are open already"), "{refused}");
+    let bad = rig.get("/tap?signal=events");
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    assert!(bad.contains("signal=events"), "{bad}");
+    drop(more);
     drop(stalled);
     eprintln!("{total} lines shipped exactly once; the stalled tap dropped {dropped}");
 }
