@@ -375,7 +375,7 @@ mod tests {
             wedged.await.expect("wedged task");
             assert_eq!(making_progress(&t, long, long).await, Some(true));
             // A commit under way past the bound, none ending: no progress.
-            let commit = t.commit_begins("metrics");
+            let commit = t.commit_begins("metrics", "t");
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert_eq!(
                 making_progress(&t, long, Duration::from_millis(10)).await,

@@ -90,6 +90,7 @@ struct Tenant {
     /// Per [`Rate`]: until when the tenant is refused before any decoding, after a
     /// decoded request was over the rate.
     refused_until: [Option<Instant>; 3],
+    overage: Overage,
 }
 
 /// What a rate counts.
@@ -109,6 +110,46 @@ impl Tenant {
             Rate::Samples => &self.samples,
             Rate::LogBytes => &self.log_bytes,
             Rate::Spans => &self.spans,
+        }
+    }
+}
+
+/// How long the quota's refusals are remembered for [`Quotas::overage`]: their weight
+/// halves every `OVERAGE_HALF_LIFE`.
+pub const OVERAGE_HALF_LIFE: Duration = Duration::from_secs(5);
+
+/// A tenant's rate checks and how many of them were over the rate, both decaying with
+/// [`OVERAGE_HALF_LIFE`].
+#[derive(Debug)]
+struct Overage {
+    refused: f64,
+    total: f64,
+    at: Instant,
+}
+
+impl Overage {
+    fn decay(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        let k = 0.5f64.powf(dt / OVERAGE_HALF_LIFE.as_secs_f64());
+        self.refused *= k;
+        self.total *= k;
+        self.at = now;
+    }
+
+    fn note(&mut self, check: &RateCheck) {
+        self.decay(Instant::now());
+        self.total += 1.0;
+        if matches!(check, RateCheck::Wait(_)) {
+            self.refused += 1.0;
+        }
+    }
+
+    fn ratio(&mut self) -> f64 {
+        self.decay(Instant::now());
+        if self.total < 1e-9 {
+            0.0
+        } else {
+            self.refused / self.total
         }
     }
 }
@@ -207,6 +248,11 @@ impl Quotas {
             spans: Bucket::new(span_rate, span_burst),
             series: Series::default(),
             refused_until: [None; 3],
+            overage: Overage {
+                refused: 0.0,
+                total: 0.0,
+                at: Instant::now(),
+            },
         });
         // A reloaded config with other figures gets a new bucket (and a full burst);
         // unchanged figures keep the bucket and its state.
@@ -234,7 +280,11 @@ impl Quotas {
         replicas: u32,
         samples: u64,
     ) -> RateCheck {
-        self.with_tenant(tenant, limits, replicas, |t| t.samples.check(samples))
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let check = t.samples.check(samples);
+            t.overage.note(&check);
+            check
+        })
     }
 
     /// Takes `bytes` from the tenant's log byte rate.
@@ -245,7 +295,11 @@ impl Quotas {
         replicas: u32,
         bytes: u64,
     ) -> RateCheck {
-        self.with_tenant(tenant, limits, replicas, |t| t.log_bytes.check(bytes))
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let check = t.log_bytes.check(bytes);
+            t.overage.note(&check);
+            check
+        })
     }
 
     /// Takes `spans` from the tenant's span rate.
@@ -256,7 +310,11 @@ impl Quotas {
         replicas: u32,
         spans: u64,
     ) -> RateCheck {
-        self.with_tenant(tenant, limits, replicas, |t| t.spans.check(spans))
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let check = t.spans.check(spans);
+            t.overage.note(&check);
+            check
+        })
     }
 
     /// Before a body is decompressed: a tenant refused after its last decoded request
@@ -276,9 +334,16 @@ impl Quotas {
             if let Some(until) = t.refused_until[rate as usize]
                 && until > now
             {
-                return RateCheck::Wait(until - now);
+                let check = RateCheck::Wait(until - now);
+                t.overage.note(&check);
+                return check;
             }
-            t.bucket(rate).check(first)
+            let check = t.bucket(rate).check(first);
+            if matches!(check, RateCheck::Wait(_)) {
+                // The request ends here: it counts as one check.
+                t.overage.note(&check);
+            }
+            check
         })
     }
 
@@ -310,6 +375,7 @@ impl Quotas {
             if let RateCheck::Wait(wait) = &check {
                 t.refused_until[rate as usize] = Some(Instant::now() + *wait);
             }
+            t.overage.note(&check);
             check
         })
     }
@@ -344,6 +410,18 @@ impl Quotas {
                 })
                 .collect()
         })
+    }
+
+    /// How far `tenant` is over its own quota: the share of its recent rate checks
+    /// (samples, log bytes, spans; weighted by recency, [`OVERAGE_HALF_LIFE`]) that were
+    /// over the rate. 0 within quota (or unknown), 1 when every recent request was
+    /// refused. Admission ranks waiters by it.
+    pub fn overage(&self, tenant: &str) -> f64 {
+        self.tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(tenant)
+            .map_or(0.0, |t| t.overage.ratio())
     }
 
     /// Active series per tenant.
@@ -496,6 +574,29 @@ mod tests {
             }
         );
         assert_eq!(q.precharge("b", &l, 1, Rate::LogBytes, 1), RateCheck::Ok);
+    }
+
+    #[test]
+    fn overage_is_the_recent_share_of_checks_over_the_rate() {
+        let q = Quotas::default();
+        let l = limits(10.0, 10, 10);
+        assert_eq!(q.overage("a"), 0.0, "an unknown tenant is within quota");
+        assert_eq!(q.check_samples("a", &l, 1, 10), RateCheck::Ok);
+        assert_eq!(q.overage("a"), 0.0);
+        for _ in 0..3 {
+            assert!(matches!(
+                q.check_samples("a", &l, 1, 10),
+                RateCheck::Wait(_)
+            ));
+        }
+        let over = q.overage("a");
+        assert!(
+            (0.7..=0.76).contains(&over),
+            "3 of 4 checks refused: {over}"
+        );
+        // A burst that can never fit is a 413, not over the rate.
+        let _ = q.check_samples("b", &l, 1, 11);
+        assert_eq!(q.overage("b"), 0.0);
     }
 
     #[test]

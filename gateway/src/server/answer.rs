@@ -24,6 +24,9 @@ const RETRY_OVERLOADED: Duration = Duration::from_secs(5);
 /// How long a client waits when this gateway has no traces sink: a config fix and
 /// reload away, but not seconds away.
 const RETRY_NO_TRACES_SINK: Duration = Duration::from_secs(60);
+/// How long a client refused by admission control waits (plus jitter): the box was
+/// saturated a moment ago, and may not be a second from now.
+const RETRY_NOT_ADMITTED: Duration = Duration::from_secs(1);
 /// How long a tenant throttled by the overload controller waits.
 const RETRY_THROTTLED: Duration = Duration::from_secs(10);
 /// How long a client waits when the budget of decompressed bytes in flight is full: the
@@ -52,6 +55,12 @@ pub enum Outcome {
     Identity(IdentityError),
     /// The overload controller's last stage: 503 to everyone.
     Overloaded,
+    /// Admission control could not start the request's work in time, or its queue was
+    /// full (`reason`): 503 + a jittered `Retry-After`, nothing done.
+    NotAdmitted {
+        /// `queue_timeout` or `queue_full`.
+        reason: &'static str,
+    },
     /// The overload controller throttles this tenant: 429.
     Throttled {
         /// The tenant.
@@ -256,6 +265,13 @@ impl From<Outcome> for Answer {
                 "the gateway is overloaded; retry after the time given\n",
             )
             .retry(RETRY_OVERLOADED),
+            Outcome::NotAdmitted { reason } => Answer::new(
+                503,
+                format!(
+                    "the gateway is saturated ({reason}): nothing was done; retry after the time given\n"
+                ),
+            )
+            .retry(RETRY_NOT_ADMITTED),
             Outcome::Throttled { tenant } => Answer::new(
                 429,
                 format!("tenant {tenant} is throttled while the gateway is overloaded\n"),

@@ -239,6 +239,16 @@ async fn ingest(
     if let Some(refused) = rate_refusal(gw, live, &identity.tenant, &limits, rate, check, None) {
         return refused;
     }
+    // The work (decompressing, decoding, checks, building records) waits for an
+    // admission slot, or is answered 503 at once (`admission.rs`). A tenant already over
+    // its rate was answered above, without taking a place in the queue.
+    let slot = match gw
+        .admit(&live.config.admission, &identity.tenant, limits.priority)
+        .await
+    {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
     // Decompressed bytes are reserved from the gateway-wide budget before they are
     // allocated, and held until this request's decoded data is dropped.
     let reserved = gw
@@ -248,7 +258,12 @@ async fn ingest(
     // expands to tens of megabytes must not stall the other connections, the overload
     // controller or the watchdog ping.
     match endpoint {
-        "push" => push(gw, live, &identity, &limits, &body, max, first, reserved).await,
+        "push" => {
+            push(
+                gw, live, &identity, &limits, &body, max, first, reserved, slot,
+            )
+            .await
+        }
         "otlp_traces" => {
             let decoded = off_runtime(move || {
                 let mut reserved = reserved;
@@ -259,7 +274,7 @@ async fn ingest(
             match decoded {
                 Ok(((request, raw), _held)) => {
                     decompressed(gw, raw.len());
-                    traces(gw, live, &identity, &limits, request, raw, first).await
+                    traces(gw, live, &identity, &limits, request, raw, first, slot).await
                 }
                 Err(e) => body_error(gw, &identity, "spans", e),
             }
@@ -271,6 +286,8 @@ async fn ingest(
                 decode::logs_request_within(&body, encoding.as_deref(), max, &mut reserved).map(
                     |(request, raw_len)| {
                         let docs = crate::log_document::from_otlp(&request, &tenant, &tokenizer);
+                        drop(request);
+                        reserved.hold(documents_size(&docs.docs));
                         (docs, raw_len, reserved)
                     },
                 )
@@ -281,7 +298,7 @@ async fn ingest(
                     decompressed(gw, raw_len);
                     let docs = tokenized(gw, &identity.tenant, docs);
                     let bytes = (raw_len as u64, first);
-                    logs(gw, live, &identity, &limits, docs, bytes, true).await
+                    logs(gw, live, &identity, &limits, docs, bytes, true, slot).await
                 }
                 Err(e) => body_error(gw, &identity, "log_records", e),
             }
@@ -296,6 +313,10 @@ async fn ingest(
                 decode::reserve_structs(&mut reserved, decode::cost::json(&raw))?;
                 let len = raw.len();
                 let docs = crate::log_document::from_json_batch(&raw, &tenant, &tokenizer);
+                drop(raw);
+                if let Ok(docs) = &docs {
+                    reserved.hold(documents_size(&docs.docs));
+                }
                 Ok((docs, len, reserved))
             })
             .await;
@@ -311,6 +332,7 @@ async fn ingest(
                         docs,
                         (len as u64, first),
                         false,
+                        slot,
                     )
                     .await
                 }
@@ -346,6 +368,12 @@ fn first_charge(rate: Rate, body: &[u8], encoding: Option<&str>, max: usize) -> 
         },
         _ => len.saturating_sub(len / 1024 + 64),
     }
+}
+
+/// What a batch of documents holds (while it commits, a request holds only that).
+fn documents_size(docs: &[Vec<u8>]) -> u64 {
+    let each = std::mem::size_of::<Vec<u8>>() as u64;
+    docs.iter().map(|d| d.capacity() as u64 + each).sum()
 }
 
 /// Counts a body that decoded.
@@ -477,6 +505,7 @@ async fn push(
     max: usize,
     charged: u64,
     reserved: Reservation,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let compressed = body.clone();
     let decoded = off_runtime(move || {
@@ -590,11 +619,14 @@ async fn push(
         } else {
             crate::decode::remote_write::select(&raw, &scanned, &keep)
         };
+        // While it commits, the request holds only the bytes it commits.
+        held.hold(data.capacity() as u64);
         let record = Record {
             key: format!("{tenant}/{}", id.host),
             data,
         };
-        let timer = gw.telemetry.commit_begins("metrics");
+        slot.release();
+        let timer = gw.telemetry.commit_begins("metrics", tenant);
         let result = gw.metrics_sink.commit(vec![record]).await;
         timer.done();
         if let Err(e) = result {
@@ -626,6 +658,10 @@ async fn push(
     Outcome::SamplesPartlyRefused(body)
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts as the route has them, and its admission slot"
+)]
 async fn logs(
     gw: &Gateway,
     live: &Live,
@@ -634,6 +670,7 @@ async fn logs(
     docs: Vec<Vec<u8>>,
     (bytes, charged): (u64, u64),
     otlp: bool,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let tenant = id.tenant.as_str();
     let n = docs.len() as u64;
@@ -656,7 +693,8 @@ async fn logs(
                 data,
             })
             .collect();
-        let timer = gw.telemetry.commit_begins("logs");
+        slot.release();
+        let timer = gw.telemetry.commit_begins("logs", tenant);
         let result = gw.logs_sink.commit(records).await;
         timer.done();
         if let Err(e) = result {
@@ -671,6 +709,7 @@ async fn logs(
     Outcome::LogsCommitted { records: n, otlp }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn traces(
     gw: &Gateway,
     live: &Live,
@@ -679,6 +718,7 @@ async fn traces(
     mut request: edge_schema::proto::otlp::trace::ExportTraceServiceRequest,
     raw: Vec<u8>,
     charged: u64,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let tenant = id.tenant.as_str();
     let Some(sink) = &gw.traces_sink else {
@@ -716,7 +756,8 @@ async fn traces(
     }
     if n > 0 {
         let records = sink.records(tenant, &request, raw);
-        let timer = gw.telemetry.commit_begins("traces");
+        slot.release();
+        let timer = gw.telemetry.commit_begins("traces", tenant);
         let result = sink.sink().commit(records).await;
         timer.done();
         if let Err(e) = result {
