@@ -77,7 +77,7 @@ pub const GATEWAY_ADMISSION_QUEUED: Gauge = Gauge {
 /// `edge_gateway_admission_refused_total` (counter).
 pub const GATEWAY_ADMISSION_REFUSED_TOTAL: Counter = Counter {
     name: "edge_gateway_admission_refused_total",
-    help: "Requests answered 503 by admission control, by reason (queue_timeout, queue_full) and tenant priority.",
+    help: "Requests answered 503 by admission control, by reason (queue_timeout, queue_full, shed_early) and tenant priority.",
 };
 /// `edge_gateway_sink_backlog_records` (gauge).
 pub const GATEWAY_SINK_BACKLOG_RECORDS: Gauge = Gauge {

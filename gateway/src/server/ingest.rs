@@ -196,6 +196,10 @@ async fn ingest(
             tenant: identity.tenant,
         };
     }
+    // Saturated, and as good a rank was just refused: 503 before reading the body.
+    if let Err(refused) = gw.admit_early(&identity.tenant, limits.priority) {
+        return refused;
+    }
     if endpoint == "push"
         && let Err(why) =
             edge_schema::remote_write::check_content_type(header(&req, "content-type"))
@@ -625,9 +629,11 @@ async fn push(
             key: format!("{tenant}/{}", id.host),
             data,
         };
-        slot.release();
         let timer = gw.telemetry.commit_begins("metrics", tenant);
-        let result = gw.metrics_sink.commit(vec![record]).await;
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot
+            .during(gw.metrics_sink.commit(vec![record]), hold)
+            .await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);
@@ -693,9 +699,9 @@ async fn logs(
                 data,
             })
             .collect();
-        slot.release();
         let timer = gw.telemetry.commit_begins("logs", tenant);
-        let result = gw.logs_sink.commit(records).await;
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot.during(gw.logs_sink.commit(records), hold).await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);
@@ -756,9 +762,9 @@ async fn traces(
     }
     if n > 0 {
         let records = sink.records(tenant, &request, raw);
-        slot.release();
         let timer = gw.telemetry.commit_begins("traces", tenant);
-        let result = sink.sink().commit(records).await;
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot.during(sink.sink().commit(records), hold).await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);

@@ -133,6 +133,7 @@ impl Gateway {
             refused_stamps: std::sync::Mutex::new(None),
         });
         gw.reloaded(true);
+        tokio::spawn(admission::Admission::lag_probe(Arc::downgrade(&gw)));
         Ok(gw)
     }
 
