@@ -442,6 +442,7 @@ async fn push(
         } else {
             crate::decode::remote_write::select(&raw, &scanned, &keep)
         };
+        let tapped = gw.taps.metrics(tenant, &data, accepted_series);
         let record = Record {
             key: format!("{tenant}/{}", id.host),
             data,
@@ -452,6 +453,7 @@ async fn push(
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_SAMPLES_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
@@ -513,6 +515,7 @@ async fn logs(
         }
     }
     if !docs.is_empty() {
+        let tapped = gw.taps.logs(tenant, &docs);
         let records = docs
             .into_iter()
             .map(|data| Record {
@@ -526,6 +529,7 @@ async fn logs(
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
@@ -591,6 +595,7 @@ async fn traces(
         }
     }
     if n > 0 {
+        let tapped = gw.taps.traces(tenant, &raw, n);
         let records = sink.records(tenant, &request, raw);
         let timer = gw.telemetry.commit_begins("traces");
         let result = sink.sink().commit(records).await;
@@ -598,6 +603,7 @@ async fn traces(
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_SPANS_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
