@@ -2,7 +2,11 @@
 //! a local receiver, over a generated game-server log, reported as lines per
 //! CPU-second of the agent and its peak RSS.
 //!
-//! `cargo bench -p edge-agent --bench logs_throughput [-- --mib 1024]`
+//! `cargo bench -p edge-agent --bench logs_throughput [-- --mib 1024] [-- --tap reading|stalled]`
+//!
+//! `--tap reading` keeps an `edge-agent tap` stream (`GET /tap?signal=logs`) open and
+//! read to the end of the run; `--tap stalled` opens one and never reads it: what a tap
+//! costs the pipeline, and that a stalled one costs it nothing more.
 //!
 //! The log mixes JSON lines (most), plain text lines, and multi-line stack traces;
 //! about one line in ten carries an email, an IPv4 or IPv6 address, or a player id.
@@ -172,6 +176,7 @@ fn main() {
         steady(&agent, &log, rate, arg("--seconds", 30), &logs);
         return;
     }
+    let tap = open_tap(agent.listen);
     let pid = agent.child.id();
     let mut peak = 0u64;
     let mut last = (0, Instant::now());
@@ -207,7 +212,74 @@ fn main() {
         lines as f64 / cpu.as_secs_f64(),
         peak as f64 / (1 << 20) as f64
     );
+    if let Some((mode, lines)) = tap {
+        let dropped = agent
+            .get("/metrics")
+            .and_then(|(_, text)| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("edge_tap_dropped_total ")?
+                        .trim()
+                        .parse::<f64>()
+                        .ok()
+                })
+            })
+            .unwrap_or(f64::NAN);
+        println!(
+            "tap ({mode}): {} lines read by the tap, {dropped} records dropped for it",
+            lines.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     drop(agent);
+}
+
+/// With `--tap reading` or `--tap stalled`, a tap on the agent's API: the mode and the
+/// lines read from it so far.
+fn open_tap(
+    api: std::net::SocketAddr,
+) -> Option<(String, std::sync::Arc<std::sync::atomic::AtomicU64>)> {
+    use std::io::Read;
+    let args: Vec<String> = std::env::args().collect();
+    let mode = args
+        .iter()
+        .position(|a| a == "--tap")
+        .and_then(|i| args.get(i + 1))?
+        .clone();
+    assert!(
+        mode == "reading" || mode == "stalled",
+        "--tap reading|stalled, not {mode}"
+    );
+    let mut conn = std::net::TcpStream::connect(api).expect("the agent's API");
+    conn.write_all(b"GET /tap?signal=logs HTTP/1.1\r\nHost: bench\r\n\r\n")
+        .expect("tap request");
+    let lines = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = lines.clone();
+    let reading = mode == "reading";
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        let mut last = 0u8;
+        loop {
+            if !reading {
+                // Holds the connection open, reading nothing.
+                std::thread::sleep(Duration::from_secs(3600));
+                continue;
+            }
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    // NDJSON lines end in a bare `\n`; the chunked framing's in `\r\n`.
+                    let mut records = 0;
+                    for &b in &buf[..n] {
+                        if b == b'\n' && last != b'\r' {
+                            records += 1;
+                        }
+                        last = b;
+                    }
+                    counted.fetch_add(records, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    Some((mode, lines))
 }
 
 /// A game writing `rate` records a second in 10 ms bursts for `seconds`: the agent's

@@ -225,6 +225,7 @@ fn main() {
             gate: Gate::new(schema, 300),
             batch: Batch::default(),
             host_labels: vec![("region".into(), "eu-west-1".into())],
+            taps: telemetry.taps().clone(),
         },
         telemetry.clone(),
         Arc::new(Cadence::new(

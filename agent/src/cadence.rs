@@ -17,6 +17,8 @@ pub const CADENCE_HINT_HEADER: &str = "edge-cadence";
 
 #[derive(Debug)]
 struct State {
+    steady: Duration,
+    incident: Duration,
     local_incident: bool,
     hint: Option<Duration>,
 }
@@ -24,8 +26,6 @@ struct State {
 /// The cadence in force and what decides it.
 #[derive(Debug)]
 pub struct Cadence {
-    steady: Duration,
-    incident: Duration,
     state: Mutex<State>,
     tx: watch::Sender<Duration>,
 }
@@ -35,9 +35,9 @@ impl Cadence {
     pub fn new(steady: Duration, incident: Duration) -> Self {
         let (tx, _) = watch::channel(steady);
         Cadence {
-            steady,
-            incident: incident.min(steady),
             state: Mutex::new(State {
+                steady,
+                incident: incident.min(steady),
                 local_incident: false,
                 hint: None,
             }),
@@ -75,6 +75,14 @@ impl Cadence {
         now_on
     }
 
+    /// New steady and incident cadences (a config reload); the next cycle uses them.
+    pub fn set_periods(&self, steady: Duration, incident: Duration) {
+        self.update(|s| {
+            s.steady = steady;
+            s.incident = incident.min(steady);
+        });
+    }
+
     /// The hint of the gateway's latest answer (`None`: the answer had none, or it did
     /// not parse).
     pub fn set_hint(&self, hint: Option<Duration>) {
@@ -91,12 +99,12 @@ impl Cadence {
         let next = {
             let mut s = self.lock();
             change(&mut s);
-            let mut next = self.steady;
+            let mut next = s.steady;
             if s.local_incident {
-                next = self.incident;
+                next = s.incident;
             }
             if let Some(hint) = s.hint {
-                next = next.min(hint.clamp(self.incident, self.steady));
+                next = next.min(hint.clamp(s.incident, s.steady));
             }
             next
         };
@@ -114,6 +122,20 @@ impl Cadence {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reload_changes_both_periods_and_incident_mode_keeps_its_meaning() {
+        let c = Cadence::new(Duration::from_secs(10), Duration::from_secs(5));
+        let rx = c.subscribe();
+        c.set_periods(Duration::from_secs(30), Duration::from_secs(15));
+        assert!(rx.has_changed().unwrap_or(false));
+        assert_eq!(c.current(), Duration::from_secs(30));
+        c.set_local_incident(true);
+        assert_eq!(c.current(), Duration::from_secs(15));
+        // An incident cadence longer than the steady one is held to it.
+        c.set_periods(Duration::from_secs(5), Duration::from_secs(15));
+        assert_eq!(c.current(), Duration::from_secs(5));
+    }
 
     #[test]
     fn local_and_hinted_incident_mode_and_back() {

@@ -29,7 +29,37 @@ pub struct Cycle {
     pub scrape: Vec<String>,
 }
 
+/// What a config reload changes in the collection loop; applied between two cycles.
+#[derive(Debug)]
+pub struct CycleChange {
+    /// The new policy and catalog.
+    pub schema: edge_schema::check::Schema,
+    /// The new series budget.
+    pub budget: u32,
+    /// The new steady and incident cadences.
+    pub cadence: (Duration, Duration),
+    /// Host metrics: `Some(new)` when their settings changed (`Some(None)`: now off).
+    pub host: Option<Option<host::HostConfig>>,
+    /// The new scrape targets.
+    pub scrape: Vec<String>,
+}
+
 impl Cycle {
+    /// Applies a reload's change (between two cycles).
+    pub fn reconfigure(&mut self, change: CycleChange) {
+        self.shared
+            .pipeline()
+            .gate
+            .reconfigure(change.schema, change.budget);
+        self.shared
+            .cadence
+            .set_periods(change.cadence.0, change.cadence.1);
+        if let Some(host) = change.host {
+            self.host = host.map(host::Collector::new);
+        }
+        self.scrape = change.scrape;
+    }
+
     /// One collection cycle: collect, gate, encode, queue, wake the sender.
     pub async fn run_once(&mut self) {
         // procfs is generated from kernel memory and never waits on a disk: read in

@@ -21,6 +21,7 @@ use crate::host::{self, HostConfig};
 use crate::metrics::gate::Gate;
 use crate::metrics::{Batch, Pipeline};
 use crate::queue::{Class, DiskQueue, SharedQueue};
+use crate::reload::{CycleRequest, Reloader};
 use crate::sender::tls::ReloadingTls;
 use crate::sender::{Sender, SenderConfig};
 use crate::shared::Shared;
@@ -199,18 +200,14 @@ pub async fn build(config: AgentConfig) -> anyhow::Result<Agent> {
                 gate,
                 batch: Batch::default(),
                 host_labels,
+                taps: telemetry.taps().clone(),
             },
             telemetry,
             cadence,
         )
         .with_traces(traces.as_ref().map(|(p, _)| p.clone())),
     );
-    let host = config.host_metrics.then(|| HostConfig {
-        proc_root: "/proc".into(),
-        filesystems: config.filesystems.clone(),
-        disks: config.disks.clone(),
-        interfaces: config.interfaces.clone(),
-    });
+    let host = crate::reload::host_config(&config);
     let statsd = match config.statsd.clone() {
         Some(c) => Some(crate::statsd::Statsd::bind(c).await?),
         None => None,
@@ -298,10 +295,9 @@ impl Agent {
         self.run_with(None).await
     }
 
-    /// Like [`Agent::run`], and SIGHUP checks the config set in `file` against
-    /// `running` (see [`crate::reload`]): every problem is logged and the running config
-    /// stays. Swapping a valid set in live is not built yet; it is logged as needing a
-    /// restart. (Without this, SIGHUP's default action would end the agent.)
+    /// Like [`Agent::run`], and SIGHUP reloads the config set in `file` (see
+    /// [`crate::reload`]): a valid set is swapped in live, a broken one is refused with
+    /// every problem logged and the running config stays.
     pub async fn run_reloading(
         self,
         file: std::path::PathBuf,
@@ -340,6 +336,7 @@ impl Agent {
         }
         // The traces pipeline stops with the receivers (its last batch is queued then);
         // its sender with the other senders.
+        let traces_pipeline = traces.as_ref().map(|(p, _)| p.clone());
         if let Some((pipeline, traces_sender)) = traces {
             tasks.push(("traces", tokio::spawn(pipeline.run(stop_rx.clone()))));
             tasks.push((
@@ -352,13 +349,29 @@ impl Agent {
             tasks.extend(otlp.spawn(receivers, stop_rx.clone()));
         }
         let logs_stop = Arc::new(AtomicBool::new(false));
-        let logs_thread = match logs {
+        let (logs_thread, logs_live) = match logs {
             Some((pipeline, logs_sender)) => {
                 tasks.push(("logs sender", tokio::spawn(logs_sender.run(send_stop_rx))));
-                Some(crate::logs::watch::spawn_logs(pipeline, logs_stop.clone())?)
+                let (thread, watcher) =
+                    crate::logs::watch::spawn_logs(pipeline.clone(), logs_stop.clone())?;
+                (Some(thread), Some((pipeline, watcher)))
             }
-            None => None,
+            None => (None, None),
         };
+        let (cycle_tx, mut cycle_rx) = tokio::sync::mpsc::channel::<CycleRequest>(1);
+        let mut reloader = reload.map(|(file, running)| {
+            if let Ok(sha256) = crate::reload::sha256_of_set(&file, &running) {
+                shared.telemetry.config_loaded(&sha256);
+            }
+            Reloader {
+                file,
+                running,
+                logs: logs_live,
+                traces: traces_pipeline,
+                cycle: cycle_tx,
+                telemetry: shared.telemetry.clone(),
+            }
+        });
         let mut cycle = Cycle {
             shared: shared.clone(),
             queue: queue.clone(),
@@ -387,6 +400,11 @@ impl Agent {
                         cycle.shared.telemetry.set_cadence(c);
                         next = next.min(Instant::now() + c);
                     }
+                    Some((change, done)) = cycle_rx.recv() => {
+                        // A reload, between two cycles.
+                        cycle.reconfigure(change);
+                        let _ = done.send(());
+                    }
                     _ = loop_stop.changed() => break,
                 }
                 if let Some(every) = watchdog
@@ -403,11 +421,11 @@ impl Agent {
         tracing::info!("edge-agent running");
 
         let mut signals =
-            Signals::install(reload.is_some(), true).context("installing the signal handlers")?;
+            Signals::install(reloader.is_some(), true).context("installing the signal handlers")?;
         signals
-            .until_stop(async |asked| match (asked, &reload) {
-                (edge_daemon_kit::signals::Asked::Hangup, Some((file, running))) => {
-                    check_reload(file, running);
+            .until_stop(async |asked| match (asked, reloader.as_mut()) {
+                (edge_daemon_kit::signals::Asked::Hangup, Some(reloader)) => {
+                    reloader.reload().await;
                 }
                 _ => {
                     let on = shared.cadence.toggle_local_incident();
@@ -448,29 +466,5 @@ impl Agent {
         }
         tracing::info!("edge-agent stopped");
         Ok(())
-    }
-}
-
-/// SIGHUP: validates the config set and says what a restart would change.
-fn check_reload(file: &std::path::Path, running: &AgentConfig) {
-    match crate::reload::prepare(file, running) {
-        Err(problems) => {
-            for problem in &problems {
-                tracing::error!(problem = %problem, "SIGHUP: config problem");
-            }
-            tracing::error!(
-                problems = problems.len(),
-                "SIGHUP: config refused; the running config stays"
-            );
-        }
-        Ok(candidate) => {
-            for (key, old, new) in &candidate.needs_restart {
-                tracing::warn!(key, running = %old, new = %new, "SIGHUP: this setting needs a restart");
-            }
-            tracing::warn!(
-                sha256 = %candidate.sha256,
-                "SIGHUP: config set is valid; applying it live is not built yet: restart the agent to apply it"
-            );
-        }
     }
 }

@@ -19,7 +19,8 @@
 //!   collection cycle;
 //! - [`daemon`]: the lifecycle;
 //! - [`migrate`]: `edge-agent migrate`, from Fluent Bit and ADOT configs;
-//! - [`casetest`]: `edge-agent test`, config unit tests run on the production stages.
+//! - [`casetest`]: `edge-agent test`, config unit tests run on the production stages;
+//! - [`tap`]: `edge-agent tap`, what leaves the pipelines, live (`GET /tap`).
 //!
 //! Logs (tail, parse, tokenize) come next and share the queue and the sender.
 
@@ -41,5 +42,6 @@ pub mod reload;
 pub mod sender;
 pub mod shared;
 pub mod statsd;
+pub mod tap;
 pub mod telemetry;
 pub mod traces;

@@ -4,7 +4,8 @@
 //! config and exits 0, or 1 with every problem and its key path. A bad config stops the
 //! daemon with the same message and exit code 1. `edge-agent migrate` translates a Fluent
 //! Bit or ADOT config (`edge_agent::migrate`); `edge-agent test --config FILE CASES...`
-//! runs config unit tests (`edge_agent::casetest`).
+//! runs config unit tests (`edge_agent::casetest`); `edge-agent tap` shows what leaves a
+//! running agent's pipelines (`edge_agent::tap`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,12 +36,18 @@ enum Command {
     /// Run config unit tests (case files) through the production parse, filter,
     /// tokenize and gate code; exit 0 when all pass.
     Test(edge_agent::casetest::Args),
+    /// Show what leaves a running agent's pipelines (after tokenization and the gate),
+    /// live, as NDJSON from its loopback API.
+    Tap(edge_agent::tap::Args),
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Migrate(migrate)) = &args.command {
         return edge_agent::migrate::run(migrate);
+    }
+    if let Some(Command::Tap(tap)) = &args.command {
+        return edge_agent::tap::run(tap, args.config.as_deref());
     }
     let Some(path) = args.config else {
         eprintln!("edge-agent: --config FILE is required");

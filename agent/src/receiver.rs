@@ -7,6 +7,7 @@
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /ready` | 200 once the queue is open and the first cycle has run, else 503 |
 //! | `POST`/`DELETE`/`GET /api/v1/incident` | set, clear, read local incident mode (5 s cadence) |
+//! | `GET /tap?signal=logs\|metrics\|traces&source=NAME&limit=N` | what leaves the pipelines, live: NDJSON, chunked ([`crate::tap`]); `429` past [`crate::tap::MAX_TAPS`] |
 //!
 //! Every answer to a push carries the cadence in force (`Edge-Cadence: 10s`, `5s` in
 //! incident mode), which the exporter's pusher follows.
@@ -19,6 +20,7 @@
 //! (by its `Content-Type`) answers 415 naming the version spoken, never 2xx. A body that does not decode answers 400 with the reason; a body over
 //! [`MAX_PUSH_BYTES`] answers 413. Pushing never waits on the network or the disk.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -26,8 +28,9 @@ use std::time::Instant;
 use edge_daemon_kit::snappy::{SnappyError, decompress_bounded};
 use edge_schema::proto::prometheus::WriteRequest;
 use http::{Method, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
+use hyper_util::rt::TokioIo;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -35,6 +38,7 @@ use tokio::sync::watch;
 use crate::cadence::CADENCE_HINT_HEADER;
 use crate::metrics::now_ms;
 use crate::shared::Shared;
+use crate::tap::{TapBody, TapRequest};
 use crate::telemetry::render_text;
 use edge_daemon_kit::serve::text as answer;
 
@@ -44,13 +48,54 @@ pub const MAX_PUSH_BYTES: usize = 8 << 20;
 /// The largest push once decompressed.
 pub const MAX_PUSH_DECODED_BYTES: usize = 64 << 20;
 
-/// Serves `listener` until `stop` turns true.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
-    edge_daemon_kit::serve::serve_http1(listener, stop, "receiver", move |req| {
+/// An answer: a whole body, or a tap's stream.
+type Body = Either<Full<Bytes>, TapBody>;
+
+/// Serves `listener` until `stop` turns true; then ends the open taps (other
+/// connections finish on their own).
+///
+/// The accept loop is daemon-kit's; the connections are served here rather than by
+/// `serve_http1`, whose answers are whole bodies, because a tap's answer is a stream.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let taps = shared.telemetry.taps().clone();
+    edge_daemon_kit::serve::accept_loop(&listener, &mut stop, "receiver", |stream, _peer| {
         let shared = shared.clone();
-        async move { route(req, &shared).await }
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(answer_request(req, &shared).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     })
     .await;
+    taps.close_all();
+}
+
+async fn answer_request(req: http::Request<Incoming>, shared: &Shared) -> Response<Body> {
+    if req.uri().path() != "/tap" {
+        return route(req, shared).await.map(Either::Left);
+    }
+    if req.method() != Method::GET {
+        return answer(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n").map(Either::Left);
+    }
+    let request = match TapRequest::from_query(req.uri().query()) {
+        Ok(r) => r,
+        Err(why) => return answer(StatusCode::BAD_REQUEST, format!("{why}\n")).map(Either::Left),
+    };
+    match shared.telemetry.taps().subscribe(request) {
+        Ok(body) => {
+            let mut r = Response::new(Either::Right(body));
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/x-ndjson"),
+            );
+            r
+        }
+        Err(e) => answer(StatusCode::TOO_MANY_REQUESTS, format!("{e}\n")).map(Either::Left),
+    }
 }
 
 async fn route(req: http::Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {

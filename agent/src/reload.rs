@@ -1,15 +1,210 @@
-//! Config reload, the half that decides (issue 20, item 4): everything SIGHUP must know
-//! before it may swap anything in. [`prepare`] reads `agent.yaml`, the policy and the
-//! catalog it names, and validates the whole set; it returns every problem at once (a
-//! bad file is refused whole, the running config stays) or a [`Candidate`] with the
-//! set's hash and the settings that only a restart can change (they keep their running
-//! value). Applying a candidate at a cycle boundary is the daemon's part.
+//! Config reload (SIGHUP, `systemctl reload`).
+//!
+//! [`prepare`] decides: it reads `agent.yaml`, the policy and the catalog it names, and
+//! validates the whole set; it returns every problem at once (a bad file is refused
+//! whole, the running config stays) or a [`Candidate`] with the set's hash and the
+//! settings that only a restart can change (they keep their running value).
+//!
+//! [`Reloader::reload`] applies a candidate. Everything that can still fail is built
+//! first (the tokenizers, the logs pipeline's new sources); then the logs pipeline swaps
+//! between two rounds ([`LogsPipeline::reconfigure`]: a removed source's position is
+//! committed, a kept source keeps its open files), the traces pipeline takes the new
+//! tokenizer, and the collection loop takes the new policy, catalog, budget, cadence,
+//! host metrics and scrape targets between two cycles ([`CycleChange`]).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use edge_schema::check::Schema;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::AgentConfig;
+use crate::cycle::CycleChange;
+use crate::host::HostConfig;
+use crate::logs::pipeline::LogsPipeline;
+use crate::logs::watch::Watcher;
+use crate::telemetry::Telemetry;
+use crate::traces::TracesPipeline;
+
+/// A change for the collection loop, with the channel that says it is in force.
+pub type CycleRequest = (CycleChange, oneshot::Sender<()>);
+
+/// How long a reload waits for the collection loop to reach a cycle boundary before it
+/// reports the change as pending (it still applies at that boundary).
+pub const CYCLE_WAIT: Duration = Duration::from_secs(30);
+
+/// The running agent's parts a reload swaps things into.
+#[derive(Debug)]
+pub struct Reloader {
+    /// `agent.yaml`.
+    pub file: PathBuf,
+    /// The config in force (restart-only settings at their running values).
+    pub running: AgentConfig,
+    /// The logs pipeline and the watch on its directories, when the agent ships logs.
+    pub logs: Option<(Arc<Mutex<LogsPipeline>>, Watcher)>,
+    /// The traces pipeline, when the agent ships traces.
+    pub traces: Option<Arc<TracesPipeline>>,
+    /// The collection loop.
+    pub cycle: mpsc::Sender<CycleRequest>,
+    /// Self-metrics.
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl Reloader {
+    /// Reloads the config set: validates it whole, then swaps it in. Every problem is
+    /// logged; a refused set changes nothing. Returns whether it was applied.
+    pub async fn reload(&mut self) -> bool {
+        let applied = match self.try_reload().await {
+            Ok(sha256) => {
+                self.telemetry.config_loaded(&sha256);
+                tracing::info!(sha256 = %sha256, "config reloaded");
+                true
+            }
+            Err(problems) => {
+                for problem in &problems {
+                    tracing::error!(problem = %problem, "config reload: problem");
+                }
+                tracing::error!(
+                    problems = problems.len(),
+                    "config reload refused; the running config stays"
+                );
+                false
+            }
+        };
+        self.telemetry.reloaded(applied);
+        applied
+    }
+
+    async fn try_reload(&mut self) -> Result<String, Vec<String>> {
+        let candidate = prepare(&self.file, &self.running)?;
+        for (key, old, new) in &candidate.needs_restart {
+            tracing::warn!(
+                key,
+                running = %old,
+                new = %new,
+                "config reload: this setting needs a restart; the running value stays until then"
+            );
+        }
+        if self.logs.is_none() && !candidate.config.logs.is_empty() {
+            tracing::warn!(
+                key = "logs",
+                "config reload: the agent started without a logs pipeline (no log source, or no output.logs_url or tokenize.key_file); log sources need a restart"
+            );
+        }
+        let config = keep_restart_only(candidate.config, &self.running, self.logs.is_some());
+        // What can still fail is built before anything is swapped.
+        let traces_tokenizer = match &self.traces {
+            Some(_) => Some(
+                config
+                    .load_tokenizer("traces")
+                    .map_err(|e| vec![format!("{e:#}")])?,
+            ),
+            None => None,
+        };
+        if let Some((pipeline, watcher)) = &self.logs {
+            let pipeline = pipeline.clone();
+            let logs_config = config.clone();
+            let changed = tokio::task::spawn_blocking(move || {
+                pipeline
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .reconfigure(&logs_config)
+            })
+            .await
+            .map_err(|e| vec![format!("the logs pipeline's reload did not finish: {e}")])?
+            .map_err(|e| vec![format!("{e:#}")])?;
+            watcher.add(&changed.new_dirs);
+            tracing::info!(
+                kept = changed.kept,
+                added = ?changed.added,
+                removed = ?changed.removed,
+                "config reload: log sources swapped"
+            );
+        }
+        if let (Some(traces), Some((key, tokenizer))) = (&self.traces, traces_tokenizer) {
+            traces.set_tokenizer(key, tokenizer);
+        }
+        let host = (host_config(&config).map(|h| format!("{h:?}"))
+            != host_config(&self.running).map(|h| format!("{h:?}")))
+        .then(|| host_config(&config));
+        let (done_tx, done_rx) = oneshot::channel();
+        let change = CycleChange {
+            schema: candidate.schema,
+            budget: config.series_budget,
+            cadence: (config.cadence, config.incident_cadence),
+            host,
+            scrape: config.scrape.clone(),
+        };
+        if self.cycle.send((change, done_tx)).await.is_err() {
+            return Err(vec![
+                "the collection loop has stopped; the agent is shutting down".into(),
+            ]);
+        }
+        if tokio::time::timeout(CYCLE_WAIT, done_rx).await.is_err() {
+            tracing::warn!(
+                "config reload: the collection loop is inside a long cycle; its part applies at the next boundary"
+            );
+        }
+        self.running = config;
+        Ok(candidate.sha256)
+    }
+}
+
+/// The host metrics settings of `config` (`None`: off).
+pub fn host_config(config: &AgentConfig) -> Option<HostConfig> {
+    config.host_metrics.then(|| HostConfig {
+        proc_root: "/proc".into(),
+        filesystems: config.filesystems.clone(),
+        disks: config.disks.clone(),
+        interfaces: config.interfaces.clone(),
+    })
+}
+
+/// `new` with the settings that need a restart at their `running` values (what is in
+/// force until the restart). `logs_live`: the agent runs a logs pipeline (without one,
+/// log sources need a restart too).
+fn keep_restart_only(mut new: AgentConfig, running: &AgentConfig, logs_live: bool) -> AgentConfig {
+    new.listen = running.listen;
+    new.queue = running.queue.clone();
+    new.host_labels = running.host_labels.clone();
+    new.metrics_urls = running.metrics_urls.clone();
+    new.logs_urls = running.logs_urls.clone();
+    new.traces_urls = running.traces_urls.clone();
+    new.tls = running.tls.clone();
+    new.statsd = running.statsd.clone();
+    new.otlp = running.otlp;
+    if !logs_live {
+        new.logs = running.logs.clone();
+    }
+    new
+}
+
+/// SHA-256 (hex) over `agent.yaml`, then the policy and catalog files `config` names
+/// (each prefixed with its length), as `edge_config_info{sha256}` shows it.
+pub fn sha256_of_set(file: &Path, config: &AgentConfig) -> Result<String, Vec<String>> {
+    let mut hashed = Vec::new();
+    let mut problems = Vec::new();
+    for path in std::iter::once(file).chain(
+        [&config.policy, &config.catalog]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path),
+    ) {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                hashed.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                hashed.extend_from_slice(&bytes);
+            }
+            Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &hashed);
+    Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
 
 /// A config set that loaded and validated whole, ready to be swapped in.
 #[derive(Debug)]
@@ -28,32 +223,20 @@ pub struct Candidate {
 /// Loads and validates the set `file` names, against the `running` config. `Err` holds
 /// every problem found, each naming its file (and key, for `agent.yaml`).
 pub fn prepare(file: &Path, running: &AgentConfig) -> Result<Candidate, Vec<String>> {
-    let mut problems = Vec::new();
-    let mut hashed = Vec::new();
-    let mut read = |path: &Path, problems: &mut Vec<String>| match std::fs::read(path) {
-        Ok(bytes) => {
-            hashed.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-            hashed.extend_from_slice(&bytes);
-        }
-        Err(e) => problems.push(format!("{}: cannot read: {e}", path.display())),
-    };
-    read(file, &mut problems);
     let config = match crate::config::load(file) {
         Ok(config) => config,
         Err(e) => {
-            problems.extend(
-                e.problems
-                    .iter()
-                    .map(|(key, message)| format!("{}: {key}: {message}", e.file.display())),
-            );
-            return Err(problems);
+            return Err(e
+                .problems
+                .iter()
+                .map(|(key, message)| format!("{}: {key}: {message}", e.file.display()))
+                .collect());
         }
     };
+    let sha256 = sha256_of_set(file, &config)?;
     // Policy and catalog are checked each, so a broken policy does not hide a broken
     // catalog.
-    for path in [&config.policy, &config.catalog].into_iter().flatten() {
-        read(path, &mut problems);
-    }
+    let mut problems = Vec::new();
     if let Some(path) = &config.policy
         && let Err(e) = edge_schema::policy::LabelPolicy::from_file(path)
     {
@@ -68,8 +251,6 @@ pub fn prepare(file: &Path, running: &AgentConfig) -> Result<Candidate, Vec<Stri
         return Err(problems);
     }
     let schema = config.load_schema().map_err(|e| vec![format!("{e:#}")])?;
-    let digest = ring::digest::digest(&ring::digest::SHA256, &hashed);
-    let sha256 = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
     Ok(Candidate {
         needs_restart: needs_restart(running, &config),
         config,
@@ -102,6 +283,46 @@ pub fn needs_restart(
             new.queue.max_bytes.to_string(),
         ));
     }
+    let mut differs = |key: &'static str, old: String, new: String| {
+        if old != new {
+            out.push((key, old, new));
+        }
+    };
+    differs(
+        "host_labels",
+        format!("{:?}", running.host_labels),
+        format!("{:?}", new.host_labels),
+    );
+    differs(
+        "output.metrics_url",
+        running.metrics_urls.join(","),
+        new.metrics_urls.join(","),
+    );
+    differs(
+        "output.logs_url",
+        running.logs_urls.join(","),
+        new.logs_urls.join(","),
+    );
+    differs(
+        "output.traces_url",
+        running.traces_urls.join(","),
+        new.traces_urls.join(","),
+    );
+    differs(
+        "tls",
+        format!("{:?}", running.tls),
+        format!("{:?}", new.tls),
+    );
+    differs(
+        "statsd",
+        format!("{:?}", running.statsd),
+        format!("{:?}", new.statsd),
+    );
+    differs(
+        "otlp",
+        format!("{:?}", running.otlp),
+        format!("{:?}", new.otlp),
+    );
     out
 }
 

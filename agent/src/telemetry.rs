@@ -65,7 +65,6 @@ pub fn code_class(status: Option<u16>) -> &'static str {
 #[derive(Debug)]
 struct StreamStats {
     responses: [AtomicU64; CODES.len()],
-    retries: AtomicU64,
     dropped: AtomicU64,
     duration: Histogram,
 }
@@ -74,7 +73,6 @@ impl Default for StreamStats {
     fn default() -> Self {
         StreamStats {
             responses: Default::default(),
-            retries: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             duration: Histogram::with_scale(edge_exporter::registry::DEFAULT_SCALE),
         }
@@ -114,6 +112,17 @@ pub struct Telemetry {
     otlp_exemplars: AtomicU64,
     /// The client certificate's expiry (Unix seconds); 0 without TLS.
     cert_expiry: Arc<AtomicI64>,
+    /// Config reloads (SIGHUP), applied and refused.
+    reloads: [AtomicU64; 2],
+    /// Whether the last reload was applied (or there was none).
+    reload_failed: std::sync::atomic::AtomicBool,
+    /// When the config in force was loaded (Unix seconds).
+    config_loaded_at: AtomicI64,
+    /// The first 48 bits of the SHA-256 of the config set in force (`agent.yaml`,
+    /// policy, catalog): exact in an f64.
+    config_hash: AtomicU64,
+    /// Open `edge-agent tap`s, and the records dropped for them.
+    taps: crate::tap::Taps,
 }
 
 /// The agent's version, as `edge_build_info{version}`.
@@ -208,9 +217,25 @@ impl Telemetry {
         })
     }
 
-    /// A retry.
-    pub fn retry(&self, stream: Stream) {
-        self.streams[stream.index()].retries.fetch_add(1, Relaxed);
+    /// The config set in force: its hash, loaded now (at start, or by a reload).
+    pub fn config_loaded(&self, sha256: &str) {
+        let hash = sha256
+            .get(..12)
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+        self.config_hash.store(hash, Relaxed);
+        self.config_loaded_at.store(unix_now(), Relaxed);
+    }
+
+    /// A reload applied (`true`) or refused.
+    pub fn reloaded(&self, applied: bool) {
+        self.reloads[usize::from(!applied)].fetch_add(1, Relaxed);
+        self.reload_failed.store(!applied, Relaxed);
+    }
+
+    /// Reloads so far: `(applied, refused)`.
+    pub fn reloads(&self) -> (u64, u64) {
+        (self.reloads[0].load(Relaxed), self.reloads[1].load(Relaxed))
     }
 
     /// A batch refused for good.
@@ -339,6 +364,11 @@ impl Telemetry {
         self.queue_bytes.iter().map(|b| b.load(Relaxed)).sum()
     }
 
+    /// The open taps, which the pipelines' hooks hand records to (see [`crate::tap`]).
+    pub fn taps(&self) -> &crate::tap::Taps {
+        &self.taps
+    }
+
     /// Where the TLS client reports its certificate's expiry.
     pub fn cert_expiry(&self) -> Arc<AtomicI64> {
         self.cert_expiry.clone()
@@ -389,6 +419,27 @@ impl Telemetry {
                 expiry as f64,
             );
         }
+        push(
+            "edge_config_last_reload_successful",
+            &[],
+            if self.reload_failed.load(Relaxed) {
+                0.0
+            } else {
+                1.0
+            },
+        );
+        push(
+            "edge_config_last_reload_success_timestamp_seconds",
+            &[],
+            self.config_loaded_at.load(Relaxed) as f64,
+        );
+        for (result, n) in ["success", "failure"].iter().zip(&self.reloads) {
+            push("edge_config_reloads_total", &[("result", result)], load(n));
+        }
+        let hash = self.config_hash.load(Relaxed);
+        if hash > 0 {
+            push("edge_config_hash", &[], hash as f64);
+        }
         push("edge_active_series", &[], load(&self.active_series));
         push("edge_series_budget", &[], load(&self.budget));
         for (i, (reason, n)) in REJECT_REASONS.iter().zip(&self.rejected).enumerate() {
@@ -416,12 +467,14 @@ impl Telemetry {
                 &l,
                 load(&self.queue_shed[i]),
             );
-            push(
-                "edge_queue_lost_bytes_total",
-                &l,
-                load(&self.queue_lost_bytes[i]),
-            );
         }
+        // Bytes lost to torn or corrupt records, all classes together (which segment and
+        // offset is logged).
+        push(
+            "edge_queue_lost_bytes_total",
+            &[],
+            self.queue_lost_bytes.iter().map(load).sum(),
+        );
         // Batches shed, all classes together (the records shed are per class above).
         push(
             "edge_queue_shed_batches_total",
@@ -506,6 +559,7 @@ impl Telemetry {
         for (result, n) in SPAN_RESULTS.iter().zip(&self.spans) {
             push("edge_traces_spans_total", &[("result", result)], load(n));
         }
+        push("edge_tap_dropped_total", &[], self.taps.dropped() as f64);
         for stream in STREAMS {
             let s = &self.streams[stream.index()];
             for (code, n) in CODES.iter().zip(&s.responses) {
@@ -515,11 +569,6 @@ impl Telemetry {
                     load(n),
                 );
             }
-            push(
-                "edge_send_retries_total",
-                &[("stream", stream.name())],
-                load(&s.retries),
-            );
             push(
                 "edge_send_dropped_batches_total",
                 &[("stream", stream.name())],
@@ -562,4 +611,10 @@ pub fn render_text(series: &[(SeriesKey, Point)]) -> String {
         }
     }
     out
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -7,48 +7,11 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use edge_schema::proto::otlp::{ExportLogsServiceRequest, any_value};
-use prost::Message;
-use support::{Agent, Gateway, Received, Reply};
+use support::{Agent, Gateway, Received, Reply, raw_bodies, records};
 
 /// Generous: every wait returns as soon as its condition holds; the bound only ends a
 /// run that is stuck, never a slow one.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// Decompressed OTLP bodies.
-fn raw_bodies(received: &[Received]) -> Vec<Vec<u8>> {
-    received
-        .iter()
-        .map(|r| zstd::bulk::decompress(&r.body, 64 << 20).expect("zstd body"))
-        .collect()
-}
-
-/// Every record's message and attributes, flattened to one string per record.
-fn records(received: &[Received]) -> Vec<String> {
-    let mut out = Vec::new();
-    for raw in raw_bodies(received) {
-        let req = ExportLogsServiceRequest::decode(raw.as_slice()).expect("OTLP");
-        for rl in req.resource_logs {
-            for sl in rl.scope_logs {
-                for r in sl.log_records {
-                    let mut text = match r.body.and_then(|b| b.value) {
-                        Some(any_value::Value::StringValue(s)) => s,
-                        _ => String::new(),
-                    };
-                    for kv in r.attributes {
-                        if let Some(any_value::Value::StringValue(v)) =
-                            kv.value.and_then(|v| v.value)
-                        {
-                            text.push_str(&format!(" {}={v}", kv.key));
-                        }
-                    }
-                    out.push(text);
-                }
-            }
-        }
-    }
-    out
-}
 
 /// The agent with one JSON log source, a tokenization key, the built-in detectors and
 /// a player-id pattern; logs go to `logs_url`, metrics to `metrics_url`.
@@ -440,4 +403,55 @@ async fn sigkill_at_random_moments_while_the_game_rotates_out_of_the_glob_loses_
         Some(0.0),
         "no file with a position disappeared"
     );
+}
+
+#[tokio::test]
+async fn a_numbered_positions_file_of_an_earlier_agent_is_adopted_and_nothing_is_read_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let metrics = Gateway::start("127.0.0.1:0", vec![]).await;
+    let logs = Gateway::start("127.0.0.1:0", vec![]).await;
+    let path = dir.path().join("game.log");
+    std::fs::write(&path, "").expect("log");
+    let agent = start(dir.path(), &metrics.url("http"), &logs.url("http"), "");
+    let listen = agent.listen;
+    let write = |from: usize, to: usize| {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open");
+        for i in from..to {
+            writeln!(f, r#"{{"level":"info","msg":"line {i:05}"}}"#).expect("write");
+        }
+    };
+    write(0, 100);
+    logs.wait_for("the first lines", WAIT, |r| records(r).len() >= 100)
+        .await;
+    let status = agent.terminate();
+    assert!(status.success(), "exit: {status}");
+
+    // What an earlier agent left: the same positions under the numbered name.
+    let positions = dir.path().join("queue/positions");
+    let stable: Vec<_> = std::fs::read_dir(&positions)
+        .expect("positions dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    assert_eq!(stable.len(), 1, "{stable:?}");
+    let name = stable[0].file_name().and_then(|n| n.to_str()).unwrap_or("");
+    assert!(name.starts_with("game-"), "{name}");
+    std::fs::rename(&stable[0], positions.join("0-game.json")).expect("rename");
+
+    write(100, 150);
+    let _agent = Agent::restart(dir.path(), listen);
+    let got = logs
+        .wait_for("the lines written while it was down", WAIT, |r| {
+            records(r).len() >= 150
+        })
+        .await;
+    let all = records(&got);
+    let distinct: BTreeSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), 150, "every line");
+    assert_eq!(all.len(), 150, "no line read twice");
+    assert!(stable[0].exists(), "the numbered file took the stable name");
 }

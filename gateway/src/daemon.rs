@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::config::RelayConfig;
 use crate::relay::Relay;
 use crate::server::Gateway;
+use crate::telemetry::Telemetry;
 
 /// How much longer than the connections' grace period a drain waits for the server to
 /// return (it logs what is left at the end of the grace period itself).
@@ -25,6 +26,10 @@ pub const DRAIN_MARGIN: Duration = Duration::from_secs(2);
 
 /// How long the relay's shard readers get to stop (they stop at their next call).
 pub const RELAY_DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A sink commit under way this long, with none ending meanwhile, is stuck (commits
+/// give up after `sink::retry::COMMIT_DEADLINE`, 30 s): the watchdog stops pinging.
+pub const STUCK_COMMIT: Duration = Duration::from_secs(60);
 
 /// Logs to stderr, filtered by `EDGE_GATEWAY_LOG` (default `info`).
 pub fn log_to_stderr() {
@@ -53,6 +58,7 @@ pub struct RunningGateway {
     server: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
     housekeeping: JoinHandle<()>,
+    watchdog: Option<JoinHandle<()>>,
     notifier: Arc<Notifier>,
 }
 
@@ -99,7 +105,10 @@ impl GatewayDaemon {
             tokio::spawn(crate::server::serve_admin(gw, listener, stop_rx))
         });
         let notifier = Arc::new(Notifier::from_env());
-        let housekeeping = tokio::spawn(housekeeping(gw.clone(), notifier.clone()));
+        let housekeeping = tokio::spawn(housekeeping(gw.clone()));
+        let watchdog = notifier
+            .watchdog_interval()
+            .map(|every| tokio::spawn(watchdog(gw.clone(), notifier.clone(), every)));
         notifier.notify("READY=1");
         RunningGateway {
             gw,
@@ -107,6 +116,7 @@ impl GatewayDaemon {
             server,
             admin,
             housekeeping,
+            watchdog,
             notifier,
         }
     }
@@ -140,6 +150,9 @@ impl RunningGateway {
             tracing::warn!(?deadline, "the server did not stop by the deadline");
         }
         self.housekeeping.abort();
+        if let Some(watchdog) = self.watchdog {
+            watchdog.abort();
+        }
         if let Some(admin) = self.admin {
             admin.abort();
         }
@@ -147,22 +160,71 @@ impl RunningGateway {
     }
 }
 
-/// Every second: the overload controller and the gauges, and systemd's watchdog (so a
-/// wedged runtime is restarted); every two, a look at the config and TLS files.
-async fn housekeeping(gw: Arc<Gateway>, notifier: Arc<Notifier>) {
+/// Every second: the overload controller and the gauges; every two, a look at the
+/// config and TLS files.
+async fn housekeeping(gw: Arc<Gateway>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut n = 0u64;
-    let watchdog = notifier.watchdog_interval().is_some();
     loop {
         tick.tick().await;
         gw.overload_tick();
-        if watchdog {
-            notifier.notify("WATCHDOG=1");
-        }
         n += 1;
         if n.is_multiple_of(2) {
             let g = gw.clone();
             let _ = tokio::task::spawn_blocking(move || g.reload(false)).await;
+        }
+    }
+}
+
+/// Whether the server makes progress: a task round-trips through the runtime's
+/// scheduler and the blocking pool (where bodies are decoded), and the sinks' commits
+/// are not stuck (one under way longer than `stuck`, none ending). `None` when the
+/// probe did not come back within `wait`.
+pub async fn making_progress(
+    telemetry: &Telemetry,
+    wait: Duration,
+    stuck: Duration,
+) -> Option<bool> {
+    let probe = tokio::spawn(async { tokio::task::spawn_blocking(|| ()).await.is_ok() });
+    match tokio::time::timeout(wait, probe).await {
+        Ok(Ok(true)) => Some(!telemetry.commits_stuck(stuck)),
+        Ok(_) => Some(false),
+        Err(_) => None,
+    }
+}
+
+/// systemd's watchdog: `WATCHDOG=1` every `every` (half of `WatchdogSec`), at most every
+/// second, and only after [`making_progress`] says so. A gateway whose runtime, blocking
+/// pool or sinks are wedged stops pinging and is restarted; one merely busy answers the
+/// probe late and pings late.
+async fn watchdog(gw: Arc<Gateway>, notifier: Arc<Notifier>, every: Duration) {
+    let mut tick = tokio::time::interval(every.min(Duration::from_secs(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stalled = false;
+    loop {
+        tick.tick().await;
+        match making_progress(&gw.telemetry, every, STUCK_COMMIT).await {
+            Some(true) => {
+                if stalled {
+                    tracing::info!("the server makes progress again; watchdog pings resume");
+                    stalled = false;
+                }
+                notifier.notify("WATCHDOG=1");
+            }
+            progress => {
+                if !stalled {
+                    let why = if progress.is_none() {
+                        "the runtime or the blocking pool did not answer the probe"
+                    } else {
+                        "a sink commit is stuck"
+                    };
+                    tracing::error!(
+                        reason = why,
+                        "the server makes no progress: no watchdog ping until it does (systemd restarts it after WatchdogSec)"
+                    );
+                    stalled = true;
+                }
+            }
         }
     }
 }
@@ -278,5 +340,47 @@ fn handlers(hangup: bool) -> Option<Signals> {
             tracing::error!(error = %e, "cannot install signal handlers; stopping");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_fails_while_the_blocking_pool_or_a_commit_is_wedged() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let t = Telemetry::default();
+            let long = Duration::from_secs(60);
+            assert_eq!(making_progress(&t, long, long).await, Some(true));
+            // The one blocking thread never comes back: the probe does not either.
+            let (release, wait) = std::sync::mpsc::channel::<()>();
+            let wedged = tokio::task::spawn_blocking(move || {
+                let _ = wait.recv();
+            });
+            let short = Duration::from_millis(300);
+            assert_eq!(making_progress(&t, short, long).await, None);
+            release.send(()).expect("release");
+            wedged.await.expect("wedged task");
+            assert_eq!(making_progress(&t, long, long).await, Some(true));
+            // A commit under way past the bound, none ending: no progress.
+            let commit = t.commit_begins("metrics", "t");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(
+                making_progress(&t, long, Duration::from_millis(10)).await,
+                Some(false)
+            );
+            drop(commit);
+            assert_eq!(
+                making_progress(&t, long, Duration::from_millis(10)).await,
+                Some(true)
+            );
+        });
     }
 }

@@ -87,6 +87,71 @@ struct Tenant {
     log_bytes: Bucket,
     spans: Bucket,
     series: Series,
+    /// Per [`Rate`]: until when the tenant is refused before any decoding, after a
+    /// decoded request was over the rate.
+    refused_until: [Option<Instant>; 3],
+    overage: Overage,
+}
+
+/// What a rate counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rate {
+    /// Samples (and histograms).
+    Samples = 0,
+    /// Log bytes, decompressed.
+    LogBytes = 1,
+    /// Spans.
+    Spans = 2,
+}
+
+impl Tenant {
+    fn bucket(&self, rate: Rate) -> &Bucket {
+        match rate {
+            Rate::Samples => &self.samples,
+            Rate::LogBytes => &self.log_bytes,
+            Rate::Spans => &self.spans,
+        }
+    }
+}
+
+/// How long the quota's refusals are remembered for [`Quotas::overage`]: their weight
+/// halves every `OVERAGE_HALF_LIFE`.
+pub const OVERAGE_HALF_LIFE: Duration = Duration::from_secs(5);
+
+/// A tenant's rate checks and how many of them were over the rate, both decaying with
+/// [`OVERAGE_HALF_LIFE`].
+#[derive(Debug)]
+struct Overage {
+    refused: f64,
+    total: f64,
+    at: Instant,
+}
+
+impl Overage {
+    fn decay(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        let k = 0.5f64.powf(dt / OVERAGE_HALF_LIFE.as_secs_f64());
+        self.refused *= k;
+        self.total *= k;
+        self.at = now;
+    }
+
+    fn note(&mut self, check: &RateCheck) {
+        self.decay(Instant::now());
+        self.total += 1.0;
+        if matches!(check, RateCheck::Wait(_)) {
+            self.refused += 1.0;
+        }
+    }
+
+    fn ratio(&mut self) -> f64 {
+        self.decay(Instant::now());
+        if self.total < 1e-9 {
+            0.0
+        } else {
+            self.refused / self.total
+        }
+    }
 }
 
 /// The keys are already hashes: passing them through saves hashing them again.
@@ -182,6 +247,12 @@ impl Quotas {
             log_bytes: Bucket::new(log_rate, log_burst),
             spans: Bucket::new(span_rate, span_burst),
             series: Series::default(),
+            refused_until: [None; 3],
+            overage: Overage {
+                refused: 0.0,
+                total: 0.0,
+                at: Instant::now(),
+            },
         });
         // A reloaded config with other figures gets a new bucket (and a full burst);
         // unchanged figures keep the bucket and its state.
@@ -209,7 +280,11 @@ impl Quotas {
         replicas: u32,
         samples: u64,
     ) -> RateCheck {
-        self.with_tenant(tenant, limits, replicas, |t| t.samples.check(samples))
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let check = t.samples.check(samples);
+            t.overage.note(&check);
+            check
+        })
     }
 
     /// Takes `bytes` from the tenant's log byte rate.
@@ -220,7 +295,11 @@ impl Quotas {
         replicas: u32,
         bytes: u64,
     ) -> RateCheck {
-        self.with_tenant(tenant, limits, replicas, |t| t.log_bytes.check(bytes))
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let check = t.log_bytes.check(bytes);
+            t.overage.note(&check);
+            check
+        })
     }
 
     /// Takes `spans` from the tenant's span rate.
@@ -231,7 +310,74 @@ impl Quotas {
         replicas: u32,
         spans: u64,
     ) -> RateCheck {
-        self.with_tenant(tenant, limits, replicas, |t| t.spans.check(spans))
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let check = t.spans.check(spans);
+            t.overage.note(&check);
+            check
+        })
+    }
+
+    /// Before a body is decompressed: a tenant refused after its last decoded request
+    /// is refused again at once (until the wait it was given), and `first` (what the
+    /// body holds at the least) is taken from its rate, so a tenant already over it is
+    /// answered before any decoding.
+    pub fn precharge(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        rate: Rate,
+        first: u64,
+    ) -> RateCheck {
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let now = Instant::now();
+            if let Some(until) = t.refused_until[rate as usize]
+                && until > now
+            {
+                let check = RateCheck::Wait(until - now);
+                t.overage.note(&check);
+                return check;
+            }
+            let check = t.bucket(rate).check(first);
+            if matches!(check, RateCheck::Wait(_)) {
+                // The request ends here: it counts as one check.
+                t.overage.note(&check);
+            }
+            check
+        })
+    }
+
+    /// After decoding: takes the rest of `total` (`charged` was taken by
+    /// [`Quotas::precharge`]). When the rest is over the rate, the tenant is refused
+    /// before any decoding for as long as it was told to wait (its `Retry-After`): a
+    /// flood of bodies that expand over the rate costs one decode per wait, not one per
+    /// request. A request past the burst is refused alone (413), as it always was.
+    pub fn settle(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        rate: Rate,
+        charged: u64,
+        total: u64,
+    ) -> RateCheck {
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let bucket = t.bucket(rate);
+            let burst = u64::from(bucket.burst);
+            let check = if total > burst {
+                RateCheck::TooLarge {
+                    asked: total,
+                    burst,
+                }
+            } else {
+                bucket.check(total.saturating_sub(charged))
+            };
+            if let RateCheck::Wait(wait) = &check {
+                t.refused_until[rate as usize] = Some(Instant::now() + *wait);
+            }
+            t.overage.note(&check);
+            check
+        })
     }
 
     /// Admits the series whose label hashes are given, in order, up to the tenant's
@@ -264,6 +410,18 @@ impl Quotas {
                 })
                 .collect()
         })
+    }
+
+    /// How far `tenant` is over its own quota: the share of its recent rate checks
+    /// (samples, log bytes, spans; weighted by recency, [`OVERAGE_HALF_LIFE`]) that were
+    /// over the rate. 0 within quota (or unknown), 1 when every recent request was
+    /// refused. Admission ranks waiters by it.
+    pub fn overage(&self, tenant: &str) -> f64 {
+        self.tenants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_mut(tenant)
+            .map_or(0.0, |t| t.overage.ratio())
     }
 
     /// Active series per tenant.
@@ -377,6 +535,68 @@ mod tests {
         let later = t0 + ACTIVE_WINDOW + Duration::from_secs(11);
         assert_eq!(q.admit_series("a", &l, 1, &[5], later), [true]);
         assert_eq!(q.active_series(), vec![("a".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_tenant_refused_after_decoding_is_refused_before_decoding_until_its_wait() {
+        let q = Quotas::default();
+        let l = TenantLimits {
+            log_bytes_rate_limit: 1000,
+            log_bytes_burst: 2000,
+            ..BUILTIN_LIMITS
+        };
+        // 100 compressed bytes first, 1,500 in all: fits.
+        assert_eq!(q.precharge("a", &l, 1, Rate::LogBytes, 100), RateCheck::Ok);
+        assert_eq!(
+            q.settle("a", &l, 1, Rate::LogBytes, 100, 1500),
+            RateCheck::Ok
+        );
+        // The next one's first bytes still fit, its whole does not: refused, and the
+        // tenant is refused before decoding for the wait it was given.
+        assert_eq!(q.precharge("a", &l, 1, Rate::LogBytes, 100), RateCheck::Ok);
+        let RateCheck::Wait(w) = q.settle("a", &l, 1, Rate::LogBytes, 100, 1500) else {
+            panic!("not a wait");
+        };
+        assert!(w > Duration::from_millis(900), "{w:?}");
+        assert!(matches!(
+            q.precharge("a", &l, 1, Rate::LogBytes, 1),
+            RateCheck::Wait(v) if v <= w && v > Duration::from_millis(800)
+        ));
+        // Other rates and tenants are not refused.
+        assert_eq!(q.precharge("a", &l, 1, Rate::Spans, 1), RateCheck::Ok);
+        assert_eq!(q.precharge("b", &l, 1, Rate::LogBytes, 1), RateCheck::Ok);
+        // Past the burst: 413, that request alone.
+        assert_eq!(
+            q.settle("b", &l, 1, Rate::LogBytes, 1, 5000),
+            RateCheck::TooLarge {
+                asked: 5000,
+                burst: 2000
+            }
+        );
+        assert_eq!(q.precharge("b", &l, 1, Rate::LogBytes, 1), RateCheck::Ok);
+    }
+
+    #[test]
+    fn overage_is_the_recent_share_of_checks_over_the_rate() {
+        let q = Quotas::default();
+        let l = limits(10.0, 10, 10);
+        assert_eq!(q.overage("a"), 0.0, "an unknown tenant is within quota");
+        assert_eq!(q.check_samples("a", &l, 1, 10), RateCheck::Ok);
+        assert_eq!(q.overage("a"), 0.0);
+        for _ in 0..3 {
+            assert!(matches!(
+                q.check_samples("a", &l, 1, 10),
+                RateCheck::Wait(_)
+            ));
+        }
+        let over = q.overage("a");
+        assert!(
+            (0.7..=0.76).contains(&over),
+            "3 of 4 checks refused: {over}"
+        );
+        // A burst that can never fit is a 413, not over the rate.
+        let _ = q.check_samples("b", &l, 1, 11);
+        assert_eq!(q.overage("b"), 0.0);
     }
 
     #[test]

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Buckets (seconds) for request and commit latencies.
@@ -59,6 +59,26 @@ pub const GATEWAY_OVERLOAD_STAGE: Gauge = Gauge {
     name: "edge_gateway_overload_stage",
     help: "0 normal; k applies the first k overload actions; one past them answers 503.",
 };
+/// `edge_gateway_admission_limit` (gauge).
+pub const GATEWAY_ADMISSION_LIMIT: Gauge = Gauge {
+    name: "edge_gateway_admission_limit",
+    help: "Requests that may do their work at once now (the adaptive limit).",
+};
+/// `edge_gateway_admission_in_flight` (gauge).
+pub const GATEWAY_ADMISSION_IN_FLIGHT: Gauge = Gauge {
+    name: "edge_gateway_admission_in_flight",
+    help: "Requests doing their work now (decoding, checking, building records).",
+};
+/// `edge_gateway_admission_queued` (gauge).
+pub const GATEWAY_ADMISSION_QUEUED: Gauge = Gauge {
+    name: "edge_gateway_admission_queued",
+    help: "Requests waiting for a slot now.",
+};
+/// `edge_gateway_admission_refused_total` (counter).
+pub const GATEWAY_ADMISSION_REFUSED_TOTAL: Counter = Counter {
+    name: "edge_gateway_admission_refused_total",
+    help: "Requests answered 503 by admission control, by reason (queue_timeout, queue_full, shed_early) and tenant priority.",
+};
 /// `edge_gateway_sink_backlog_records` (gauge).
 pub const GATEWAY_SINK_BACKLOG_RECORDS: Gauge = Gauge {
     name: "edge_gateway_sink_backlog_records",
@@ -104,6 +124,11 @@ pub const GATEWAY_TTFB_SECONDS: HistogramDef = HistogramDef {
 pub const TENANT_OVER_LIMIT_TOTAL: Counter = Counter {
     name: "tenant_over_limit_total",
     help: "Requests refused because a tenant was over a limit.",
+};
+/// `edge_gateway_decompressed_bytes_total` (counter).
+pub const GATEWAY_DECOMPRESSED_BYTES_TOTAL: Counter = Counter {
+    name: "edge_gateway_decompressed_bytes_total",
+    help: "Bytes of request bodies after their Content-Encoding, for the bodies that decoded.",
 };
 /// `edge_gateway_samples_accepted_total` (counter).
 pub const GATEWAY_SAMPLES_ACCEPTED_TOTAL: Counter = Counter {
@@ -328,15 +353,18 @@ struct Families {
     histograms: BTreeMap<&'static str, HistogramFamily>,
 }
 
+/// A commit that ended: when, when it began, how long it took, and whose it was.
+type EndedCommit = (Instant, Instant, Duration, Arc<str>);
+
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Telemetry {
     families: Mutex<Families>,
     /// Recent sink commits (for the overload p99), newest last: when each ended,
-    /// when it began, and how long it took.
-    recent_commits: Mutex<std::collections::VecDeque<(Instant, Instant, Duration)>>,
-    /// Commits under way: id → when each began.
-    in_flight: Mutex<std::collections::HashMap<u64, Instant>>,
+    /// when it began, how long it took, and whose it was.
+    recent_commits: Mutex<std::collections::VecDeque<EndedCommit>>,
+    /// Commits under way: id → when each began, and whose it is.
+    in_flight: Mutex<std::collections::HashMap<u64, (Instant, Arc<str>)>>,
     next_commit: AtomicU64,
 }
 
@@ -349,6 +377,7 @@ pub const COMMIT_WINDOW: Duration = Duration::from_secs(10);
 pub struct CommitTimer<'a> {
     telemetry: &'a Telemetry,
     sink: &'static str,
+    tenant: Arc<str>,
     id: u64,
     began: Instant,
 }
@@ -357,8 +386,12 @@ impl CommitTimer<'_> {
     /// The commit ended (either way): its latency goes into the sink's histogram and
     /// the overload p99.
     pub fn done(self) {
-        self.telemetry
-            .commit_took(self.sink, self.began, self.began.elapsed());
+        self.telemetry.commit_took(
+            self.sink,
+            self.tenant.clone(),
+            self.began,
+            self.began.elapsed(),
+        );
     }
 }
 
@@ -458,23 +491,25 @@ impl Telemetry {
         })
     }
 
-    /// A commit to `sink` begins; time it with the returned timer.
-    pub fn commit_begins(&self, sink: &'static str) -> CommitTimer<'_> {
+    /// A commit of `tenant`'s records to `sink` begins; time it with the returned timer.
+    pub fn commit_begins(&self, sink: &'static str, tenant: &str) -> CommitTimer<'_> {
         let id = self.next_commit.fetch_add(1, Ordering::Relaxed);
         let began = Instant::now();
+        let tenant: Arc<str> = Arc::from(tenant);
         self.in_flight
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(id, began);
+            .insert(id, (began, tenant.clone()));
         CommitTimer {
             telemetry: self,
             sink,
+            tenant,
             id,
             began,
         }
     }
 
-    fn commit_took(&self, sink: &str, began: Instant, took: Duration) {
+    fn commit_took(&self, sink: &str, tenant: Arc<str>, began: Instant, took: Duration) {
         self.observe(
             &GATEWAY_SINK_COMMIT_SECONDS,
             labels(&[("sink", sink)]),
@@ -485,44 +520,88 @@ impl Telemetry {
             .recent_commits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        recent.push_back((now, began, took));
+        recent.push_back((now, began, took, tenant));
         while recent
             .front()
-            .is_some_and(|(at, _, _)| now.saturating_duration_since(*at) > COMMIT_WINDOW)
+            .is_some_and(|(at, _, _, _)| now.saturating_duration_since(*at) > COMMIT_WINDOW)
             || recent.len() > 10_000
         {
             recent.pop_front();
         }
     }
 
-    /// How slow the sinks are now: the p99 over the commits that began within the
-    /// last [`COMMIT_WINDOW`] and ended, and the age of every commit still under way
-    /// (zero when there are none). A commit that began before the window describes the
-    /// sink as it was: after an outage, the commits that waited it out end all at once
-    /// with long latencies while the sink is healthy again, and counting them would
-    /// shed load just when the backlog should drain.
-    pub fn commit_p99(&self) -> Duration {
+    /// The commits that describe the sinks now, with their tenants: those that began
+    /// within the last [`COMMIT_WINDOW`] and ended, and every commit still under way with
+    /// its age. A commit that began before the window describes the sink as it was:
+    /// after an outage, the commits that waited it out end all at once with long
+    /// latencies while the sink is healthy again, and counting them would shed load just
+    /// when the backlog should drain.
+    fn recent_commit_latencies(&self) -> Vec<(Arc<str>, Duration)> {
         let now = Instant::now();
-        let mut took: Vec<Duration> = self
+        let mut took: Vec<(Arc<str>, Duration)> = self
             .recent_commits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .iter()
-            .filter(|(_, began, _)| now.saturating_duration_since(*began) <= COMMIT_WINDOW)
-            .map(|(_, _, d)| *d)
+            .filter(|(_, began, _, _)| now.saturating_duration_since(*began) <= COMMIT_WINDOW)
+            .map(|(_, _, d, t)| (t.clone(), *d))
             .collect();
         took.extend(
             self.in_flight
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .values()
-                .map(|began| now.saturating_duration_since(*began)),
+                .map(|(began, t)| (t.clone(), now.saturating_duration_since(*began))),
         );
-        if took.is_empty() {
-            return Duration::ZERO;
+        took
+    }
+
+    /// How slow the sinks are now: the p99 over the recent commits of every tenant
+    /// (see [`Telemetry::commit_p99_by_tenant`] for what the overload controller judges).
+    pub fn commit_p99(&self) -> Duration {
+        p99(self
+            .recent_commit_latencies()
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect())
+    }
+
+    /// Per tenant, the p99 of its recent commits and how many there were: one tenant's
+    /// slow or failing commits (a poison series its store refuses and the sink retries)
+    /// say nothing about the sink for the others.
+    pub fn commit_p99_by_tenant(&self) -> BTreeMap<String, (Duration, usize)> {
+        let mut by: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+        for (tenant, d) in self.recent_commit_latencies() {
+            by.entry(tenant.to_string()).or_default().push(d);
         }
-        took.sort_unstable();
-        took[(took.len() * 99 / 100).min(took.len() - 1)]
+        by.into_iter()
+            .map(|(t, v)| {
+                let n = v.len();
+                (t, (p99(v), n))
+            })
+            .collect()
+    }
+
+    /// Whether the sinks' commits are stuck: one has been under way longer than `after`
+    /// and none ended within the last [`COMMIT_WINDOW`] (slow commits that end, even
+    /// failing, are progress).
+    pub fn commits_stuck(&self, after: Duration) -> bool {
+        let now = Instant::now();
+        let oldest = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(|(began, _)| now.saturating_duration_since(*began))
+            .max();
+        if oldest.is_none_or(|age| age <= after) {
+            return false;
+        }
+        self.recent_commits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .back()
+            .is_none_or(|(ended, _, _, _)| now.saturating_duration_since(*ended) > COMMIT_WINDOW)
     }
 
     /// The text exposition.
@@ -577,6 +656,15 @@ pub fn set_cert_expiry(t: &Telemetry, daemon: &str, cert: &str, path: &std::path
             tracing::warn!(path = %path.display(), error = %e, "cannot read the certificate's expiry");
         }
     }
+}
+
+/// The 99th percentile (zero of nothing).
+fn p99(mut took: Vec<Duration>) -> Duration {
+    if took.is_empty() {
+        return Duration::ZERO;
+    }
+    took.sort_unstable();
+    took[(took.len() * 99 / 100).min(took.len() - 1)]
 }
 
 fn braces(labels: &str) -> String {
@@ -664,22 +752,45 @@ mod tests {
         // A commit that waited out an outage ends now, long after it began: it does
         // not count.
         let long_ago = Instant::now() - Duration::from_secs(30);
-        t.commit_took("metrics", long_ago, Duration::from_secs(30));
+        t.commit_took("metrics", "a".into(), long_ago, Duration::from_secs(30));
         assert_eq!(t.commit_p99(), Duration::ZERO);
         // One that began within the window counts.
-        t.commit_took("metrics", Instant::now(), Duration::from_millis(40));
+        t.commit_took(
+            "metrics",
+            "a".into(),
+            Instant::now(),
+            Duration::from_millis(40),
+        );
         assert_eq!(t.commit_p99(), Duration::from_millis(40));
         // A commit still under way counts with its age; done or dropped, it leaves.
-        let stuck = t.commit_begins("logs");
+        let stuck = t.commit_begins("logs", "b");
         std::thread::sleep(Duration::from_millis(60));
         assert!(t.commit_p99() >= Duration::from_millis(60));
         drop(stuck);
         assert_eq!(t.commit_p99(), Duration::from_millis(40));
-        t.commit_begins("logs").done();
+        assert_eq!(
+            t.commit_p99_by_tenant(),
+            BTreeMap::from([("a".to_string(), (Duration::from_millis(40), 1))])
+        );
+        t.commit_begins("logs", "b").done();
         let text = t.render();
         assert!(
             text.contains("edge_gateway_sink_commit_seconds_count{sink=\"logs\"} 1"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn commits_are_stuck_when_one_is_old_and_none_ended_lately() {
+        let t = Telemetry::default();
+        assert!(!t.commits_stuck(Duration::ZERO), "none under way");
+        let under_way = t.commit_begins("metrics", "t");
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(t.commits_stuck(Duration::from_millis(10)));
+        assert!(!t.commits_stuck(Duration::from_secs(60)), "not old enough");
+        // Another commit ends: the sinks make progress, slow as that one is.
+        t.commit_begins("logs", "t").done();
+        assert!(!t.commits_stuck(Duration::from_millis(10)));
+        drop(under_way);
     }
 }

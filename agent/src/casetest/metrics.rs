@@ -24,6 +24,7 @@ pub fn run(
         gate: Gate::new(schema.clone(), budget),
         batch: Batch::default(),
         host_labels: host_labels.to_vec(),
+        taps: Default::default(),
     };
     let now = Instant::now();
     let now_ms = now_ms();

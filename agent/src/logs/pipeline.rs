@@ -65,9 +65,35 @@ struct FileState {
 #[derive(Debug)]
 struct Source {
     tailer: Tailer,
+    /// What the tailer was built for: a reload keeps the tailer (and its open files)
+    /// of a source whose `tail` is the same.
+    tail: TailConfig,
     multiline: Option<(String, usize, Duration)>,
     files: HashMap<FileId, FileState>,
     stages: Stages,
+    /// The batcher's index of the source's service.
+    service: usize,
+}
+
+/// What a reload changed in the logs pipeline ([`LogsPipeline::reconfigure`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reconfigured {
+    /// Sources kept (their files stay open; parser, filters and tags are the new ones).
+    pub kept: usize,
+    /// Sources started, by `path`.
+    pub added: Vec<String>,
+    /// Sources stopped, by `path` (their positions were committed first).
+    pub removed: Vec<String>,
+    /// Directories of the new sources that were not watched before.
+    pub new_dirs: Vec<PathBuf>,
+}
+
+/// A source of the new config, built but not yet swapped in.
+enum Planned {
+    /// The running source at this index, with new stages and multi-line settings.
+    Keep(usize, Box<Stages>, Option<(String, usize, Duration)>),
+    /// A new source.
+    New(Box<Source>),
 }
 
 /// The stages of one source between the joiner and the tokenizer: parse → filter
@@ -215,6 +241,8 @@ fn sheds(class: Class, shed_level: u8) -> bool {
 #[derive(Debug)]
 pub struct LogsPipeline {
     sources: Vec<Source>,
+    /// Where the sources' positions files are.
+    state_dir: PathBuf,
     batcher: Batcher,
     tokenizer: Tokenizer,
     key: KeyFile,
@@ -253,19 +281,21 @@ impl LogsPipeline {
         let state_dir = config.queue.dir.join("positions");
         std::fs::create_dir_all(&state_dir)
             .with_context(|| format!("creating {}", state_dir.display()))?;
+        let services: Vec<String> = config.logs.iter().map(|s| s.service.clone()).collect();
+        let mut batcher = Batcher::new(limits(), &services, &host_name(), host_labels);
         for (i, source) in config.logs.iter().enumerate() {
+            let positions =
+                super::tail::position::file_for(&state_dir, &source.service, &source.path);
+            super::tail::position::adopt_numbered(&state_dir, i, &source.service, &positions);
             sources.push(
-                build_source(
-                    source,
-                    state_dir.join(format!("{i}-{}.json", source.service)),
-                )
-                .with_context(|| format!("logs[{i}] ({})", source.path))?,
+                build_source(source, positions, &mut batcher)
+                    .with_context(|| format!("logs[{i}] ({})", source.path))?,
             );
         }
-        let services: Vec<String> = config.logs.iter().map(|s| s.service.clone()).collect();
         Ok(LogsPipeline {
             sources,
-            batcher: Batcher::new(limits(), &services, &host_name(), host_labels),
+            state_dir,
+            batcher,
             tokenizer,
             key,
             key_checked: Instant::now(),
@@ -388,20 +418,118 @@ impl LogsPipeline {
         let now = Instant::now();
         let observed = now_ns();
         for i in 0..self.sources.len() {
-            let pending: Vec<String> = self.sources[i]
-                .files
-                .values_mut()
-                .filter_map(|st| {
-                    let text = st.joiner.as_mut()?.flush()?;
-                    st.pending_from = None;
-                    Some(text)
-                })
-                .collect();
-            for text in pending {
-                self.record(i, &text, false, now, observed);
-            }
+            self.finish_source(i, now, observed);
         }
         self.queue_all(Vec::new());
+    }
+
+    /// Reload: swaps in the sources, stages and tokenizer of `config`, between two
+    /// rounds (the caller holds the pipeline). Everything that can fail is built first;
+    /// on an error nothing has changed. Then the records of a source going away (or of
+    /// one whose multi-line rule changes) that were still being joined are finished,
+    /// every open batch is queued and every position committed, so no line read so far
+    /// is lost or read again; a source whose path, service and tail settings are the same
+    /// keeps its open files and positions.
+    pub fn reconfigure(&mut self, config: &AgentConfig) -> anyhow::Result<Reconfigured> {
+        let (key, tokenizer) = config.load_tokenizer("logs")?;
+        let mut taken = vec![false; self.sources.len()];
+        let mut plan = Vec::with_capacity(config.logs.len());
+        for (i, new) in config.logs.iter().enumerate() {
+            let tail = tail_config(new);
+            let same = self.sources.iter().enumerate().position(|(j, old)| {
+                !taken[j]
+                    && old.tail.glob == tail.glob
+                    && old.tail.read_existing_from_start == tail.read_existing_from_start
+                    && old.tail.max_line_bytes == tail.max_line_bytes
+                    && self.batcher.service_name(old.service) == Some(new.service.as_str())
+            });
+            let stages = Stages::new(new).with_context(|| format!("logs[{i}] ({})", new.path))?;
+            plan.push(match same {
+                Some(j) => {
+                    taken[j] = true;
+                    Planned::Keep(j, Box::new(stages), multiline_of(new))
+                }
+                None => Planned::New(Box::new(
+                    build_source(
+                        new,
+                        super::tail::position::file_for(&self.state_dir, &new.service, &new.path),
+                        &mut self.batcher,
+                    )
+                    .with_context(|| format!("logs[{i}] ({})", new.path))?,
+                )),
+            });
+        }
+        // From here on nothing fails.
+        let mut finishing = Vec::new();
+        for (j, kept) in taken.iter().enumerate() {
+            let rule_changes = plan.iter().any(|p| {
+                matches!(p, Planned::Keep(k, _, multiline) if *k == j && *multiline != self.sources[j].multiline)
+            });
+            if !kept || rule_changes {
+                finishing.push(j);
+            }
+        }
+        let now = Instant::now();
+        let observed = now_ns();
+        for j in finishing {
+            self.finish_source(j, now, observed);
+        }
+        self.queue_all(Vec::new());
+
+        let old_dirs = self.dirs();
+        let mut old: Vec<Option<Source>> = std::mem::take(&mut self.sources)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut out = Reconfigured::default();
+        for planned in plan {
+            match planned {
+                Planned::Keep(j, stages, multiline) => {
+                    let Some(mut source) = old[j].take() else {
+                        continue;
+                    };
+                    source.stages = *stages;
+                    if source.multiline != multiline {
+                        source.files.values_mut().for_each(|f| f.joiner = None);
+                        source.multiline = multiline;
+                    }
+                    out.kept += 1;
+                    self.sources.push(source);
+                }
+                Planned::New(source) => {
+                    out.added.push(source.tail.glob.clone());
+                    self.sources.push(*source);
+                }
+            }
+        }
+        out.removed = old.into_iter().flatten().map(|s| s.tail.glob).collect();
+        out.new_dirs = self
+            .dirs()
+            .into_iter()
+            .filter(|d| !old_dirs.contains(d))
+            .collect();
+        out.new_dirs.sort();
+        out.new_dirs.dedup();
+        self.tokenizer = tokenizer;
+        self.key = key;
+        self.key_checked = Instant::now();
+        Ok(out)
+    }
+
+    /// Finishes the records of source `i` that are still being joined.
+    fn finish_source(&mut self, i: usize, now: Instant, observed: i64) {
+        let pending: Vec<String> = self.sources[i]
+            .files
+            .values_mut()
+            .filter_map(|st| {
+                let text = st.joiner.as_mut()?.flush()?;
+                st.pending_from = None;
+                Some(text)
+            })
+            .collect();
+        for text in pending {
+            self.record(i, &text, false, now, observed);
+        }
     }
 
     fn shed_level_now(&self) -> u8 {
@@ -500,7 +628,11 @@ impl LogsPipeline {
             }
         }
         self.telemetry.logs_queued(Origin::File, record.level, 1);
-        if let Some(closed) = self.batcher.add(i, &record, now) {
+        let service = self.sources[i].service;
+        self.telemetry
+            .taps()
+            .log(self.batcher.service_name(service).unwrap_or(""), &record);
+        if let Some(closed) = self.batcher.add(service, &record, now) {
             self.queue_all(vec![closed]);
         }
     }
@@ -556,6 +688,9 @@ impl LogsPipeline {
             }
             self.telemetry.logs_queued(Origin::Otlp, record.level, 1);
             out.queued += 1;
+            self.telemetry
+                .taps()
+                .log(self.batcher.service_name(service).unwrap_or(""), &record);
             closed.extend(self.batcher.add(service, &record, now));
         }
         if out.queued > 0 {
@@ -606,24 +741,36 @@ fn limits() -> BatchLimits {
     super::ship::DEFAULT_LIMITS
 }
 
-fn build_source(source: &LogSource, positions: PathBuf) -> anyhow::Result<Source> {
-    let tailer = Tailer::new(
-        TailConfig {
-            glob: source.path.clone(),
-            read_existing_from_start: source.read_existing_from_start,
-            max_line_bytes: source.max_line_bytes,
-            partial_flush: Duration::from_secs(5),
-        },
-        positions,
-    )?;
+fn tail_config(source: &LogSource) -> TailConfig {
+    TailConfig {
+        glob: source.path.clone(),
+        read_existing_from_start: source.read_existing_from_start,
+        max_line_bytes: source.max_line_bytes,
+        partial_flush: Duration::from_secs(5),
+    }
+}
+
+fn multiline_of(source: &LogSource) -> Option<(String, usize, Duration)> {
+    source
+        .multiline_start
+        .clone()
+        .map(|s| (s, source.multiline_max_lines, source.multiline_timeout))
+}
+
+fn build_source(
+    source: &LogSource,
+    positions: PathBuf,
+    batcher: &mut Batcher,
+) -> anyhow::Result<Source> {
+    let tail = tail_config(source);
+    let tailer = Tailer::new(tail.clone(), positions)?;
     Ok(Source {
         tailer,
-        multiline: source
-            .multiline_start
-            .clone()
-            .map(|s| (s, source.multiline_max_lines, source.multiline_timeout)),
+        tail,
+        multiline: multiline_of(source),
         files: HashMap::new(),
         stages: Stages::new(source)?,
+        service: batcher.service(&source.service),
     })
 }
 

@@ -283,6 +283,11 @@ impl Batcher {
         self.services.len() - 1
     }
 
+    /// The name of service `i`.
+    pub fn service_name(&self, i: usize) -> Option<&str> {
+        self.services.get(i).map(String::as_str)
+    }
+
     /// Adds a record of service `service`; returns the batch it closed, if any.
     pub fn add(&mut self, service: usize, record: &LogRecord, now: Instant) -> Option<Closed> {
         let i = slot(class_of(record.level));

@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-mod position;
+pub mod position;
 
 pub use position::Position;
 

@@ -23,51 +23,76 @@ const MAX_PENDING_MOVES: usize = 1024;
 pub fn spawn_logs(
     pipeline: Arc<std::sync::Mutex<crate::logs::pipeline::LogsPipeline>>,
     stop: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
+) -> anyhow::Result<(std::thread::JoinHandle<()>, Watcher)> {
     let (tx, rx) = std::sync::mpsc::channel::<WatchEvent>();
     let dirs = pipeline
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .dirs();
-    watch_dirs(&dirs, tx);
-    std::thread::Builder::new()
+    let watcher = watch_dirs(&dirs, tx);
+    let thread = std::thread::Builder::new()
         .name("edge-logs".into())
         .spawn(move || crate::logs::pipeline::LogsPipeline::run(&pipeline, &stop, &rx))
-        .context("starting the logs thread")
+        .context("starting the logs thread")?;
+    Ok((thread, watcher))
+}
+
+type Watched = Arc<std::sync::Mutex<HashMap<inotify::WatchDescriptor, PathBuf>>>;
+
+/// The directories inotify watches for the logs pipeline; a reload adds the new
+/// sources' directories. Without inotify it does nothing (the pipeline polls).
+#[derive(Debug, Default)]
+pub struct Watcher {
+    watches: Option<(inotify::Watches, Watched)>,
+}
+
+const MASK: inotify::WatchMask = inotify::WatchMask::CREATE
+    .union(inotify::WatchMask::MOVED_FROM)
+    .union(inotify::WatchMask::MOVED_TO)
+    .union(inotify::WatchMask::DELETE)
+    .union(inotify::WatchMask::DELETE_SELF)
+    .union(inotify::WatchMask::MOVE_SELF);
+
+impl Watcher {
+    /// Watches `dirs` too; a directory that cannot be watched is polled.
+    pub fn add(&self, dirs: &[PathBuf]) {
+        let Some((watches, watched)) = &self.watches else {
+            return;
+        };
+        let mut watches = watches.clone();
+        let mut watched = watched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for dir in dirs {
+            match watches.add(dir, MASK) {
+                Ok(wd) => {
+                    watched.insert(wd, dir.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a log directory; polling it")
+                }
+            }
+        }
+    }
 }
 
 /// Watches `dirs` for files appearing, moving and going, on a thread of its own that
 /// sends the renames it can pair and one wake per read of events. Without inotify the
 /// pipeline polls alone.
-fn watch_dirs(dirs: &[std::path::PathBuf], wake: std::sync::mpsc::Sender<WatchEvent>) {
-    use inotify::{Inotify, WatchMask};
+fn watch_dirs(dirs: &[std::path::PathBuf], wake: std::sync::mpsc::Sender<WatchEvent>) -> Watcher {
+    use inotify::Inotify;
     let mut inotify = match Inotify::init() {
         Ok(i) => i,
         Err(e) => {
             tracing::warn!(error = %e, "inotify unavailable; polling log directories");
-            return;
+            return Watcher::default();
         }
     };
-    let mask = WatchMask::CREATE
-        | WatchMask::MOVED_FROM
-        | WatchMask::MOVED_TO
-        | WatchMask::DELETE
-        | WatchMask::DELETE_SELF
-        | WatchMask::MOVE_SELF;
-    let mut watched = HashMap::new();
-    for dir in dirs {
-        match inotify.watches().add(dir, mask) {
-            Ok(wd) => {
-                watched.insert(wd, dir.clone());
-            }
-            Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a log directory; polling it")
-            }
-        }
-    }
-    if watched.is_empty() {
-        return;
-    }
+    let watched: Watched = Arc::default();
+    let watcher = Watcher {
+        watches: Some((inotify.watches(), watched.clone())),
+    };
+    watcher.add(dirs);
     let spawned = std::thread::Builder::new()
         .name("edge-logs-watch".into())
         .spawn(move || {
@@ -85,20 +110,25 @@ fn watch_dirs(dirs: &[std::path::PathBuf], wake: std::sync::mpsc::Sender<WatchEv
                             let Some(name) = event.name.and_then(|n| n.to_str()) else {
                                 continue;
                             };
-                            let Some(dir) = watched.get(&event.wd) else {
+                            let Some(dir) = watched
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                                .get(&event.wd)
+                                .cloned()
+                            else {
                                 continue;
                             };
                             if event.mask.contains(inotify::EventMask::MOVED_FROM) {
                                 if moved_from.len() >= MAX_PENDING_MOVES {
                                     moved_from.clear();
                                 }
-                                moved_from.insert(event.cookie, (dir.clone(), name.to_string()));
+                                moved_from.insert(event.cookie, (dir, name.to_string()));
                             } else if event.mask.contains(inotify::EventMask::MOVED_TO)
                                 && let Some((from_dir, from)) = moved_from.remove(&event.cookie)
-                                && from_dir == *dir
+                                && from_dir == dir
                             {
                                 renames.push(WatchEvent::Renamed {
-                                    dir: dir.clone(),
+                                    dir,
                                     from,
                                     to: name.to_string(),
                                 });
@@ -118,7 +148,11 @@ fn watch_dirs(dirs: &[std::path::PathBuf], wake: std::sync::mpsc::Sender<WatchEv
                 }
             }
         });
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot start the inotify thread; polling log directories");
+    match spawned {
+        Ok(_) => watcher,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the inotify thread; polling log directories");
+            Watcher::default()
+        }
     }
 }

@@ -115,6 +115,28 @@ impl Gate {
         }
     }
 
+    /// A new policy, catalog and budget (a config reload), from the next series on:
+    /// active series the new policy refuses are forgotten, so their next point is
+    /// judged again (and refused, counted); refused series it now allows are judged
+    /// again too. Overflow series keep their running values.
+    pub fn reconfigure(&mut self, schema: Schema, budget: u32) {
+        self.schema = schema;
+        self.budget = budget.max(1) as usize;
+        let schema = &self.schema;
+        let allowed = |key: &SeriesKey| {
+            schema
+                .check_series(
+                    &key.name,
+                    key.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                )
+                .is_ok()
+        };
+        self.active.retain(|key, _| allowed(key));
+        self.members
+            .retain(|key, member| member.reason == reasons::BUDGET || !allowed(key));
+        self.logged.clear();
+    }
+
     /// The budget.
     pub fn budget(&self) -> usize {
         self.budget

@@ -232,6 +232,9 @@ pub struct Pipeline {
     pub batch: Batch,
     /// Host labels, sorted by name.
     pub host_labels: Vec<(String, String)>,
+    /// Where `edge-agent tap` sees the series leave and the refused points (the
+    /// telemetry's [`crate::telemetry::Telemetry::taps`]; a default one has no taps).
+    pub taps: crate::tap::Taps,
 }
 
 /// What became of one series offered with [`Pipeline::offer_series`].
@@ -280,7 +283,10 @@ impl Pipeline {
                 self.batch.add(key, point);
                 true
             }
-            gate::Verdict::Refused { .. } => false,
+            gate::Verdict::Refused { reason } => {
+                self.taps.refused(&key, &point, reason);
+                false
+            }
         }
     }
 
@@ -357,6 +363,7 @@ impl Pipeline {
                     accepted += 1;
                 }
                 gate::Verdict::Refused { reason } => {
+                    self.taps.refused(&key, &point, reason);
                     refused += 1;
                     if why.is_none() {
                         let label = self.gate.violation(&key).map(|v| v.to_string());
@@ -383,7 +390,9 @@ impl Pipeline {
             self.batch.add(key, point);
         }
         self.gate.expire(now);
-        self.batch.take_encoded(&self.host_labels)
+        let (encoded, series) = self.batch.take_encoded(&self.host_labels);
+        self.taps.metrics_batch(&encoded, series);
+        (encoded, series)
     }
 }
 
@@ -409,6 +418,7 @@ mod tests {
             gate: gate::Gate::new(schema, 300),
             batch: Batch::default(),
             host_labels: Vec::new(),
+            taps: Default::default(),
         };
         let now = now_ms();
         let series = |name: &str, timestamp: i64| TimeSeries {

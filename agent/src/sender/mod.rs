@@ -325,7 +325,6 @@ impl Sender {
                     to_ack = Some((class, entry.id, entry.payload.len()));
                 }
                 Decision::RetryAfter(delay) => {
-                    self.telemetry.retry(stream);
                     if let Ok(a) = &answer {
                         apply_hints(self.config.stream, &self.cadence, &self.shed, a);
                     }
@@ -338,7 +337,6 @@ impl Sender {
                     hold_until = Some(Instant::now() + backoff::spread(delay));
                 }
                 Decision::Retry => {
-                    self.telemetry.retry(stream);
                     let delay = dest.backoff.next_delay();
                     if dest.backoff.failures() == 1 {
                         match &answer {

@@ -158,6 +158,15 @@ impl TracesPipeline {
         ))
     }
 
+    /// A new tokenizer and key file (a config reload): spans offered from now on are
+    /// scrubbed with it.
+    pub fn set_tokenizer(&self, key: KeyFile, tokenizer: Tokenizer) {
+        let mut state = self.state();
+        state.tokenizer = tokenizer;
+        state.key = key;
+        state.key_checked = Instant::now();
+    }
+
     /// The pipeline around a built tokenizer and batch limits (tests use small ones).
     #[allow(clippy::too_many_arguments)] // one constructor, called twice
     pub fn with_tokenizer(
@@ -258,6 +267,7 @@ impl TracesPipeline {
                 continue;
             }
             self.add_host(&mut rs);
+            self.telemetry.taps().spans(&rs, s.kept);
             closed.extend(state.batcher.add(rs, s.kept, now));
         }
         let lost = state.batcher.take_lost();

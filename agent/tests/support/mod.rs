@@ -524,3 +524,39 @@ pub fn all_series(received: &[Received]) -> Vec<&TimeSeries> {
 pub fn now_ms() -> i64 {
     edge_agent::metrics::now_ms()
 }
+
+/// Decompressed OTLP bodies.
+pub fn raw_bodies(received: &[Received]) -> Vec<Vec<u8>> {
+    received
+        .iter()
+        .map(|r| zstd::bulk::decompress(&r.body, 64 << 20).expect("zstd body"))
+        .collect()
+}
+
+/// Every record's message and attributes, flattened to one string per record.
+pub fn records(received: &[Received]) -> Vec<String> {
+    let mut out = Vec::new();
+    for raw in raw_bodies(received) {
+        let req = edge_schema::proto::otlp::ExportLogsServiceRequest::decode(raw.as_slice())
+            .expect("OTLP");
+        for rl in req.resource_logs {
+            for sl in rl.scope_logs {
+                for r in sl.log_records {
+                    let mut text = match r.body.and_then(|b| b.value) {
+                        Some(edge_schema::proto::otlp::any_value::Value::StringValue(s)) => s,
+                        _ => String::new(),
+                    };
+                    for kv in r.attributes {
+                        if let Some(edge_schema::proto::otlp::any_value::Value::StringValue(v)) =
+                            kv.value.and_then(|v| v.value)
+                        {
+                            text.push_str(&format!(" {}={v}", kv.key));
+                        }
+                    }
+                    out.push(text);
+                }
+            }
+        }
+    }
+    out
+}

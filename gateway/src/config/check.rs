@@ -198,6 +198,11 @@ impl Validator<'_> {
                 l.max_decompressed_bytes.as_deref(),
                 64 << 20,
             ) as usize,
+            max_decompressed_bytes_in_flight: self.size(
+                "limits.max_decompressed_bytes_in_flight",
+                l.max_decompressed_bytes_in_flight.as_deref(),
+                256 << 20,
+            ),
             max_connection_age: self.duration(
                 "limits.max_connection_age",
                 l.max_connection_age.as_deref(),
@@ -230,6 +235,17 @@ impl Validator<'_> {
                 Duration::from_secs(90),
             ),
         };
+        let one_body = 2 * limits.max_decompressed_bytes as u64 + (8 << 20);
+        if limits.max_decompressed_bytes_in_flight < one_body {
+            self.problem(
+                "limits.max_decompressed_bytes_in_flight",
+                format!(
+                    "{} is less than {one_body}: the budget must hold one body of limits.max_decompressed_bytes twice (growing its buffer holds the old and the new one) and a zstd window of 8 MiB, or such a body is refused forever",
+                    limits.max_decompressed_bytes_in_flight
+                ),
+            );
+        }
+        let admission = self.admission(raw.admission);
         if limits.max_connections == 0 {
             self.problem("limits.max_connections", "must be at least 1");
         }
@@ -274,7 +290,76 @@ impl Validator<'_> {
             logs_sink,
             traces_sink,
             limits,
+            admission,
             relay,
+        }
+    }
+
+    fn admission(&mut self, raw: RawAdmission) -> AdmissionConfig {
+        let d = DEFAULT_ADMISSION;
+        let max_queue_wait = self.duration(
+            "admission.max_queue_wait",
+            raw.max_queue_wait.as_deref(),
+            d.max_queue_wait,
+        );
+        if max_queue_wait.is_zero() || max_queue_wait > Duration::from_secs(10) {
+            self.problem(
+                "admission.max_queue_wait",
+                "between 1ms and 10s (a few tens of milliseconds: a request that cannot start by then is answered 503 at once)",
+            );
+        }
+        let min_limit = self.number("admission.min_limit", raw.min_limit, d.min_limit);
+        let max_limit = self.number("admission.max_limit", raw.max_limit, d.max_limit);
+        let initial_limit = self.number(
+            "admission.initial_limit",
+            raw.initial_limit,
+            d.initial_limit.min(max_limit).max(min_limit),
+        );
+        if min_limit == 0 {
+            self.problem("admission.min_limit", "must be at least 1");
+        }
+        if max_limit < min_limit {
+            self.problem(
+                "admission.max_limit",
+                format!("{max_limit} is below admission.min_limit ({min_limit})"),
+            );
+        }
+        if initial_limit < min_limit || initial_limit > max_limit {
+            self.problem(
+                "admission.initial_limit",
+                format!("{initial_limit}: must be within admission.min_limit..=max_limit ({min_limit}..={max_limit})"),
+            );
+        }
+        let smoothing = self.number("admission.smoothing", raw.smoothing, d.smoothing);
+        if !(smoothing > 0.0 && smoothing <= 1.0) {
+            self.problem(
+                "admission.smoothing",
+                format!("{smoothing}: a fraction above 0 and at most 1, like 0.2"),
+            );
+        }
+        let latency_tolerance = self.number(
+            "admission.latency_tolerance",
+            raw.latency_tolerance,
+            d.latency_tolerance,
+        );
+        if !(1.0..=100.0).contains(&latency_tolerance) {
+            self.problem(
+                "admission.latency_tolerance",
+                format!("{latency_tolerance}: a multiple of the baseline latency between 1 and 100, like 2"),
+            );
+        }
+        let max_queued = self.number("admission.max_queued", raw.max_queued, d.max_queued);
+        if max_queued == 0 {
+            self.problem("admission.max_queued", "must be at least 1");
+        }
+        AdmissionConfig {
+            max_queue_wait,
+            min_limit,
+            max_limit,
+            initial_limit,
+            smoothing,
+            latency_tolerance,
+            max_queued,
         }
     }
 
@@ -573,6 +658,7 @@ impl Validator<'_> {
         let Some(raw) = raw else {
             return Overload {
                 freshness_threshold_p99: Duration::from_secs(10),
+                ttfb_threshold_p99: DEFAULT_TTFB_THRESHOLD_P99,
                 actions: Vec::new(),
             };
         };
@@ -581,6 +667,14 @@ impl Validator<'_> {
             raw.freshness_threshold_p99.as_deref(),
             Duration::from_secs(10),
         );
+        let ttfb_threshold_p99 = self.duration(
+            "overload.ttfb_threshold_p99",
+            raw.ttfb_threshold_p99.as_deref(),
+            DEFAULT_TTFB_THRESHOLD_P99,
+        );
+        if ttfb_threshold_p99.is_zero() {
+            self.problem("overload.ttfb_threshold_p99", "must be above 0");
+        }
         let mut actions = Vec::new();
         for (i, a) in raw.actions.into_iter().enumerate() {
             let path = format!("overload.actions[{i}]");
@@ -613,6 +707,7 @@ impl Validator<'_> {
         }
         Overload {
             freshness_threshold_p99,
+            ttfb_threshold_p99,
             actions,
         }
     }

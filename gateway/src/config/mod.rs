@@ -36,6 +36,8 @@ struct Raw {
     sinks: Option<RawSinks>,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    admission: RawAdmission,
     /// Read by `edge-gateway relay`; `validate` checks it too.
     relay: Option<RawRelay>,
 }
@@ -144,6 +146,7 @@ struct RawFleet {
 #[serde(deny_unknown_fields)]
 struct RawOverload {
     freshness_threshold_p99: Option<String>,
+    ttfb_threshold_p99: Option<String>,
     #[serde(default)]
     actions: Vec<RawAction>,
 }
@@ -197,6 +200,7 @@ struct RawClientTls {
 struct RawLimits {
     max_body_bytes: Option<String>,
     max_decompressed_bytes: Option<String>,
+    max_decompressed_bytes_in_flight: Option<String>,
     max_connection_age: Option<String>,
     shutdown_grace: Option<String>,
     max_connections: Option<Number<usize>>,
@@ -204,6 +208,18 @@ struct RawLimits {
     header_read_timeout: Option<String>,
     body_read_timeout: Option<String>,
     idle_timeout: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAdmission {
+    max_queue_wait: Option<String>,
+    min_limit: Option<Number<usize>>,
+    max_limit: Option<Number<usize>>,
+    initial_limit: Option<Number<usize>>,
+    smoothing: Option<Number<f64>>,
+    latency_tolerance: Option<Number<f64>>,
+    max_queued: Option<Number<usize>>,
 }
 
 /// Where the certificate, key and client CA are.
@@ -310,8 +326,12 @@ pub enum OverloadAction {
 /// When the gateway counts itself overloaded and what it does about it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Overload {
-    /// The sink commit latency p99 (or the oldest backlog) above which actions start.
+    /// The sink commit latency p99 (or the oldest backlog) above which actions start,
+    /// judged per tenant (`server/overload.rs`).
     pub freshness_threshold_p99: Duration,
+    /// The p99 of the gateway's own time per request (admission wait, work, and the
+    /// commit while it holds its admission slot) above which the box counts as saturated.
+    pub ttfb_threshold_p99: Duration,
     /// In the seed's shed order; after the last, 503 for everyone.
     pub actions: Vec<OverloadAction>,
 }
@@ -442,6 +462,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Bytes a body may decompress to (413 above).
     pub max_decompressed_bytes: usize,
+    /// Decompressed bytes held at once by every request together (503 above).
+    pub max_decompressed_bytes_in_flight: u64,
     /// A connection older than this is asked to go (HTTP/2 GOAWAY, HTTP/1.1
     /// `Connection: close`), so the load balancer can rebalance.
     pub max_connection_age: Duration,
@@ -458,6 +480,50 @@ pub struct Limits {
     /// A connection with no request for this long is closed.
     pub idle_timeout: Duration,
 }
+
+/// `admission`: the work in progress and its queue (`server/admission.rs`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct AdmissionConfig {
+    /// A request that cannot start its work within this is answered 503 + `Retry-After`.
+    pub max_queue_wait: Duration,
+    /// The limit never goes below this.
+    pub min_limit: usize,
+    /// Nor above this.
+    pub max_limit: usize,
+    /// Where it starts.
+    pub initial_limit: usize,
+    /// How far one window's verdict moves the limit down (0..1].
+    pub smoothing: f64,
+    /// Hold times up to this multiple of the baseline are not queueing (≥ 1).
+    pub latency_tolerance: f64,
+    /// Requests waiting at most; past it the worst-ranked is refused at once.
+    pub max_queued: usize,
+}
+
+/// The default `admission.max_queue_wait`: a few tens of milliseconds, a small part of
+/// the seed's 350 ms TTFB p99, and long enough that a burst of pushes arriving together
+/// queues rather than being refused.
+pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_millis(30);
+
+/// The default admission settings. The limit starts at 32 and moves within 2..=1024:
+/// a 2-core box does its work at a handful of requests at once (the work is CPU), so the
+/// floor keeps both cores busy and the ceiling only guards against a wrong baseline.
+/// Smoothing 0.2 and a tolerance of 2 are the gradient limiters' usual figures; 1,000
+/// waiters is about a second of work at 5× regional load, most of which would time out.
+pub const DEFAULT_ADMISSION: AdmissionConfig = AdmissionConfig {
+    max_queue_wait: DEFAULT_MAX_QUEUE_WAIT,
+    min_limit: 2,
+    max_limit: 1024,
+    initial_limit: 32,
+    smoothing: 0.2,
+    latency_tolerance: 2.0,
+    max_queued: 1000,
+};
+
+/// The default `overload.ttfb_threshold_p99`: the gateway's own time per request is
+/// milliseconds when it is not saturated (admission keeps it near `max_queue_wait` when
+/// it is); 250 ms is well inside the seed's 350 ms TTFB p99.
+pub const DEFAULT_TTFB_THRESHOLD_P99: Duration = Duration::from_millis(250);
 
 /// The validated gateway config.
 #[derive(Clone, Debug, PartialEq)]
@@ -495,6 +561,8 @@ pub struct GatewayConfig {
     pub traces_sink: Option<SinkConfig>,
     /// Request limits.
     pub limits: Limits,
+    /// Admission control.
+    pub admission: AdmissionConfig,
     /// The `relay` block, if the file has one.
     pub relay: Option<RelayConfig>,
 }

@@ -411,3 +411,79 @@ fn the_traces_sink_and_span_quota_parse_and_bad_ones_name_their_key() {
         "{p:?}"
     );
 }
+
+#[test]
+fn the_decompression_budget_holds_one_largest_body() {
+    let base = "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let c = parse_text(base).expect("defaults");
+    assert_eq!(c.limits.max_decompressed_bytes_in_flight, 256 << 20);
+    let c = parse_text(&format!(
+        "{base}limits: {{ max_decompressed_bytes: 32MiB, max_decompressed_bytes_in_flight: 72MiB }}\n"
+    ))
+    .expect("just enough");
+    assert_eq!(c.limits.max_decompressed_bytes_in_flight, 72 << 20);
+    let err = parse_text(&format!(
+        "{base}limits: {{ max_decompressed_bytes: 32MiB, max_decompressed_bytes_in_flight: 64MiB }}\n"
+    ))
+    .expect_err("too small");
+    assert!(
+        err.problems
+            .iter()
+            .any(|(k, _)| k == "limits.max_decompressed_bytes_in_flight"),
+        "{err}"
+    );
+}
+
+#[test]
+fn admission_defaults_values_and_problems() {
+    let head = "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
+    let c = parse_text(head).expect("defaults");
+    assert_eq!(c.admission, DEFAULT_ADMISSION);
+    assert_eq!(c.admission.max_queue_wait, Duration::from_millis(30));
+    assert_eq!(c.overload.ttfb_threshold_p99, DEFAULT_TTFB_THRESHOLD_P99);
+    let c = parse_text(&format!(
+        "{head}admission: {{ max_queue_wait: 50ms, min_limit: 4, max_limit: 64, initial_limit: 8, smoothing: 0.5, latency_tolerance: 1.5, max_queued: 100 }}\n\
+         overload: {{ ttfb_threshold_p99: 300ms }}\n"
+    ))
+    .expect("valid");
+    assert_eq!(
+        c.admission,
+        AdmissionConfig {
+            max_queue_wait: Duration::from_millis(50),
+            min_limit: 4,
+            max_limit: 64,
+            initial_limit: 8,
+            smoothing: 0.5,
+            latency_tolerance: 1.5,
+            max_queued: 100,
+        }
+    );
+    assert_eq!(c.overload.ttfb_threshold_p99, Duration::from_millis(300));
+    // A max below the default initial limit: the initial limit follows.
+    let c = parse_text(&format!("{head}admission: {{ max_limit: 8 }}\n")).expect("valid");
+    assert_eq!(c.admission.initial_limit, 8);
+    let err = parse_text(&format!(
+        "{head}admission: {{ max_queue_wait: 0ms, min_limit: 0, max_limit: 4, initial_limit: 9, smoothing: 2, latency_tolerance: 0.5, max_queued: 0 }}\n\
+         overload: {{ ttfb_threshold_p99: 0s }}\n"
+    ))
+    .expect_err("invalid");
+    let keys: Vec<&str> = err.problems.iter().map(|(k, _)| k.as_str()).collect();
+    for key in [
+        "admission.max_queue_wait",
+        "admission.min_limit",
+        "admission.initial_limit",
+        "admission.smoothing",
+        "admission.latency_tolerance",
+        "admission.max_queued",
+        "overload.ttfb_threshold_p99",
+    ] {
+        assert!(keys.contains(&key), "no problem at {key}: {err}");
+    }
+    let err = parse_text(&format!(
+        "{head}admission: {{ min_limit: 10, max_limit: 5 }}\n"
+    ))
+    .expect_err("min above max");
+    assert!(err.to_string().contains("admission.max_limit"), "{err}");
+    let err = parse_text(&format!("{head}admission: {{ max_wait: 5ms }}\n")).expect_err("unknown");
+    assert!(err.to_string().contains("max_wait"), "{err}");
+}

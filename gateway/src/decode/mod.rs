@@ -1,17 +1,20 @@
 //! Request bodies: read within a size limit, decompressed within another, decoded.
 //! Every failure is an answer (413 or 400 with the reason), never a panic, and no
 //! body can make the gateway allocate more than the limits (a small zstd or gzip bomb
-//! is cut off at `max_decompressed_bytes + 1`).
+//! is cut off at `max_decompressed_bytes + 1`). The `*_within` forms decompress into
+//! memory reserved from the gateway-wide [`budget::Budget`] first.
 
+pub mod budget;
+pub mod cost;
 pub mod remote_write;
-
-use std::io::Read;
 
 use edge_daemon_kit::snappy::{SnappyError, decompress_bounded};
 use edge_schema::proto::otlp::ExportLogsServiceRequest;
 use edge_schema::proto::otlp::trace::ExportTraceServiceRequest;
 use edge_schema::proto::prometheus::WriteRequest;
 use prost::Message;
+
+use budget::{Budget, Reservation, read_within};
 
 /// Why a body is refused, with the status to answer.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,6 +28,9 @@ pub enum BodyError {
     /// 415.
     #[error("{0}")]
     Unsupported(String),
+    /// 503: the gateway's budget of decompressed bytes in flight has no room now.
+    #[error("{0}")]
+    OverBudget(String),
 }
 
 impl BodyError {
@@ -34,12 +40,33 @@ impl BodyError {
             BodyError::TooLarge(_) => 413,
             BodyError::Malformed(_) => 400,
             BodyError::Unsupported(_) => 415,
+            BodyError::OverBudget(_) => 503,
         }
     }
 }
 
+/// A reservation that never runs out, for decoding outside the request path.
+fn unbounded() -> Reservation {
+    Budget::default().reservation(u64::MAX)
+}
+
 /// Snappy (block format, as remote_write uses), bounded by the length it declares.
 pub fn snappy(body: &[u8], max: usize) -> Result<Vec<u8>, BodyError> {
+    snappy_within(body, max, &mut unbounded())
+}
+
+/// [`snappy`] into memory reserved first: the block declares its length, and exactly
+/// that is reserved before the one allocation.
+pub fn snappy_within(
+    body: &[u8],
+    max: usize,
+    reserved: &mut Reservation,
+) -> Result<Vec<u8>, BodyError> {
+    if let Ok(declared) = snap::raw::decompress_len(body)
+        && declared <= max
+    {
+        reserved.need(declared as u64)?;
+    }
     decompress_bounded(body, max).map_err(|e| match e {
         SnappyError::Header(e) => BodyError::Malformed(format!("not a snappy block: {e}")),
         SnappyError::TooLarge { declared, max } => BodyError::TooLarge(format!(
@@ -49,22 +76,80 @@ pub fn snappy(body: &[u8], max: usize) -> Result<Vec<u8>, BodyError> {
     })
 }
 
-fn bounded(reader: impl Read, max: usize, what: &str) -> Result<Vec<u8>, BodyError> {
-    let mut out = Vec::new();
-    reader
-        .take(max as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| BodyError::Malformed(format!("{what}: {e}")))?;
-    if out.len() > max {
-        return Err(BodyError::TooLarge(format!(
-            "the body decompresses to more than the limit of {max} bytes"
-        )));
+/// The largest zstd window a streamed frame may ask for: 8 MiB, the size the format
+/// recommends every decoder support (the decoder holds a window of this size).
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+
+/// The window a zstd frame that does not declare its size asks the decoder to hold
+/// (RFC 8878 §3.1.1.1.2), or `None` for a header that does not say.
+fn zstd_window(body: &[u8]) -> Option<u64> {
+    let descriptor = *body.get(4)?;
+    if descriptor & 0x20 != 0 {
+        return None; // single segment: the window is the content size
     }
-    Ok(out)
+    let wd = *body.get(5)?;
+    let log = 10 + u32::from(wd >> 3);
+    let base = 1u64.checked_shl(log)?;
+    Some(base + (base / 8) * u64::from(wd & 7))
+}
+
+/// The decompressed size a zstd body's first frame declares, if it does.
+pub fn zstd_declared_size(body: &[u8]) -> Option<u64> {
+    zstd::zstd_safe::get_frame_content_size(body).ok().flatten()
+}
+
+fn zstd_within(body: &[u8], max: usize, reserved: &mut Reservation) -> Result<Vec<u8>, BodyError> {
+    let declared = zstd_declared_size(body);
+    if let Some(n) = declared {
+        if n > max as u64 {
+            return Err(BodyError::TooLarge(format!(
+                "the body declares {n} decompressed bytes, over the limit of {max}"
+            )));
+        }
+        // The size is declared: one buffer of exactly that, decompressed into directly
+        // (no window beside it). A body of several frames that does not fit it is
+        // streamed below instead.
+        let n = n as usize;
+        reserved.need(n as u64)?;
+        let mut out = Vec::with_capacity(n);
+        reserved.need(out.capacity() as u64)?;
+        let mut d = zstd::bulk::Decompressor::new()
+            .map_err(|e| BodyError::Malformed(format!("zstd: {e}")))?;
+        if d.decompress_to_buffer(body, &mut out).is_ok() && out.len() == n {
+            return Ok(out);
+        }
+        drop(out);
+        reserved.need(0)?;
+    }
+    // Streamed: the decoder holds the frame's window (at most 8 MiB) beside the output.
+    let window = zstd_window(body).unwrap_or(0).min(1 << ZSTD_WINDOW_LOG_MAX);
+    let mut decoder = zstd::stream::read::Decoder::new(body)
+        .map_err(|e| BodyError::Malformed(format!("zstd: {e}")))?;
+    decoder
+        .window_log_max(ZSTD_WINDOW_LOG_MAX)
+        .map_err(|e| BodyError::Malformed(format!("zstd: {e}")))?;
+    read_within(
+        decoder,
+        declared.map(|n| n as usize),
+        max,
+        "zstd",
+        reserved,
+        window,
+    )
 }
 
 /// A body by its `Content-Encoding`: `zstd`, `gzip`, or none/`identity`.
 pub fn by_encoding(body: &[u8], encoding: Option<&str>, max: usize) -> Result<Vec<u8>, BodyError> {
+    by_encoding_within(body, encoding, max, &mut unbounded())
+}
+
+/// [`by_encoding`] into memory reserved first.
+pub fn by_encoding_within(
+    body: &[u8],
+    encoding: Option<&str>,
+    max: usize,
+    reserved: &mut Reservation,
+) -> Result<Vec<u8>, BodyError> {
     match encoding.map(|e| e.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("identity") => {
             if body.len() > max {
@@ -73,20 +158,44 @@ pub fn by_encoding(body: &[u8], encoding: Option<&str>, max: usize) -> Result<Ve
                     body.len()
                 )));
             }
+            reserved.need(body.len() as u64)?;
             Ok(body.to_vec())
         }
-        Some("zstd") => {
-            let decoder = zstd::stream::read::Decoder::new(body)
-                .map_err(|e| BodyError::Malformed(format!("zstd: {e}")))?;
-            bounded(decoder, max, "zstd")
-        }
+        Some("zstd") => zstd_within(body, max, reserved),
         // Every member of the stream is read (concatenated gzip is valid gzip), and bytes
-        // after the last one that are not a gzip member are refused, not ignored.
-        Some("gzip") => bounded(flate2::bufread::MultiGzDecoder::new(body), max, "gzip"),
+        // after the last one that are not a gzip member are refused, not ignored. The
+        // decoder's window is 32 KiB.
+        Some("gzip") => read_within(
+            flate2::bufread::MultiGzDecoder::new(body),
+            None,
+            max,
+            "gzip",
+            reserved,
+            0,
+        ),
         Some(other) => Err(BodyError::Unsupported(format!(
             "Content-Encoding {other:?}: use zstd, gzip or identity"
         ))),
     }
+}
+
+/// Reserves `raw` bytes more for what a body of `raw` bytes decodes into: an OTLP
+/// request holds its strings again, a log batch becomes documents of about its size.
+pub fn reserve_decoded(reserved: &mut Reservation, raw: usize) -> Result<(), BodyError> {
+    reserved.need(reserved.held() + raw as u64)
+}
+
+/// Reserves the struct memory a body decodes into ([`cost`]); a body that needs more
+/// than the whole budget could ever hold is a 413, not a 503 to retry forever.
+pub fn reserve_structs(reserved: &mut Reservation, structs: u64) -> Result<(), BodyError> {
+    let want = reserved.held().saturating_add(structs);
+    if want > reserved.cap() {
+        return Err(BodyError::TooLarge(format!(
+            "the body decodes into about {structs} bytes of messages, more than limits.max_decompressed_bytes_in_flight ({}) can hold",
+            reserved.cap()
+        )));
+    }
+    reserved.need(want)
 }
 
 /// A remote_write body: snappy, then protobuf. The decompressed bytes come back too:
@@ -105,7 +214,22 @@ pub fn logs_request(
     encoding: Option<&str>,
     max: usize,
 ) -> Result<(ExportLogsServiceRequest, usize), BodyError> {
-    let raw = by_encoding(body, encoding, max)?;
+    logs_request_within(body, encoding, max, &mut unbounded())
+}
+
+/// [`logs_request`] into memory reserved first.
+pub fn logs_request_within(
+    body: &[u8],
+    encoding: Option<&str>,
+    max: usize,
+    reserved: &mut Reservation,
+) -> Result<(ExportLogsServiceRequest, usize), BodyError> {
+    let raw = by_encoding_within(body, encoding, max, reserved)?;
+    reserve_decoded(reserved, raw.len())?;
+    let structs = cost::logs(&raw).map_err(|_| {
+        BodyError::Malformed("not an OTLP ExportLogsServiceRequest: not protobuf".into())
+    })?;
+    reserve_structs(reserved, structs)?;
     let req = ExportLogsServiceRequest::decode(raw.as_slice())
         .map_err(|e| BodyError::Malformed(format!("not an OTLP ExportLogsServiceRequest: {e}")))?;
     Ok((req, raw.len()))
@@ -118,7 +242,22 @@ pub fn traces_request(
     encoding: Option<&str>,
     max: usize,
 ) -> Result<(ExportTraceServiceRequest, Vec<u8>), BodyError> {
-    let raw = by_encoding(body, encoding, max)?;
+    traces_request_within(body, encoding, max, &mut unbounded())
+}
+
+/// [`traces_request`] into memory reserved first.
+pub fn traces_request_within(
+    body: &[u8],
+    encoding: Option<&str>,
+    max: usize,
+    reserved: &mut Reservation,
+) -> Result<(ExportTraceServiceRequest, Vec<u8>), BodyError> {
+    let raw = by_encoding_within(body, encoding, max, reserved)?;
+    reserve_decoded(reserved, raw.len())?;
+    let structs = cost::traces(&raw).map_err(|_| {
+        BodyError::Malformed("not an OTLP ExportTraceServiceRequest: not protobuf".into())
+    })?;
+    reserve_structs(reserved, structs)?;
     let req = ExportTraceServiceRequest::decode(raw.as_slice())
         .map_err(|e| BodyError::Malformed(format!("not an OTLP ExportTraceServiceRequest: {e}")))?;
     Ok((req, raw))
@@ -153,6 +292,58 @@ mod tests {
             .compress_vec(&zeros)
             .expect("snappy");
         assert!(matches!(snappy(&s, 1 << 20), Err(BodyError::TooLarge(_))));
+    }
+
+    #[test]
+    fn zstd_is_decompressed_within_its_reservation() {
+        let zeros = vec![0u8; 4 << 20];
+        let b = Budget::default();
+        // A frame that declares its size: exactly that is held.
+        let declared = zstd::bulk::compress(&zeros, 3).expect("zstd");
+        let mut r = b.reservation(64 << 20);
+        let got = by_encoding_within(&declared, Some("zstd"), 8 << 20, &mut r).map(|v| v.len());
+        assert_eq!(got, Ok(4 << 20));
+        assert_eq!(r.held(), 4 << 20);
+        drop(r);
+        // A streamed frame: grown within the reservation.
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd");
+        e.write_all(&zeros).expect("zstd");
+        let streamed = e.finish().expect("zstd");
+        assert!(matches!(
+            zstd::zstd_safe::get_frame_content_size(&streamed),
+            Ok(None)
+        ));
+        let mut r = b.reservation(64 << 20);
+        let got = by_encoding_within(&streamed, Some("zstd"), 8 << 20, &mut r).map(|v| v.len());
+        assert_eq!(got, Ok(4 << 20));
+        assert!(r.held() >= 4 << 20 && r.held() <= 8 << 20, "{}", r.held());
+        drop(r);
+        assert_eq!(b.in_use(), 0);
+        // No room: a 503, before the buffer is allocated, and nothing stays held.
+        let mut r = b.reservation(1 << 20);
+        for body in [&declared, &streamed] {
+            let got = by_encoding_within(body, Some("zstd"), 8 << 20, &mut r);
+            assert_eq!(got.map_err(|e| e.status()), Err(503));
+        }
+        let snappy = snap::raw::Encoder::new()
+            .compress_vec(&zeros)
+            .expect("snappy");
+        assert_eq!(
+            snappy_within(&snappy, 8 << 20, &mut r).map_err(|e| e.status()),
+            Err(503)
+        );
+        drop(r);
+        assert_eq!(b.in_use(), 0);
+        // A streamed frame that asks for a window past 8 MiB is refused.
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd");
+        e.window_log(25).expect("window");
+        e.write_all(&zeros).expect("zstd");
+        let wide = e.finish().expect("zstd");
+        assert_eq!(zstd_window(&wide), Some(32 << 20));
+        assert_eq!(
+            by_encoding(&wide, Some("zstd"), 8 << 20).map_err(|e| e.status()),
+            Err(400)
+        );
     }
 
     #[test]

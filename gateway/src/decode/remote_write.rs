@@ -7,6 +7,9 @@
 
 use std::ops::Range;
 
+use super::BodyError;
+use super::budget::Reservation;
+
 /// One series, as found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeriesView {
@@ -159,6 +162,71 @@ fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
 
 /// Scans a decompressed `WriteRequest`.
 pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
+    scan_inner(buf, None)
+}
+
+/// [`scan`], with its lists grown only as far as `reserved` lets them: a body of empty
+/// series is two bytes a series on the wire and 88 in the list, so 16 MiB of them
+/// (a 400 KB snappy body) would take 700 MiB. No room now: a 503; more than the whole
+/// budget: a 413.
+pub fn scan_within<'a>(
+    buf: &'a [u8],
+    reserved: &mut Reservation,
+) -> Result<Scanned<'a>, BodyError> {
+    let mut over = Over::No;
+    scan_inner(buf, Some((reserved, &mut over))).map_err(|e| match over {
+        Over::No => BodyError::Malformed(e.to_string()),
+        Over::Now => BodyError::OverBudget(e.0),
+        Over::Ever => BodyError::TooLarge(e.0),
+    })
+}
+
+/// Whether a scan stopped at the budget.
+#[derive(Debug)]
+enum Over {
+    No,
+    /// No room now.
+    Now,
+    /// More than the whole budget.
+    Ever,
+}
+
+/// Room for one more element in `v`: a full list doubles, and the new buffer is
+/// reserved first (the old and the new both while it moves).
+fn room<T>(
+    v: &mut Vec<T>,
+    budget: &mut Option<(&mut Reservation, &mut Over)>,
+) -> Result<(), ScanError> {
+    let Some((reserved, over)) = budget else {
+        return Ok(());
+    };
+    if v.len() < v.capacity() {
+        return Ok(());
+    }
+    let size = std::mem::size_of::<T>() as u64;
+    let cap = (v.capacity() * 2).max(16);
+    let (old, new) = (v.capacity() as u64 * size, cap as u64 * size);
+    let held = reserved.held();
+    if !reserved.hold(held + new) {
+        **over = if held + new > reserved.cap() {
+            Over::Ever
+        } else {
+            Over::Now
+        };
+        return err(format!(
+            "scanning this body needs {new} bytes more and limits.max_decompressed_bytes_in_flight ({}) has no room",
+            reserved.cap()
+        ));
+    }
+    v.reserve_exact(cap - v.len());
+    reserved.hold(held + new - old);
+    Ok(())
+}
+
+fn scan_inner<'a>(
+    buf: &'a [u8],
+    mut budget: Option<(&mut Reservation, &mut Over)>,
+) -> Result<Scanned<'a>, ScanError> {
     let mut out = Scanned::default();
     let mut r = Reader::new(buf, 0..buf.len());
     while !r.done() {
@@ -188,6 +256,7 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
                                 _ => l.skip(lw)?,
                             }
                         }
+                        room(&mut out.labels, &mut budget)?;
                         out.labels.push((name, value));
                     }
                     (2, 2) => {
@@ -202,6 +271,7 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
                         let ts = timestamp_in(buf, histogram.clone(), 15)?;
                         newest = newest.max(ts);
                         oldest = min_some(oldest, ts);
+                        room(&mut out.histograms, &mut budget)?;
                         out.histograms.push(histogram);
                     }
                     // A known field with the wrong wire type would be forwarded as it is
@@ -210,6 +280,7 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
                     _ => s.skip(w)?,
                 }
             }
+            room(&mut out.series, &mut budget)?;
             out.series.push(SeriesView {
                 field: field_start..r.at,
                 labels: labels_start..out.labels.len(),
@@ -222,6 +293,7 @@ pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
             return wrong_wire("a top-level field", wire);
         } else {
             r.skip(wire)?;
+            room(&mut out.other_fields, &mut budget)?;
             out.other_fields.push(field_start..r.at);
         }
     }
@@ -341,5 +413,33 @@ mod tests {
         // timeseries { labels { name: "\xff" } }
         bad_utf8.extend_from_slice(&[0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff]);
         assert!(scan(&bad_utf8).is_err());
+    }
+
+    #[test]
+    fn the_scan_grows_its_lists_within_the_reservation() {
+        let buf = request().encode_to_vec();
+        let budget = crate::decode::budget::Budget::default();
+        let mut r = budget.reservation(1 << 20);
+        let within = scan_within(&buf, &mut r).expect("scans");
+        assert_eq!(within.series, scan(&buf).expect("scans").series);
+        assert!(r.held() > 0);
+        drop(within);
+        drop(r);
+        assert_eq!(budget.in_use(), 0);
+        // 100,000 empty series: 200 KB on the wire, 8.8 MB in the list.
+        let empty = [0x0au8, 0x00].repeat(100_000);
+        let mut r = budget.reservation(1 << 20);
+        assert!(matches!(
+            scan_within(&empty, &mut r),
+            Err(BodyError::TooLarge(_))
+        ));
+        // Room in the budget, but held by others now: a 503.
+        let mut others = budget.reservation(16 << 20);
+        assert!(others.hold(15 << 20));
+        let mut r = budget.reservation(16 << 20);
+        assert!(matches!(
+            scan_within(&empty, &mut r),
+            Err(BodyError::OverBudget(_))
+        ));
     }
 }

@@ -24,8 +24,14 @@ const RETRY_OVERLOADED: Duration = Duration::from_secs(5);
 /// How long a client waits when this gateway has no traces sink: a config fix and
 /// reload away, but not seconds away.
 const RETRY_NO_TRACES_SINK: Duration = Duration::from_secs(60);
+/// How long a client refused by admission control waits (plus jitter): the box was
+/// saturated a moment ago, and may not be a second from now.
+const RETRY_NOT_ADMITTED: Duration = Duration::from_secs(1);
 /// How long a tenant throttled by the overload controller waits.
 const RETRY_THROTTLED: Duration = Duration::from_secs(10);
+/// How long a client waits when the budget of decompressed bytes in flight is full: the
+/// bodies holding it are decoded and committed within a second or two.
+const RETRY_DECOMPRESS_BUDGET: Duration = Duration::from_secs(2);
 
 /// What became of a request, before it is an HTTP answer.
 #[derive(Debug)]
@@ -49,6 +55,12 @@ pub enum Outcome {
     Identity(IdentityError),
     /// The overload controller's last stage: 503 to everyone.
     Overloaded,
+    /// Admission control could not start the request's work in time, or its queue was
+    /// full (`reason`): 503 + a jittered `Retry-After`, nothing done.
+    NotAdmitted {
+        /// `queue_timeout` or `queue_full`.
+        reason: &'static str,
+    },
     /// The overload controller throttles this tenant: 429.
     Throttled {
         /// The tenant.
@@ -72,6 +84,10 @@ pub enum Outcome {
     BodyTimeout(Duration),
     /// The body does not decode (413, 400 or 415, see [`BodyError::status`]).
     Body(BodyError),
+    /// The budget of decompressed bytes in flight
+    /// (`limits.max_decompressed_bytes_in_flight`) has no room for this body now: 503
+    /// with `Retry-After`.
+    DecompressBudget(String),
     /// A JSON log batch that is not one: 400 with a JSON body.
     MalformedJsonLogs(String),
     /// The tenant is over its sample rate: 429.
@@ -249,6 +265,13 @@ impl From<Outcome> for Answer {
                 "the gateway is overloaded; retry after the time given\n",
             )
             .retry(RETRY_OVERLOADED),
+            Outcome::NotAdmitted { reason } => Answer::new(
+                503,
+                format!(
+                    "the gateway is saturated ({reason}): nothing was done; retry after the time given\n"
+                ),
+            )
+            .retry(RETRY_NOT_ADMITTED),
             Outcome::Throttled { tenant } => Answer::new(
                 429,
                 format!("tenant {tenant} is throttled while the gateway is overloaded\n"),
@@ -272,6 +295,11 @@ impl From<Outcome> for Answer {
             )
             .close(),
             Outcome::Body(e) => Answer::new(e.status(), format!("{e}\n")),
+            Outcome::DecompressBudget(why) => Answer::new(
+                503,
+                format!("{why}; retry after the time given\n"),
+            )
+            .retry(RETRY_DECOMPRESS_BUDGET),
             Outcome::MalformedJsonLogs(e) => Answer::new(
                 400,
                 serde_json::json!({"status": "rejected", "error": e}).to_string(),

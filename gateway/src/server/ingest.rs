@@ -16,14 +16,15 @@ use super::Gateway;
 use super::answer::{Answer, Outcome};
 use super::live::Live;
 use crate::config::TenantLimits;
+use crate::decode::budget::Reservation;
 use crate::decode::{self, BodyError};
 use crate::identity::{self, Identity, TENANT_HEADER};
-use crate::quota::RateCheck;
+use crate::quota::{Rate, RateCheck};
 use crate::sink::Record;
 use crate::telemetry::{
-    GATEWAY_DISCARDED_LOG_RECORDS_TOTAL, GATEWAY_DISCARDED_SAMPLES_TOTAL,
-    GATEWAY_DISCARDED_SPANS_TOTAL, GATEWAY_SPANS_ACCEPTED_TOTAL, GATEWAY_SPANS_TOKENIZED_TOTAL,
-    labels,
+    GATEWAY_DECOMPRESSED_BYTES_TOTAL, GATEWAY_DISCARDED_LOG_RECORDS_TOTAL,
+    GATEWAY_DISCARDED_SAMPLES_TOTAL, GATEWAY_DISCARDED_SPANS_TOTAL, GATEWAY_SPANS_ACCEPTED_TOTAL,
+    GATEWAY_SPANS_TOKENIZED_TOTAL, labels,
 };
 use crate::telemetry::{
     GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL, GATEWAY_LOG_RECORDS_TOKENIZED_TOTAL,
@@ -195,6 +196,10 @@ async fn ingest(
             tenant: identity.tenant,
         };
     }
+    // Saturated, and as good a rank was just refused: 503 before reading the body.
+    if let Err(refused) = gw.admit_early(&identity.tenant, limits.priority) {
+        return refused;
+    }
     if endpoint == "push"
         && let Err(why) =
             edge_schema::remote_write::check_content_type(header(&req, "content-type"))
@@ -224,32 +229,80 @@ async fn ingest(
         Err(crate::body::ReadError::Failed(e)) => return Outcome::BodyUnreadable(e),
     };
     let max = live.config.limits.max_decompressed_bytes;
+    // The tenant's rate first, charged with what the compressed body holds at the least:
+    // a tenant over it is answered before anything is decompressed.
+    let rate = match endpoint {
+        "push" => Rate::Samples,
+        "otlp_traces" => Rate::Spans,
+        _ => Rate::LogBytes,
+    };
+    let first = first_charge(rate, &body, encoding.as_deref(), max);
+    let check = gw
+        .quotas
+        .precharge(&identity.tenant, &limits, live.config.replicas, rate, first);
+    if let Some(refused) = rate_refusal(gw, live, &identity.tenant, &limits, rate, check, None) {
+        return refused;
+    }
+    // The work (decompressing, decoding, checks, building records) waits for an
+    // admission slot, or is answered 503 at once (`admission.rs`). A tenant already over
+    // its rate was answered above, without taking a place in the queue.
+    let slot = match gw
+        .admit(&live.config.admission, &identity.tenant, limits.priority)
+        .await
+    {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
+    // Decompressed bytes are reserved from the gateway-wide budget before they are
+    // allocated, and held until this request's decoded data is dropped.
+    let reserved = gw
+        .decompress_budget
+        .reservation(live.config.limits.max_decompressed_bytes_in_flight);
     // Decompressing, decoding and tokenizing run off the async runtime: a body that
     // expands to tens of megabytes must not stall the other connections, the overload
     // controller or the watchdog ping.
     match endpoint {
-        "push" => push(gw, live, &identity, &limits, &body, max).await,
+        "push" => {
+            push(
+                gw, live, &identity, &limits, &body, max, first, reserved, slot,
+            )
+            .await
+        }
         "otlp_traces" => {
-            let decoded =
-                off_runtime(move || decode::traces_request(&body, encoding.as_deref(), max)).await;
+            let decoded = off_runtime(move || {
+                let mut reserved = reserved;
+                decode::traces_request_within(&body, encoding.as_deref(), max, &mut reserved)
+                    .map(|decoded| (decoded, reserved))
+            })
+            .await;
             match decoded {
-                Ok((request, raw)) => traces(gw, live, &identity, &limits, request, raw).await,
+                Ok(((request, raw), _held)) => {
+                    decompressed(gw, raw.len());
+                    traces(gw, live, &identity, &limits, request, raw, first, slot).await
+                }
                 Err(e) => body_error(gw, &identity, "spans", e),
             }
         }
         "otlp_logs" => {
             let (tenant, tokenizer) = (identity.tenant.clone(), live.tokenizer.clone());
             let decoded = off_runtime(move || {
-                decode::logs_request(&body, encoding.as_deref(), max).map(|(request, raw_len)| {
-                    let docs = crate::log_document::from_otlp(&request, &tenant, &tokenizer);
-                    (docs, raw_len)
-                })
+                let mut reserved = reserved;
+                decode::logs_request_within(&body, encoding.as_deref(), max, &mut reserved).map(
+                    |(request, raw_len)| {
+                        let docs = crate::log_document::from_otlp(&request, &tenant, &tokenizer);
+                        drop(request);
+                        reserved.hold(documents_size(&docs.docs));
+                        (docs, raw_len, reserved)
+                    },
+                )
             })
             .await;
             match decoded {
-                Ok((docs, raw_len)) => {
+                Ok((docs, raw_len, _held)) => {
+                    decompressed(gw, raw_len);
                     let docs = tokenized(gw, &identity.tenant, docs);
-                    logs(gw, live, &identity, &limits, docs, raw_len as u64, true).await
+                    let bytes = (raw_len as u64, first);
+                    logs(gw, live, &identity, &limits, docs, bytes, true, slot).await
                 }
                 Err(e) => body_error(gw, &identity, "log_records", e),
             }
@@ -257,21 +310,37 @@ async fn ingest(
         _ => {
             let (tenant, tokenizer) = (identity.tenant.clone(), live.tokenizer.clone());
             let decoded = off_runtime(move || {
-                decode::by_encoding(&body, encoding.as_deref(), max).map(|raw| {
-                    let len = raw.len();
-                    (
-                        crate::log_document::from_json_batch(&raw, &tenant, &tokenizer),
-                        len,
-                    )
-                })
+                let mut reserved = reserved;
+                let raw =
+                    decode::by_encoding_within(&body, encoding.as_deref(), max, &mut reserved)?;
+                decode::reserve_decoded(&mut reserved, raw.len())?;
+                decode::reserve_structs(&mut reserved, decode::cost::json(&raw))?;
+                let len = raw.len();
+                let docs = crate::log_document::from_json_batch(&raw, &tenant, &tokenizer);
+                drop(raw);
+                if let Ok(docs) = &docs {
+                    reserved.hold(documents_size(&docs.docs));
+                }
+                Ok((docs, len, reserved))
             })
             .await;
             match decoded {
-                Ok((Ok(docs), len)) => {
+                Ok((Ok(docs), len, _held)) => {
+                    decompressed(gw, len);
                     let docs = tokenized(gw, &identity.tenant, docs);
-                    logs(gw, live, &identity, &limits, docs, len as u64, false).await
+                    logs(
+                        gw,
+                        live,
+                        &identity,
+                        &limits,
+                        docs,
+                        (len as u64, first),
+                        false,
+                        slot,
+                    )
+                    .await
                 }
-                Ok((Err(e), _)) => {
+                Ok((Err(e), _, _held)) => {
                     discarded(gw, "log_records", &identity.tenant, "malformed", 1);
                     Outcome::MalformedJsonLogs(e.0)
                 }
@@ -279,6 +348,104 @@ async fn ingest(
             }
         }
     }
+}
+
+/// What a body holds at the least, in the unit of its tenant's `rate`, known before it
+/// is decompressed. Log bytes: the size a zstd frame declares (what agents send), the
+/// length of an uncompressed body, else the compressed length less what compression
+/// framing may add (stored blocks and headers). Samples and spans: one (a request
+/// carries some).
+fn first_charge(rate: Rate, body: &[u8], encoding: Option<&str>, max: usize) -> u64 {
+    if body.is_empty() {
+        return 0;
+    }
+    let Rate::LogBytes = rate else {
+        return 1;
+    };
+    let len = body.len() as u64;
+    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("" | "identity") => len,
+        Some("zstd") => match decode::zstd_declared_size(body) {
+            Some(n) if n <= max as u64 => n,
+            _ => len.saturating_sub(len / 1024 + 64),
+        },
+        _ => len.saturating_sub(len / 1024 + 64),
+    }
+}
+
+/// What a batch of documents holds (while it commits, a request holds only that).
+fn documents_size(docs: &[Vec<u8>]) -> u64 {
+    let each = std::mem::size_of::<Vec<u8>>() as u64;
+    docs.iter().map(|d| d.capacity() as u64 + each).sum()
+}
+
+/// Counts a body that decoded.
+fn decompressed(gw: &Gateway, bytes: usize) {
+    gw.telemetry.add(
+        &GATEWAY_DECOMPRESSED_BYTES_TOTAL,
+        String::new(),
+        bytes as f64,
+    );
+}
+
+/// The answer when a rate check did not pass (`None` when it did). `items` are the
+/// records, samples or spans refused with it, counted when known (a request refused
+/// before decoding is counted in `tenant_over_limit_total` only).
+fn rate_refusal(
+    gw: &Gateway,
+    live: &Live,
+    tenant: &str,
+    limits: &TenantLimits,
+    rate: Rate,
+    check: RateCheck,
+    items: Option<u64>,
+) -> Option<Outcome> {
+    let (what, limit_rate, limit_burst) = match rate {
+        Rate::Samples => ("samples", "ingestion_rate", "ingestion_burst"),
+        Rate::LogBytes => ("log_records", "log_bytes_rate", "log_bytes_burst"),
+        Rate::Spans => ("spans", "span_rate", "span_burst"),
+    };
+    let limit = match &check {
+        RateCheck::Ok => return None,
+        RateCheck::Wait(_) => limit_rate,
+        RateCheck::TooLarge { .. } => limit_burst,
+    };
+    over_limit(gw, tenant, limit);
+    if let Some(n) = items {
+        discarded(gw, what, tenant, "rate_limited", n);
+    }
+    let tenant = tenant.to_string();
+    let replicas = f64::from(live.config.replicas);
+    Some(match (rate, check) {
+        (_, RateCheck::Ok) => return None,
+        (Rate::Samples, RateCheck::Wait(wait)) => Outcome::SampleRate {
+            tenant,
+            per_second: limits.samples_rate_limit / replicas,
+            wait,
+        },
+        (Rate::Samples, RateCheck::TooLarge { asked, burst }) => Outcome::SampleBurst {
+            tenant,
+            asked,
+            burst,
+        },
+        (Rate::LogBytes, RateCheck::Wait(wait)) => Outcome::LogRate { tenant, wait },
+        (Rate::LogBytes, RateCheck::TooLarge { asked, burst }) => Outcome::LogBurst {
+            tenant,
+            asked,
+            burst,
+        },
+        (Rate::Spans, RateCheck::Wait(wait)) => Outcome::SpanRate {
+            tenant,
+            per_second: limits.span_rate_limit / replicas,
+            wait,
+        },
+        (Rate::Spans, RateCheck::TooLarge { asked, burst }) => Outcome::SpanBurst {
+            tenant,
+            asked,
+            burst,
+        },
+    })
 }
 
 /// Runs CPU-heavy decoding on the blocking pool; a panic there is a body that could not
@@ -306,6 +473,10 @@ fn tokenized(gw: &Gateway, tenant: &str, docs: crate::log_document::Documents) -
 }
 
 fn body_error(gw: &Gateway, identity: &Identity, what: &str, e: BodyError) -> Outcome {
+    if let BodyError::OverBudget(why) = e {
+        over_limit(gw, &identity.tenant, "decompressed_bytes_in_flight");
+        return Outcome::DecompressBudget(why);
+    }
     discarded(
         gw,
         what,
@@ -328,6 +499,7 @@ fn kept<'s>(
     series.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| s)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn push(
     gw: &Gateway,
     live: &Live,
@@ -335,15 +507,29 @@ async fn push(
     limits: &TenantLimits,
     body: &Bytes,
     max: usize,
+    charged: u64,
+    reserved: Reservation,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let compressed = body.clone();
-    let raw = match off_runtime(move || decode::snappy(&compressed, max)).await {
+    let decoded = off_runtime(move || {
+        let mut reserved = reserved;
+        decode::snappy_within(&compressed, max, &mut reserved).map(|raw| (raw, reserved))
+    })
+    .await;
+    let (raw, mut held) = match decoded {
         Ok(r) => r,
         Err(e) => return body_error(gw, id, "samples", e),
     };
-    let scanned = match crate::decode::remote_write::scan(&raw) {
+    decompressed(gw, raw.len());
+    // The scan's lists grow within the reservation; a partly accepted body is copied
+    // once more (the accepted series' fields), so that is reserved too.
+    if let Err(e) = decode::reserve_decoded(&mut held, raw.len()) {
+        return body_error(gw, id, "samples", e);
+    }
+    let scanned = match crate::decode::remote_write::scan_within(&raw, &mut held) {
         Ok(s) => s,
-        Err(e) => return body_error(gw, id, "samples", BodyError::Malformed(e.to_string())),
+        Err(e) => return body_error(gw, id, "samples", e),
     };
     let tenant = id.tenant.as_str();
     // reason → (samples, first messages)
@@ -371,29 +557,24 @@ async fn push(
         }
     }
     let samples: u64 = kept(&scanned.series, &keep).map(|s| s.samples).sum();
-    match gw
-        .quotas
-        .check_samples(tenant, limits, live.config.replicas, samples)
-    {
-        RateCheck::Ok => {}
-        RateCheck::Wait(wait) => {
-            over_limit(gw, tenant, "ingestion_rate");
-            discarded(gw, "samples", tenant, "rate_limited", samples);
-            return Outcome::SampleRate {
-                tenant: tenant.to_string(),
-                per_second: limits.samples_rate_limit / f64::from(live.config.replicas),
-                wait,
-            };
-        }
-        RateCheck::TooLarge { asked, burst } => {
-            over_limit(gw, tenant, "ingestion_burst");
-            discarded(gw, "samples", tenant, "rate_limited", samples);
-            return Outcome::SampleBurst {
-                tenant: tenant.to_string(),
-                asked,
-                burst,
-            };
-        }
+    let check = gw.quotas.settle(
+        tenant,
+        limits,
+        live.config.replicas,
+        Rate::Samples,
+        charged,
+        samples,
+    );
+    if let Some(refused) = rate_refusal(
+        gw,
+        live,
+        tenant,
+        limits,
+        Rate::Samples,
+        check,
+        Some(samples),
+    ) {
+        return refused;
     }
     let now = Instant::now();
     let mut scratch = Vec::new();
@@ -442,13 +623,18 @@ async fn push(
         } else {
             crate::decode::remote_write::select(&raw, &scanned, &keep)
         };
+        // While it commits, the request holds only the bytes it commits.
+        held.hold(data.capacity() as u64);
         let tapped = gw.taps.metrics(tenant, &data, accepted_series);
         let record = Record {
             key: format!("{tenant}/{}", id.host),
             data,
         };
-        let timer = gw.telemetry.commit_begins("metrics");
-        let result = gw.metrics_sink.commit(vec![record]).await;
+        let timer = gw.telemetry.commit_begins("metrics", tenant);
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot
+            .during(gw.metrics_sink.commit(vec![record]), hold)
+            .await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);
@@ -480,39 +666,32 @@ async fn push(
     Outcome::SamplesPartlyRefused(body)
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the request's parts as the route has them, and its admission slot"
+)]
 async fn logs(
     gw: &Gateway,
     live: &Live,
     id: &Identity,
     limits: &TenantLimits,
     docs: Vec<Vec<u8>>,
-    bytes: u64,
+    (bytes, charged): (u64, u64),
     otlp: bool,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let tenant = id.tenant.as_str();
     let n = docs.len() as u64;
-    match gw
-        .quotas
-        .check_log_bytes(tenant, limits, live.config.replicas, bytes)
-    {
-        RateCheck::Ok => {}
-        RateCheck::Wait(wait) => {
-            over_limit(gw, tenant, "log_bytes_rate");
-            discarded(gw, "log_records", tenant, "rate_limited", n);
-            return Outcome::LogRate {
-                tenant: tenant.to_string(),
-                wait,
-            };
-        }
-        RateCheck::TooLarge { asked, burst } => {
-            over_limit(gw, tenant, "log_bytes_burst");
-            discarded(gw, "log_records", tenant, "rate_limited", n);
-            return Outcome::LogBurst {
-                tenant: tenant.to_string(),
-                asked,
-                burst,
-            };
-        }
+    let check = gw.quotas.settle(
+        tenant,
+        limits,
+        live.config.replicas,
+        Rate::LogBytes,
+        charged,
+        bytes,
+    );
+    if let Some(refused) = rate_refusal(gw, live, tenant, limits, Rate::LogBytes, check, Some(n)) {
+        return refused;
     }
     if !docs.is_empty() {
         let tapped = gw.taps.logs(tenant, &docs);
@@ -523,8 +702,9 @@ async fn logs(
                 data,
             })
             .collect();
-        let timer = gw.telemetry.commit_begins("logs");
-        let result = gw.logs_sink.commit(records).await;
+        let timer = gw.telemetry.commit_begins("logs", tenant);
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot.during(gw.logs_sink.commit(records), hold).await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);
@@ -539,6 +719,7 @@ async fn logs(
     Outcome::LogsCommitted { records: n, otlp }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn traces(
     gw: &Gateway,
     live: &Live,
@@ -546,6 +727,8 @@ async fn traces(
     limits: &TenantLimits,
     mut request: edge_schema::proto::otlp::trace::ExportTraceServiceRequest,
     raw: Vec<u8>,
+    charged: u64,
+    slot: super::admission::Slot<'_>,
 ) -> Outcome {
     let tenant = id.tenant.as_str();
     let Some(sink) = &gw.traces_sink else {
@@ -570,35 +753,23 @@ async fn traces(
         raw
     };
     let n = crate::sink::traces::count_spans(&request);
-    match gw
-        .quotas
-        .check_spans(tenant, limits, live.config.replicas, n)
-    {
-        RateCheck::Ok => {}
-        RateCheck::Wait(wait) => {
-            over_limit(gw, tenant, "span_rate");
-            discarded(gw, "spans", tenant, "rate_limited", n);
-            return Outcome::SpanRate {
-                tenant: tenant.to_string(),
-                per_second: limits.span_rate_limit / f64::from(live.config.replicas),
-                wait,
-            };
-        }
-        RateCheck::TooLarge { asked, burst } => {
-            over_limit(gw, tenant, "span_burst");
-            discarded(gw, "spans", tenant, "rate_limited", n);
-            return Outcome::SpanBurst {
-                tenant: tenant.to_string(),
-                asked,
-                burst,
-            };
-        }
+    let check = gw.quotas.settle(
+        tenant,
+        limits,
+        live.config.replicas,
+        Rate::Spans,
+        charged,
+        n,
+    );
+    if let Some(refused) = rate_refusal(gw, live, tenant, limits, Rate::Spans, check, Some(n)) {
+        return refused;
     }
     if n > 0 {
         let tapped = gw.taps.traces(tenant, &raw, n);
         let records = sink.records(tenant, &request, raw);
-        let timer = gw.telemetry.commit_begins("traces");
-        let result = sink.sink().commit(records).await;
+        let timer = gw.telemetry.commit_begins("traces", tenant);
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot.during(sink.sink().commit(records), hold).await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);

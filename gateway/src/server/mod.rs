@@ -1,7 +1,8 @@
 //! The gateway: mTLS ingest, identity, policy and quotas, sinks, reload, overload.
 //!
 //! Rooms: `live.rs` (config, policy and TLS, reloaded whole), `overload.rs` (the
-//! overload controller), `ingest.rs` (request handling per route, the admin port's three checks), `admin.rs` and
+//! overload controller), `admission.rs` (the work in progress, its adaptive limit and
+//! its queue by tenant priority), `ingest.rs` (request handling per route, the admin port's three checks), `admin.rs` and
 //! `tap.rs` (the admin listener and its live `/tap`), `answer.rs` (the one
 //! place where an outcome becomes an HTTP status, `Retry-After` and body), `conn.rs`
 //! (accepting and serving connections). This file holds the [`Gateway`] and its sinks.
@@ -18,6 +19,7 @@ use crate::sink::traces::TracesSink;
 use crate::telemetry::Telemetry;
 
 mod admin;
+pub mod admission;
 mod answer;
 mod conn;
 mod ingest;
@@ -31,7 +33,10 @@ pub use conn::serve;
 pub use ingest::{ConnInfo, handle, handle_admin};
 pub use live::{Live, load_live};
 use overload::OverloadState;
-pub use overload::{ESCALATE_AFTER, RECOVER_AFTER, next_stage};
+pub use overload::{
+    ESCALATE_AFTER, MIN_COMMITS_JUDGED, MIN_REQUESTS_JUDGED, RECOVER_AFTER, REFUSED_RATIO,
+    next_stage,
+};
 
 /// A running gateway.
 #[derive(Debug)]
@@ -47,6 +52,10 @@ pub struct Gateway {
     /// `None` without `sinks.traces`: `POST /v1/traces` answers 503.
     traces_sink: Option<TracesSink>,
     overload: OverloadState,
+    /// Decompressed bytes in flight (`limits.max_decompressed_bytes_in_flight`).
+    decompress_budget: crate::decode::budget::Budget,
+    /// Admission control: the work in progress and its queue.
+    pub admission: admission::Admission,
     in_flight: AtomicI64,
     /// The files as they were when a reload was last refused: the same refused files
     /// seen again (a poll, then a SIGHUP) are one refusal, counted once.
@@ -114,6 +123,7 @@ impl Gateway {
             Some(config) => Some(TracesSink::open(config, AWS_IN_FLIGHT_BYTES).await?),
             None => None,
         };
+        let admission = admission::Admission::new(&live.config.admission);
         let gw = Arc::new(Gateway {
             config_path: config_path.to_path_buf(),
             live: RwLock::new(Arc::new(live)),
@@ -123,11 +133,14 @@ impl Gateway {
             logs_sink,
             traces_sink,
             overload: OverloadState::default(),
+            decompress_budget: crate::decode::budget::Budget::default(),
+            admission,
             in_flight: AtomicI64::new(0),
             refused_stamps: std::sync::Mutex::new(None),
             taps: tap::Taps::default(),
         });
         gw.reloaded(true);
+        tokio::spawn(admission::Admission::lag_probe(Arc::downgrade(&gw)));
         Ok(gw)
     }
 

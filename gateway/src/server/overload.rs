@@ -1,5 +1,21 @@
 //! The overload controller: stages that shed logs, throttle tenants and at last
-//! answer 503, stepped by the commit latency's p99.
+//! answer 503, stepped every second by what the gateway sees of itself.
+//!
+//! What it judges, over the last 10 s ([`judge`]):
+//! - **the sink**: the commit latency p99, *per tenant*. The sink counts as slow when
+//!   some tenant with at least [`MIN_COMMITS_JUDGED`] commits is over
+//!   `overload.freshness_threshold_p99` and no tenant's commits are under it: one
+//!   tenant's failing or slow commits (a poison series its store answers 500 to,
+//!   retried for 30 s) say nothing about the sink for the others, and throttle no one.
+//! - **the box**: saturated when admission refused at least [`REFUSED_RATIO`] of the
+//!   requests, or when the p99 of the gateway's own time per request (admission wait,
+//!   work and commit while it holds its slot) is over `overload.ttfb_threshold_p99`; each
+//!   only with at least [`MIN_REQUESTS_JUDGED`] requests.
+//!
+//! A slow sink may take the stages to the last (503 to everyone: the sink cannot take
+//! more). A saturated box takes them up to the last priority tier but not to the 503
+//! stage: admission already refuses request by request, the least important first, and
+//! 503 to everyone would serve no one.
 //!
 //! The stages, in order: the configured `overload.actions` (shed logs, throttle the
 //! listed tenants); then one stage per tenant `priority` below the highest, lowest
@@ -11,9 +27,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use super::Gateway;
+use super::admission::Picture;
 use super::live::Live;
-use crate::config::OverloadAction;
+use crate::config::{Overload, OverloadAction};
 use crate::telemetry::labels;
 use crate::telemetry::{
     GATEWAY_ACTIVE_SERIES, GATEWAY_OVERLOAD_STAGE, GATEWAY_SINK_BACKLOG_BYTES,
@@ -102,10 +121,22 @@ impl Gateway {
     /// the threshold, steps back after 15 s under it.
     pub fn overload_tick(&self) {
         let live = self.live();
-        let threshold = live.config.overload.freshness_threshold_p99;
-        let over = self.telemetry.commit_p99() > threshold;
-        let max = last_stage(&live.config);
+        let picture = self.admission.picture();
+        self.admission_gauges(&picture);
+        let verdict = judge(
+            &live.config.overload,
+            &self.telemetry.commit_p99_by_tenant(),
+            &picture,
+        );
+        let last = last_stage(&live.config);
         let stage = self.overload.stage.load(Ordering::Relaxed);
+        let (over, max) = if verdict.sink_slow {
+            (true, last)
+        } else if verdict.saturated && stage < last {
+            (true, last - 1)
+        } else {
+            (false, last)
+        };
         let mut since = self
             .overload
             .since
@@ -117,7 +148,16 @@ impl Gateway {
         if next != stage {
             *since = Some(now);
             self.overload.stage.store(next, Ordering::Relaxed);
-            tracing::warn!(stage = next, p99 = ?self.telemetry.commit_p99(), "overload stage changed");
+            tracing::warn!(
+                stage = next,
+                commit_p99 = ?self.telemetry.commit_p99(),
+                sink_slow = verdict.sink_slow,
+                saturated = verdict.saturated,
+                admitted = picture.admitted,
+                refused = picture.refused,
+                own_p99 = ?picture.own_p99,
+                "overload stage changed"
+            );
         }
         self.telemetry
             .set(&GATEWAY_OVERLOAD_STAGE, String::new(), f64::from(next));
@@ -143,6 +183,45 @@ impl Gateway {
                 n as f64,
             );
         }
+    }
+}
+
+/// Commits a tenant needs in the window before its p99 can call the sink slow.
+pub const MIN_COMMITS_JUDGED: usize = 20;
+/// Requests in the window before admission's picture can call the box saturated.
+pub const MIN_REQUESTS_JUDGED: u64 = 20;
+/// The share of requests refused by admission from which the box counts as saturated.
+pub const REFUSED_RATIO: f64 = 0.05;
+
+/// What the controller concluded from one look.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Verdict {
+    /// The sink is slow for every tenant that committed.
+    pub(super) sink_slow: bool,
+    /// The box is saturated: admission refuses, or the gateway's own time is long.
+    pub(super) saturated: bool,
+}
+
+/// Judges the commit latency per tenant (p99 and count) and admission's picture.
+pub(super) fn judge(
+    config: &Overload,
+    commits: &BTreeMap<String, (Duration, usize)>,
+    picture: &Picture,
+) -> Verdict {
+    let threshold = config.freshness_threshold_p99;
+    let slow = commits
+        .values()
+        .any(|(p99, n)| *n >= MIN_COMMITS_JUDGED && *p99 > threshold);
+    // A tenant whose commits are fast shows the sink works, whatever its volume.
+    let fine = commits.values().any(|(p99, n)| *n > 0 && *p99 <= threshold);
+    let requests = picture.admitted + picture.refused;
+    let refusing = requests >= MIN_REQUESTS_JUDGED
+        && picture.refused as f64 >= REFUSED_RATIO * requests as f64;
+    let slow_inside = picture.samples as u64 >= MIN_REQUESTS_JUDGED
+        && picture.own_p99 > config.ttfb_threshold_p99;
+    Verdict {
+        sink_slow: slow && !fine,
+        saturated: refusing || slow_inside,
     }
 }
 
@@ -205,6 +284,70 @@ mod tests {
         assert!(!pressure_at(&config, 4).everyone);
         assert!(pressure_at(&config, 5).everyone, "at last 503 to everyone");
         assert_eq!(pressure_at(&config, 1).shed, Some("debug"));
+    }
+
+    fn picture(admitted: u64, refused: u64, own_p99_ms: u64, samples: usize) -> Picture {
+        Picture {
+            admitted,
+            refused,
+            own_p99: Duration::from_millis(own_p99_ms),
+            samples,
+            limit: 8,
+            in_flight: 0,
+            queued: 0,
+        }
+    }
+
+    #[test]
+    fn one_tenants_slow_commits_do_not_make_the_sink_slow_for_the_others() {
+        let config = Overload {
+            freshness_threshold_p99: Duration::from_secs(2),
+            ttfb_threshold_p99: Duration::from_millis(250),
+            actions: Vec::new(),
+        };
+        let quiet = picture(100, 0, 5, 100);
+        let commits = |list: &[(&str, u64, usize)]| -> BTreeMap<String, (Duration, usize)> {
+            list.iter()
+                .map(|(t, ms, n)| (t.to_string(), (Duration::from_millis(*ms), *n)))
+                .collect()
+        };
+        // The poison tenant's commits are retried for 30 s; the other's take 5 ms.
+        let v = judge(
+            &config,
+            &commits(&[("poison", 30_000, 50), ("game", 5, 200)]),
+            &quiet,
+        );
+        assert_eq!(v, Verdict::default(), "the sink works for game");
+        // Every tenant slow: the sink is slow.
+        let v = judge(
+            &config,
+            &commits(&[("poison", 30_000, 50), ("game", 4_000, 200)]),
+            &quiet,
+        );
+        assert!(v.sink_slow);
+        // Too few commits to judge.
+        let v = judge(&config, &commits(&[("poison", 30_000, 19)]), &quiet);
+        assert!(!v.sink_slow, "a minimum volume before judging");
+        assert!(judge(&config, &commits(&[("poison", 30_000, 20)]), &quiet).sink_slow);
+    }
+
+    #[test]
+    fn refusals_and_the_gateways_own_time_make_the_box_saturated() {
+        let config = Overload {
+            freshness_threshold_p99: Duration::from_secs(2),
+            ttfb_threshold_p99: Duration::from_millis(250),
+            actions: Vec::new(),
+        };
+        let none = BTreeMap::new();
+        assert!(!judge(&config, &none, &picture(96, 4, 5, 96)).saturated);
+        assert!(judge(&config, &none, &picture(95, 5, 5, 95)).saturated);
+        assert!(
+            !judge(&config, &none, &picture(5, 10, 5, 5)).saturated,
+            "too few requests to judge"
+        );
+        assert!(judge(&config, &none, &picture(100, 0, 300, 100)).saturated);
+        assert!(!judge(&config, &none, &picture(100, 0, 300, 10)).saturated);
+        assert!(!judge(&config, &none, &picture(100, 0, 250, 100)).sink_slow);
     }
 
     #[test]

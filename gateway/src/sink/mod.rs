@@ -52,3 +52,59 @@ pub trait Sink: Send + Sync + std::fmt::Debug {
     /// Records and bytes waiting to be committed (backlog).
     fn backlog(&self) -> (u64, u64);
 }
+
+/// The records and bytes a sink that sends each commit itself (no coalescing) has in
+/// flight, bounded by bytes: past the bound a commit is refused at once as busy (503),
+/// unless nothing else is in flight (one commit larger than the bound still goes alone).
+#[derive(Debug)]
+pub struct InFlight {
+    max_bytes: u64,
+    records: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl InFlight {
+    /// A budget of `max_bytes`.
+    pub fn new(max_bytes: u64) -> Self {
+        InFlight {
+            max_bytes,
+            records: std::sync::atomic::AtomicU64::new(0),
+            bytes: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Runs `commit` over `records` within the budget, counting them while it runs.
+    pub async fn run<F>(
+        &self,
+        records: Vec<Record>,
+        commit: impl FnOnce(Vec<Record>) -> F,
+    ) -> Result<(), SinkError>
+    where
+        F: Future<Output = Result<(), SinkError>>,
+    {
+        use std::sync::atomic::Ordering::Relaxed;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let count = records.len() as u64;
+        let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
+        let before = self.bytes.fetch_add(bytes, Relaxed);
+        if before > 0 && before + bytes > self.max_bytes {
+            self.bytes.fetch_sub(bytes, Relaxed);
+            return Err(SinkError::Busy {
+                retry_after: Duration::from_secs(2),
+            });
+        }
+        self.records.fetch_add(count, Relaxed);
+        let result = commit(records).await;
+        self.records.fetch_sub(count, Relaxed);
+        self.bytes.fetch_sub(bytes, Relaxed);
+        result
+    }
+
+    /// Records and bytes in flight (a sink's backlog).
+    pub fn backlog(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.records.load(Relaxed), self.bytes.load(Relaxed))
+    }
+}

@@ -65,3 +65,42 @@ pub(super) fn write(file: &Path, mut files: Vec<Position>) {
         tracing::warn!(file = %file.display(), error = %e, "cannot write log positions");
     }
 }
+
+/// A source's positions file: named by its service and its path, so that a source
+/// keeps its file whatever its place in the list (a reload may add and remove sources
+/// around it).
+pub fn file_for(state_dir: &Path, service: &str, path: &str) -> PathBuf {
+    // FNV-1a: stable across builds and Rust versions, unlike the std hasher.
+    let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let service: String = service
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    state_dir.join(format!("{service}-{hash:016x}.json"))
+}
+
+/// Earlier agents named positions files by the source's place in the list
+/// (`<n>-<service>.json`): at start, such a file for the source at that place becomes
+/// the source's own, so an upgrade re-reads nothing.
+pub fn adopt_numbered(state_dir: &Path, i: usize, service: &str, positions: &Path) {
+    let numbered = state_dir.join(format!("{i}-{service}.json"));
+    if positions.exists() || !numbered.exists() {
+        return;
+    }
+    match std::fs::rename(&numbered, positions) {
+        Ok(()) => {
+            tracing::info!(from = %numbered.display(), to = %positions.display(), "positions file renamed to its stable name")
+        }
+        Err(e) => {
+            tracing::warn!(from = %numbered.display(), error = %e, "cannot rename a positions file; the source starts as on a first run")
+        }
+    }
+}

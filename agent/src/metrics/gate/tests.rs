@@ -181,3 +181,35 @@ fn a_label_value_that_looks_like_personal_data_folds_into_overflow() {
     );
     assert_eq!(overflow[0].1, float(4.0));
 }
+
+#[test]
+fn a_reload_judges_active_series_again_under_the_new_catalog() {
+    let mut g = gate(300);
+    let now = Instant::now();
+    let kept = item(1);
+    let going = SeriesKey::new("test_latency_seconds", vec![("n".into(), "1".into())]);
+    let refused = SeriesKey::new("test_new_total", vec![("kind".into(), "a".into())]);
+    assert_eq!(g.admit(&kept, &float(1.0), now), Verdict::Pass);
+    assert_eq!(g.admit(&going, &float(1.0), now), Verdict::Pass);
+    assert!(matches!(
+        g.admit(&refused, &float(1.0), now),
+        Verdict::Refused { .. }
+    ));
+    let before = g.rejected().iter().sum::<u64>();
+
+    // The new catalog drops test_latency_seconds and declares test_new_total.
+    let catalog = Catalog::from_yaml(
+        Path::new("new.yaml"),
+        "metrics:\n  - name: test_items_total\n    type: counter\n    help: Items.\n    labels:\n      n: { max_cardinality: 1000 }\n  - name: test_new_total\n    type: counter\n    help: New.\n    labels:\n      kind: { values: [a, b] }\n",
+    )
+    .expect("new catalog");
+    g.reconfigure(Schema::new(LabelPolicy::shipped(), catalog), 200);
+    assert_eq!(g.budget(), 200);
+    assert_eq!(g.admit(&kept, &float(2.0), now), Verdict::Pass);
+    assert_eq!(g.admit(&refused, &float(2.0), now), Verdict::Pass);
+    assert!(matches!(
+        g.admit(&going, &float(2.0), now),
+        Verdict::Refused { .. }
+    ));
+    assert_eq!(g.rejected().iter().sum::<u64>(), before + 1);
+}

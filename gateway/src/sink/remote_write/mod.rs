@@ -17,9 +17,6 @@
 
 pub mod forward;
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
 use bytes::Bytes;
 
 use super::retry::{COMMIT_DEADLINE, Retry};
@@ -34,9 +31,8 @@ pub const MAX_REQUEST_BYTES: usize = 4 << 20;
 #[derive(Debug)]
 pub struct RemoteWriteSink {
     forwarder: Forwarder,
-    max_in_flight_bytes: u64,
     /// Records and bytes in flight.
-    in_flight: (AtomicU64, AtomicU64),
+    in_flight: crate::sink::InFlight,
 }
 
 impl RemoteWriteSink {
@@ -44,8 +40,7 @@ impl RemoteWriteSink {
     pub async fn new(target: &Target, max_in_flight_bytes: u64) -> anyhow::Result<RemoteWriteSink> {
         Ok(RemoteWriteSink {
             forwarder: Forwarder::new(target).await?,
-            max_in_flight_bytes,
-            in_flight: (AtomicU64::new(0), AtomicU64::new(0)),
+            in_flight: crate::sink::InFlight::new(max_in_flight_bytes),
         })
     }
 
@@ -105,25 +100,10 @@ fn requests(records: &[Record]) -> Vec<Bytes> {
 
 impl Sink for RemoteWriteSink {
     fn commit(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            if records.is_empty() {
-                return Ok(());
-            }
-            let count = records.len() as u64;
-            let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
-            let before = self.in_flight.1.fetch_add(bytes, Ordering::Relaxed);
-            if before > 0 && before + bytes > self.max_in_flight_bytes {
-                self.in_flight.1.fetch_sub(bytes, Ordering::Relaxed);
-                return Err(SinkError::Busy {
-                    retry_after: Duration::from_secs(2),
-                });
-            }
-            self.in_flight.0.fetch_add(count, Ordering::Relaxed);
-            let result = self.commit_all(records).await;
-            self.in_flight.0.fetch_sub(count, Ordering::Relaxed);
-            self.in_flight.1.fetch_sub(bytes, Ordering::Relaxed);
-            result
-        })
+        Box::pin(
+            self.in_flight
+                .run(records, |records| self.commit_all(records)),
+        )
     }
 
     fn ready(&self) -> BoxFuture<'_, bool> {
@@ -131,10 +111,7 @@ impl Sink for RemoteWriteSink {
     }
 
     fn backlog(&self) -> (u64, u64) {
-        (
-            self.in_flight.0.load(Ordering::Relaxed),
-            self.in_flight.1.load(Ordering::Relaxed),
-        )
+        self.in_flight.backlog()
     }
 }
 

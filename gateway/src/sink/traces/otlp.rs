@@ -8,9 +8,6 @@
 //! another 4xx refuses the commit (400 upstream). Bytes in flight are bounded; past the
 //! bound a commit is answered `Busy`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
 use bytes::Bytes;
 
 use crate::config::Target;
@@ -31,8 +28,7 @@ fn otlp_headers() -> Vec<(http::HeaderName, http::HeaderValue)> {
 #[derive(Debug)]
 pub struct OtlpSink {
     forwarder: Forwarder,
-    max_in_flight_bytes: u64,
-    in_flight: (AtomicU64, AtomicU64),
+    in_flight: crate::sink::InFlight,
 }
 
 impl OtlpSink {
@@ -40,8 +36,7 @@ impl OtlpSink {
     pub async fn new(target: &Target, max_in_flight_bytes: u64) -> anyhow::Result<OtlpSink> {
         Ok(OtlpSink {
             forwarder: Forwarder::with_headers(target, otlp_headers()).await?,
-            max_in_flight_bytes,
-            in_flight: (AtomicU64::new(0), AtomicU64::new(0)),
+            in_flight: crate::sink::InFlight::new(max_in_flight_bytes),
         })
     }
 
@@ -73,25 +68,10 @@ impl OtlpSink {
 
 impl Sink for OtlpSink {
     fn commit(&self, records: Vec<Record>) -> BoxFuture<'_, Result<(), SinkError>> {
-        Box::pin(async move {
-            if records.is_empty() {
-                return Ok(());
-            }
-            let count = records.len() as u64;
-            let bytes: u64 = records.iter().map(|r| r.data.len() as u64).sum();
-            let before = self.in_flight.1.fetch_add(bytes, Ordering::Relaxed);
-            if before > 0 && before + bytes > self.max_in_flight_bytes {
-                self.in_flight.1.fetch_sub(bytes, Ordering::Relaxed);
-                return Err(SinkError::Busy {
-                    retry_after: Duration::from_secs(2),
-                });
-            }
-            self.in_flight.0.fetch_add(count, Ordering::Relaxed);
-            let result = self.commit_all(records).await;
-            self.in_flight.0.fetch_sub(count, Ordering::Relaxed);
-            self.in_flight.1.fetch_sub(bytes, Ordering::Relaxed);
-            result
-        })
+        Box::pin(
+            self.in_flight
+                .run(records, |records| self.commit_all(records)),
+        )
     }
 
     fn ready(&self) -> BoxFuture<'_, bool> {
@@ -99,9 +79,6 @@ impl Sink for OtlpSink {
     }
 
     fn backlog(&self) -> (u64, u64) {
-        (
-            self.in_flight.0.load(Ordering::Relaxed),
-            self.in_flight.1.load(Ordering::Relaxed),
-        )
+        self.in_flight.backlog()
     }
 }
