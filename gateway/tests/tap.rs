@@ -511,6 +511,27 @@ async fn a_tap_shows_its_tenants_tokenized_logs_and_series_as_committed_and_noth
         messages[1..]
     );
     assert_eq!(s.metric("edge_gateway_tap_dropped_total"), None);
+
+    // Taps still open do not keep the gateway from stopping: SIGTERM, exit 0.
+    let mut gw = s.gw;
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(gw.child.id().to_string())
+        .status();
+    let deadline = Instant::now() + NEVER;
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gateway did not stop with taps open: {}",
+            gw.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit {status:?}: {}", gw.log_text());
+    drop(others);
 }
 
 const CLIENTS: usize = 4;

@@ -30,6 +30,10 @@ use crate::telemetry::{GATEWAY_TAP_DROPPED_TOTAL, labels};
 /// committed bytes, so a handful of SREs watching is the use, not a fleet of consumers.
 pub const MAX_TAPS: usize = 4;
 
+/// `Retry-After` (seconds) of the 429 past [`MAX_TAPS`]: a person retrying a tool, not a
+/// fleet, so no jitter.
+pub const TAP_RETRY_AFTER: &str = "10";
+
 /// Committed requests waiting in one tap's queue for its reader; more are dropped.
 pub const TAP_QUEUE_ITEMS: usize = 64;
 
@@ -384,7 +388,7 @@ pub fn open(
         );
         r.headers_mut().insert(
             http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("10"),
+            http::HeaderValue::from_static(TAP_RETRY_AFTER),
         );
         return r;
     }
