@@ -418,6 +418,20 @@ async fn a_tap_shows_its_tenants_tokenized_logs_and_series_as_committed_and_noth
     let (status, body) = get(s.admin, "/tap?tenant=nobody");
     assert_eq!(status, 429, "{body}");
     assert!(body.contains("4 taps are open"), "{body}");
+    let admin = format!("127.0.0.1:{}", s.admin);
+    let (code, out, err) = run_gateway_cli(&["tap", "--tenant", "game", "--admin", &admin]);
+    assert_eq!((code, out.as_str()), (1, ""), "{err}");
+    assert!(
+        err.contains(&format!("{admin} answered 429")) && err.contains("4 taps are open"),
+        "{err}"
+    );
+    let closed = format!("127.0.0.1:{}", free_port());
+    let (code, _, err) = run_gateway_cli(&["tap", "--tenant", "game", "--admin", &closed]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!("cannot connect to the admin port {closed}")),
+        "{err}"
+    );
     let (status, body) = get(s.admin, "/tap?signal=logs");
     assert_eq!(status, 400, "{body}");
     // A tap whose reader leaves frees its place.
