@@ -39,6 +39,7 @@ pub const TAP_QUEUE_ITEMS: usize = 64;
 
 /// Bytes waiting in one tap's queue; a request that would pass this is dropped (a few
 /// large remote_write requests must not pin hundreds of megabytes for a slow reader).
+/// One larger request is taken into an empty queue, so a tap can show it at all.
 pub const TAP_QUEUE_BYTES: usize = 8 << 20;
 
 /// What a tap shows.
