@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     let daemon = match cli.command {
         Some(Command::Spool {
             command: SpoolCommand::Cat { dir, stream },
-        }) => return spool_cat(&dir, stream.as_deref()),
+        }) => return edge_gateway::tools::spool_cat::main(&dir, stream.as_deref()),
         Some(Command::Tap {
             tenant,
             signal,
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
                 signal,
                 limit,
             };
-            return tap(&ask, admin.as_deref(), cli.config.as_deref());
+            return edge_gateway::tools::tap::main(&ask, admin.as_deref(), cli.config.as_deref());
         }
         Some(Command::Validate) => Daemon::Validate,
         Some(Command::Relay) => Daemon::Relay,
@@ -144,46 +144,6 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{who}{e:#}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn spool_cat(dir: &std::path::Path, stream: Option<&str>) -> ExitCode {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let summary =
-        edge_gateway::tools::spool_cat::run(dir, stream, &mut out, &mut std::io::stderr());
-    if summary.problems > 0 {
-        eprintln!(
-            "edge-gateway spool cat: {} problem(s); {} record(s) read, {} line(s) printed",
-            summary.problems, summary.records, summary.lines
-        );
-        return ExitCode::from(1);
-    }
-    ExitCode::SUCCESS
-}
-
-fn tap(
-    ask: &edge_gateway::tools::tap::Ask,
-    admin: Option<&str>,
-    config: Option<&std::path::Path>,
-) -> ExitCode {
-    let result = edge_gateway::tools::tap::admin_address(admin, config).and_then(|admin| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("cannot start the runtime: {e}"))?;
-        rt.block_on(edge_gateway::tools::tap::run(
-            &admin,
-            ask,
-            &mut std::io::stdout().lock(),
-        ))
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("edge-gateway tap: {e}");
             ExitCode::from(1)
         }
     }

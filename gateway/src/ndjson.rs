@@ -448,6 +448,32 @@ mod tests {
     }
 
     #[test]
+    fn a_traces_record_is_one_span_document_each() {
+        use edge_schema::proto::otlp::trace::{ResourceSpans, ScopeSpans, Span};
+        let span = |name: &str| Span {
+            trace_id: vec![0xab; 16],
+            span_id: vec![0x01; 8],
+            name: name.into(),
+            ..Default::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span("match.start"), span("match.end")],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let spans = traces_record(&request.encode_to_vec(), "game").expect("decodes");
+        let names: Vec<&Value> = spans.iter().map(|s| &s["name"]).collect();
+        assert_eq!(names, [&json!("match.start"), &json!("match.end")]);
+        assert_eq!(spans[0]["tenant"], "game");
+        assert_eq!(spans[0]["trace_id"], "abababababababababababababababab");
+        assert!(traces_record(b"\xff\xff", "game").is_err());
+    }
+
+    #[test]
     fn a_log_document_is_kept_as_committed() {
         let doc = br#"{"z":1,"a":"x"}"#;
         assert_eq!(&*log_document(doc).expect("json"), r#"{"z":1,"a":"x"}"#);

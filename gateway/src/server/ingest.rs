@@ -623,9 +623,9 @@ async fn push(
         } else {
             crate::decode::remote_write::select(&raw, &scanned, &keep)
         };
-        let tapped = gw.taps.metrics(tenant, &data, accepted_series);
         // While it commits, the request holds only the bytes it commits.
         held.hold(data.capacity() as u64);
+        let tapped = gw.taps.metrics(tenant, &data, accepted_series);
         let record = Record {
             key: format!("{tenant}/{}", id.host),
             data,

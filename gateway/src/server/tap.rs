@@ -9,7 +9,8 @@
 //! Each tap has a bounded queue ([`TAP_QUEUE_ITEMS`] requests, [`TAP_QUEUE_BYTES`]
 //! bytes); what does not fit is dropped for that tap alone and counted in
 //! `edge_gateway_tap_dropped_total{signal}` (records: series, log documents, spans).
-//! Rendering to JSON happens on the tap's own connection, as its reader takes lines.
+//! Rendering to JSON happens on the blocking pool, one request at a time as the reader
+//! takes lines, never on the commit path nor on a runtime worker.
 //! At most [`MAX_TAPS`] taps are open at once; one more is answered 429.
 
 use std::convert::Infallible;
@@ -30,11 +31,16 @@ use crate::telemetry::{GATEWAY_TAP_DROPPED_TOTAL, labels};
 /// committed bytes, so a handful of SREs watching is the use, not a fleet of consumers.
 pub const MAX_TAPS: usize = 4;
 
+/// `Retry-After` (seconds) of the 429 past [`MAX_TAPS`]: a person retrying a tool, not a
+/// fleet, so no jitter.
+pub const TAP_RETRY_AFTER: &str = "10";
+
 /// Committed requests waiting in one tap's queue for its reader; more are dropped.
 pub const TAP_QUEUE_ITEMS: usize = 64;
 
 /// Bytes waiting in one tap's queue; a request that would pass this is dropped (a few
 /// large remote_write requests must not pin hundreds of megabytes for a slow reader).
+/// One larger request is taken into an empty queue, so a tap can show it at all.
 pub const TAP_QUEUE_BYTES: usize = 8 << 20;
 
 /// What a tap shows.
@@ -124,7 +130,8 @@ struct Subscriber {
     tenant: String,
     signal: Option<Signal>,
     queue: mpsc::Sender<Arc<Item>>,
-    queued_bytes: AtomicUsize,
+    /// Bytes in `queue`, shared with the tap's renderer.
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl Subscriber {
@@ -231,20 +238,49 @@ impl Taps {
 /// What the admin port answers: a whole body, or a tap's stream.
 pub type AdminBody = Either<Full<Bytes>, TapBody>;
 
-/// A tap's stream: lines as its reader takes them, until `limit` lines or the reader
+/// A tap's stream: lines as its reader takes them, until `limit` records or the reader
 /// leaves (then the tap is closed).
 #[derive(Debug)]
 pub struct TapBody {
     gw: Arc<Gateway>,
     sub: Arc<Subscriber>,
-    rx: mpsc::Receiver<Arc<Item>>,
-    left: u64,
+    /// Rendered lines, from [`render`].
+    lines: mpsc::Receiver<Bytes>,
 }
 
 impl Drop for TapBody {
     fn drop(&mut self) {
         self.gw.taps.close(&self.sub);
         tracing::info!(tenant = %self.sub.tenant, "tap closed");
+    }
+}
+
+/// Turns a tap's queued requests into NDJSON on the blocking pool (a large remote_write
+/// request takes milliseconds to render: never on a runtime worker that serves ingest),
+/// one request at a time as the reader takes the lines, until `limit` records. Ends
+/// when the tap closes (its queue's sender is gone) or its reader is gone.
+async fn render(
+    mut queue: mpsc::Receiver<Arc<Item>>,
+    queued_bytes: Arc<AtomicUsize>,
+    out: mpsc::Sender<Bytes>,
+    limit: u64,
+) {
+    let mut left = limit;
+    while left > 0 {
+        let Some(item) = queue.recv().await else {
+            return;
+        };
+        queued_bytes.fetch_sub(item.bytes, Ordering::Relaxed);
+        let Ok(lines) = tokio::task::spawn_blocking(move || item.lines(left)).await else {
+            return;
+        };
+        if lines.is_empty() {
+            continue;
+        }
+        left -= lines.len() as u64;
+        if out.send(Bytes::from(lines.concat())).await.is_err() {
+            return;
+        }
     }
 }
 
@@ -256,27 +292,9 @@ impl hyper::body::Body for TapBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let this = &mut *self;
-        loop {
-            if this.left == 0 {
-                return Poll::Ready(None);
-            }
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(item)) => {
-                    this.sub
-                        .queued_bytes
-                        .fetch_sub(item.bytes, Ordering::Relaxed);
-                    let lines = item.lines(this.left);
-                    if lines.is_empty() {
-                        continue;
-                    }
-                    this.left -= lines.len() as u64;
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(lines.concat())))));
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        self.lines
+            .poll_recv(cx)
+            .map(|lines| lines.map(|l| Ok(Frame::data(l))))
     }
 }
 
@@ -384,7 +402,7 @@ pub fn open(
         );
         r.headers_mut().insert(
             http::header::RETRY_AFTER,
-            http::HeaderValue::from_static("10"),
+            http::HeaderValue::from_static(TAP_RETRY_AFTER),
         );
         return r;
     }
@@ -393,15 +411,22 @@ pub fn open(
         tenant: ask.tenant,
         signal: ask.signal,
         queue: tx,
-        queued_bytes: AtomicUsize::new(0),
+        queued_bytes: Arc::new(AtomicUsize::new(0)),
     });
     taps.subscribers().push(sub.clone());
     tracing::info!(tenant = %sub.tenant, signal = ?sub.signal, limit = ?ask.limit, "tap opened");
+    // One rendered request waits for the reader; the rest wait unrendered in the queue.
+    let (out, lines) = mpsc::channel(1);
+    tokio::spawn(render(
+        rx,
+        sub.queued_bytes.clone(),
+        out,
+        ask.limit.unwrap_or(u64::MAX),
+    ));
     let body = TapBody {
         gw: gw.clone(),
         sub,
-        rx,
-        left: ask.limit.unwrap_or(u64::MAX),
+        lines,
     };
     let mut r = http::Response::new(Either::Right(body));
     r.headers_mut().insert(
@@ -450,7 +475,7 @@ mod tests {
             tenant: "game".into(),
             signal: Some(Signal::Logs),
             queue: tx,
-            queued_bytes: AtomicUsize::new(0),
+            queued_bytes: Arc::new(AtomicUsize::new(0)),
         });
         taps.open.fetch_add(1, Ordering::Relaxed);
         taps.subscribers().push(sub.clone());

@@ -208,6 +208,22 @@ pub fn run(dir: &Path, stream: Option<&str>, out: &mut dyn Write, err: &mut dyn 
     summary
 }
 
+/// `edge-gateway spool cat`: [`run`] on stdout and stderr, a summary line and exit 1
+/// when there were problems.
+pub fn main(dir: &Path, stream: Option<&str>) -> std::process::ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let summary = run(dir, stream, &mut out, &mut std::io::stderr());
+    if summary.problems > 0 {
+        eprintln!(
+            "edge-gateway spool cat: {} problem(s); {} record(s) read, {} line(s) printed",
+            summary.problems, summary.records, summary.lines
+        );
+        return std::process::ExitCode::from(1);
+    }
+    std::process::ExitCode::SUCCESS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -120,6 +120,29 @@ pub async fn run(admin: &str, ask: &Ask, out: &mut dyn Write) -> Result<(), Stri
     Ok(())
 }
 
+/// `edge-gateway tap`: [`run`] to stdout on a runtime of its own; exit 1 with the
+/// reason on stderr when the tap could not be read.
+pub fn main(
+    ask: &Ask,
+    admin: Option<&str>,
+    config: Option<&std::path::Path>,
+) -> std::process::ExitCode {
+    let result = admin_address(admin, config).and_then(|admin| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        rt.block_on(run(&admin, ask, &mut std::io::stdout().lock()))
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edge-gateway tap: {e}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
