@@ -23,6 +23,7 @@ mod admin;
 pub mod admission;
 mod answer;
 mod conn;
+mod head_deadline;
 mod ingest;
 mod live;
 mod overload;
