@@ -77,7 +77,7 @@ pub const GATEWAY_ADMISSION_QUEUED: Gauge = Gauge {
 /// `edge_gateway_admission_refused_total` (counter).
 pub const GATEWAY_ADMISSION_REFUSED_TOTAL: Counter = Counter {
     name: "edge_gateway_admission_refused_total",
-    help: "Requests answered 503 by admission control, by reason (queue_timeout, queue_full) and tenant priority.",
+    help: "Requests answered 503 by admission control, by reason (queue_timeout, queue_full, shed_early) and tenant priority.",
 };
 /// `edge_gateway_sink_backlog_records` (gauge).
 pub const GATEWAY_SINK_BACKLOG_RECORDS: Gauge = Gauge {
@@ -262,6 +262,11 @@ pub const GATEWAY_SPANS_TOKENIZED_TOTAL: Counter = Counter {
 pub const GATEWAY_DISCARDED_SPANS_TOTAL: Counter = Counter {
     name: "edge_gateway_discarded_spans_total",
     help: "Spans refused, by tenant and reason.",
+};
+/// `edge_gateway_tap_dropped_total` (counter).
+pub const GATEWAY_TAP_DROPPED_TOTAL: Counter = Counter {
+    name: "edge_gateway_tap_dropped_total",
+    help: "Committed records a tap on the admin port had no room for (its reader is slow), by signal; ingest is never held up for a tap.",
 };
 
 /// `edge_build_info` (gauge).

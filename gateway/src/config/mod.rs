@@ -329,8 +329,8 @@ pub struct Overload {
     /// The sink commit latency p99 (or the oldest backlog) above which actions start,
     /// judged per tenant (`server/overload.rs`).
     pub freshness_threshold_p99: Duration,
-    /// The p99 of the gateway's own time per request (admission wait and work, the
-    /// sink commit excluded) above which the box counts as saturated.
+    /// The p99 of the gateway's own time per request (admission wait, work, and the
+    /// commit while it holds its admission slot) above which the box counts as saturated.
     pub ttfb_threshold_p99: Duration,
     /// In the seed's shed order; after the last, 503 for everyone.
     pub actions: Vec<OverloadAction>,

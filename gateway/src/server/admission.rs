@@ -2,12 +2,14 @@
 //! is answered 503 at once when the box cannot take more.
 //!
 //! **What is bounded.** A request's work is its decoding, the label policy, the quota
-//! checks and building the records (what costs CPU). It takes a slot after its body has
+//! checks, building the records and their commit. It takes a slot after its body has
 //! been read (a client that trickles its body in holds no slot: `limits.body_read_timeout`
-//! bounds it) and gives the slot back when it hands its records to the sink, or answers.
-//! The sink commit's wait is bounded by the sink's own in-flight budget, not here: a
-//! store that is slow for one tenant's records (retried for 30 s) must not hold the slots
-//! every other tenant needs.
+//! bounds it) and gives the slot back when it answers. A commit that takes longer than
+//! [`Admission::commit_hold`] (4× the baseline, at least 4× `max_queue_wait`) gives its
+//! slot back early and its hold is not sampled: a store that is slow for one tenant's
+//! records (retried for 30 s) must not hold the slots every other tenant needs, nor
+//! drag the limit down for them; a sink slow for everyone is the overload controller's
+//! (commit p99 per tenant), and the sinks' in-flight budgets bound those commits.
 //!
 //! **The limit** adapts to the work's latency, in the spirit of TCP Vegas and the
 //! gradient limiters of Netflix's concurrency-limits: a request's *hold time* (slot taken
@@ -22,6 +24,10 @@
 //! - the average over `latency_tolerance` × baseline (both floored at
 //!   [`LATENCY_FLOOR`]): the limit moves towards `limit × tolerance × baseline / average`
 //!   (at least half the limit) by the `smoothing` factor — a multiplicative decrease;
+//! - or the runtime lags: a probe task asks to wake every [`LAG_TICK`] and notes how
+//!   late it woke; a mean lateness (or a silence) over [`LAG_LIMIT`] in the window means
+//!   the async workers, which read requests and send every answer, get too little CPU
+//!   beside the decoding threads: the limit moves towards half of itself, as above;
 //! - otherwise, if requests had to wait for a slot during the window, the limit grows by
 //!   one — an additive increase;
 //! - the limit stays within `min_limit..=max_limit`.
@@ -36,9 +42,17 @@
 //! once, otherwise the newcomer is (`queue_full`). So the low-priority and over-quota
 //! tenants get the refusals first.
 //!
+//! **Refusing early.** Reading a body costs the async workers CPU too (TLS, HTTP/2,
+//! copying), and on a saturated box that alone can keep them from answering. So before
+//! its body is read ([`Admission::shed_early`]), a request is answered 503 at once
+//! (`shed_early`) when no slot is free and a request ranked as well or better was refused
+//! by the queue within the last [`EARLY_WINDOW`]: it would wait in vain. Early refusals do
+//! not renew the window, so a request of that rank tries the queue again soon after.
+//!
 //! **What the overload controller sees** ([`Admission::picture`]): requests admitted and
 //! refused over the last [`PICTURE_WINDOW`], and the p99 of the gateway's own time per
-//! request (queue wait and work, the sink commit excluded) over the same window.
+//! request (queue wait, work and commit, the commits past the hold bound excluded) over
+//! the same window.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, VecDeque};
@@ -55,6 +69,13 @@ use crate::telemetry::{
     GATEWAY_ADMISSION_REFUSED_TOTAL, TENANT_OVER_LIMIT_TOTAL, labels,
 };
 
+/// How often the runtime lag probe asks to wake.
+pub const LAG_TICK: Duration = Duration::from_millis(5);
+/// A mean lateness of the probe's wake-ups above this is a starved runtime.
+pub const LAG_LIMIT: Duration = Duration::from_millis(20);
+/// How long a queue refusal makes requests of its rank, and worse, be refused before
+/// their bodies are read.
+pub const EARLY_WINDOW: Duration = Duration::from_millis(250);
 /// Requests whose hold times are averaged into one verdict.
 pub const WINDOW: u32 = 16;
 /// Every this many windows, one runs at `min_limit` to measure the unloaded latency.
@@ -78,6 +99,10 @@ pub struct Limiter {
     n: u32,
     limited: bool,
     windows: u64,
+    /// The lag probe's wake-ups in this window: summed lateness, count, and the last.
+    lag_sum: Duration,
+    lag_n: u32,
+    last_tick: Option<Instant>,
     min: f64,
     max: f64,
     smoothing: f64,
@@ -94,6 +119,9 @@ impl Limiter {
             n: 0,
             limited: false,
             windows: 0,
+            lag_sum: Duration::ZERO,
+            lag_n: 0,
+            last_tick: None,
             min: 1.0,
             max: 1.0,
             smoothing: 0.0,
@@ -135,6 +163,27 @@ impl Limiter {
         self.limited = true;
     }
 
+    /// The lag probe woke `late` after it asked to, at `now`.
+    pub fn note_lag(&mut self, late: Duration, now: Instant) {
+        self.lag_sum += late;
+        self.lag_n += 1;
+        self.last_tick = Some(now);
+    }
+
+    /// Whether the runtime lagged in this window: the probe's mean lateness, or its
+    /// silence since its last wake-up, over [`LAG_LIMIT`].
+    fn lagging(&self) -> bool {
+        let mean = if self.lag_n > 0 {
+            self.lag_sum / self.lag_n
+        } else {
+            Duration::ZERO
+        };
+        let silent = self
+            .last_tick
+            .is_some_and(|t| t.elapsed() > LAG_TICK + LAG_LIMIT);
+        mean > LAG_LIMIT || silent
+    }
+
     /// One request's hold time.
     pub fn sample(&mut self, hold: Duration) {
         self.sum += hold.max(LATENCY_FLOOR).as_secs_f64();
@@ -154,8 +203,11 @@ impl Limiter {
         let allowed = baseline * self.tolerance;
         if self.probing() {
             // The probe only measures; the limit stays where it was.
-        } else if average > allowed {
-            let target = self.limit * (allowed / average).max(0.5);
+        } else if average > allowed || self.lagging() {
+            let target = self.limit
+                * (allowed / average)
+                    .clamp(0.5, 1.0)
+                    .min(if self.lagging() { 0.5 } else { 1.0 });
             self.limit = self.limit * (1.0 - self.smoothing) + target * self.smoothing;
         } else if self.limited {
             self.limit += 1.0;
@@ -165,6 +217,8 @@ impl Limiter {
         self.n = 0;
         self.limited = false;
         self.windows += 1;
+        self.lag_sum = Duration::ZERO;
+        self.lag_n = 0;
     }
 }
 
@@ -175,6 +229,8 @@ pub enum Refusal {
     QueueTimeout,
     /// The queue was full and it ranked last (or a better-ranked newcomer took its place).
     QueueFull,
+    /// Refused before its body was read: as good a rank was refused moments ago.
+    ShedEarly,
 }
 
 impl Refusal {
@@ -183,6 +239,7 @@ impl Refusal {
         match self {
             Refusal::QueueTimeout => "queue_timeout",
             Refusal::QueueFull => "queue_full",
+            Refusal::ShedEarly => "shed_early",
         }
     }
 }
@@ -210,6 +267,8 @@ struct State {
     in_flight: usize,
     waiters: BTreeMap<Rank, oneshot::Sender<Word>>,
     next: u64,
+    /// The last queue refusal of each (priority, tenths over quota).
+    refused_at: BTreeMap<(Reverse<u32>, u8), Instant>,
 }
 
 impl State {
@@ -292,9 +351,28 @@ pub struct Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// The work is done (the records go to the sink now, or the answer is ready).
+    /// The work is done.
     pub fn release(mut self) {
         self.give_back();
+    }
+
+    /// Runs `commit` holding the slot for at most `hold`; past it the slot is given back
+    /// unsampled and the commit goes on without it.
+    pub async fn during<F: std::future::Future>(mut self, commit: F, hold: Duration) -> F::Output {
+        let commit = std::pin::pin!(commit);
+        let mut commit = commit;
+        match tokio::time::timeout(hold, commit.as_mut()).await {
+            Ok(out) => {
+                self.give_back();
+                out
+            }
+            Err(_) => {
+                if std::mem::take(&mut self.held) {
+                    self.admission.abandoned();
+                }
+                commit.await
+            }
+        }
     }
 
     fn give_back(&mut self) {
@@ -350,6 +428,7 @@ impl Admission {
                 in_flight: 0,
                 waiters: BTreeMap::new(),
                 next: 0,
+                refused_at: BTreeMap::new(),
             }),
             recent: Mutex::new(Recent {
                 epoch: Instant::now(),
@@ -405,7 +484,7 @@ impl Admission {
                     }
                     _ => {
                         drop(state);
-                        self.refused(arrived);
+                        self.refused(Some(rank));
                         return Err(Refusal::QueueFull);
                     }
                 }
@@ -447,11 +526,11 @@ impl Admission {
         match word {
             Some(Word::Granted) => Ok(self.admitted(arrived)),
             Some(Word::Evicted) => {
-                self.refused(arrived);
+                self.refused(Some(waiting.rank));
                 Err(Refusal::QueueFull)
             }
             None => {
-                self.refused(arrived);
+                self.refused(Some(waiting.rank));
                 Err(Refusal::QueueTimeout)
             }
         }
@@ -468,8 +547,55 @@ impl Admission {
         }
     }
 
-    fn refused(&self, _arrived: Instant) {
-        self.recent().second(Instant::now()).refused += 1;
+    /// Counts a refusal; a queue refusal (`rank`) also opens the early window for its
+    /// rank.
+    fn refused(&self, rank: Option<Rank>) {
+        let now = Instant::now();
+        if let Some(rank) = rank {
+            let mut state = self.lock();
+            state.refused_at.insert((rank.priority, rank.over), now);
+        }
+        self.recent().second(now).refused += 1;
+    }
+
+    /// Whether a request of `priority`, `overage` over its quota, is refused before its
+    /// body is read (see the module docs); counted when it is.
+    pub fn shed_early(&self, priority: u32, overage: f64) -> bool {
+        let over = tenths(overage);
+        let shed = {
+            let mut state = self.lock();
+            if state.in_flight < state.limiter.limit().max(1) && state.waiters.is_empty() {
+                return false;
+            }
+            let now = Instant::now();
+            state
+                .refused_at
+                .retain(|_, at| now.saturating_duration_since(*at) < EARLY_WINDOW);
+            // A refused rank as good or better: higher priority, or the same priority
+            // and no more over quota.
+            state
+                .refused_at
+                .keys()
+                .any(|(Reverse(p), o)| *p > priority || (*p == priority && *o <= over))
+        };
+        if shed {
+            self.refused(None);
+        }
+        shed
+    }
+
+    /// How long a commit may hold its slot: 4× the baseline hold, at least 4×
+    /// `max_queue_wait`.
+    pub fn commit_hold(&self, config: &AdmissionConfig) -> Duration {
+        let baseline = self.lock().limiter.baseline().unwrap_or(0.0);
+        (config.max_queue_wait * 4).max(Duration::from_secs_f64(baseline * 4.0))
+    }
+
+    /// A slot given back unsampled (its commit ran past [`Admission::commit_hold`]).
+    fn abandoned(&self) {
+        let mut state = self.lock();
+        state.in_flight -= 1;
+        state.grant();
     }
 
     fn released(&self, hold: Duration, own: Duration, now: Instant) {
@@ -488,6 +614,23 @@ impl Admission {
                 .is_some_and(|(at, _)| now.saturating_duration_since(*at) > PICTURE_WINDOW)
         {
             recent.own.pop_front();
+        }
+    }
+
+    /// Runs the lag probe until `gateway` is gone: wakes every [`LAG_TICK`] and tells the
+    /// limiter how late it woke.
+    pub async fn lag_probe(gateway: std::sync::Weak<Gateway>) {
+        loop {
+            let asked = Instant::now();
+            tokio::time::sleep(LAG_TICK).await;
+            let now = Instant::now();
+            let Some(gw) = gateway.upgrade() else {
+                return;
+            };
+            let late = now
+                .saturating_duration_since(asked)
+                .saturating_sub(LAG_TICK);
+            gw.admission.lock().limiter.note_lag(late, now);
         }
     }
 
@@ -542,21 +685,35 @@ impl Gateway {
         let overage = self.quotas.overage(tenant);
         match self.admission.acquire(config, priority, overage).await {
             Ok(slot) => Ok(slot),
-            Err(refusal) => {
-                let reason = refusal.reason();
-                self.telemetry.add(
-                    &GATEWAY_ADMISSION_REFUSED_TOTAL,
-                    labels(&[("reason", reason), ("priority", &priority.to_string())]),
-                    1.0,
-                );
-                self.telemetry.add(
-                    &TENANT_OVER_LIMIT_TOTAL,
-                    labels(&[("tenant", tenant), ("limit", "admission")]),
-                    1.0,
-                );
-                Err(Outcome::NotAdmitted { reason })
-            }
+            Err(refusal) => Err(self.not_admitted(refusal, tenant, priority)),
         }
+    }
+
+    /// Before a request's body is read: `Err` (its 503, counted) when it would wait in
+    /// vain ([`Admission::shed_early`]).
+    pub(super) fn admit_early(&self, tenant: &str, priority: u32) -> Result<(), Outcome> {
+        if self
+            .admission
+            .shed_early(priority, self.quotas.overage(tenant))
+        {
+            return Err(self.not_admitted(Refusal::ShedEarly, tenant, priority));
+        }
+        Ok(())
+    }
+
+    fn not_admitted(&self, refusal: Refusal, tenant: &str, priority: u32) -> Outcome {
+        let reason = refusal.reason();
+        self.telemetry.add(
+            &GATEWAY_ADMISSION_REFUSED_TOTAL,
+            labels(&[("reason", reason), ("priority", &priority.to_string())]),
+            1.0,
+        );
+        self.telemetry.add(
+            &TENANT_OVER_LIMIT_TOTAL,
+            labels(&[("tenant", tenant), ("limit", "admission")]),
+            1.0,
+        );
+        Outcome::NotAdmitted { reason }
     }
 
     /// Sets the admission gauges (every second, with the overload controller).

@@ -196,6 +196,10 @@ async fn ingest(
             tenant: identity.tenant,
         };
     }
+    // Saturated, and as good a rank was just refused: 503 before reading the body.
+    if let Err(refused) = gw.admit_early(&identity.tenant, limits.priority) {
+        return refused;
+    }
     if endpoint == "push"
         && let Err(why) =
             edge_schema::remote_write::check_content_type(header(&req, "content-type"))
@@ -621,17 +625,21 @@ async fn push(
         };
         // While it commits, the request holds only the bytes it commits.
         held.hold(data.capacity() as u64);
+        let tapped = gw.taps.metrics(tenant, &data, accepted_series);
         let record = Record {
             key: format!("{tenant}/{}", id.host),
             data,
         };
-        slot.release();
         let timer = gw.telemetry.commit_begins("metrics", tenant);
-        let result = gw.metrics_sink.commit(vec![record]).await;
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot
+            .during(gw.metrics_sink.commit(vec![record]), hold)
+            .await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_SAMPLES_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
@@ -686,6 +694,7 @@ async fn logs(
         return refused;
     }
     if !docs.is_empty() {
+        let tapped = gw.taps.logs(tenant, &docs);
         let records = docs
             .into_iter()
             .map(|data| Record {
@@ -693,13 +702,14 @@ async fn logs(
                 data,
             })
             .collect();
-        slot.release();
         let timer = gw.telemetry.commit_begins("logs", tenant);
-        let result = gw.logs_sink.commit(records).await;
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot.during(gw.logs_sink.commit(records), hold).await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
@@ -755,14 +765,16 @@ async fn traces(
         return refused;
     }
     if n > 0 {
+        let tapped = gw.taps.traces(tenant, &raw, n);
         let records = sink.records(tenant, &request, raw);
-        slot.release();
         let timer = gw.telemetry.commit_begins("traces", tenant);
-        let result = sink.sink().commit(records).await;
+        let hold = gw.admission.commit_hold(&live.config.admission);
+        let result = slot.during(sink.sink().commit(records), hold).await;
         timer.done();
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_SPANS_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),

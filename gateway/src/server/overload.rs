@@ -8,8 +8,8 @@
 //!   tenant's failing or slow commits (a poison series its store answers 500 to,
 //!   retried for 30 s) say nothing about the sink for the others, and throttle no one.
 //! - **the box**: saturated when admission refused at least [`REFUSED_RATIO`] of the
-//!   requests, or when the p99 of the gateway's own time per request (admission wait
-//!   and work, the sink commit excluded) is over `overload.ttfb_threshold_p99`; each
+//!   requests, or when the p99 of the gateway's own time per request (admission wait,
+//!   work and commit while it holds its slot) is over `overload.ttfb_threshold_p99`; each
 //!   only with at least [`MIN_REQUESTS_JUDGED`] requests.
 //!
 //! A slow sink may take the stages to the last (503 to everyone: the sink cannot take

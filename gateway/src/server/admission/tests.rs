@@ -101,6 +101,23 @@ fn on_a_saturated_box_the_limit_settles_near_the_cores_times_the_tolerance() {
 }
 
 #[test]
+fn a_lagging_runtime_halves_the_limit_even_when_holds_look_fine() {
+    let mut l = Limiter::new(&config(1, 100, 40));
+    window(&mut l, ms(4), true);
+    assert_eq!(l.limit(), 41);
+    // The probe woke 50 ms late on average: the workers are starved.
+    let now = Instant::now();
+    l.note_lag(ms(80), now);
+    l.note_lag(ms(20), now);
+    window(&mut l, ms(4), true);
+    assert_eq!(l.limit(), 36, "41 × 0.8 + 20.5 × 0.2");
+    // On time again: it grows.
+    l.note_lag(ms(1), Instant::now());
+    window(&mut l, ms(4), true);
+    assert_eq!(l.limit(), 37);
+}
+
+#[test]
 fn a_reload_moves_the_bounds_and_keeps_the_limit_within_them() {
     let mut l = Limiter::new(&config(2, 100, 50));
     l.configure(&config(2, 10, 5));
@@ -262,4 +279,29 @@ async fn a_slot_granted_to_a_waiter_that_went_away_is_passed_on() {
     let _ = first.await;
     assert_eq!(second.await.expect("task"), Ok(()));
     assert_eq!(admission.picture().in_flight, 0);
+}
+
+#[tokio::test]
+async fn after_a_queue_refusal_its_rank_and_worse_are_refused_before_their_bodies() {
+    let config = queue(1, 100, ms(20));
+    let admission = Arc::new(Admission::new(&config));
+    assert!(!admission.shed_early(10, 0.0), "a free slot: never");
+    let held = admission.acquire(&config, 100, 0.0).await.expect("slot");
+    assert!(!admission.shed_early(10, 0.0), "nothing refused yet");
+    assert_eq!(
+        admission.acquire(&config, 50, 0.5).await.map(|_| ()),
+        Err(Refusal::QueueTimeout)
+    );
+    // Priority 50 half over quota was refused: it and worse are shed early.
+    assert!(admission.shed_early(50, 0.5));
+    assert!(admission.shed_early(50, 0.9));
+    assert!(admission.shed_early(10, 0.0));
+    // Better ranks still try the queue.
+    assert!(!admission.shed_early(50, 0.0));
+    assert!(!admission.shed_early(100, 0.9));
+    // The window passes (early refusals do not renew it).
+    tokio::time::sleep(EARLY_WINDOW + ms(10)).await;
+    assert!(!admission.shed_early(10, 0.0));
+    drop(held);
+    assert_eq!(admission.picture().refused, 4);
 }
