@@ -263,6 +263,12 @@ impl Taps {
             s.signal == signal
                 && source.is_none_or(|name| matches(signal, s.source.as_deref(), name))
         }) {
+            // A full queue is seen before the record is copied: a stalled tap costs the
+            // pipeline no copy.
+            if s.tx.capacity() == 0 {
+                self.inner.dropped.fetch_add(records, Relaxed);
+                continue;
+            }
             if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(make()) {
                 self.inner.dropped.fetch_add(records, Relaxed);
             }

@@ -101,13 +101,8 @@ impl GatewayDaemon {
         let server = tokio::spawn(crate::server::serve(gw.clone(), listener, stop_rx.clone()));
         let admin = admin.map(|listener| {
             let gw = gw.clone();
-            tracing::info!(addr = ?listener.local_addr().ok(), "admin port listening (plain HTTP: /healthz, /ready, /metrics)");
-            tokio::spawn(edge_daemon_kit::serve::serve_http1(
-                listener,
-                stop_rx,
-                "admin",
-                move |req| crate::server::handle_admin(gw.clone(), req),
-            ))
+            tracing::info!(addr = ?listener.local_addr().ok(), "admin port listening (plain HTTP: /healthz, /ready, /metrics, /tap)");
+            tokio::spawn(crate::server::serve_admin(gw, listener, stop_rx))
         });
         let notifier = Arc::new(Notifier::from_env());
         let housekeeping = tokio::spawn(housekeeping(gw.clone()));

@@ -263,6 +263,11 @@ pub const GATEWAY_DISCARDED_SPANS_TOTAL: Counter = Counter {
     name: "edge_gateway_discarded_spans_total",
     help: "Spans refused, by tenant and reason.",
 };
+/// `edge_gateway_tap_dropped_total` (counter).
+pub const GATEWAY_TAP_DROPPED_TOTAL: Counter = Counter {
+    name: "edge_gateway_tap_dropped_total",
+    help: "Committed records a tap on the admin port had no room for (its reader is slow), by signal; ingest is never held up for a tap.",
+};
 
 /// `edge_build_info` (gauge).
 pub const BUILD_INFO: Gauge = Gauge {

@@ -101,6 +101,81 @@ fn headers_that_trickle_in_are_cut_off_at_the_header_timeout() {
     );
     drop(conn);
     let _ = writer.join();
+    assert_eq!(
+        metric(
+            port,
+            "edge_gateway_connections_closed_total{reason=\"header_timeout\"}"
+        ),
+        Some(1.0)
+    );
+}
+
+/// Reads one answer whose body has a `Content-Length`; its status line.
+fn read_answer(conn: &mut TcpStream) -> String {
+    conn.set_read_timeout(Some(NEVER)).expect("read timeout");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).expect("read an answer");
+        assert!(
+            n > 0,
+            "closed before the answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length: usize = head
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return head.lines().next().unwrap_or_default().to_string();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_keep_alive_connection_idle_past_the_header_timeout_serves_its_next_request() {
+    // hyper's own header timer also runs between requests: a client that pushes every
+    // 10 s over HTTP/1.1 found its connection closed under its next POST. The head
+    // deadline runs from a request's first byte; the wait between requests is the idle
+    // timeout's.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _gw = Gateway::start(
+        dir.path(),
+        port,
+        &config(
+            port,
+            dir.path(),
+            "header_read_timeout: 1s, idle_timeout: 60s",
+        ),
+    );
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    for round in 0..3 {
+        conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("write");
+        let status = read_answer(&mut conn);
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "round {round}: {status}"
+        );
+        // Idle for more than the header timeout, less than the idle timeout.
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    assert_eq!(
+        metric(
+            port,
+            "edge_gateway_connections_closed_total{reason=\"header_timeout\"}"
+        ),
+        None
+    );
 }
 
 #[test]

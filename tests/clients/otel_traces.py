@@ -1,9 +1,10 @@
 """A game instrumented with the OpenTelemetry Python SDK (from PyPI), exporting spans
 over OTLP/HTTP protobuf with gzip, presenting a client certificate (mTLS).
 
-Usage: otel_traces.py ENDPOINT CA CERT KEY ROUNDS
+Usage: otel_traces.py ENDPOINT CA CERT KEY ROUNDS [PEER]
 For each round: a `match` span (server) with a child `tick` span carrying attributes
-and an event, and a `save` span that ends in error. Flushes, shuts down, and prints
+and an event, and a `save` span that ends in error. With PEER, the `match` span carries
+it as `client.address` (a value the agent tokenizes). Flushes, shuts down, and prints
 `exported N` (spans) or exits 1 if the exporter reported a failure.
 """
 
@@ -18,6 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.trace import Status, StatusCode
 
 endpoint, ca, cert, key, rounds = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+peer = sys.argv[6] if len(sys.argv) > 6 else None
 
 
 class Counting(OTLPSpanExporter):
@@ -52,6 +54,8 @@ for r in range(rounds):
     with tracer.start_as_current_span("match", kind=trace.SpanKind.SERVER) as match:
         match.set_attribute("map", "dust")
         match.set_attribute("round", r)
+        if peer:
+            match.set_attribute("client.address", peer)
         with tracer.start_as_current_span("tick") as tick:
             tick.set_attribute("tick.ms", 16.5)
             tick.set_attribute("shards", [1, 2, 3])

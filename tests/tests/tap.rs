@@ -3,7 +3,8 @@
 //! replaced; `--source` keeps one service), metric series as they leave the gate (host
 //! labels on, a refused point marked with its reason, `--limit` ending the stream), and a
 //! tap whose reader stops reading never holds shipping up: every line reaches the
-//! gateway exactly once while the tap's drops are counted.
+//! gateway exactly once while the tap's drops are counted. Spans from the OpenTelemetry
+//! Python SDK show after scrubbing, with the token the gateway gets.
 //!
 //! Both binaries come from the workspace's target directory (`cargo build -p edge-agent
 //! -p edge-gateway`; `cargo test --workspace` builds them).
@@ -15,7 +16,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
-use edge_tests::pki::{file_sinks_yaml, gateway_yaml_head};
+use edge_tests::pki::gateway_yaml_head;
 use edge_tests::procs::{Proc, binary, free_port};
 
 /// Generous: every wait ends as soon as its condition holds; the bound only ends a run
@@ -30,6 +31,7 @@ struct Rig {
     dir: tempfile::TempDir,
     agent_yaml: PathBuf,
     listen: u16,
+    otlp_http: u16,
     gateway: Proc,
     agent: Proc,
 }
@@ -44,7 +46,12 @@ impl Rig {
         let gateway_yaml = d.join("gateway.yaml");
         std::fs::write(
             &gateway_yaml,
-            format!("{}{}", gateway_yaml_head(port, d), file_sinks_yaml(d)),
+            format!(
+                "{}fleet: {{ cadence: 1s }}\n\
+                 sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }}, traces: {{ kind: file, dir: {d}/spool }} }}\n",
+                gateway_yaml_head(port, d),
+                d = d.display()
+            ),
         )
         .expect("gateway config");
         let gateway = Proc::start(
@@ -58,6 +65,7 @@ impl Rig {
             std::fs::write(d.join(log), "").expect("log");
         }
         let listen = free_port();
+        let otlp_http = free_port();
         let agent_yaml = d.join("agent.yaml");
         std::fs::write(
             &agent_yaml,
@@ -65,12 +73,13 @@ impl Rig {
                 "host_labels: {{ region: eu-test-1, cluster: c1, build_id: b1 }}\n\
                  cadence: 1s\nincident_cadence: 1s\n\
                  listen: 127.0.0.1:{listen}\n\
-                 otlp: off\nstatsd: off\n\
+                 otlp: {{ grpc: off, http: 127.0.0.1:{otlp_http} }}\nstatsd: off\n\
                  host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
                  logs:\n  - {{ path: \"{d}/game.log\", service: game, parser: json, read_from: beginning }}\n  \
                  - {{ path: \"{d}/ops.log\", service: ops, parser: json, read_from: beginning }}\n\
                  tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6] }}\n\
                  output:\n  metrics_url: https://localhost:{port}/api/v1/push\n  logs_url: https://localhost:{port}/v1/logs\n  \
+                 traces_url: https://localhost:{port}/v1/traces\n  \
                  tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
                  queue: {{ dir: {d}/queue }}\n",
                 d = d.display()
@@ -88,6 +97,7 @@ impl Rig {
             dir,
             agent_yaml,
             listen,
+            otlp_http,
             gateway,
             agent,
         }
@@ -133,24 +143,28 @@ impl Rig {
 
     /// The agent's own metric `name` (no labels), from `GET /metrics`.
     fn metric(&self, name: &str) -> f64 {
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.listen)).expect("agent API");
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("request");
-        let mut text = String::new();
-        conn.read_to_string(&mut text).expect("answer");
+        let text = self.get("/metrics");
         text.lines()
             .find_map(|l| l.strip_prefix(&format!("{name} ")))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
     }
 
-    /// Log records the agent's file sources queued so far, all levels.
-    fn logs_queued(&self) -> u64 {
+    /// `GET path` with `Connection: close`: the whole answer (for answers that end).
+    fn get(&self, path: &str) -> String {
         let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.listen)).expect("agent API");
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .expect("request");
+        conn.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .expect("request");
         let mut text = String::new();
         conn.read_to_string(&mut text).expect("answer");
+        text
+    }
+
+    /// Log records the agent's file sources queued so far, all levels.
+    fn logs_queued(&self) -> u64 {
+        let text = self.get("/metrics");
         text.lines()
             .filter(|l| l.starts_with("edge_logs_records_total{") && l.contains("source=\"file\""))
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
@@ -496,7 +510,112 @@ fn a_stalled_tap_reader_never_holds_up_shipping() {
     assert!(repeated.is_empty(), "lines not exactly once: {repeated:?}");
     let dropped = rig.metric("edge_tap_dropped_total");
     assert!(dropped > 0.0);
-    // The stalled reader is still connected: the tap was not ended to make room.
+    // The stalled reader is still connected (the tap was not ended to make room) and
+    // counts as one of the 4 taps allowed: three more open, a fifth is refused.
+    let more: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", rig.listen)).expect("connect");
+            c.write_all(b"GET /tap?signal=metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .expect("request");
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).expect("the answer's status line");
+            assert_eq!(&head, b"HTTP/1.1 200");
+            c
+        })
+        .collect();
+    let refused = rig.get("/tap?signal=logs");
+    assert!(refused.starts_with("HTTP/1.1 429"), "{refused}");
+    assert!(refused.contains("4 taps are open already"), "{refused}");
+    let bad = rig.get("/tap?signal=events");
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    assert!(bad.contains("signal=events"), "{bad}");
+    drop(more);
     drop(stalled);
     eprintln!("{total} lines shipped exactly once; the stalled tap dropped {dropped}");
+}
+
+#[test]
+fn tap_shows_spans_from_the_python_sdk_after_scrubbing() {
+    let probe = Command::new("python3")
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
+        ])
+        .status()
+        .expect("python3");
+    assert!(
+        probe.success(),
+        "the OpenTelemetry Python SDK is missing: pip install opentelemetry-sdk \
+         opentelemetry-exporter-otlp-proto-http (scripts/test installs them)"
+    );
+    let rig = Rig::start();
+    let tap = rig.tap(&["--signal", "traces", "--source", "game"], "traces.tap");
+    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/otel_traces.py");
+    let path = |name: &str| rig.path(name).display().to_string();
+    // One round (three spans) a run, until the tap (opening meanwhile) shows a `match`.
+    let has_match = || tap.lines().iter().any(|s| s["name"] == "match");
+    let mut runs = 0;
+    wait_until(&rig, "the tap did not show a match span", || {
+        let out = Command::new("python3")
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
+            .args([
+                client,
+                &format!("http://127.0.0.1:{}/v1/traces", rig.otlp_http),
+                &path("ca.crt"),
+                &path("agent.crt"),
+                &path("agent.key"),
+                "1",
+                PII[1],
+            ])
+            .output()
+            .expect("run the SDK client");
+        assert!(
+            out.status.success(),
+            "the SDK client failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        runs += 1;
+        has_match()
+    });
+    let spans = tap.lines();
+    assert!(spans.len() <= 3 * runs, "no span shown twice: {spans:?}");
+    let text = std::fs::read_to_string(&tap.out).expect("tap output");
+    assert!(
+        !text.contains(PII[1]),
+        "the address shown by the tap:\n{text}"
+    );
+    let names: std::collections::BTreeSet<&str> =
+        spans.iter().filter_map(|s| s["name"].as_str()).collect();
+    assert!(
+        names.is_subset(&["match", "save", "tick"].into()),
+        "{names:?}"
+    );
+    assert!(spans.iter().all(|s| s["service"] == "game"));
+    // A `match` span shows the token in place of the address, as the gateway gets it.
+    let m = spans
+        .iter()
+        .find(|s| s["name"] == "match")
+        .expect("a match span");
+    let token = m["attributes"]["client.address"]
+        .as_str()
+        .expect("client.address");
+    assert!(token.starts_with("tok_"), "{m}");
+    assert_eq!(
+        m["tokens"],
+        serde_json::json!([{ "field": "attributes.client.address", "token": token }]),
+        "{m}"
+    );
+    assert_eq!(m["resource"]["edgepipe.tokenized"], "true", "{m}");
+    wait_until(&rig, "the gateway did not get the token", || {
+        edge_gateway::sink::file::read_spool(&rig.path("spool"), "traces")
+            .map(|(records, _)| {
+                records
+                    .iter()
+                    .any(|r| r.data.windows(token.len()).any(|w| w == token.as_bytes()))
+            })
+            .unwrap_or(false)
+    });
+    eprintln!("{runs} SDK runs; spans shown: {names:?}");
 }

@@ -1,17 +1,19 @@
 //! Accepting and serving connections: the connection cap, the TLS handshake (with its
-//! timeout), HTTP/1.1 and HTTP/2 (a header read timeout against slowloris), the idle and
+//! timeout), HTTP/1.1 and HTTP/2 (a header read timeout against slowloris, kept by
+//! `head_deadline.rs` from a request's first byte), the idle and
 //! age limits, and the graceful end on shutdown. Failed `accept()`s pause
 //! (`edge_daemon_kit::serve::accept_loop`), so a full descriptor table never spins a core.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::watch;
 
 use super::Gateway;
+use super::head_deadline::HeadDeadline;
 use super::ingest::{ConnInfo, handle};
 use crate::telemetry::{
     GATEWAY_CONNECTIONS_CLOSED_TOTAL, GATEWAY_OPEN_CONNECTIONS,
@@ -107,9 +109,12 @@ async fn connection(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| c.as_ref().to_vec());
+            let expired = Arc::new(AtomicBool::new(false));
+            let stream = HeadDeadline::new(stream, limits.header_read_timeout, expired.clone());
             drive(
                 gw.clone(),
                 TokioIo::new(stream),
+                expired,
                 ConnInfo { cert, peer },
                 &limits,
                 shutdown,
@@ -117,9 +122,12 @@ async fn connection(
             .await;
         }
         None => {
+            let expired = Arc::new(AtomicBool::new(false));
+            let tcp = HeadDeadline::new(tcp, limits.header_read_timeout, expired.clone());
             drive(
                 gw.clone(),
                 TokioIo::new(tcp),
+                expired,
                 ConnInfo { cert: None, peer },
                 &limits,
                 shutdown,
@@ -132,6 +140,7 @@ async fn connection(
 async fn drive<I>(
     gw: Arc<Gateway>,
     io: I,
+    head_expired: Arc<AtomicBool>,
     info: ConnInfo,
     limits: &crate::config::Limits,
     mut shutdown: watch::Receiver<bool>,
@@ -155,10 +164,13 @@ async fn drive<I>(
         })
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // hyper's own header timer also runs while a keep-alive connection waits for its
+    // next request; the head deadline is kept by `HeadDeadline` (from a request's first
+    // byte), the wait between requests by the idle timeout below.
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(None);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let age = tokio::time::sleep(limits.max_connection_age);
@@ -170,6 +182,9 @@ async fn drive<I>(
             result = conn.as_mut() => {
                 if let Err(e) = result {
                     tracing::debug!(error = %e, "connection ended with an error");
+                }
+                if head_expired.load(Ordering::Relaxed) {
+                    closed(&gw, "header_timeout");
                 }
                 return;
             }

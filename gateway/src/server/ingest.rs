@@ -625,6 +625,7 @@ async fn push(
         };
         // While it commits, the request holds only the bytes it commits.
         held.hold(data.capacity() as u64);
+        let tapped = gw.taps.metrics(tenant, &data, accepted_series);
         let record = Record {
             key: format!("{tenant}/{}", id.host),
             data,
@@ -638,6 +639,7 @@ async fn push(
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_SAMPLES_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
@@ -692,6 +694,7 @@ async fn logs(
         return refused;
     }
     if !docs.is_empty() {
+        let tapped = gw.taps.logs(tenant, &docs);
         let records = docs
             .into_iter()
             .map(|data| Record {
@@ -706,6 +709,7 @@ async fn logs(
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_LOG_RECORDS_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),
@@ -761,6 +765,7 @@ async fn traces(
         return refused;
     }
     if n > 0 {
+        let tapped = gw.taps.traces(tenant, &raw, n);
         let records = sink.records(tenant, &request, raw);
         let timer = gw.telemetry.commit_begins("traces", tenant);
         let hold = gw.admission.commit_hold(&live.config.admission);
@@ -769,6 +774,7 @@ async fn traces(
         if let Err(e) = result {
             return Outcome::Sink(e);
         }
+        gw.taps.publish(tapped, &gw.telemetry);
         gw.telemetry.add(
             &GATEWAY_SPANS_ACCEPTED_TOTAL,
             labels(&[("tenant", tenant)]),

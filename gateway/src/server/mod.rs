@@ -2,7 +2,9 @@
 //!
 //! Rooms: `live.rs` (config, policy and TLS, reloaded whole), `overload.rs` (the
 //! overload controller), `admission.rs` (the work in progress, its adaptive limit and
-//! its queue by tenant priority), `ingest.rs` (request handling per route, the admin port's three paths), `answer.rs` (the one
+//! its queue by tenant priority), `ingest.rs` (request handling per route, the admin
+//! port's three checks), `admin.rs` and `tap.rs` (the admin listener and its live
+//! `/tap`), `answer.rs` (the one
 //! place where an outcome becomes an HTTP status, `Retry-After` and body), `conn.rs`
 //! (accepting and serving connections). This file holds the [`Gateway`] and its sinks.
 
@@ -17,13 +19,17 @@ use crate::sink::file::FileSink;
 use crate::sink::traces::TracesSink;
 use crate::telemetry::Telemetry;
 
+mod admin;
 pub mod admission;
 mod answer;
 mod conn;
+mod head_deadline;
 mod ingest;
 mod live;
 mod overload;
+pub mod tap;
 
+pub use admin::serve as serve_admin;
 pub use answer::{Answer, CADENCE_HEADER, Outcome, SHED_HEADER};
 pub use conn::serve;
 pub use ingest::{ConnInfo, handle, handle_admin};
@@ -56,6 +62,8 @@ pub struct Gateway {
     /// The files as they were when a reload was last refused: the same refused files
     /// seen again (a poll, then a SIGHUP) are one refusal, counted once.
     refused_stamps: std::sync::Mutex<Option<edge_daemon_kit::stamp::Stamps>>,
+    /// The taps open on the admin port.
+    taps: tap::Taps,
 }
 
 /// Bytes of commits that may wait on an AWS sink before it answers `Busy`.
@@ -131,6 +139,7 @@ impl Gateway {
             admission,
             in_flight: AtomicI64::new(0),
             refused_stamps: std::sync::Mutex::new(None),
+            taps: tap::Taps::default(),
         });
         gw.reloaded(true);
         tokio::spawn(admission::Admission::lag_probe(Arc::downgrade(&gw)));

@@ -238,6 +238,44 @@ pub fn for_each_record(
     mut each: impl FnMut(&str, &[u8]),
 ) -> std::io::Result<u64> {
     let mut skipped = 0u64;
+    scan(dir, stream, |frame| match frame {
+        Frame::Record { key, data, .. } => each(key, data),
+        Frame::Torn { bytes, .. } => skipped += bytes,
+    })?;
+    Ok(skipped)
+}
+
+/// What [`scan`] finds in a segment.
+#[derive(Debug)]
+pub enum Frame<'a> {
+    /// A whole record.
+    Record {
+        /// Its segment file.
+        segment: &'a Path,
+        /// Where its frame begins in the segment.
+        offset: u64,
+        /// Its key.
+        key: &'a str,
+        /// Its data.
+        data: &'a [u8],
+    },
+    /// Bytes after the last whole record of a segment: a frame cut short by a crash, or
+    /// one whose checksum does not match (what follows it cannot be framed either).
+    Torn {
+        /// The segment file.
+        segment: &'a Path,
+        /// Where the first bad frame begins.
+        offset: u64,
+        /// Bytes from there to the end of the segment, skipped.
+        bytes: u64,
+    },
+}
+
+/// Calls `each` for every whole record of `stream` in the spool under `dir`, in order,
+/// with the segment and offset it was read from, and once for each segment's torn tail.
+/// The one reader of the spool format: [`for_each_record`], [`read_spool`] and
+/// `edge-gateway spool cat` are built on it.
+pub fn scan(dir: &Path, stream: &str, mut each: impl FnMut(Frame<'_>)) -> std::io::Result<()> {
     for (_, path) in segments(&dir.join(stream))? {
         let bytes = std::fs::read(&path)?;
         let mut at = 0usize;
@@ -256,12 +294,23 @@ pub fn for_each_record(
             let Some(key) = body.get(2..2 + key_len) else {
                 break;
             };
-            each(&String::from_utf8_lossy(key), &body[2 + key_len..]);
+            each(Frame::Record {
+                segment: &path,
+                offset: at as u64,
+                key: &String::from_utf8_lossy(key),
+                data: &body[2 + key_len..],
+            });
             at += 8 + len;
         }
-        skipped += (bytes.len() - at) as u64;
+        if at < bytes.len() {
+            each(Frame::Torn {
+                segment: &path,
+                offset: at as u64,
+                bytes: (bytes.len() - at) as u64,
+            });
+        }
     }
-    Ok(skipped)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -303,6 +352,19 @@ mod tests {
         f.write_all(&[50, 0, 0, 0, 1, 2]).expect("tear");
         let (records, skipped) = read_spool(dir.path(), "metrics").expect("read");
         assert_eq!((records.len(), skipped), (20, 6));
+        let (mut torn, mut last_end) = (Vec::new(), 0);
+        scan(dir.path(), "metrics", |frame| match frame {
+            Frame::Record {
+                offset, key, data, ..
+            } => last_end = offset + 8 + 2 + key.len() as u64 + data.len() as u64,
+            Frame::Torn {
+                segment,
+                offset,
+                bytes,
+            } => torn.push((segment.to_path_buf(), offset, bytes)),
+        })
+        .expect("scan");
+        assert_eq!(torn, [(seg.clone(), last_end, 6)]);
         // A restart writes a new segment.
         drop(sink);
         let sink = FileSink::open(dir.path(), "metrics").expect("reopen");
