@@ -43,5 +43,6 @@ pub mod sender;
 pub mod shared;
 pub mod statsd;
 pub mod tap;
+pub mod tap_client;
 pub mod telemetry;
 pub mod traces;

@@ -38,7 +38,7 @@ enum Command {
     Test(edge_agent::casetest::Args),
     /// Show what leaves a running agent's pipelines (after tokenization and the gate),
     /// live, as NDJSON from its loopback API.
-    Tap(edge_agent::tap::Args),
+    Tap(edge_agent::tap_client::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         return edge_agent::migrate::run(migrate);
     }
     if let Some(Command::Tap(tap)) = &args.command {
-        return edge_agent::tap::run(tap, args.config.as_deref());
+        return edge_agent::tap_client::run(tap, args.config.as_deref());
     }
     let Some(path) = args.config else {
         eprintln!("edge-agent: --config FILE is required");
