@@ -71,20 +71,26 @@ mod tests {
 
     #[test]
     fn stat_time_follows_the_threads_on_cpu_time() {
-        let pid = std::process::id();
+        // A busy child of its own: this test binary's other threads (tests running
+        // beside this one) come and go, and a thread that exits leaves schedstat's sum
+        // but not stat's.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "while :; do :; done"])
+            .spawn()
+            .expect("start sh");
+        let pid = child.id();
         let tps = clock_ticks().expect("CLK_TCK");
-        let (sched0, stat0) = (cpu(pid), cpu_stat(pid, tps).expect("own stat"));
-        // Spin until this process has been on a CPU for half a second more, however
-        // long that takes on a busy machine.
-        let mut x = 0u64;
-        while cpu(pid) - sched0 < Duration::from_millis(500) {
-            for i in 0..10_000u64 {
-                x = x.wrapping_mul(31).wrapping_add(i);
-            }
-            std::hint::black_box(x);
+        // Until the child has been on a CPU for half a second, however long that takes
+        // on a busy machine.
+        let mut sched = Duration::ZERO;
+        let mut stat = Duration::ZERO;
+        while sched < Duration::from_millis(500) {
+            std::thread::sleep(Duration::from_millis(20));
+            sched = cpu(pid);
+            stat = cpu_stat(pid, tps).expect("the child's stat");
         }
-        let sched = cpu(pid) - sched0;
-        let stat = cpu_stat(pid, tps).expect("own stat") - stat0;
+        let _ = child.kill();
+        let _ = child.wait();
         // Tick accounting samples: it agrees with schedstat within a few ticks.
         let slack = Duration::from_millis(150);
         assert!(
