@@ -266,28 +266,22 @@ pub fn needs_restart(
     new: &AgentConfig,
 ) -> Vec<(&'static str, String, String)> {
     let mut out = Vec::new();
-    if running.listen != new.listen {
-        out.push(("listen", running.listen.to_string(), new.listen.to_string()));
-    }
-    if running.queue.dir != new.queue.dir {
-        out.push((
-            "queue.dir",
-            running.queue.dir.display().to_string(),
-            new.queue.dir.display().to_string(),
-        ));
-    }
-    if running.queue.max_bytes != new.queue.max_bytes {
-        out.push((
-            "queue.max_bytes",
-            running.queue.max_bytes.to_string(),
-            new.queue.max_bytes.to_string(),
-        ));
-    }
     let mut differs = |key: &'static str, old: String, new: String| {
         if old != new {
             out.push((key, old, new));
         }
     };
+    differs("listen", running.listen.to_string(), new.listen.to_string());
+    differs(
+        "queue.dir",
+        running.queue.dir.display().to_string(),
+        new.queue.dir.display().to_string(),
+    );
+    differs(
+        "queue.max_bytes",
+        running.queue.max_bytes.to_string(),
+        new.queue.max_bytes.to_string(),
+    );
     differs(
         "host_labels",
         format!("{:?}", running.host_labels),
