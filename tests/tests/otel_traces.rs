@@ -10,7 +10,7 @@ use std::process::Command;
 
 use edge_schema::proto::otlp::any_value::Value;
 use edge_schema::proto::otlp::trace::{ExportTraceServiceRequest, Span};
-use edge_tests::procs::{Proc, free_port};
+use edge_tests::rig::{Certs, GatewayOptions, GatewayRig};
 use prost::Message;
 
 const ROUNDS: usize = 5;
@@ -31,16 +31,8 @@ fn the_opentelemetry_python_sdk_exports_spans_into_the_gateways_traces_sink_over
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let pki = edge_tests::pki::Pki::new(d).expect("pki");
-    pki.write_client(d, "gs-7", "game").expect("client cert");
-    let port = free_port();
-    let yaml = format!(
-        "{head}sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }}, traces: {{ kind: file, dir: {d}/spool }} }}\n",
-        head = edge_tests::pki::gateway_yaml_head(port, d),
-        d = d.display()
-    );
-    let gateway =
-        Proc::configured("edge-gateway", d, "gateway", &yaml, &[], port).expect("gateway");
+    let certs = Certs::generate_for(d, "gs-7", "game");
+    let gateway = GatewayRig::start(&certs, GatewayOptions::files().traces());
     let client = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/otel_traces.py");
     let path = |name: &str| d.join(name).display().to_string();
     let out = Command::new("python3")
@@ -50,7 +42,7 @@ fn the_opentelemetry_python_sdk_exports_spans_into_the_gateways_traces_sink_over
         .env_remove("CURL_CA_BUNDLE")
         .args([
             client,
-            &format!("https://localhost:{port}/v1/traces"),
+            &gateway.url("/v1/traces"),
             &path("ca.crt"),
             &path("agent.crt"),
             &path("agent.key"),
@@ -72,7 +64,7 @@ fn the_opentelemetry_python_sdk_exports_spans_into_the_gateways_traces_sink_over
 
     // The exporter got its 200s only after the commits: everything is in the spool now.
     let (records, torn) =
-        edge_gateway::sink::file::read_spool(&d.join("spool"), "traces").expect("spool");
+        edge_gateway::sink::file::read_spool(&gateway.spool, "traces").expect("spool");
     assert_eq!(torn, 0);
     assert_eq!(records.len(), 3 * ROUNDS, "one record per export request");
     let mut spans: Vec<Span> = Vec::new();
