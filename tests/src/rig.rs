@@ -425,3 +425,22 @@ impl AgentRig {
         format!("\nagent:\n{}", self.proc.log())
     }
 }
+
+/// The OpenTelemetry Python SDK client the trace tests run (`clients/otel_traces.py`).
+/// Panics, saying how to install it, when the SDK is missing: a test that needs it
+/// fails then, it does not skip (`scripts/test` installs it).
+pub fn otel_python_client() -> &'static str {
+    let probe = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
+        ])
+        .status()
+        .expect("python3");
+    assert!(
+        probe.success(),
+        "the OpenTelemetry Python SDK is missing: pip install opentelemetry-sdk \
+         opentelemetry-exporter-otlp-proto-http (scripts/test installs them)"
+    );
+    concat!(env!("CARGO_MANIFEST_DIR"), "/clients/otel_traces.py")
+}

@@ -10,30 +10,18 @@ use std::process::Command;
 
 use edge_schema::proto::otlp::any_value::Value;
 use edge_schema::proto::otlp::trace::{ExportTraceServiceRequest, Span};
-use edge_tests::rig::{Certs, GatewayOptions, GatewayRig};
+use edge_tests::rig::{Certs, GatewayOptions, GatewayRig, otel_python_client};
 use prost::Message;
 
 const ROUNDS: usize = 5;
 
 #[test]
 fn the_opentelemetry_python_sdk_exports_spans_into_the_gateways_traces_sink_over_mtls() {
-    let probe = Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
-        ])
-        .status()
-        .expect("python3");
-    assert!(
-        probe.success(),
-        "the OpenTelemetry Python SDK is missing: pip install opentelemetry-sdk \
-         opentelemetry-exporter-otlp-proto-http (scripts/test installs them)"
-    );
+    let client = otel_python_client();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let certs = Certs::generate_for(d, "gs-7", "game");
     let gateway = GatewayRig::start(&certs, GatewayOptions::files().traces());
-    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/otel_traces.py");
     let path = |name: &str| d.join(name).display().to_string();
     let out = Command::new("python3")
         // `requests` lets these variables override a session's own CA file (the

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use edge_tests::procs::{binary, free_port};
-use edge_tests::rig::{AgentOptions, AgentRig, Certs, GatewayOptions, GatewayRig};
+use edge_tests::rig::{
+    AgentOptions, AgentRig, Certs, GatewayOptions, GatewayRig, otel_python_client,
+};
 
 /// Generous: every wait ends as soon as its condition holds; the bound only ends a run
 /// that is stuck, never a slow one.
@@ -483,21 +485,9 @@ fn a_stalled_tap_reader_never_holds_up_shipping() {
 
 #[test]
 fn tap_shows_spans_from_the_python_sdk_after_scrubbing() {
-    let probe = Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
-        ])
-        .status()
-        .expect("python3");
-    assert!(
-        probe.success(),
-        "the OpenTelemetry Python SDK is missing: pip install opentelemetry-sdk \
-         opentelemetry-exporter-otlp-proto-http (scripts/test installs them)"
-    );
+    let client = otel_python_client();
     let rig = Rig::start();
     let tap = rig.tap(&["--signal", "traces", "--source", "game"], "traces.tap");
-    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/otel_traces.py");
     let path = |name: &str| rig.path(name).display().to_string();
     // One round (three spans) a run, until the tap (opening meanwhile) shows a `match`.
     let has_match = || tap.lines().iter().any(|s| s["name"] == "match");
