@@ -765,6 +765,81 @@ async fn a_checkpoint_with_a_stale_lease_counter_is_refused() {
     assert!(err.to_string().contains("\"other\""), "{err}");
 }
 
+/// What the lease protocol rests on: of relays taking the same free lease at once,
+/// exactly one wins (DynamoDB's conditional writes are atomic), and the table names it.
+/// Relays starting together race like this for every shard. A store that let two win
+/// would have both read the shard, and the loser forward a request before its first
+/// checkpoint is refused: duplicates from relays nobody killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_taking_one_free_lease_at_once_have_one_winner() {
+    const RACERS: usize = 3; // as many as the `join!` below
+    const ROUNDS: usize = 100;
+    let moto = Moto::start();
+    let mut tables = Vec::new();
+    for n in 0..RACERS {
+        // A client each: each relay has its own connections.
+        tables.push(
+            LeaseTable::open(
+                dynamodb(&moto),
+                TABLE,
+                "metrics",
+                &format!("relay-{n}"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("open"),
+        );
+    }
+    let mut won: Vec<(String, Vec<String>)> = Vec::new();
+    for round in 0..ROUNDS {
+        let shard = ShardInfo {
+            id: format!("shardId-{round:012}"),
+            parent: None,
+            adjacent_parent: None,
+            ending: None,
+        };
+        tables[0]
+            .sync(std::slice::from_ref(&shard), &[])
+            .await
+            .expect("sync");
+        // As every relay scans it: new, free, counter 0.
+        let lease = Lease {
+            shard: shard.id.clone(),
+            owner: None,
+            counter: 0,
+            checkpoint: None,
+            parents: Vec::new(),
+            finished: false,
+            handoff: None,
+        };
+        let (a, b, c) = tokio::join!(
+            tables[0].take(&lease),
+            tables[1].take(&lease),
+            tables[2].take(&lease)
+        );
+        let winners: Vec<String> = [a, b, c]
+            .into_iter()
+            .map(|t| t.expect("take"))
+            .filter_map(|t| t.and_then(|l| l.owner))
+            .collect();
+        won.push((shard.id, winners));
+    }
+    let leases = tables[0].scan().await.expect("scan");
+    let mut doubles = Vec::new();
+    for (shard, winners) in won {
+        let now = leases.iter().find(|l| l.shard == shard).expect("the lease");
+        if winners.len() != 1 || now.owner.as_ref() != winners.first() || now.counter != 1 {
+            doubles.push((shard, winners, now.owner.clone(), now.counter));
+        }
+    }
+    assert!(
+        doubles.is_empty(),
+        "{} of {ROUNDS} rounds did not have exactly one winner named by the table \
+         (shard, winners, owner, counter): {doubles:?}",
+        doubles.len()
+    );
+}
+
 /// A forced steal under a running relay: its lease counter is bumped in DynamoDB while
 /// a request is in flight. The relay's checkpoint is refused, it gives the shard up and
 /// forwards nothing more of it while the thief holds it; once the thief stops renewing,
