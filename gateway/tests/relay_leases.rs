@@ -376,11 +376,7 @@ async fn three_relays(kill: bool) {
     // Slow enough answers that the killed relay has requests in flight.
     target.delay_ms.store(250, Ordering::SeqCst);
     let mut relays: Vec<RelayProc> = (0..3)
-        // A lease timeout well past a renewal that a busy machine (or a cold local AWS
-        // server on a fresh one) makes late: a lease that expires under a live relay
-        // moves, and the records its owner had in flight are sent twice by a relay that
-        // was not killed.
-        .map(|n| RelayProc::start(dir.path(), &moto, &target, &format!("r{n}"), "30s"))
+        .map(|n| RelayProc::start(dir.path(), &moto, &target, &format!("r{n}"), "10s"))
         .collect();
 
     // The table is created on demand; the relays settle at 2, 1, 1.
@@ -417,7 +413,7 @@ async fn three_relays(kill: bool) {
                 .max_by_key(|(_, c)| *c)
                 .expect("relays");
             relays[idx].proc.kill();
-            // Its checkpoints as it left them: nobody takes its leases for 30 s.
+            // Its checkpoints as it left them: nobody takes its leases for 10 s.
             let leases = scan(&db).await;
             let held: HashMap<String, Option<String>> = leases
                 .iter()
@@ -505,14 +501,27 @@ async fn three_relays(kill: bool) {
                 got.iter().any(|g| g.relay == name),
                 "the killed relay had forwarded nothing"
             );
+            // Each such record with who sent it, its shard and sequence number.
+            let unexplained: Vec<(u32, Vec<&str>, &str, &str)> = duplicated
+                .difference(&in_flight)
+                .take(20)
+                .map(|i| {
+                    let senders = got
+                        .iter()
+                        .filter(|g| g.i == *i)
+                        .map(|g| g.relay.as_str())
+                        .collect();
+                    let (shard, seq) = &placed[i];
+                    (*i, senders, shard.as_str(), seq.as_str())
+                })
+                .collect();
             assert!(
                 duplicated.is_subset(&in_flight),
-                "duplicates that were not in flight at the kill: {:?} (in flight: {})",
-                duplicated
-                    .difference(&in_flight)
-                    .take(20)
-                    .collect::<Vec<_>>(),
-                in_flight.len()
+                "duplicates that were not in flight at the kill of {name} (record, senders, \
+                 shard, sequence): {unexplained:?} (in flight: {}; checkpoints at the kill: \
+                 {held:?}); logs:\n{}",
+                in_flight.len(),
+                logs(&relays)
             );
             eprintln!(
                 "killed {name} holding {} leases: {} records in flight, {} duplicated",
