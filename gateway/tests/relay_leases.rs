@@ -239,11 +239,18 @@ async fn put(moto: &Moto, from: u32, to: u32, hosts: u32, chunk: u32, gap: Durat
 }
 
 fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
+    dynamodb_at(&moto.url())
+}
+
+/// A DynamoDB client for `url`, retrying as the relay's does (the SDK's standard mode).
+fn dynamodb_at(url: &str) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard())
         .region(Region::new("us-east-1"))
-        .endpoint_url(moto.url())
+        .endpoint_url(url)
         .credentials_provider(Credentials::new("test", "test", None, None, "static"))
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
@@ -847,6 +854,112 @@ async fn relays_taking_one_free_lease_at_once_have_one_winner() {
          (shard, winners, owner, counter): {doubles:?}",
         doubles.len()
     );
+}
+
+/// A proxy in front of moto: while `lose` is above zero, a DynamoDB `UpdateItem` goes
+/// through to moto and is applied, and then its connection is closed without the
+/// answer (a network that lost it). Its port.
+async fn answer_losing_proxy(moto: u16, lose: Arc<AtomicUsize>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let lose = lose.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let lose = lose.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let update = parts
+                                .headers
+                                .get("x-amz-target")
+                                .and_then(|v| v.to_str().ok())
+                                .is_some_and(|t| t.ends_with(".UpdateItem"));
+                            let answer = support::forward(moto, parts, body.to_vec()).await;
+                            if update
+                                && lose
+                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                        n.checked_sub(1)
+                                    })
+                                    .is_ok()
+                            {
+                                return Err(std::io::Error::other("the answer is lost (test)"));
+                            }
+                            Ok(answer)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// A renewal and a checkpoint that DynamoDB applied but whose answers were lost: the
+/// SDK sends each again, and the retry's condition fails on the relay's own write. The
+/// relay keeps its lease (a relay that gave it up would take it back from its
+/// checkpoint and send its request in flight again, with nobody killed), and the
+/// checkpoint is where it wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_write_applied_whose_answer_was_lost_keeps_the_lease() {
+    let moto = Moto::start();
+    let lose = Arc::new(AtomicUsize::new(0));
+    let proxy = answer_losing_proxy(moto.port, lose.clone()).await;
+    let table = LeaseTable::open(
+        dynamodb_at(&format!("http://127.0.0.1:{proxy}")),
+        TABLE,
+        "metrics",
+        "relay-a",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("open");
+    let shard = ShardInfo {
+        id: "shardId-000000000000".into(),
+        parent: None,
+        adjacent_parent: None,
+        ending: None,
+    };
+    table
+        .sync(std::slice::from_ref(&shard), &[])
+        .await
+        .expect("sync");
+    let leases = table.scan().await.expect("scan");
+    table.take(&leases[0]).await.expect("take").expect("free");
+
+    lose.store(1, Ordering::SeqCst);
+    let renewed = table.renew().await;
+    assert_eq!(lose.load(Ordering::SeqCst), 0, "no answer was lost");
+    assert!(
+        renewed.conflicts.is_empty() && renewed.unrenewed.is_empty(),
+        "{renewed:?}"
+    );
+    assert!(table.held().contains(&shard.id), "the lease was given up");
+
+    lose.store(1, Ordering::SeqCst);
+    table
+        .save(&shard.id, Checkpoint::After("100".into()))
+        .await
+        .expect("the checkpoint is saved");
+    assert_eq!(lose.load(Ordering::SeqCst), 0, "no answer was lost");
+    let renewed = table.renew().await;
+    assert!(renewed.conflicts.is_empty(), "{renewed:?}");
+    let lease = table.scan().await.expect("scan").remove(0);
+    assert_eq!(lease.owner.as_deref(), Some("relay-a"));
+    assert_eq!(lease.checkpoint.as_deref(), Some("100"));
 }
 
 /// A forced steal under a running relay: its lease counter is bumped in DynamoDB while
