@@ -14,8 +14,13 @@ use tokio::sync::oneshot;
 
 use super::{BoxFuture, Record, Sink, SinkError};
 
-/// How long the writer waits for more commits to share one sync.
-pub const LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long the writer waits for more commits to share one sync. 5 ms: at a region's
+/// 3× load (500 pushes a second) a group is a few commits, and the spool's CPU per
+/// sample falls with the syncs; the seed's bound on an answer is 350 ms.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// The most commits one sync covers.
+const MAX_GROUP: usize = 256;
 
 /// A segment is closed and a new one begun past this size.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
@@ -48,13 +53,13 @@ impl FileSink {
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
                     let mut group = vec![first];
-                    // Linger briefly so one fdatasync covers the requests arriving
-                    // together; under load this cuts syncs several-fold for at most
-                    // LINGER of added latency.
-                    let until = std::time::Instant::now() + LINGER;
-                    while group.len() < 256 {
-                        let left = until.saturating_duration_since(std::time::Instant::now());
-                        match rx.recv_timeout(left) {
+                    // Linger so one fdatasync covers the requests arriving together:
+                    // the sync, not the bytes, is most of the spool's cost. The writer
+                    // sleeps the whole linger and then takes what came (one wake-up a
+                    // group, not one a commit).
+                    std::thread::sleep(LINGER);
+                    while group.len() < MAX_GROUP {
+                        match rx.try_recv() {
                             Ok(more) => group.push(more),
                             Err(_) => break,
                         }
