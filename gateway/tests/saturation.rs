@@ -304,10 +304,13 @@ fn a_saturated_gateway_answers_fast_and_serves_the_important_tenant_first() {
                    game: { priority: 100 }\n  noisy: { priority: 10 }";
     let policy = dir.path().join("labels.yaml");
     std::fs::write(&policy, edge_tests::fleet::fleet_policy_yaml()).expect("policy");
+    // The test's clients keep their connections for the whole run (agents reconnect when
+    // the gateway closes one at `max_connection_age`, 5 min by default; these do not).
     let config = format!(
         "{}admin_listen: 127.0.0.1:{admin}\npolicy: {}\n\
          overload: {{ actions: [ {{ reduce_log_sampling: 50% }} ] }}\n\
-         admission: {{ max_queue_wait: {}ms }}\n",
+         admission: {{ max_queue_wait: {}ms }}\n\
+         limits: {{ max_connection_age: 1h }}\n",
         support::config_text(dir.path(), port, tenants),
         policy.display(),
         MAX_QUEUE_WAIT.as_millis()
