@@ -161,19 +161,81 @@ pub fn host_config(config: &AgentConfig) -> Option<HostConfig> {
     })
 }
 
-/// `new` with the settings that need a restart at their `running` values (what is in
-/// force until the restart). `logs_live`: the agent runs a logs pipeline (without one,
-/// log sources need a restart too).
+/// A setting that only takes effect at the next start.
+struct RestartOnly {
+    /// Its key in `agent.yaml`, as reload messages name it.
+    key: &'static str,
+    /// Its value, as reload messages show it (two values differ when these do).
+    shown: fn(&AgentConfig) -> String,
+    /// Sets it in the first config to its value in the second.
+    keep: fn(&mut AgentConfig, &AgentConfig),
+}
+
+/// The settings only a restart changes, in the order reload names them: the listen
+/// address (a bound socket), the queue (open segments; its other fields are not
+/// settings), the host labels, the outputs and their TLS (open connections), and the
+/// StatsD and OTLP receivers (bound sockets). [`needs_restart`] reports them and
+/// [`keep_restart_only`] keeps them, from this one list.
+const RESTART_ONLY: &[RestartOnly] = &[
+    RestartOnly {
+        key: "listen",
+        shown: |c| c.listen.to_string(),
+        keep: |new, running| new.listen = running.listen,
+    },
+    RestartOnly {
+        key: "queue.dir",
+        shown: |c| c.queue.dir.display().to_string(),
+        keep: |new, running| new.queue.dir = running.queue.dir.clone(),
+    },
+    RestartOnly {
+        key: "queue.max_bytes",
+        shown: |c| c.queue.max_bytes.to_string(),
+        keep: |new, running| new.queue.max_bytes = running.queue.max_bytes,
+    },
+    RestartOnly {
+        key: "host_labels",
+        shown: |c| format!("{:?}", c.host_labels),
+        keep: |new, running| new.host_labels = running.host_labels.clone(),
+    },
+    RestartOnly {
+        key: "output.metrics_url",
+        shown: |c| c.metrics_urls.join(","),
+        keep: |new, running| new.metrics_urls = running.metrics_urls.clone(),
+    },
+    RestartOnly {
+        key: "output.logs_url",
+        shown: |c| c.logs_urls.join(","),
+        keep: |new, running| new.logs_urls = running.logs_urls.clone(),
+    },
+    RestartOnly {
+        key: "output.traces_url",
+        shown: |c| c.traces_urls.join(","),
+        keep: |new, running| new.traces_urls = running.traces_urls.clone(),
+    },
+    RestartOnly {
+        key: "tls",
+        shown: |c| format!("{:?}", c.tls),
+        keep: |new, running| new.tls = running.tls.clone(),
+    },
+    RestartOnly {
+        key: "statsd",
+        shown: |c| format!("{:?}", c.statsd),
+        keep: |new, running| new.statsd = running.statsd.clone(),
+    },
+    RestartOnly {
+        key: "otlp",
+        shown: |c| format!("{:?}", c.otlp),
+        keep: |new, running| new.otlp = running.otlp,
+    },
+];
+
+/// `new` with the settings that need a restart ([`RESTART_ONLY`]) at their `running`
+/// values (what is in force until the restart). `logs_live`: the agent runs a logs
+/// pipeline (without one, log sources need a restart too).
 fn keep_restart_only(mut new: AgentConfig, running: &AgentConfig, logs_live: bool) -> AgentConfig {
-    new.listen = running.listen;
-    new.queue = running.queue.clone();
-    new.host_labels = running.host_labels.clone();
-    new.metrics_urls = running.metrics_urls.clone();
-    new.logs_urls = running.logs_urls.clone();
-    new.traces_urls = running.traces_urls.clone();
-    new.tls = running.tls.clone();
-    new.statsd = running.statsd.clone();
-    new.otlp = running.otlp;
+    for setting in RESTART_ONLY {
+        (setting.keep)(&mut new, running);
+    }
     if !logs_live {
         new.logs = running.logs.clone();
     }
@@ -260,64 +322,16 @@ pub fn prepare(file: &Path, running: &AgentConfig) -> Result<Candidate, Vec<Stri
 }
 
 /// The settings that differ between `running` and `new` but only take effect at the
-/// next start: the listen address (a bound socket) and the queue (open segments).
+/// next start ([`RESTART_ONLY`]): `(key, running value, new value)`.
 pub fn needs_restart(
     running: &AgentConfig,
     new: &AgentConfig,
 ) -> Vec<(&'static str, String, String)> {
-    let mut out = Vec::new();
-    let mut differs = |key: &'static str, old: String, new: String| {
-        if old != new {
-            out.push((key, old, new));
-        }
-    };
-    differs("listen", running.listen.to_string(), new.listen.to_string());
-    differs(
-        "queue.dir",
-        running.queue.dir.display().to_string(),
-        new.queue.dir.display().to_string(),
-    );
-    differs(
-        "queue.max_bytes",
-        running.queue.max_bytes.to_string(),
-        new.queue.max_bytes.to_string(),
-    );
-    differs(
-        "host_labels",
-        format!("{:?}", running.host_labels),
-        format!("{:?}", new.host_labels),
-    );
-    differs(
-        "output.metrics_url",
-        running.metrics_urls.join(","),
-        new.metrics_urls.join(","),
-    );
-    differs(
-        "output.logs_url",
-        running.logs_urls.join(","),
-        new.logs_urls.join(","),
-    );
-    differs(
-        "output.traces_url",
-        running.traces_urls.join(","),
-        new.traces_urls.join(","),
-    );
-    differs(
-        "tls",
-        format!("{:?}", running.tls),
-        format!("{:?}", new.tls),
-    );
-    differs(
-        "statsd",
-        format!("{:?}", running.statsd),
-        format!("{:?}", new.statsd),
-    );
-    differs(
-        "otlp",
-        format!("{:?}", running.otlp),
-        format!("{:?}", new.otlp),
-    );
-    out
+    RESTART_ONLY
+        .iter()
+        .map(|s| (s.key, (s.shown)(running), (s.shown)(new)))
+        .filter(|(_, old, new)| old != new)
+        .collect()
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@
 //! that run's figure).
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -295,7 +296,11 @@ fn start_gateway(d: &std::path::Path, port: u16, head: &str, metrics_sink: &str)
         d = d.display()
     );
     std::fs::write(d.join("gateway.yaml"), config).expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edge-gateway"))
+    // EDGE_BENCH_GATEWAY runs another build of the gateway (an A/B of two commits on the
+    // same generator and machine); by default, the one built with this bench.
+    let binary = std::env::var_os("EDGE_BENCH_GATEWAY")
+        .map_or_else(|| env!("CARGO_BIN_EXE_edge-gateway").into(), PathBuf::from);
+    let mut child = Command::new(binary)
         .arg("--config")
         .arg(d.join("gateway.yaml"))
         .env("EDGE_GATEWAY_LOG", "warn")

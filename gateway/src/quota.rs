@@ -36,6 +36,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::config::TenantLimits;
+use crate::validate::SeriesKeys;
 
 /// A series is active while it was written in this window (Mimir's default).
 pub const ACTIVE_WINDOW: Duration = Duration::from_secs(300);
@@ -341,10 +342,21 @@ impl std::hash::Hasher for PassThrough {
     }
 }
 
-type SeenMap = HashMap<u64, u32, std::hash::BuildHasherDefault<PassThrough>>;
+type SeenMap = HashMap<u64, Seen, std::hash::BuildHasherDefault<PassThrough>>;
 
-/// Active series: the hash of each series' labels and when it was last written (in
-/// seconds since `epoch`, so an entry is 12 bytes: 2 million series take about 40 MB).
+/// One active series.
+#[derive(Clone, Copy, Debug)]
+struct Seen {
+    /// When it was last written, in seconds since [`Series::epoch`].
+    stamp: u32,
+    /// The config generation ([`crate::server::live::Live::generation`], its low 32 bits)
+    /// under which its labels were last found fine.
+    checked: u32,
+}
+
+/// Active series: the keyed hash of each series' labels ([`crate::validate::SeriesKeys`]),
+/// when it was last written and under which config it was checked (an entry is 16 bytes:
+/// 2 million series take about 50 MB).
 #[derive(Debug)]
 struct Series {
     seen: SeenMap,
@@ -378,7 +390,7 @@ impl Series {
         let now = self.stamp(now);
         let window = ACTIVE_WINDOW.as_secs() as u32;
         self.seen
-            .retain(|_, last| now.saturating_sub(*last) < window);
+            .retain(|_, seen| now.saturating_sub(seen.stamp) < window);
     }
 }
 
@@ -386,6 +398,7 @@ impl Series {
 #[derive(Debug, Default)]
 pub struct Quotas {
     tenants: Mutex<HashMap<String, Tenant>>,
+    keys: SeriesKeys,
 }
 
 /// This replica's share of a regional figure.
@@ -591,29 +604,63 @@ impl Quotas {
         })
     }
 
+    /// The keys series are hashed with ([`SeriesKeys`]).
+    pub fn series_keys(&self) -> &SeriesKeys {
+        &self.keys
+    }
+
+    /// For each series hash, whether the series is active for `tenant` and its labels
+    /// were found fine under config `generation`: such a series need not be checked
+    /// again. A series refused by the checks is never admitted, so it is never known.
+    pub fn checked_series(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        hashes: &[u64],
+        generation: u64,
+    ) -> Vec<bool> {
+        let generation = generation as u32;
+        self.with_tenant(tenant, limits, replicas, |t| {
+            hashes
+                .iter()
+                .map(|h| {
+                    t.series
+                        .seen
+                        .get(h)
+                        .is_some_and(|s| s.checked == generation)
+                })
+                .collect()
+        })
+    }
+
     /// Admits the series whose label hashes are given, in order, up to the tenant's
     /// `max_series / replicas` active series; returns, for each, whether it is admitted.
-    /// A series already active is always admitted (and kept active).
+    /// A series already active is always admitted (and kept active). Every series given
+    /// was found fine by the label checks under config `generation` (or known to be,
+    /// [`Quotas::checked_series`]), and is remembered so.
     pub fn admit_series(
         &self,
         tenant: &str,
         limits: &TenantLimits,
         replicas: u32,
         hashes: &[u64],
+        generation: u64,
         now: Instant,
     ) -> Vec<bool> {
         let max = (limits.max_series / u64::from(replicas.max(1))) as usize;
+        let checked = generation as u32;
         self.with_tenant(tenant, limits, replicas, |t| {
             t.series.prune(now);
             let stamp = t.series.stamp(now);
             hashes
                 .iter()
                 .map(|h| {
-                    if let Some(last) = t.series.seen.get_mut(h) {
-                        *last = stamp;
+                    if let Some(seen) = t.series.seen.get_mut(h) {
+                        *seen = Seen { stamp, checked };
                         true
                     } else if t.series.seen.len() < max {
-                        t.series.seen.insert(*h, stamp);
+                        t.series.seen.insert(*h, Seen { stamp, checked });
                         true
                     } else {
                         false
@@ -737,15 +784,34 @@ mod tests {
         let l = limits(1e9, 1 << 30, 3);
         let t0 = Instant::now();
         assert_eq!(
-            q.admit_series("a", &l, 1, &[1, 2, 3, 4], t0),
+            q.admit_series("a", &l, 1, &[1, 2, 3, 4], 7, t0),
             [true, true, true, false]
         );
         // Known series stay admitted; new ones do not.
-        assert_eq!(q.admit_series("a", &l, 1, &[3, 5], t0), [true, false]);
+        assert_eq!(q.admit_series("a", &l, 1, &[3, 5], 7, t0), [true, false]);
         // After the window, room again.
         let later = t0 + ACTIVE_WINDOW + Duration::from_secs(11);
-        assert_eq!(q.admit_series("a", &l, 1, &[5], later), [true]);
+        assert_eq!(q.admit_series("a", &l, 1, &[5], 7, later), [true]);
         assert_eq!(q.active_series(), vec![("a".to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_series_is_known_as_checked_only_for_its_tenant_and_under_the_config_it_was_checked_by() {
+        let q = Quotas::default();
+        let l = limits(1e9, 1 << 30, 10);
+        let t0 = Instant::now();
+        assert_eq!(q.checked_series("a", &l, 1, &[1, 2], 7), [false, false]);
+        assert_eq!(q.admit_series("a", &l, 1, &[1], 7, t0), [true]);
+        assert_eq!(q.checked_series("a", &l, 1, &[1, 2], 7), [true, false]);
+        assert_eq!(q.checked_series("b", &l, 1, &[1], 7), [false]);
+        // After a reload, every series is checked again, and known once it passed.
+        assert_eq!(q.checked_series("a", &l, 1, &[1], 8), [false]);
+        assert_eq!(q.admit_series("a", &l, 1, &[1], 8, t0), [true]);
+        assert_eq!(q.checked_series("a", &l, 1, &[1], 8), [true]);
+        // A series past the tenant's limit was refused: it is not known either.
+        let one = limits(1e9, 1 << 30, 1);
+        assert_eq!(q.admit_series("c", &one, 1, &[1, 2], 7, t0), [true, false]);
+        assert_eq!(q.checked_series("c", &one, 1, &[2], 7), [false]);
     }
 
     #[test]

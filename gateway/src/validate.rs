@@ -13,7 +13,7 @@ use edge_schema::values::{classify, is_checked_label};
 use prost::Message;
 
 use crate::config::TenantLimits;
-use crate::decode::remote_write::{Scanned, SeriesView};
+use crate::decode::remote_write::{ScanError, Scanned, SeriesView, label_fields};
 
 /// Why a series is dropped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,16 +75,7 @@ pub fn check_labels<'a>(
             format!("{:.128} is not a valid metric name", metric.escape_debug()),
         );
     }
-    if labels.len() > limits.max_label_names {
-        return discard(
-            reasons::MAX_LABEL_NAMES_PER_SERIES,
-            format!(
-                "series of {metric} has {} labels, more than the limit of {}",
-                labels.len(),
-                limits.max_label_names
-            ),
-        );
-    }
+    check_label_count(metric, labels.len(), limits)?;
     let mut previous: Option<&str> = None;
     for &(name, value) in labels {
         if !known.0.contains(&name) {
@@ -171,16 +162,31 @@ pub fn check_labels<'a>(
     Ok(())
 }
 
+/// A series of `count` labels against the tenant's `max_label_names` (asked before its
+/// labels are read, so a series of a million labels is not read into memory first).
+pub fn check_label_count(metric: &str, count: usize, limits: &TenantLimits) -> Result<(), Discard> {
+    if count > limits.max_label_names {
+        return Err(Discard {
+            reason: reasons::MAX_LABEL_NAMES_PER_SERIES,
+            message: format!(
+                "series of {metric} has {count} labels, more than the limit of {}",
+                limits.max_label_names
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The samples and histograms of one series, against what a store accepts: timestamps
 /// within the tenant's window around `now_ms` (a sample dated year 3000 would move a
 /// store's head into the future and get every later batch refused) and native histograms
 /// consistent ([`edge_schema::series::check_histogram`]: schema, zero threshold, spans
 /// against buckets, counts).
-pub fn check_samples(
+pub fn check_samples<'m>(
     scanned: &Scanned<'_>,
     series: &SeriesView,
     body: &[u8],
-    metric: &str,
+    metric: impl Fn() -> &'m str,
     now_ms: i64,
     limits: &TenantLimits,
 ) -> Result<(), Discard> {
@@ -191,7 +197,8 @@ pub fn check_samples(
         return Err(Discard {
             reason: reasons::TOO_FAR_IN_FUTURE,
             message: format!(
-                "series of {metric}: timestamp {newest} ms is more than {} s ahead of the gateway's clock",
+                "series of {}: timestamp {newest} ms is more than {} s ahead of the gateway's clock",
+                metric(),
                 window.max_future_ms / 1000
             ),
         });
@@ -202,7 +209,8 @@ pub fn check_samples(
         return Err(Discard {
             reason: reasons::TOO_FAR_IN_PAST,
             message: format!(
-                "series of {metric}: timestamp {oldest} ms is more than {} s behind the gateway's clock",
+                "series of {}: timestamp {oldest} ms is more than {} s behind the gateway's clock",
+                metric(),
                 max_past / 1000
             ),
         });
@@ -215,45 +223,44 @@ pub fn check_samples(
         if let Some(what) = what {
             return Err(Discard {
                 reason: reasons::INVALID_NATIVE_HISTOGRAM,
-                message: format!("native histogram {metric}: {what}"),
+                message: format!("native histogram {}: {what}", metric()),
             });
         }
     }
     Ok(())
 }
 
-/// A stable hash of a series' labels (order-independent), for the active-series count:
-/// one SipHash pass over `name 0xff value 0xfe …` in name order. remote_write sends
-/// labels sorted; only an unsorted set pays for a sorted copy.
-pub fn labels_hash(labels: &[(&str, &str)], scratch: &mut Vec<u8>) -> u64 {
-    use std::hash::Hasher;
-    scratch.clear();
-    let mut push = |(n, v): &(&str, &str)| {
-        scratch.extend_from_slice(n.as_bytes());
-        scratch.push(0xff);
-        scratch.extend_from_slice(v.as_bytes());
-        scratch.push(0xfe);
-    };
-    if labels.windows(2).all(|w| w[0].0 <= w[1].0) {
-        labels.iter().for_each(&mut push);
-    } else {
-        let mut sorted = labels.to_vec();
-        sorted.sort_unstable();
-        sorted.iter().for_each(&mut push);
-    }
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    h.write(scratch);
-    h.finish()
-}
+/// The hash of a series' labels, keyed with a secret drawn when the gateway starts.
+///
+/// A series whose hash is already active for its tenant, found fine under the config in
+/// force, skips the label checks on its later pushes ([`crate::quota::Quotas::checked_series`]).
+/// A fixed key would let a client search offline for a forbidden series that collides with
+/// an allowed one; with a secret key (SipHash-1-3, a keyed pseudo-random function) it
+/// could only guess online, one push at a time, against 2⁶⁴.
+///
+/// What is hashed is the series' label fields as they lie in the body (tags, lengths,
+/// names, values): the same bytes always read as the same labels, so a series known fine
+/// needs no reading at all. The same labels encoded otherwise (fields of a label in
+/// another order, longer varints; no encoder here does that) hash otherwise: they are
+/// checked as a new series and count as one more active series of their tenant.
+#[derive(Clone, Debug, Default)]
+pub struct SeriesKeys(std::collections::hash_map::RandomState);
 
-/// [`labels_hash`] of an owned series.
-pub fn series_hash(series: &TimeSeries) -> u64 {
-    let labels: Vec<(&str, &str)> = series
-        .labels
-        .iter()
-        .map(|l| (l.name.as_str(), l.value.as_str()))
-        .collect();
-    labels_hash(&labels, &mut Vec::new())
+impl SeriesKeys {
+    /// The keyed hash of `series`' label fields in `body`.
+    pub fn hash(&self, body: &[u8], series: &SeriesView) -> Result<u64, ScanError> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = self.0.build_hasher();
+        match &series.label_bytes {
+            Some(run) => h.write(&body[run.clone()]),
+            None => {
+                for field in label_fields(body, series)? {
+                    h.write(&body[field]);
+                }
+            }
+        }
+        Ok(h.finish())
+    }
 }
 
 #[cfg(test)]
@@ -394,7 +401,7 @@ mod tests {
         scanned
             .series
             .iter()
-            .map(|s| check_samples(&scanned, s, &body, "m", NOW, limits).map_err(|d| d.reason))
+            .map(|s| check_samples(&scanned, s, &body, || "m", NOW, limits).map_err(|d| d.reason))
             .collect()
     }
 
@@ -455,11 +462,46 @@ mod tests {
     }
 
     #[test]
-    fn hash_ignores_label_order() {
-        let a = series(&[("__name__", "up"), ("region", "eu")]);
-        let b = series(&[("region", "eu"), ("__name__", "up")]);
-        let c = series(&[("__name__", "up"), ("region", "us")]);
-        assert_eq!(series_hash(&a), series_hash(&b));
-        assert_ne!(series_hash(&a), series_hash(&c));
+    fn the_series_hash_is_of_the_label_fields_and_depends_on_its_key() {
+        use edge_schema::proto::prometheus::{Label, Sample, WriteRequest};
+        let series = |labels: &[(&str, &str)], value: f64| TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: n.to_string(),
+                    value: v.to_string(),
+                })
+                .collect(),
+            samples: vec![Sample {
+                value,
+                timestamp: 1,
+            }],
+            ..Default::default()
+        };
+        let a = [("__name__", "up"), ("region", "eu")];
+        let body = WriteRequest {
+            timeseries: vec![
+                series(&a, 1.0),
+                series(&a, 2.0),
+                series(&[("__name__", "up"), ("region", "us")], 1.0),
+                series(&[("__name__", "upr"), ("egion", "eu")], 1.0),
+            ],
+            metadata: vec![],
+        }
+        .encode_to_vec();
+        let scanned = crate::decode::remote_write::scan(&body).expect("scans");
+        let keys = SeriesKeys::default();
+        let h: Vec<u64> = scanned
+            .series
+            .iter()
+            .map(|s| keys.hash(&body, s).expect("hash"))
+            .collect();
+        // Samples are not part of a series' identity; labels are, cut where they are cut.
+        assert_eq!(h[0], h[1]);
+        assert_ne!(h[0], h[2]);
+        assert_ne!(h[0], h[3]);
+        // Another gateway (another key) hashes the same series otherwise.
+        let other = SeriesKeys::default();
+        assert_ne!(h[0], other.hash(&body, &scanned.series[0]).expect("hash"));
     }
 }

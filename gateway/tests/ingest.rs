@@ -709,6 +709,29 @@ async fn a_label_outside_the_allowlist_from_a_client_that_skips_the_agent_is_ref
         )
         .await;
     assert_eq!(discarded, Some(2.0));
+    // Again: the series found fine are known now and not read again; the refused ones
+    // never became known, and are refused the same way.
+    let again = c.push(&req, &[]).await;
+    assert_eq!((again.status, again.body), (a.status, a.body));
+    let names: Vec<String> = spooled_series(&s.gw.spool)
+        .iter()
+        .map(|(_, s)| s.labels[0].value.clone())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "edge_first_good_total",
+            "node_cpu_seconds_total",
+            "edge_first_good_total",
+            "node_cpu_seconds_total"
+        ]
+    );
+    let discarded = c
+        .metric(
+            "edge_gateway_discarded_samples_total{tenant=\"studio\",reason=\"label_not_allowed\"}",
+        )
+        .await;
+    assert_eq!(discarded, Some(4.0));
 }
 
 /// `curl` as a load balancer's health check or a scraper runs it: plain HTTP, no client

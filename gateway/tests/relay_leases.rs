@@ -239,11 +239,18 @@ async fn put(moto: &Moto, from: u32, to: u32, hosts: u32, chunk: u32, gap: Durat
 }
 
 fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
+    dynamodb_at(&moto.url())
+}
+
+/// A DynamoDB client for `url`, retrying as the relay's does (the SDK's standard mode).
+fn dynamodb_at(url: &str) -> aws_sdk_dynamodb::Client {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard())
         .region(Region::new("us-east-1"))
-        .endpoint_url(moto.url())
+        .endpoint_url(url)
         .credentials_provider(Credentials::new("test", "test", None, None, "static"))
         .build();
     aws_sdk_dynamodb::Client::from_conf(config)
@@ -376,11 +383,7 @@ async fn three_relays(kill: bool) {
     // Slow enough answers that the killed relay has requests in flight.
     target.delay_ms.store(250, Ordering::SeqCst);
     let mut relays: Vec<RelayProc> = (0..3)
-        // A lease timeout well past a renewal that a busy machine (or a cold local AWS
-        // server on a fresh one) makes late: a lease that expires under a live relay
-        // moves, and the records its owner had in flight are sent twice by a relay that
-        // was not killed.
-        .map(|n| RelayProc::start(dir.path(), &moto, &target, &format!("r{n}"), "30s"))
+        .map(|n| RelayProc::start(dir.path(), &moto, &target, &format!("r{n}"), "10s"))
         .collect();
 
     // The table is created on demand; the relays settle at 2, 1, 1.
@@ -417,7 +420,7 @@ async fn three_relays(kill: bool) {
                 .max_by_key(|(_, c)| *c)
                 .expect("relays");
             relays[idx].proc.kill();
-            // Its checkpoints as it left them: nobody takes its leases for 30 s.
+            // Its checkpoints as it left them: nobody takes its leases for 10 s.
             let leases = scan(&db).await;
             let held: HashMap<String, Option<String>> = leases
                 .iter()
@@ -505,14 +508,27 @@ async fn three_relays(kill: bool) {
                 got.iter().any(|g| g.relay == name),
                 "the killed relay had forwarded nothing"
             );
+            // Each such record with who sent it, its shard and sequence number.
+            let unexplained: Vec<(u32, Vec<&str>, &str, &str)> = duplicated
+                .difference(&in_flight)
+                .take(20)
+                .map(|i| {
+                    let senders = got
+                        .iter()
+                        .filter(|g| g.i == *i)
+                        .map(|g| g.relay.as_str())
+                        .collect();
+                    let (shard, seq) = &placed[i];
+                    (*i, senders, shard.as_str(), seq.as_str())
+                })
+                .collect();
             assert!(
                 duplicated.is_subset(&in_flight),
-                "duplicates that were not in flight at the kill: {:?} (in flight: {})",
-                duplicated
-                    .difference(&in_flight)
-                    .take(20)
-                    .collect::<Vec<_>>(),
-                in_flight.len()
+                "duplicates that were not in flight at the kill of {name} (record, senders, \
+                 shard, sequence): {unexplained:?} (in flight: {}; checkpoints at the kill: \
+                 {held:?}); logs:\n{}",
+                in_flight.len(),
+                logs(&relays)
             );
             eprintln!(
                 "killed {name} holding {} leases: {} records in flight, {} duplicated",
@@ -763,6 +779,187 @@ async fn a_checkpoint_with_a_stale_lease_counter_is_refused() {
     .expect("open");
     let err = other.scan().await.expect_err("another stream's table");
     assert!(err.to_string().contains("\"other\""), "{err}");
+}
+
+/// What the lease protocol rests on: of relays taking the same free lease at once,
+/// exactly one wins (DynamoDB's conditional writes are atomic), and the table names it.
+/// Relays starting together race like this for every shard. A store that let two win
+/// would have both read the shard, and the loser forward a request before its first
+/// checkpoint is refused: duplicates from relays nobody killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_taking_one_free_lease_at_once_have_one_winner() {
+    const RACERS: usize = 3; // as many as the `join!` below
+    const ROUNDS: usize = 100;
+    let moto = Moto::start();
+    let mut tables = Vec::new();
+    for n in 0..RACERS {
+        // A client each: each relay has its own connections.
+        tables.push(
+            LeaseTable::open(
+                dynamodb(&moto),
+                TABLE,
+                "metrics",
+                &format!("relay-{n}"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("open"),
+        );
+    }
+    let mut won: Vec<(String, Vec<String>)> = Vec::new();
+    for round in 0..ROUNDS {
+        let shard = ShardInfo {
+            id: format!("shardId-{round:012}"),
+            parent: None,
+            adjacent_parent: None,
+            ending: None,
+        };
+        tables[0]
+            .sync(std::slice::from_ref(&shard), &[])
+            .await
+            .expect("sync");
+        // As every relay scans it: new, free, counter 0.
+        let lease = Lease {
+            shard: shard.id.clone(),
+            owner: None,
+            counter: 0,
+            checkpoint: None,
+            parents: Vec::new(),
+            finished: false,
+            handoff: None,
+        };
+        let (a, b, c) = tokio::join!(
+            tables[0].take(&lease),
+            tables[1].take(&lease),
+            tables[2].take(&lease)
+        );
+        let winners: Vec<String> = [a, b, c]
+            .into_iter()
+            .map(|t| t.expect("take"))
+            .filter_map(|t| t.and_then(|l| l.owner))
+            .collect();
+        won.push((shard.id, winners));
+    }
+    let leases = tables[0].scan().await.expect("scan");
+    let mut doubles = Vec::new();
+    for (shard, winners) in won {
+        let now = leases.iter().find(|l| l.shard == shard).expect("the lease");
+        if winners.len() != 1 || now.owner.as_ref() != winners.first() || now.counter != 1 {
+            doubles.push((shard, winners, now.owner.clone(), now.counter));
+        }
+    }
+    assert!(
+        doubles.is_empty(),
+        "{} of {ROUNDS} rounds did not have exactly one winner named by the table \
+         (shard, winners, owner, counter): {doubles:?}",
+        doubles.len()
+    );
+}
+
+/// A proxy in front of moto: while `lose` is above zero, a DynamoDB `UpdateItem` goes
+/// through to moto and is applied, and then its connection is closed without the
+/// answer (a network that lost it). Its port.
+async fn answer_losing_proxy(moto: u16, lose: Arc<AtomicUsize>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let lose = lose.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let lose = lose.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let update = parts
+                                .headers
+                                .get("x-amz-target")
+                                .and_then(|v| v.to_str().ok())
+                                .is_some_and(|t| t.ends_with(".UpdateItem"));
+                            let answer = support::forward(moto, parts, body.to_vec()).await;
+                            if update
+                                && lose
+                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                        n.checked_sub(1)
+                                    })
+                                    .is_ok()
+                            {
+                                return Err(std::io::Error::other("the answer is lost (test)"));
+                            }
+                            Ok(answer)
+                        }
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// A renewal and a checkpoint that DynamoDB applied but whose answers were lost: the
+/// SDK sends each again, and the retry's condition fails on the relay's own write. The
+/// relay keeps its lease (a relay that gave it up would take it back from its
+/// checkpoint and send its request in flight again, with nobody killed), and the
+/// checkpoint is where it wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_write_applied_whose_answer_was_lost_keeps_the_lease() {
+    let moto = Moto::start();
+    let lose = Arc::new(AtomicUsize::new(0));
+    let proxy = answer_losing_proxy(moto.port, lose.clone()).await;
+    let table = LeaseTable::open(
+        dynamodb_at(&format!("http://127.0.0.1:{proxy}")),
+        TABLE,
+        "metrics",
+        "relay-a",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("open");
+    let shard = ShardInfo {
+        id: "shardId-000000000000".into(),
+        parent: None,
+        adjacent_parent: None,
+        ending: None,
+    };
+    table
+        .sync(std::slice::from_ref(&shard), &[])
+        .await
+        .expect("sync");
+    let leases = table.scan().await.expect("scan");
+    table.take(&leases[0]).await.expect("take").expect("free");
+
+    lose.store(1, Ordering::SeqCst);
+    let renewed = table.renew().await;
+    assert_eq!(lose.load(Ordering::SeqCst), 0, "no answer was lost");
+    assert!(
+        renewed.conflicts.is_empty() && renewed.unrenewed.is_empty(),
+        "{renewed:?}"
+    );
+    assert!(table.held().contains(&shard.id), "the lease was given up");
+
+    lose.store(1, Ordering::SeqCst);
+    table
+        .save(&shard.id, Checkpoint::After("100".into()))
+        .await
+        .expect("the checkpoint is saved");
+    assert_eq!(lose.load(Ordering::SeqCst), 0, "no answer was lost");
+    let renewed = table.renew().await;
+    assert!(renewed.conflicts.is_empty(), "{renewed:?}");
+    let lease = table.scan().await.expect("scan").remove(0);
+    assert_eq!(lease.owner.as_deref(), Some("relay-a"));
+    assert_eq!(lease.checkpoint.as_deref(), Some("100"));
 }
 
 /// A forced steal under a running relay: its lease counter is bumped in DynamoDB while

@@ -11,3 +11,4 @@ pub mod procs;
 pub mod procstat;
 pub mod prometheus;
 pub mod proxy;
+pub mod rig;

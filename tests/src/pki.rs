@@ -26,9 +26,11 @@ pub fn write_test_tokenize_key(dir: &Path) -> std::io::Result<()> {
 }
 
 /// The head of a gateway config that listens on `127.0.0.1:port` with mTLS, using the
-/// files [`Pki::new`] wrote into `dir`, tokenizes with [`TEST_TOKENIZE_KEY`] and the agents' detectors, takes tenants from SPIFFE identities, and allows
-/// the simulated fleet's labels ([`crate::fleet::fleet_policy_yaml`], written here into
-/// `dir/fleet-labels.yaml`).
+/// files [`Pki::new`] wrote into `dir`, tokenizes with [`TEST_TOKENIZE_KEY`] and the
+/// agents' detectors ([`crate::rig::DETECTORS`]), takes tenants from SPIFFE identities,
+/// and allows the simulated fleet's labels ([`crate::fleet::fleet_policy_yaml`], written
+/// here into `dir/fleet-labels.yaml`). The sinks follow: [`crate::rig::GatewayRig`]
+/// writes them for the tests.
 pub fn gateway_yaml_head(port: u16, dir: &Path) -> String {
     if let Err(e) = write_test_tokenize_key(dir) {
         panic!("writing the tokenization key into {}: {e}", dir.display());
@@ -39,37 +41,13 @@ pub fn gateway_yaml_head(port: u16, dir: &Path) -> String {
     }
     format!(
         "listen: 127.0.0.1:{port}\n\
-         tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
+         tokenize: {{ key_file: {d}/tokenize.key, detectors: {detectors} }}\n\
          tls: {{ cert: {d}/server.crt, key: {d}/server.key, client_ca: {d}/ca.crt }}\n\
          identities: {{ spiffe_trust_domain: obs.internal }}\n\
          policy: {p}\n",
         d = dir.display(),
-        p = policy.display()
-    )
-}
-
-/// The rest of a test gateway's config after [`gateway_yaml_head`]: metrics to the
-/// Kinesis stream `metrics` on the local AWS API at `aws_url`, logs to a file spool in
-/// `dir/spool`, and a relay from the stream to the remote-write `target` with its admin
-/// port on `relay_port`; a one-second fleet cadence.
-pub fn kinesis_relay_yaml(dir: &Path, aws_url: &str, target: &str, relay_port: u16) -> String {
-    format!(
-        "fleet: {{ cadence: 1s }}\n\
-         sinks:\n  metrics: {{ kind: kinesis, stream: metrics, region: us-east-1, endpoint_url: \"{aws_url}\" }}\n  \
-         logs: {{ kind: file, dir: {d}/spool }}\n\
-         relay: {{ stream: metrics, region: us-east-1, endpoint_url: \"{aws_url}\", checkpoint: {d}/checkpoints.json, \
-         target: {{ url: \"{target}\" }}, listen: 127.0.0.1:{relay_port} }}\n",
-        d = dir.display()
-    )
-}
-
-/// The rest of a test gateway's config after [`gateway_yaml_head`]: metrics and logs to
-/// a file spool in `dir/spool`; a one-second fleet cadence.
-pub fn file_sinks_yaml(dir: &Path) -> String {
-    format!(
-        "fleet: {{ cadence: 1s }}\n\
-         sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }} }}\n",
-        d = dir.display()
+        p = policy.display(),
+        detectors = crate::rig::DETECTORS,
     )
 }
 

@@ -7,12 +7,10 @@
 //! builds them).
 
 use std::io::Write;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::WriteRequest;
-use edge_tests::pki::{file_sinks_yaml, gateway_yaml_head};
-use edge_tests::procs::{Proc, free_port};
+use edge_tests::rig::{AgentOptions, AgentRig, Certs, DETECTORS, GatewayOptions, GatewayRig};
 use prost::Message;
 
 const PII: &[&str] = &[
@@ -26,51 +24,17 @@ const PII: &[&str] = &[
 fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let pki = edge_tests::pki::Pki::new(d).expect("pki");
-    pki.write_client(d, "gs-1", "game").expect("client cert");
-    let port = free_port();
-    let gateway_yaml = d.join("gateway.yaml");
-    std::fs::write(
-        &gateway_yaml,
-        format!("{}{}", gateway_yaml_head(port, d), file_sinks_yaml(d)),
-    )
-    .expect("gateway config");
-    let gateway = Proc::start(
-        "edge-gateway",
-        &["--config", &gateway_yaml.display().to_string()],
-        &[],
-        d.join("gateway.log"),
+    let certs = Certs::generate(d);
+    let gateway = GatewayRig::start(&certs, GatewayOptions::files());
+    let agent = AgentRig::start(
+        &certs,
+        &gateway,
+        AgentOptions::new()
+            .log_source("game.log", "game")
+            .tokenize(DETECTORS),
     );
-    gateway.wait_for_port(port);
 
     let log = d.join("game.log");
-    std::fs::write(&log, "").expect("log");
-    std::fs::write(d.join("tokenize.key"), "e2e-key-0123456789abcdef\n").expect("key");
-    let agent_yaml = d.join("agent.yaml");
-    std::fs::write(
-        &agent_yaml,
-        format!(
-            "host_labels: {{ region: eu-test-1, cluster: c1, build_id: b1 }}\n\
-             cadence: 1s\nincident_cadence: 1s\n\
-             listen: 127.0.0.1:{listen}\n\
-             host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
-             logs:\n  - {{ path: \"{d}/game.log\", service: game, parser: json, read_from: beginning }}\n\
-             tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
-             output:\n  metrics_url: https://localhost:{port}/api/v1/push\n  logs_url: https://localhost:{port}/v1/logs\n  \
-             tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
-             queue: {{ dir: {d}/queue }}\n",
-            listen = free_port(),
-            d = d.display()
-        ),
-    )
-    .expect("agent config");
-    let agent = Proc::start(
-        "edge-agent",
-        &["--config", &agent_yaml.display().to_string()],
-        &[],
-        d.join("agent.log"),
-    );
-
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&log)
@@ -86,11 +50,11 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
     f.flush().expect("flush");
 
     // Wait for the metrics and every log line to be in the spool.
-    let spool = d.join("spool");
+    let spool = &gateway.spool;
     let deadline = Instant::now() + Duration::from_secs(120);
     let (metrics, logs) = loop {
-        let metrics = edge_gateway_spool(&spool, "metrics");
-        let logs = edge_gateway_spool(&spool, "logs");
+        let metrics = gateway.records("metrics");
+        let logs = gateway.records("logs");
         let lines = logs
             .iter()
             .filter(|(_, d)| String::from_utf8_lossy(d).contains("e2e line"))
@@ -192,15 +156,15 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
                 "%{http_code}",
             ])
             .arg("--cacert")
-            .arg(d.join("ca.crt"))
+            .arg(certs.ca())
             .arg("--cert")
-            .arg(d.join("agent.crt"))
+            .arg(certs.client_cert())
             .arg("--key")
-            .arg(d.join("agent.key"))
+            .arg(certs.client_key())
             .args(["-H", &format!("Content-Type: {content_type}")])
             .arg("--data-binary")
             .arg(format!("@{}", file.display()))
-            .arg(format!("https://localhost:{port}{path}"))
+            .arg(gateway.url(path))
             .output()
             .expect("run curl (Debian package curl)");
         let code = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -211,9 +175,9 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
             gateway.log()
         );
     }
-    let direct: Vec<serde_json::Value> = edge_gateway_spool(&spool, "logs")
-        .iter()
-        .filter_map(|(_, d)| serde_json::from_slice::<serde_json::Value>(d).ok())
+    let direct: Vec<serde_json::Value> = gateway
+        .documents("logs")
+        .into_iter()
         .filter(|v| {
             v["message"]
                 .as_str()
@@ -241,7 +205,7 @@ fn agent_metrics_and_tokenized_logs_reach_the_gateway_spool_over_mtls() {
                 .is_some_and(|p| p.starts_with("tok_")),
         "{json_doc}"
     );
-    let (leaked, _) = edge_tests::gates::pii_in_spool(&spool, PII);
+    let (leaked, _) = edge_tests::gates::pii_in_spool(spool, PII);
     assert!(leaked.is_empty(), "{leaked:?} reached the gateway's spool");
 }
 
@@ -278,11 +242,4 @@ fn direct_otlp_body(message: &str) -> Vec<u8> {
         }],
     }
     .encode_to_vec()
-}
-
-fn edge_gateway_spool(dir: &Path, stream: &str) -> Vec<(String, Vec<u8>)> {
-    match edge_gateway::sink::file::read_spool(dir, stream) {
-        Ok((records, _)) => records.into_iter().map(|r| (r.key, r.data)).collect(),
-        Err(_) => Vec::new(),
-    }
 }

@@ -19,10 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use edge_exporter::registry::Registry;
-use edge_tests::moto::{AWS_TEST_ENV, Moto};
-use edge_tests::pki::{gateway_yaml_head, kinesis_relay_yaml};
-use edge_tests::procs::{Proc, free_port};
+use edge_tests::moto::Moto;
+use edge_tests::procs::free_port;
 use edge_tests::prometheus::Prometheus;
+use edge_tests::rig::{AgentOptions, AgentRig, Certs, GatewayOptions, GatewayRig};
 use serde_json::Value;
 
 /// Panels of parts this test does not run, with why; every other panel must show data.
@@ -132,8 +132,7 @@ async fn firing(prometheus: &Prometheus, alert: &str) -> Vec<Value> {
 async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let pki = edge_tests::pki::Pki::new(d).expect("pki");
-    pki.write_client(d, "gs-1", "game").expect("client cert");
+    let certs = Certs::generate(d);
 
     let moto = Moto::start();
     moto.create_stream("metrics", 1).await;
@@ -169,60 +168,22 @@ async fn kit_on_a_live_pipeline_panels_show_data_and_two_alerts_fire() {
     );
     let prometheus = Prometheus::start_with(&prom_dir, &config).await;
 
-    let gateway_yaml = d.join("gateway.yaml");
-    std::fs::write(
-        &gateway_yaml,
-        format!(
-            "{}{}",
-            gateway_yaml_head(gw_port, d),
-            kinesis_relay_yaml(d, &moto.url(), &prometheus.write_url(), relay_port)
-        ),
-    )
-    .expect("gateway config");
-    let mut gateway = Proc::start(
-        "edge-gateway",
-        &["--config", &gateway_yaml.display().to_string()],
-        AWS_TEST_ENV,
-        d.join("gateway.log"),
+    let mut gateway = GatewayRig::start(
+        &certs,
+        GatewayOptions::kinesis_relay(&moto.url(), &prometheus.write_url())
+            .port(gw_port)
+            .relay_port(relay_port),
     );
-    gateway.wait_for_port(gw_port);
-    let relay = Proc::start(
-        "edge-gateway",
-        &["relay", "--config", &gateway_yaml.display().to_string()],
-        AWS_TEST_ENV,
-        d.join("relay.log"),
+    let agent = AgentRig::start(
+        &certs,
+        &gateway,
+        AgentOptions::new().listen(agent_port).statsd_off(),
     );
-    relay.wait_for_port(relay_port);
-
-    let agent_yaml = d.join("agent.yaml");
-    std::fs::write(
-        &agent_yaml,
+    let logs = |gateway: &GatewayRig| {
         format!(
-            "host_labels: {{ region: eu-test-1, cluster: c1, build_id: b1 }}\n\
-             cadence: 1s\nincident_cadence: 1s\n\
-             listen: 127.0.0.1:{agent_port}\n\
-             host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
-             output:\n  metrics_url: https://localhost:{gw_port}/api/v1/push\n  \
-             tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
-             queue: {{ dir: {d}/queue }}\n\
-             statsd: off\n",
-            d = d.display()
-        ),
-    )
-    .expect("agent config");
-    let agent = Proc::start(
-        "edge-agent",
-        &["--config", &agent_yaml.display().to_string()],
-        &[],
-        d.join("agent.log"),
-    );
-    agent.wait_for_port(agent_port);
-    let logs = |gateway: &Proc| {
-        format!(
-            "\nagent:\n{}\ngateway:\n{}\nrelay:\n{}\nprometheus:\n{}",
-            agent.log(),
-            gateway.log(),
-            relay.log(),
+            "{}{}\nprometheus:\n{}",
+            agent.logs(),
+            gateway.logs(),
             std::fs::read_to_string(prom_dir.join("prometheus.log")).unwrap_or_default()
         )
     };

@@ -10,38 +10,18 @@ use std::process::Command;
 
 use edge_schema::proto::otlp::any_value::Value;
 use edge_schema::proto::otlp::trace::{ExportTraceServiceRequest, Span};
-use edge_tests::procs::{Proc, free_port};
+use edge_tests::rig::{Certs, GatewayOptions, GatewayRig, otel_python_client};
 use prost::Message;
 
 const ROUNDS: usize = 5;
 
 #[test]
 fn the_opentelemetry_python_sdk_exports_spans_into_the_gateways_traces_sink_over_mtls() {
-    let probe = Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
-        ])
-        .status()
-        .expect("python3");
-    assert!(
-        probe.success(),
-        "the OpenTelemetry Python SDK is missing: pip install opentelemetry-sdk \
-         opentelemetry-exporter-otlp-proto-http (scripts/test installs them)"
-    );
+    let client = otel_python_client();
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let pki = edge_tests::pki::Pki::new(d).expect("pki");
-    pki.write_client(d, "gs-7", "game").expect("client cert");
-    let port = free_port();
-    let yaml = format!(
-        "{head}sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }}, traces: {{ kind: file, dir: {d}/spool }} }}\n",
-        head = edge_tests::pki::gateway_yaml_head(port, d),
-        d = d.display()
-    );
-    let gateway =
-        Proc::configured("edge-gateway", d, "gateway", &yaml, &[], port).expect("gateway");
-    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/otel_traces.py");
+    let certs = Certs::generate_for(d, "gs-7", "game");
+    let gateway = GatewayRig::start(&certs, GatewayOptions::files().traces());
     let path = |name: &str| d.join(name).display().to_string();
     let out = Command::new("python3")
         // `requests` lets these variables override a session's own CA file (the
@@ -50,7 +30,7 @@ fn the_opentelemetry_python_sdk_exports_spans_into_the_gateways_traces_sink_over
         .env_remove("CURL_CA_BUNDLE")
         .args([
             client,
-            &format!("https://localhost:{port}/v1/traces"),
+            &gateway.url("/v1/traces"),
             &path("ca.crt"),
             &path("agent.crt"),
             &path("agent.key"),
@@ -72,7 +52,7 @@ fn the_opentelemetry_python_sdk_exports_spans_into_the_gateways_traces_sink_over
 
     // The exporter got its 200s only after the commits: everything is in the spool now.
     let (records, torn) =
-        edge_gateway::sink::file::read_spool(&d.join("spool"), "traces").expect("spool");
+        edge_gateway::sink::file::read_spool(&gateway.spool, "traces").expect("spool");
     assert_eq!(torn, 0);
     assert_eq!(records.len(), 3 * ROUNDS, "one record per export request");
     let mut spans: Vec<Span> = Vec::new();

@@ -7,74 +7,27 @@ use std::time::{Duration, Instant};
 
 use edge_exporter::histogram::ExpHistogram;
 use edge_exporter::registry::Registry;
-use edge_tests::moto::{AWS_TEST_ENV, Moto};
-use edge_tests::pki::{gateway_yaml_head, kinesis_relay_yaml};
-use edge_tests::procs::{Proc, free_port};
+use edge_tests::moto::Moto;
 use edge_tests::prometheus::Prometheus;
+use edge_tests::rig::{AgentOptions, AgentRig, Certs, GatewayOptions, GatewayRig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_to_gateway_to_kinesis_to_relay_to_prometheus() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let pki = edge_tests::pki::Pki::new(d).expect("pki");
-    pki.write_client(d, "gs-1", "game").expect("client cert");
+    let certs = Certs::generate(d);
     let moto = Moto::start();
     moto.create_stream("metrics", 2).await;
     let prom_dir = d.join("prometheus");
     std::fs::create_dir_all(&prom_dir).expect("dir");
     let prometheus = Prometheus::start(&prom_dir).await;
 
-    let port = free_port();
-    let relay_port = free_port();
-    let gateway_yaml = d.join("gateway.yaml");
-    std::fs::write(
-        &gateway_yaml,
-        format!(
-            "{}{}",
-            gateway_yaml_head(port, d),
-            kinesis_relay_yaml(d, &moto.url(), &prometheus.write_url(), relay_port)
-        ),
-    )
-    .expect("gateway config");
-    let config = gateway_yaml.display().to_string();
-    let gateway = Proc::start(
-        "edge-gateway",
-        &["--config", &config],
-        AWS_TEST_ENV,
-        d.join("gateway.log"),
+    let gateway = GatewayRig::start(
+        &certs,
+        GatewayOptions::kinesis_relay(&moto.url(), &prometheus.write_url()),
     );
-    gateway.wait_for_port(port);
-    let relay = Proc::start(
-        "edge-gateway",
-        &["relay", "--config", &config],
-        AWS_TEST_ENV,
-        d.join("relay.log"),
-    );
-    relay.wait_for_port(relay_port);
-
-    let agent_listen = free_port();
-    let agent_yaml = d.join("agent.yaml");
-    std::fs::write(
-        &agent_yaml,
-        format!(
-            "host_labels: {{ region: eu-test-1, cluster: c1, build_id: b1 }}\n\
-             cadence: 1s\nincident_cadence: 1s\n\
-             listen: 127.0.0.1:{agent_listen}\n\
-             host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
-             output:\n  metrics_url: https://localhost:{port}/api/v1/push\n  \
-             tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
-             queue: {{ dir: {d}/queue }}\n",
-            d = d.display()
-        ),
-    )
-    .expect("agent config");
-    let agent = Proc::start(
-        "edge-agent",
-        &["--config", &agent_yaml.display().to_string()],
-        &[],
-        d.join("agent.log"),
-    );
-    agent.wait_for_port(agent_listen);
+    let agent = AgentRig::start(&certs, &gateway, AgentOptions::new());
+    let agent_listen = agent.listen;
 
     // The game records tick durations of 1..=1000 ms and pushes them to the agent.
     let registry = Registry::new();
@@ -114,14 +67,7 @@ async fn agent_to_gateway_to_kinesis_to_relay_to_prometheus() {
     // One bucket's relative width at this scale bounds both estimates' error.
     let bound = 2f64.powf(2f64.powi(-edge.scale())) - 1.0;
 
-    let logs = || {
-        format!(
-            "\nagent:\n{}\ngateway:\n{}\nrelay:\n{}",
-            agent.log(),
-            gateway.log(),
-            relay.log()
-        )
-    };
+    let logs = || format!("{}{}", agent.logs(), gateway.logs());
     let deadline = Instant::now() + Duration::from_secs(120);
     let query = async |promql: &str| loop {
         let result = prometheus.query_once(promql).await;

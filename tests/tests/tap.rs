@@ -16,8 +16,10 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
-use edge_tests::pki::gateway_yaml_head;
-use edge_tests::procs::{Proc, binary, free_port};
+use edge_tests::procs::{binary, free_port};
+use edge_tests::rig::{
+    AgentOptions, AgentRig, Certs, GatewayOptions, GatewayRig, otel_python_client,
+};
 
 /// Generous: every wait ends as soon as its condition holds; the bound only ends a run
 /// that is stuck, never a slow one.
@@ -29,74 +31,29 @@ const PII: &[&str] = &["carol.jones@example.org", "198.51.100.23"];
 /// and `ops`, host metrics, a one-second cadence.
 struct Rig {
     dir: tempfile::TempDir,
-    agent_yaml: PathBuf,
-    listen: u16,
     otlp_http: u16,
-    gateway: Proc,
-    agent: Proc,
+    gateway: GatewayRig,
+    agent: AgentRig,
 }
 
 impl Rig {
     fn start() -> Rig {
         let dir = tempfile::tempdir().expect("tempdir");
-        let d = dir.path();
-        let pki = edge_tests::pki::Pki::new(d).expect("pki");
-        pki.write_client(d, "gs-1", "game").expect("client cert");
-        let port = free_port();
-        let gateway_yaml = d.join("gateway.yaml");
-        std::fs::write(
-            &gateway_yaml,
-            format!(
-                "{}fleet: {{ cadence: 1s }}\n\
-                 sinks: {{ metrics: {{ kind: file, dir: {d}/spool }}, logs: {{ kind: file, dir: {d}/spool }}, traces: {{ kind: file, dir: {d}/spool }} }}\n",
-                gateway_yaml_head(port, d),
-                d = d.display()
-            ),
-        )
-        .expect("gateway config");
-        let gateway = Proc::start(
-            "edge-gateway",
-            &["--config", &gateway_yaml.display().to_string()],
-            &[],
-            d.join("gateway.log"),
-        );
-        gateway.wait_for_port(port);
-        for log in ["game.log", "ops.log"] {
-            std::fs::write(d.join(log), "").expect("log");
-        }
-        let listen = free_port();
+        let certs = Certs::generate(dir.path());
+        let gateway = GatewayRig::start(&certs, GatewayOptions::files().traces());
         let otlp_http = free_port();
-        let agent_yaml = d.join("agent.yaml");
-        std::fs::write(
-            &agent_yaml,
-            format!(
-                "host_labels: {{ region: eu-test-1, cluster: c1, build_id: b1 }}\n\
-                 cadence: 1s\nincident_cadence: 1s\n\
-                 listen: 127.0.0.1:{listen}\n\
-                 otlp: {{ grpc: off, http: 127.0.0.1:{otlp_http} }}\nstatsd: off\n\
-                 host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
-                 logs:\n  - {{ path: \"{d}/game.log\", service: game, parser: json, read_from: beginning }}\n  \
-                 - {{ path: \"{d}/ops.log\", service: ops, parser: json, read_from: beginning }}\n\
-                 tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6] }}\n\
-                 output:\n  metrics_url: https://localhost:{port}/api/v1/push\n  logs_url: https://localhost:{port}/v1/logs\n  \
-                 traces_url: https://localhost:{port}/v1/traces\n  \
-                 tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
-                 queue: {{ dir: {d}/queue }}\n",
-                d = d.display()
-            ),
-        )
-        .expect("agent config");
-        let agent = Proc::start(
-            "edge-agent",
-            &["--config", &agent_yaml.display().to_string()],
-            &[],
-            d.join("agent.log"),
+        let agent = AgentRig::start(
+            &certs,
+            &gateway,
+            AgentOptions::new()
+                .otlp_http(otlp_http)
+                .statsd_off()
+                .log_source("game.log", "game")
+                .log_source("ops.log", "ops")
+                .tokenize("[email, ipv4, ipv6]"),
         );
-        agent.wait_for_port(listen);
         Rig {
             dir,
-            agent_yaml,
-            listen,
             otlp_http,
             gateway,
             agent,
@@ -108,11 +65,7 @@ impl Rig {
     }
 
     fn logs(&self) -> String {
-        format!(
-            "\nagent:\n{}\ngateway:\n{}",
-            self.agent.log(),
-            self.gateway.log()
-        )
+        format!("{}{}", self.agent.logs(), self.gateway.logs())
     }
 
     /// Appends `lines` to `file` in one write.
@@ -132,7 +85,7 @@ impl Rig {
         let child = Command::new(binary("edge-agent"))
             .arg("tap")
             .arg("--config")
-            .arg(&self.agent_yaml)
+            .arg(&self.agent.config)
             .args(args)
             .stdout(std::fs::File::create(&path).expect("tap output"))
             .stderr(std::fs::File::create(path.with_extension("err")).expect("tap stderr"))
@@ -152,7 +105,8 @@ impl Rig {
 
     /// `GET path` with `Connection: close`: the whole answer (for answers that end).
     fn get(&self, path: &str) -> String {
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.listen)).expect("agent API");
+        let mut conn =
+            std::net::TcpStream::connect(("127.0.0.1", self.agent.listen)).expect("agent API");
         conn.write_all(
             format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )
@@ -173,13 +127,7 @@ impl Rig {
 
     /// Log documents in the gateway's spool, as JSON.
     fn shipped_logs(&self) -> Vec<serde_json::Value> {
-        match edge_gateway::sink::file::read_spool(&self.path("spool"), "logs") {
-            Ok((records, _)) => records
-                .iter()
-                .filter_map(|r| serde_json::from_slice(&r.data).ok())
-                .collect(),
-            Err(_) => Vec::new(),
-        }
+        self.gateway.documents("logs")
     }
 
     /// How many times each `tag` number arrived at the gateway, for messages that start
@@ -407,7 +355,7 @@ fn tap_shows_tokenized_records_and_gated_series_while_the_agent_ships_them() {
             .expect("snappy");
         runtime
             .block_on(edge_tests::procs::remote_write_post(
-                rig.listen,
+                rig.agent.listen,
                 "/api/v1/push",
                 body,
             ))
@@ -432,7 +380,7 @@ fn a_stalled_tap_reader_never_holds_up_shipping() {
     let rig = Rig::start();
     // A reader that asks for the tap, reads the answer's head, then reads nothing more.
     let stalled = {
-        let socket = std::net::SocketAddr::from(([127, 0, 0, 1], rig.listen));
+        let socket = std::net::SocketAddr::from(([127, 0, 0, 1], rig.agent.listen));
         let mut conn = std::net::TcpStream::connect(socket).expect("connect");
         conn.write_all(b"GET /tap?signal=logs HTTP/1.1\r\nHost: x\r\n\r\n")
             .expect("request");
@@ -514,7 +462,8 @@ fn a_stalled_tap_reader_never_holds_up_shipping() {
     // counts as one of the 4 taps allowed: three more open, a fifth is refused.
     let more: Vec<std::net::TcpStream> = (0..3)
         .map(|_| {
-            let mut c = std::net::TcpStream::connect(("127.0.0.1", rig.listen)).expect("connect");
+            let mut c =
+                std::net::TcpStream::connect(("127.0.0.1", rig.agent.listen)).expect("connect");
             c.write_all(b"GET /tap?signal=metrics HTTP/1.1\r\nHost: x\r\n\r\n")
                 .expect("request");
             let mut head = [0u8; 12];
@@ -536,21 +485,9 @@ fn a_stalled_tap_reader_never_holds_up_shipping() {
 
 #[test]
 fn tap_shows_spans_from_the_python_sdk_after_scrubbing() {
-    let probe = Command::new("python3")
-        .args([
-            "-c",
-            "import opentelemetry.sdk, opentelemetry.exporter.otlp.proto.http",
-        ])
-        .status()
-        .expect("python3");
-    assert!(
-        probe.success(),
-        "the OpenTelemetry Python SDK is missing: pip install opentelemetry-sdk \
-         opentelemetry-exporter-otlp-proto-http (scripts/test installs them)"
-    );
+    let client = otel_python_client();
     let rig = Rig::start();
     let tap = rig.tap(&["--signal", "traces", "--source", "game"], "traces.tap");
-    let client = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/otel_traces.py");
     let path = |name: &str| rig.path(name).display().to_string();
     // One round (three spans) a run, until the tap (opening meanwhile) shows a `match`.
     let has_match = || tap.lines().iter().any(|s| s["name"] == "match");
@@ -609,13 +546,10 @@ fn tap_shows_spans_from_the_python_sdk_after_scrubbing() {
     );
     assert_eq!(m["resource"]["edgepipe.tokenized"], "true", "{m}");
     wait_until(&rig, "the gateway did not get the token", || {
-        edge_gateway::sink::file::read_spool(&rig.path("spool"), "traces")
-            .map(|(records, _)| {
-                records
-                    .iter()
-                    .any(|r| r.data.windows(token.len()).any(|w| w == token.as_bytes()))
-            })
-            .unwrap_or(false)
+        rig.gateway
+            .records("traces")
+            .iter()
+            .any(|(_, data)| data.windows(token.len()).any(|w| w == token.as_bytes()))
     });
     eprintln!("{runs} SDK runs; spans shown: {names:?}");
 }

@@ -15,8 +15,15 @@ use super::budget::Reservation;
 pub struct SeriesView {
     /// The whole `timeseries` field (tag, length, message) in the body.
     pub field: Range<usize>,
-    /// Its labels in the request's label store.
+    /// Its labels in the request's label store (empty when the scan left them as bytes,
+    /// [`scan_series_within`]).
     pub labels: Range<usize>,
+    /// How many labels it has.
+    pub label_count: usize,
+    /// Its label fields as bytes in the body: from the first one's tag to the last one's
+    /// end, when nothing lies between them (as every encoder writes them), else `None`
+    /// ([`label_fields`] walks them).
+    pub label_bytes: Option<Range<usize>>,
     /// Float samples plus histograms.
     pub samples: u64,
     /// The newest sample or histogram timestamp (ms), if any.
@@ -160,9 +167,17 @@ fn min_some(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     }
 }
 
-/// Scans a decompressed `WriteRequest`.
+/// Scans a decompressed `WriteRequest`, labels and all.
 pub fn scan(buf: &[u8]) -> Result<Scanned<'_>, ScanError> {
-    scan_inner(buf, None)
+    scan_inner(buf, None, Labels::Parse)
+}
+
+/// Whether a scan reads each label's name and value (checking they are UTF-8) or only
+/// finds the label fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Labels {
+    Parse,
+    Skip,
 }
 
 /// [`scan`], with its lists grown only as far as `reserved` lets them: a body of empty
@@ -173,12 +188,115 @@ pub fn scan_within<'a>(
     buf: &'a [u8],
     reserved: &mut Reservation,
 ) -> Result<Scanned<'a>, BodyError> {
+    scan_budgeted(buf, reserved, Labels::Parse)
+}
+
+/// [`scan_within`], leaving the labels as bytes: each series' label fields are found
+/// ([`SeriesView::label_bytes`], [`SeriesView::label_count`]) but not read. The gateway
+/// reads them ([`labels_in`]) only for a series it has not seen fine before: most of a
+/// push repeats the series of the last one, and reading every label of every series was
+/// a fifth of its CPU.
+pub fn scan_series_within<'a>(
+    buf: &'a [u8],
+    reserved: &mut Reservation,
+) -> Result<Scanned<'a>, BodyError> {
+    scan_budgeted(buf, reserved, Labels::Skip)
+}
+
+fn scan_budgeted<'a>(
+    buf: &'a [u8],
+    reserved: &mut Reservation,
+    labels: Labels,
+) -> Result<Scanned<'a>, BodyError> {
     let mut over = Over::No;
-    scan_inner(buf, Some((reserved, &mut over))).map_err(|e| match over {
+    scan_inner(buf, Some((reserved, &mut over)), labels).map_err(|e| match over {
         Over::No => BodyError::Malformed(e.to_string()),
         Over::Now => BodyError::OverBudget(e.0),
         Over::Ever => BodyError::TooLarge(e.0),
     })
+}
+
+/// Reads one label field's message: `(name, value)`.
+fn label_in(buf: &[u8], label: Range<usize>) -> Result<(&str, &str), ScanError> {
+    let mut l = Reader::new(buf, label);
+    let (mut name, mut value) = ("", "");
+    while !l.done() {
+        let (lf, lw) = l.key()?;
+        match (lf, lw) {
+            (1, 2) => name = text(buf, l.len_delimited()?)?,
+            (2, 2) => value = text(buf, l.len_delimited()?)?,
+            (1 | 2, w) => return wrong_wire("a label's name or value", w),
+            _ => l.skip(lw)?,
+        }
+    }
+    Ok((name, value))
+}
+
+/// The byte ranges of `series`' label fields (tag, length and message), in order.
+pub fn label_fields(buf: &[u8], series: &SeriesView) -> Result<Vec<Range<usize>>, ScanError> {
+    if let Some(bytes) = &series.label_bytes {
+        let mut r = Reader::new(buf, bytes.clone());
+        let mut out = Vec::with_capacity(series.label_count);
+        while !r.done() {
+            let at = r.at;
+            r.key()?;
+            r.len_delimited()?;
+            out.push(at..r.at);
+        }
+        return Ok(out);
+    }
+    let mut r = Reader::new(buf, series.field.clone());
+    r.key()?;
+    let body = r.len_delimited()?;
+    let mut s = Reader::new(buf, body);
+    let mut out = Vec::with_capacity(series.label_count);
+    while !s.done() {
+        let at = s.at;
+        let (f, w) = s.key()?;
+        if (f, w) == (1, 2) {
+            s.len_delimited()?;
+            out.push(at..s.at);
+        } else {
+            s.skip(w)?;
+        }
+    }
+    Ok(out)
+}
+
+/// `series`' metric name (`__name__`), read from the body; empty if it has none or its
+/// labels do not read.
+pub fn metric_name_in<'a>(buf: &'a [u8], series: &SeriesView) -> &'a str {
+    let Ok(fields) = label_fields(buf, series) else {
+        return "";
+    };
+    for field in fields {
+        let mut r = Reader::new(buf, field);
+        let label = r.key().and_then(|_| r.len_delimited());
+        if let Ok((name, value)) = label.and_then(|l| label_in(buf, l))
+            && name == "__name__"
+        {
+            return value;
+        }
+    }
+    ""
+}
+
+/// `series`' labels, read from the body into `out` (cleared first): names and values
+/// checked to be UTF-8, in the order sent.
+pub fn labels_in<'a>(
+    buf: &'a [u8],
+    series: &SeriesView,
+    out: &mut Vec<(&'a str, &'a str)>,
+) -> Result<(), ScanError> {
+    out.clear();
+    out.reserve(series.label_count);
+    for field in label_fields(buf, series)? {
+        let mut r = Reader::new(buf, field);
+        r.key()?;
+        let label = r.len_delimited()?;
+        out.push(label_in(buf, label)?);
+    }
+    Ok(())
 }
 
 /// Whether a scan stopped at the budget.
@@ -223,41 +341,71 @@ fn room<T>(
     Ok(())
 }
 
+/// The bytes of a series in a typical body, to size the series list before the scan.
+const EXPECTED_SERIES_BYTES: usize = 128;
+
+/// Whether `n` elements of `v`'s type fit in the reservation (and are now held in it);
+/// always true without one.
+fn reserve_within<T>(
+    v: &mut Vec<T>,
+    n: usize,
+    budget: &mut Option<(&mut Reservation, &mut Over)>,
+) -> bool {
+    let Some((reserved, _)) = budget else {
+        return true;
+    };
+    let bytes = (n.saturating_sub(v.capacity()) * std::mem::size_of::<T>()) as u64;
+    let held = reserved.held();
+    reserved.hold(held + bytes)
+}
+
 fn scan_inner<'a>(
     buf: &'a [u8],
     mut budget: Option<(&mut Reservation, &mut Over)>,
+    parse: Labels,
 ) -> Result<Scanned<'a>, ScanError> {
     let mut out = Scanned::default();
+    // Sized once for the series a body of this size usually holds (an agent's series is
+    // 150–300 bytes), not doubled from 16: the doublings were copies and large mallocs.
+    // Within the reservation, like every growth; a body of tiny series still grows.
+    let expected = (buf.len() / EXPECTED_SERIES_BYTES).clamp(16, 1 << 16);
+    if reserve_within(&mut out.series, expected, &mut budget) {
+        out.series.reserve_exact(expected);
+    }
     let mut r = Reader::new(buf, 0..buf.len());
     while !r.done() {
         let field_start = r.at;
         let (field, wire) = r.key()?;
         if field == 1 && wire == 2 {
             let body = r.len_delimited()?;
+            let body_start = body.start;
             let labels_start = out.labels.len();
             let histograms_start = out.histograms.len();
             let mut samples = 0u64;
             let mut newest: Option<i64> = None;
             let mut oldest: Option<i64> = None;
+            let mut label_count = 0usize;
+            // The label fields' run: `Some` while they lie one after the other.
+            let mut label_bytes: Option<Range<usize>> = None;
+            let mut contiguous = true;
             let mut s = Reader::new(buf, body);
             while !s.done() {
+                let at = s.at;
                 let (f, w) = s.key()?;
                 match (f, w) {
                     (1, 2) => {
                         let label = s.len_delimited()?;
-                        let mut l = Reader::new(buf, label);
-                        let (mut name, mut value) = ("", "");
-                        while !l.done() {
-                            let (lf, lw) = l.key()?;
-                            match (lf, lw) {
-                                (1, 2) => name = text(buf, l.len_delimited()?)?,
-                                (2, 2) => value = text(buf, l.len_delimited()?)?,
-                                (1 | 2, w) => return wrong_wire("a label's name or value", w),
-                                _ => l.skip(lw)?,
-                            }
+                        label_count += 1;
+                        match &mut label_bytes {
+                            None => label_bytes = Some(at..s.at),
+                            Some(run) if run.end == at => run.end = s.at,
+                            Some(_) => contiguous = false,
                         }
-                        room(&mut out.labels, &mut budget)?;
-                        out.labels.push((name, value));
+                        if parse == Labels::Parse {
+                            let pair = label_in(buf, label)?;
+                            room(&mut out.labels, &mut budget)?;
+                            out.labels.push(pair);
+                        }
                     }
                     (2, 2) => {
                         samples += 1;
@@ -284,6 +432,12 @@ fn scan_inner<'a>(
             out.series.push(SeriesView {
                 field: field_start..r.at,
                 labels: labels_start..out.labels.len(),
+                label_count,
+                label_bytes: if contiguous {
+                    Some(label_bytes.unwrap_or(body_start..body_start))
+                } else {
+                    None
+                },
                 samples,
                 newest_ms: newest,
                 oldest_ms: oldest,
@@ -397,6 +551,72 @@ mod tests {
         );
         assert_eq!(back.metadata, req.metadata);
         assert_eq!(select(&buf, &s, &[true, true, true]).len(), buf.len());
+    }
+
+    #[test]
+    fn a_scan_that_skips_labels_finds_them_as_bytes_and_reads_them_on_demand() {
+        let buf = request().encode_to_vec();
+        let budget = crate::decode::budget::Budget::default();
+        let mut r = budget.reservation(1 << 20);
+        let light = scan_series_within(&buf, &mut r).expect("scans");
+        let full = scan(&buf).expect("scans");
+        assert!(light.labels.is_empty());
+        let mut read = Vec::new();
+        for (l, f) in light.series.iter().zip(&full.series) {
+            assert_eq!(
+                (l.field.clone(), l.samples, l.newest_ms),
+                (f.field.clone(), f.samples, f.newest_ms)
+            );
+            assert_eq!(l.label_count, 2);
+            assert!(
+                l.label_bytes.is_some(),
+                "prost writes the labels first, together"
+            );
+            labels_in(&buf, l, &mut read).expect("labels");
+            assert_eq!(read, full.labels_of(f));
+        }
+        assert_eq!(metric_name_in(&buf, &light.series[1]), "b");
+
+        // A series whose labels have a sample between them (valid, if unusual).
+        let label = |n: &str, v: &str| {
+            edge_schema::proto::prometheus::Label {
+                name: n.into(),
+                value: v.into(),
+            }
+            .encode_length_delimited_to_vec()
+        };
+        let sample = Sample {
+            value: 1.0,
+            timestamp: 5,
+        }
+        .encode_length_delimited_to_vec();
+        let mut series = vec![0x0a];
+        series.extend(label("__name__", "up"));
+        series.push(0x12);
+        series.extend(&sample);
+        series.push(0x0a);
+        series.extend(label("zone", "a"));
+        let mut body = vec![0x0a];
+        prost::encoding::encode_varint(series.len() as u64, &mut body);
+        body.extend(&series);
+        let mut r = budget.reservation(1 << 20);
+        let light = scan_series_within(&body, &mut r).expect("scans");
+        let s = &light.series[0];
+        assert_eq!(
+            (s.label_count, s.label_bytes.clone(), s.samples),
+            (2, None, 1)
+        );
+        assert_eq!(label_fields(&body, s).expect("fields").len(), 2);
+        labels_in(&body, s, &mut read).expect("labels");
+        assert_eq!(read, [("__name__", "up"), ("zone", "a")]);
+        assert_eq!(metric_name_in(&body, s), "up");
+
+        // A label that is not UTF-8 is found only when read.
+        let mut bad = vec![0x0a, 0x05, 0x0a, 0x03, 0x0a, 0x01, 0xff];
+        let light = scan_series_within(&bad, &mut budget.reservation(1 << 20)).expect("scans");
+        assert!(labels_in(&bad, &light.series[0], &mut read).is_err());
+        bad.truncate(6);
+        assert!(scan_series_within(&bad, &mut budget.reservation(1 << 20)).is_err());
     }
 
     #[test]

@@ -17,7 +17,11 @@
 //! - **renew**, every third of the timeout: `counter + 1` if `owner = me` and the
 //!   counter is the one this relay last wrote;
 //! - **checkpoint**: the same condition, so a relay that lost its lease can never move
-//!   a checkpoint: its write is refused and it gives the shard up.
+//!   a checkpoint: its write is refused and it gives the shard up. A renewal or
+//!   checkpoint refused on the relay's own earlier write (applied, its answer lost, sent
+//!   again by the SDK) is recognised from the item the refusal returns, and not a loss.
+//!
+//! All of this rests on DynamoDB applying each conditional write atomically.
 //!
 //! A lease is expired for a relay when its counter has not moved for the timeout on
 //! that relay's own clock (no clock is compared across hosts).
@@ -28,9 +32,10 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
-    ScalarAttributeType, TableStatus,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
 };
 
 use super::ShardInfo;
@@ -445,39 +450,77 @@ impl LeaseTable {
             }
             .into());
         }
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, s(shard))
-            .update_expression(update)
-            .condition_expression("#o = :me AND #c = :held")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#c", "counter")
-            .expression_attribute_values(":me", s(&self.me))
-            .expression_attribute_values(":held", n(held.counter))
-            .expression_attribute_values(":one", n(1))
-            .return_values(ReturnValue::AllNew);
-        for (name, value) in values {
-            request = request.expression_attribute_values(*name, value.clone());
-        }
-        match request.send().await {
-            Ok(out) => {
-                held.counter += 1;
-                held.renewed = Instant::now();
-                Ok(out.attributes().and_then(parse))
+        // A write of ours applied whose answer was lost (the connection dropped) is
+        // sent again by the SDK's retry, and the retry's condition fails on our own
+        // write. The refusal carries the item as it is: still ours, one write past the
+        // counter we knew, is that write (only the owner bumps the counter of a lease
+        // it owns; a take by another relay changes the owner; asking for a handoff
+        // does not bump it). Then the counter is ours again, and the write is sent
+        // again with it (a renewal or the same checkpoint twice moves nothing back).
+        let mut resynced = 0;
+        loop {
+            let mut request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(KEY, s(shard))
+                .update_expression(update)
+                .condition_expression("#o = :me AND #c = :held")
+                .expression_attribute_names("#o", "owner")
+                .expression_attribute_names("#c", "counter")
+                .expression_attribute_values(":me", s(&self.me))
+                .expression_attribute_values(":held", n(held.counter))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            for (name, value) in values {
+                request = request.expression_attribute_values(*name, value.clone());
             }
-            Err(e) if is_conflict(&e) => {
-                held.lost = true;
-                Err(LeaseLost {
-                    shard: shard.to_string(),
+            match request.send().await {
+                Ok(out) => {
+                    held.counter += 1;
+                    held.renewed = Instant::now();
+                    return Ok(out.attributes().and_then(parse));
                 }
-                .into())
+                Err(e) if is_conflict(&e) => {
+                    let now = e
+                        .as_service_error()
+                        .and_then(|e| match e {
+                            UpdateItemError::ConditionalCheckFailedException(c) => c.item(),
+                            _ => None,
+                        })
+                        .and_then(parse);
+                    // Still held by this relay's current holding: a lease forgotten
+                    // meanwhile (and perhaps taken again by this relay, a write of ours
+                    // too) is not resumed by a write of the old holding.
+                    let current = self.handle(shard).is_some_and(|h| Arc::ptr_eq(&h, &handle));
+                    let ours_applied = current
+                        && now.as_ref().is_some_and(|l| {
+                            l.owner.as_deref() == Some(self.me.as_str())
+                                && l.counter == held.counter + 1
+                        });
+                    if ours_applied && resynced < 3 {
+                        resynced += 1;
+                        tracing::info!(shard = %shard, counter = held.counter + 1, "a lease write of ours was applied but its answer lost; resuming from its counter");
+                        held.counter += 1;
+                        held.renewed = Instant::now();
+                        continue;
+                    }
+                    held.lost = true;
+                    return Err(LeaseLost {
+                        shard: shard.to_string(),
+                    }
+                    .into());
+                }
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "UpdateItem {shard}: {}",
+                        DisplayErrorContext(e)
+                    ));
+                }
             }
-            Err(e) => Err(anyhow::anyhow!(
-                "UpdateItem {shard}: {}",
-                DisplayErrorContext(e)
-            )),
         }
     }
 

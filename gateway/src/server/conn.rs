@@ -175,7 +175,11 @@ async fn drive<I>(
     tokio::pin!(conn);
     let age = tokio::time::sleep(limits.max_connection_age);
     tokio::pin!(age);
-    let mut idle_check = tokio::time::interval(Duration::from_secs(1));
+    // The idle check sleeps until the earliest moment the connection could have been
+    // idle for the timeout, then looks again: one wake-up per idle timeout, not one per
+    // second for each of a region's thousands of connections.
+    let idle_check = tokio::time::sleep(limits.idle_timeout);
+    tokio::pin!(idle_check);
     let mut asked = false;
     loop {
         tokio::select! {
@@ -194,11 +198,19 @@ async fn drive<I>(
                 conn.as_mut().graceful_shutdown();
                 asked = true;
             }
-            _ = idle_check.tick(), if !asked => {
-                if activity.idle_for() >= limits.idle_timeout {
+            () = &mut idle_check, if !asked => {
+                let idle = activity.idle_for();
+                if idle >= limits.idle_timeout {
                     closed(&gw, "idle");
                     conn.as_mut().graceful_shutdown();
                     asked = true;
+                } else {
+                    // Busy now (idle for 0) or idle for less: the earliest it can be
+                    // idle long enough. A request in flight is looked at again after a
+                    // whole timeout.
+                    idle_check
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + (limits.idle_timeout - idle));
                 }
             }
             _ = shutdown.changed(), if !asked => {

@@ -139,10 +139,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for HeadDeadline<T> {
         }
         let before = buf.filled().len();
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &result {
-            let filled = buf.filled();
-            let new = filled.get(before..).unwrap_or_default().to_vec();
-            this.read(&new);
+        // An HTTP/2 connection (past its preface) has no heads to time: its bytes are
+        // not looked at.
+        if let Poll::Ready(Ok(())) = &result
+            && this.state != State::Off
+        {
+            this.read(buf.filled().get(before..).unwrap_or_default());
             // A head that began with these bytes: its clock must be able to wake us.
             if matches!(this.state, State::Head { .. }) {
                 let _ = this.deadline.as_mut().poll(cx);

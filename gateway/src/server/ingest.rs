@@ -17,6 +17,7 @@ use super::answer::{Answer, Outcome};
 use super::live::Live;
 use crate::config::TenantLimits;
 use crate::decode::budget::Reservation;
+use crate::decode::remote_write;
 use crate::decode::{self, BodyError};
 use crate::identity::{self, Identity, TENANT_HEADER};
 use crate::quota::{Rate, RateCheck};
@@ -31,7 +32,7 @@ use crate::telemetry::{
     GATEWAY_REQUESTS_TOTAL, GATEWAY_SAMPLE_AGE_SECONDS, GATEWAY_SAMPLES_ACCEPTED_TOTAL,
     GATEWAY_TTFB_SECONDS, TENANT_OVER_LIMIT_TOTAL,
 };
-use crate::validate::{KnownNames, check_labels, check_samples, labels_hash};
+use crate::validate::{KnownNames, check_label_count, check_labels, check_samples};
 
 /// What the connection knows of its client.
 #[derive(Debug)]
@@ -455,6 +456,10 @@ fn rate_refusal(
     })
 }
 
+/// A snappy body that declares at most this many bytes is decompressed on the runtime
+/// (about 100 µs of work at the most); a larger one on the blocking pool.
+pub(super) const INLINE_SNAPPY_BYTES: usize = 256 << 10;
+
 /// Runs CPU-heavy decoding on the blocking pool; a panic there is a body that could not
 /// be decoded, not a crash.
 async fn off_runtime<T: Send + 'static>(
@@ -518,12 +523,21 @@ async fn push(
     reserved: Reservation,
     slot: super::admission::Slot<'_>,
 ) -> Outcome {
-    let compressed = body.clone();
-    let decoded = off_runtime(move || {
+    // A body an agent sends (tens of KB) decompresses in tens of microseconds: handing
+    // it to the blocking pool and back would cost more in wake-ups than the work. A
+    // larger one goes there, so it cannot hold up the runtime's other connections.
+    let inline = snap::raw::decompress_len(body).is_ok_and(|n| n <= INLINE_SNAPPY_BYTES);
+    let decoded = if inline {
         let mut reserved = reserved;
-        decode::snappy_within(&compressed, max, &mut reserved).map(|raw| (raw, reserved))
-    })
-    .await;
+        decode::snappy_within(body, max, &mut reserved).map(|raw| (raw, reserved))
+    } else {
+        let compressed = body.clone();
+        off_runtime(move || {
+            let mut reserved = reserved;
+            decode::snappy_within(&compressed, max, &mut reserved).map(|raw| (raw, reserved))
+        })
+        .await
+    };
     let (raw, mut held) = match decoded {
         Ok(r) => r,
         Err(e) => return body_error(gw, id, "samples", e),
@@ -534,7 +548,7 @@ async fn push(
     if let Err(e) = decode::reserve_decoded(&mut held, raw.len()) {
         return body_error(gw, id, "samples", e);
     }
-    let scanned = match crate::decode::remote_write::scan_within(&raw, &mut held) {
+    let scanned = match remote_write::scan_series_within(&raw, &mut held) {
         Ok(s) => s,
         Err(e) => return body_error(gw, id, "samples", e),
     };
@@ -546,12 +560,38 @@ async fn push(
     let now_ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
+    let keys = gw.quotas.series_keys();
+    let hashes: Result<Vec<u64>, _> = scanned.series.iter().map(|s| keys.hash(&raw, s)).collect();
+    let hashes = match hashes {
+        Ok(h) => h,
+        Err(e) => return body_error(gw, id, "samples", BodyError::Malformed(e.to_string())),
+    };
+    // A series active for this tenant and found fine under this config was checked when
+    // it first came (and at the first push after each reload): most pushes repeat the
+    // same series, and reading and checking their labels was a third of the gateway's
+    // CPU. Only the others are read.
+    let checked_before = gw.quotas.checked_series(
+        tenant,
+        limits,
+        live.config.replicas,
+        &hashes,
+        live.generation,
+    );
+    let mut read = Vec::new();
     for (i, series) in scanned.series.iter().enumerate() {
-        let labels = scanned.labels_of(series);
-        let checked = check_labels(labels, &live.schema, limits, &mut known).and_then(|()| {
-            let metric = crate::validate::metric_name(labels);
-            check_samples(&scanned, series, &raw, metric, now_ms, limits)
-        });
+        let metric = || remote_write::metric_name_in(&raw, series);
+        let labels_fine = if checked_before[i] {
+            Ok(())
+        } else if series.label_count > limits.max_label_names {
+            check_label_count(metric(), series.label_count, limits)
+        } else {
+            if let Err(e) = remote_write::labels_in(&raw, series, &mut read) {
+                return body_error(gw, id, "samples", BodyError::Malformed(e.to_string()));
+            }
+            check_labels(&read, &live.schema, limits, &mut known)
+        };
+        let checked = labels_fine
+            .and_then(|()| check_samples(&scanned, series, &raw, metric, now_ms, limits));
         match checked {
             Ok(()) => keep[i] = true,
             Err(d) => {
@@ -584,13 +624,20 @@ async fn push(
         return refused;
     }
     let now = Instant::now();
-    let mut scratch = Vec::new();
-    let hashes: Vec<u64> = kept(&scanned.series, &keep)
-        .map(|s| labels_hash(scanned.labels_of(s), &mut scratch))
+    let kept_hashes: Vec<u64> = hashes
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(h, _)| *h)
         .collect();
-    let admitted = gw
-        .quotas
-        .admit_series(tenant, limits, live.config.replicas, &hashes, now);
+    let admitted = gw.quotas.admit_series(
+        tenant,
+        limits,
+        live.config.replicas,
+        &kept_hashes,
+        live.generation,
+        now,
+    );
     let mut over_series = 0u64;
     let mut admitted = admitted.into_iter();
     for (i, series) in scanned.series.iter().enumerate() {

@@ -32,8 +32,14 @@ pub struct Live {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// SHA-256 of the config file, hex.
     pub hash: String,
+    /// Which load this is: a series found fine by the label checks under one
+    /// generation is not checked again until the next ([`crate::quota::Quotas::checked_series`]).
+    pub generation: u64,
     pub(super) stamps: Stamps,
 }
+
+/// Numbers the loads.
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 fn watched_files(path: &Path, config: &GatewayConfig) -> Vec<PathBuf> {
     let mut files = vec![path.to_path_buf()];
@@ -72,6 +78,7 @@ pub fn load_live(path: &Path) -> Result<Live, String> {
         tokenizer,
         tls,
         hash,
+        generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         stamps,
     })
 }
@@ -191,6 +198,7 @@ impl Gateway {
                     tokenizer: current.tokenizer.clone(),
                     tls: current.tls.clone(),
                     hash: current.hash.clone(),
+                    generation: current.generation,
                     stamps: stamps.clone(),
                 };
                 *self

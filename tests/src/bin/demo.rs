@@ -124,10 +124,11 @@ async fn run(args: Args) -> Result<bool, String> {
              otlp: {{ grpc: off, http: 127.0.0.1:{otlp_port} }}\n\
              host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
              logs:\n  - {{ path: \"{d}/game/*.log\", service: game, parser: json, read_from: beginning }}\n\
-             tokenize: {{ key_file: {d}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
+             tokenize: {{ key_file: {d}/tokenize.key, detectors: {detectors} }}\n\
              output:\n  metrics_url: https://localhost:{gateway_port}/api/v1/push\n  logs_url: https://localhost:{gateway_port}/v1/logs\n  \
              tls: {{ cert: {d}/agent.crt, key: {d}/agent.key, ca: {d}/ca.crt }}\n\
-             queue: {{ dir: {d}/queue }}\n"
+             queue: {{ dir: {d}/queue }}\n",
+            detectors = edge_tests::rig::DETECTORS,
         ),
         &[],
         agent_port,

@@ -918,7 +918,7 @@ fn start_agent(
              listen: 127.0.0.1:{port}\n\
              host_metrics: {{ enabled: true, filesystems: [/], disks: [], interfaces: [lo] }}\n\
              logs:\n  - {{ path: \"{ad}/game/*.log\", service: game, parser: json, read_from: beginning }}\n\
-             tokenize: {{ key_file: {ad}/tokenize.key, detectors: [email, ipv4, ipv6, {{ name: player_id, pattern: 'p-[0-9]{{6,}}', action: tokenize }}] }}\n\
+             tokenize: {{ key_file: {ad}/tokenize.key, detectors: {detectors} }}\n\
              output:\n  metrics_url: {m}\n  logs_url: {l}\n  \
              tls: {{ cert: {ad}/agent.crt, key: {ad}/agent.key, ca: {d}/ca.crt }}\n\
              queue: {{ dir: {ad}/queue }}\n",
@@ -928,6 +928,7 @@ fn start_agent(
             d = d.display(),
             m = urls("/api/v1/push"),
             l = urls("/v1/logs"),
+            detectors = crate::rig::DETECTORS,
         ),
         &[],
         port,
