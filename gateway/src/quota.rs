@@ -4,6 +4,28 @@
 //! Every limit is regional: each replica enforces `limit / replicas`. A request that
 //! could never fit (more than the burst at once) is refused outright, not with a 429
 //! that would send the client into a loop it can never leave.
+//!
+//! **Catch-up** (`tenants.<t>.catch_up`, a duration of the tenant's rate). An agent that
+//! was pushed back (a 503 storm, a network cut) resends its backlog on top of its
+//! steady load; a tenant within its quota must not then be refused by its own rate. So
+//! each rate has a reserve: what the tenant left unused of its rate while it was under
+//! it, saved up to `catch_up` × rate. A request over the rate is admitted from the
+//! reserve while it holds enough. The reserve is charged for everything admitted and
+//! refills at the rate, so it grows only while the tenant sends less than its rate, and
+//! over any stretch of time the tenant gets at most its rate plus one reserve: the quota
+//! still holds. It starts empty (a restarted gateway or a new tenant has saved nothing).
+//!
+//! **Rate cuts** ([`Quotas::throttle`]). A tenant the overload controller throttles is
+//! cut to a share of its rate, not walled off: the base is the lower of its quota and
+//! what it was admitted lately (an exponentially decayed rate over [`METER_TAU`]; a
+//! tenant with an unlimited quota is cut relative to what it actually got), taken when
+//! the cut begins and kept while it lasts; the share comes from the controller (it
+//! shrinks with each stage that throttles the tenant). Everything admitted while cut is
+//! charged to the cut, which may run into debt (a request that passed while the cut had
+//! room is never refused after its work); while in debt the tenant is answered 429 before
+//! its body is read, with the wait until the debt is paid. The debt is bounded by
+//! [`MAX_CUT_WAIT`] of the cut rate, so even a tenant cut to a trickle gets a request
+//! through every few seconds and its backlog drains.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -81,12 +103,133 @@ impl Bucket {
     }
 }
 
+/// How fast [`Meter`] forgets: its rate is what was admitted over about this long.
+pub const METER_TAU: Duration = Duration::from_secs(5);
+/// A rate cut's debt is at most this long at the cut rate.
+pub const MAX_CUT_WAIT: Duration = Duration::from_secs(10);
+/// A rate cut's room, in seconds at the cut rate, when it is not in debt.
+const CUT_ROOM_SECS: f64 = 1.0;
+
+/// What a tenant was admitted lately, per second: an exponentially decayed rate.
+#[derive(Debug)]
+struct Meter {
+    rate: f64,
+    at: Instant,
+}
+
+impl Meter {
+    fn rate(&self, now: Instant) -> f64 {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.rate * (-dt / METER_TAU.as_secs_f64()).exp()
+    }
+
+    fn add(&mut self, n: u64, now: Instant) {
+        self.rate = self.rate(now) + n as f64 / METER_TAU.as_secs_f64();
+        self.at = now;
+    }
+}
+
+/// The catch-up reserve of one rate (see the module docs).
+#[derive(Debug)]
+struct Reserve {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Reserve {
+    /// Refills at `rate` up to `cap`.
+    fn refill(&mut self, rate: f64, cap: f64, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        self.tokens = (self.tokens + rate * dt).min(cap).max(0.0);
+        self.at = now;
+    }
+
+    /// `n` admitted by the rate itself: charged, down to empty.
+    fn spent(&mut self, n: u64, rate: f64, cap: f64, now: Instant) {
+        self.refill(rate, cap, now);
+        self.tokens = (self.tokens - n as f64).max(0.0);
+    }
+
+    /// `n` over the rate: admitted when the reserve holds them.
+    fn take(&mut self, n: u64, rate: f64, cap: f64, now: Instant) -> bool {
+        self.refill(rate, cap, now);
+        if n as f64 <= self.tokens {
+            self.tokens -= n as f64;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// A rate cut in force (see the module docs).
+#[derive(Debug)]
+struct Cut {
+    /// What the share is of, per second.
+    base: f64,
+    share: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Cut {
+    fn rate(&self) -> f64 {
+        (self.base * self.share).max(1e-9)
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let dt = now.saturating_duration_since(self.at).as_secs_f64();
+        let room = self.rate() * CUT_ROOM_SECS;
+        self.tokens = (self.tokens + self.rate() * dt).min(room);
+        self.at = now;
+    }
+
+    fn charge(&mut self, n: u64, now: Instant) {
+        self.refill(now);
+        let floor = -self.rate() * MAX_CUT_WAIT.as_secs_f64();
+        self.tokens = (self.tokens - n as f64).max(floor);
+    }
+
+    /// `Ok` while not in debt; else the wait until it is paid.
+    fn check(&mut self, now: Instant) -> RateCheck {
+        self.refill(now);
+        if self.tokens >= 0.0 {
+            RateCheck::Ok
+        } else {
+            RateCheck::Wait(Duration::from_secs_f64(-self.tokens / self.rate()))
+        }
+    }
+}
+
+/// What a tenant's rate keeps besides its bucket: the catch-up reserve, what it was
+/// admitted lately, and the rate cut in force.
+#[derive(Debug)]
+struct Lane {
+    reserve: Reserve,
+    meter: Meter,
+    cut: Option<Cut>,
+}
+
+impl Lane {
+    fn new(now: Instant) -> Lane {
+        Lane {
+            reserve: Reserve {
+                tokens: 0.0,
+                at: now,
+            },
+            meter: Meter { rate: 0.0, at: now },
+            cut: None,
+        }
+    }
+}
+
 /// A tenant's state on this replica.
 #[derive(Debug)]
 struct Tenant {
     samples: Bucket,
     log_bytes: Bucket,
     spans: Bucket,
+    lanes: [Lane; 3],
     series: Series,
     /// Per [`Rate`]: until when the tenant is refused before any decoding, after a
     /// decoded request was over the rate.
@@ -112,6 +255,32 @@ impl Tenant {
             Rate::LogBytes => &self.log_bytes,
             Rate::Spans => &self.spans,
         }
+    }
+
+    /// Takes `n` from `rate`: from its bucket, or over it from the catch-up reserve
+    /// (`catch_up` of the rate); what is admitted is metered and charged to a cut in
+    /// force.
+    fn take(&mut self, rate: Rate, n: u64, catch_up: Duration) -> RateCheck {
+        let now = Instant::now();
+        let bucket = self.bucket(rate);
+        let (per_second, check) = (bucket.rate, bucket.check(n));
+        let cap = per_second * catch_up.as_secs_f64();
+        let lane = &mut self.lanes[rate as usize];
+        let check = match check {
+            RateCheck::Ok => {
+                lane.reserve.spent(n, per_second, cap, now);
+                RateCheck::Ok
+            }
+            RateCheck::Wait(_) if lane.reserve.take(n, per_second, cap, now) => RateCheck::Ok,
+            other => other,
+        };
+        if check == RateCheck::Ok && n > 0 {
+            lane.meter.add(n, now);
+            if let Some(cut) = &mut lane.cut {
+                cut.charge(n, now);
+            }
+        }
+        check
     }
 }
 
@@ -259,6 +428,7 @@ impl Quotas {
             samples: Bucket::new(rate, burst),
             log_bytes: Bucket::new(log_rate, log_burst),
             spans: Bucket::new(span_rate, span_burst),
+            lanes: std::array::from_fn(|_| Lane::new(Instant::now())),
             series: Series::default(),
             refused_until: [None; 3],
             overage: Overage {
@@ -294,7 +464,7 @@ impl Quotas {
         samples: u64,
     ) -> RateCheck {
         self.with_tenant(tenant, limits, replicas, |t| {
-            let check = t.samples.check(samples);
+            let check = t.take(Rate::Samples, samples, limits.catch_up);
             t.overage.note(&check);
             check
         })
@@ -309,7 +479,7 @@ impl Quotas {
         bytes: u64,
     ) -> RateCheck {
         self.with_tenant(tenant, limits, replicas, |t| {
-            let check = t.log_bytes.check(bytes);
+            let check = t.take(Rate::LogBytes, bytes, limits.catch_up);
             t.overage.note(&check);
             check
         })
@@ -324,7 +494,7 @@ impl Quotas {
         spans: u64,
     ) -> RateCheck {
         self.with_tenant(tenant, limits, replicas, |t| {
-            let check = t.spans.check(spans);
+            let check = t.take(Rate::Spans, spans, limits.catch_up);
             t.overage.note(&check);
             check
         })
@@ -351,7 +521,7 @@ impl Quotas {
                 t.overage.note(&check);
                 return check;
             }
-            let check = t.bucket(rate).check(first);
+            let check = t.take(rate, first, limits.catch_up);
             if matches!(check, RateCheck::Wait(_)) {
                 // The request ends here: it counts as one check.
                 t.overage.note(&check);
@@ -375,21 +545,62 @@ impl Quotas {
         total: u64,
     ) -> RateCheck {
         self.with_tenant(tenant, limits, replicas, |t| {
-            let bucket = t.bucket(rate);
-            let burst = u64::from(bucket.burst);
+            let burst = u64::from(t.bucket(rate).burst);
             let check = if total > burst {
                 RateCheck::TooLarge {
                     asked: total,
                     burst,
                 }
             } else {
-                bucket.check(total.saturating_sub(charged))
+                t.take(rate, total.saturating_sub(charged), limits.catch_up)
             };
             if let RateCheck::Wait(wait) = &check {
                 t.refused_until[rate as usize] = Some(Instant::now() + *wait);
             }
             t.overage.note(&check);
             check
+        })
+    }
+
+    /// The overload controller's rate cut for `tenant`'s `rate`: `share` of its rate
+    /// (see the module docs), or `None` when it is not throttled (a cut in force ends).
+    /// `Wait` while the cut is in debt: the tenant is answered 429 before its body is
+    /// read, and told when the debt is paid.
+    pub fn throttle(
+        &self,
+        tenant: &str,
+        limits: &TenantLimits,
+        replicas: u32,
+        rate: Rate,
+        share: Option<f64>,
+    ) -> RateCheck {
+        self.with_tenant(tenant, limits, replicas, |t| {
+            let quota = t.bucket(rate).rate;
+            let lane = &mut t.lanes[rate as usize];
+            let Some(share) = share else {
+                lane.cut = None;
+                return RateCheck::Ok;
+            };
+            let now = Instant::now();
+            let cut = lane.cut.get_or_insert_with(|| {
+                let admitted = lane.meter.rate(now);
+                let base = if admitted > 0.0 {
+                    admitted.min(quota)
+                } else {
+                    quota
+                };
+                Cut {
+                    base,
+                    share,
+                    tokens: base * share * CUT_ROOM_SECS,
+                    at: now,
+                }
+            });
+            if cut.share != share {
+                cut.refill(now);
+                cut.share = share;
+            }
+            cut.check(now)
         })
     }
 
@@ -663,6 +874,178 @@ mod tests {
         // A burst that can never fit is a 413, not over the rate.
         let _ = q.check_samples("b", &l, 1, 11);
         assert_eq!(q.overage("b"), 0.0);
+    }
+
+    #[test]
+    fn the_catch_up_reserve_fills_only_under_the_rate_and_is_spent_over_it() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        // 10 a second, a minute of it saved at most: 600.
+        let (rate, cap) = (10.0, 600.0);
+        let mut r = Reserve {
+            tokens: 0.0,
+            at: t0,
+        };
+        assert!(!r.take(1, rate, cap, t0), "it starts empty");
+        // 10 s at half the rate: 5 a second unused, 50 saved.
+        for i in 1..=10 {
+            r.spent(5, rate, cap, s(i));
+        }
+        assert!((r.tokens - 50.0).abs() < 1e-6, "{}", r.tokens);
+        // At the rate exactly: nothing saved, nothing lost.
+        for i in 11..=20 {
+            r.spent(10, rate, cap, s(i));
+        }
+        assert!((r.tokens - 50.0).abs() < 1e-6, "{}", r.tokens);
+        // Over it: 30 then 20 from the reserve, then no more.
+        assert!(r.take(30, rate, cap, s(20)));
+        assert!(r.take(20, rate, cap, s(20)));
+        assert!(!r.take(1, rate, cap, s(20)), "spent");
+        // Never more than the cap, however long the tenant is quiet.
+        r.refill(rate, cap, s(3600));
+        assert_eq!(r.tokens, cap);
+        // No catch-up: nothing is ever saved.
+        let mut none = Reserve {
+            tokens: 0.0,
+            at: t0,
+        };
+        none.spent(0, rate, 0.0, s(100));
+        assert!(!none.take(1, rate, 0.0, s(100)));
+    }
+
+    #[test]
+    fn a_tenant_in_quota_resending_a_backlog_spends_its_catch_up_not_a_429() {
+        let q = Quotas::default();
+        // 2 a second, a burst of 2, catch-up 10 s (20 at most).
+        let l = TenantLimits {
+            samples_rate_limit: 2.0,
+            burst: 2,
+            catch_up: Duration::from_secs(10),
+            ..BUILTIN_LIMITS
+        };
+        let none = TenantLimits {
+            catch_up: Duration::ZERO,
+            ..l.clone()
+        };
+        assert_eq!(q.check_samples("a", &l, 1, 2), RateCheck::Ok);
+        assert_eq!(q.check_samples("b", &none, 1, 2), RateCheck::Ok);
+        assert!(
+            matches!(q.check_samples("a", &l, 1, 2), RateCheck::Wait(_)),
+            "nothing saved yet"
+        );
+        // Quiet for 3 s: the bucket is full again (2) and the reserve holds about 6.
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(q.check_samples("a", &l, 1, 2), RateCheck::Ok);
+        assert_eq!(
+            q.check_samples("a", &l, 1, 2),
+            RateCheck::Ok,
+            "from the reserve"
+        );
+        assert_eq!(q.check_samples("b", &none, 1, 2), RateCheck::Ok);
+        assert!(
+            matches!(q.check_samples("b", &none, 1, 2), RateCheck::Wait(_)),
+            "without catch-up the resend is over the rate"
+        );
+        // What is left of the reserve (about 2) goes, then the rate answers again.
+        let mut taken = 0;
+        while let RateCheck::Ok = q.check_samples("a", &l, 1, 1) {
+            taken += 1;
+            assert!(taken <= 40, "the reserve never runs out");
+        }
+        assert!(
+            (2..=22).contains(&taken),
+            "{taken} over the rate: the reserve held about 2, at most 20"
+        );
+    }
+
+    #[test]
+    fn a_rate_cut_runs_into_debt_and_answers_the_wait_until_it_is_paid() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Admitted 1,000 a second lately, cut to a quarter: 250 a second, room for 250.
+        let mut c = Cut {
+            base: 1000.0,
+            share: 0.25,
+            tokens: 250.0,
+            at: t0,
+        };
+        assert_eq!(c.check(t0), RateCheck::Ok);
+        // A request of 750 passed while there was room: admitted, 500 in debt.
+        c.charge(750, t0);
+        assert_eq!(c.check(t0), RateCheck::Wait(Duration::from_secs(2)));
+        assert_eq!(c.check(ms(1000)), RateCheck::Wait(Duration::from_secs(1)));
+        assert_eq!(c.check(ms(2000)), RateCheck::Ok, "paid");
+        // The debt is bounded: a tenant cut to a trickle still gets through.
+        c.charge(1_000_000, ms(2000));
+        assert_eq!(c.check(ms(2000)), RateCheck::Wait(MAX_CUT_WAIT));
+        // Never more room than a second at the cut rate.
+        c.refill(ms(3_600_000));
+        assert_eq!(c.tokens, 250.0);
+    }
+
+    #[test]
+    fn a_throttled_tenant_is_cut_to_a_share_of_what_it_was_admitted() {
+        let q = Quotas::default();
+        let l = limits(1e9, 1 << 30, 1 << 20);
+        // Admitted 50,000 just now: the meter says about 10,000 a second (over 5 s).
+        assert_eq!(q.check_samples("noisy", &l, 1, 50_000), RateCheck::Ok);
+        assert_eq!(
+            q.throttle("noisy", &l, 1, Rate::Samples, Some(0.5)),
+            RateCheck::Ok
+        );
+        // Cut to about 5,000 a second with 5,000 of room: 20,000 more put it in about
+        // 15,000 of debt, about 3 s (the meter decays as the test runs: a little more).
+        assert_eq!(q.check_samples("noisy", &l, 1, 20_000), RateCheck::Ok);
+        let RateCheck::Wait(w) = q.throttle("noisy", &l, 1, Rate::Samples, Some(0.5)) else {
+            panic!("not in debt");
+        };
+        assert!(
+            w > Duration::from_millis(2500) && w < Duration::from_millis(3500),
+            "{w:?}"
+        );
+        // A deeper cut: the same debt takes twice as long to pay.
+        let RateCheck::Wait(w) = q.throttle("noisy", &l, 1, Rate::Samples, Some(0.25)) else {
+            panic!("not in debt");
+        };
+        assert!(
+            w > Duration::from_secs(5) && w < Duration::from_secs(7),
+            "{w:?}"
+        );
+        // Other rates and tenants are not cut; no throttle, no cut.
+        assert_eq!(
+            q.throttle("noisy", &l, 1, Rate::LogBytes, Some(0.5)),
+            RateCheck::Ok
+        );
+        assert_eq!(
+            q.throttle("game", &l, 1, Rate::Samples, None),
+            RateCheck::Ok
+        );
+        assert_eq!(
+            q.throttle("noisy", &l, 1, Rate::Samples, None),
+            RateCheck::Ok
+        );
+        assert_eq!(
+            q.throttle("noisy", &l, 1, Rate::Samples, None),
+            RateCheck::Ok
+        );
+        // The cut is not a quota refusal: the tenant's overage is untouched.
+        assert_eq!(q.overage("noisy"), 0.0);
+        // A tenant with a quota lower than what it got is cut relative to its quota.
+        let small = limits(100.0, 100_000, 10);
+        assert_eq!(q.check_samples("low", &small, 1, 50_000), RateCheck::Ok);
+        assert_eq!(
+            q.throttle("low", &small, 1, Rate::Samples, Some(0.5)),
+            RateCheck::Ok
+        );
+        // Cut to 50 a second with 50 of room: 200 more are 150 in debt, 3 s.
+        assert_eq!(q.check_samples("low", &small, 1, 200), RateCheck::Ok);
+        let RateCheck::Wait(w) = q.throttle("low", &small, 1, Rate::Samples, Some(0.5)) else {
+            panic!("not in debt");
+        };
+        assert!(
+            w > Duration::from_millis(2500) && w < Duration::from_millis(3500),
+            "{w:?}"
+        );
     }
 
     #[test]

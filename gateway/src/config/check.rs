@@ -591,6 +591,24 @@ impl Validator<'_> {
         if let Some(p) = self.optional(&path("priority"), &t.priority) {
             l.priority = p;
         }
+        match t.catch_up.as_deref() {
+            None => {}
+            Some("off" | "0" | "0s") => l.catch_up = Duration::ZERO,
+            Some(v) => {
+                let d = self.duration(&path("catch_up"), Some(v), l.catch_up);
+                if d > MAX_CATCH_UP {
+                    self.problem(
+                        path("catch_up"),
+                        format!(
+                            "{v}: at most {}s (an hour of the tenant's rate); 0s or off for none",
+                            MAX_CATCH_UP.as_secs()
+                        ),
+                    );
+                } else {
+                    l.catch_up = d;
+                }
+            }
+        }
         if t.creation_grace_period.is_some() {
             let d = self.duration(
                 &path("creation_grace_period"),

@@ -132,6 +132,7 @@ struct RawTenant {
     span_rate_limit: Option<f64>,
     span_burst: Option<u64>,
     priority: Option<Number<u32>>,
+    catch_up: Option<String>,
     creation_grace_period: Option<String>,
     past_grace_period: Option<String>,
 }
@@ -273,6 +274,10 @@ pub struct TenantLimits {
     /// Higher is more important: under overload, tenants are throttled from the lowest
     /// priority up, after the configured actions (`server/overload.rs`).
     pub priority: u32,
+    /// The catch-up allowance: how much of its rates (as a duration of each) a tenant
+    /// saves while under them, to spend over them when it resends a backlog
+    /// (`quota.rs`). Zero: none.
+    pub catch_up: Duration,
     /// How far ahead of the gateway's clock a timestamp may be (Mimir's
     /// `creation_grace_period`), in milliseconds.
     pub creation_grace_period_ms: i64,
@@ -296,6 +301,15 @@ impl TenantLimits {
 /// game tracing stays well under; the burst is two seconds' worth, as for samples.
 pub const DEFAULT_SPAN_RATE_LIMIT: f64 = 20_000.0;
 
+/// The default `tenants.<t>.catch_up`: a minute of the tenant's rate. An agent pushed
+/// back for a few minutes resends a backlog of minutes; within its quota, a minute saved
+/// while under its rate lets a tenant resend it at several times its steady load without
+/// a 429 (a tenant at 1/6 of its quota refills it in 12 s), and the quota over any few
+/// minutes stays within a minute's worth of its rate.
+pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(60);
+/// The longest `catch_up`: an hour of a tenant's rate at once is no longer a quota.
+pub const MAX_CATCH_UP: Duration = Duration::from_secs(3600);
+
 /// The built-in limits, the design's `default` tenant.
 pub const BUILTIN_LIMITS: TenantLimits = TenantLimits {
     samples_rate_limit: 20_000.0,
@@ -309,6 +323,7 @@ pub const BUILTIN_LIMITS: TenantLimits = TenantLimits {
     span_rate_limit: DEFAULT_SPAN_RATE_LIMIT,
     span_burst: DEFAULT_SPAN_RATE_LIMIT as u64 * 2,
     priority: 100,
+    catch_up: DEFAULT_CATCH_UP,
     creation_grace_period_ms: 10 * 60 * 1000,
     past_grace_period_ms: 0,
 };
@@ -505,16 +520,20 @@ pub struct AdmissionConfig {
 /// queues rather than being refused.
 pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_millis(30);
 
-/// The default admission settings. The limit starts at 32 and moves within 2..=1024:
+/// The default admission settings. The limit starts at 4 and moves within 2..=1024:
 /// a 2-core box does its work at a handful of requests at once (the work is CPU), so the
-/// floor keeps both cores busy and the ceiling only guards against a wrong baseline.
+/// floor keeps both cores busy and the ceiling only guards against a wrong baseline. It
+/// grows only while requests wait for a slot, so a gateway far from saturation keeps a
+/// limit near what it uses; it started at 32 and stayed there until the first storm,
+/// whose first seconds then ran 32 decodes on two cores and starved the async workers
+/// that send every answer (refusals up to 120 ms in the release saturation test).
 /// Smoothing 0.2 and a tolerance of 2 are the gradient limiters' usual figures; 1,000
 /// waiters is about a second of work at 5× regional load, most of which would time out.
 pub const DEFAULT_ADMISSION: AdmissionConfig = AdmissionConfig {
     max_queue_wait: DEFAULT_MAX_QUEUE_WAIT,
     min_limit: 2,
     max_limit: 1024,
-    initial_limit: 32,
+    initial_limit: 4,
     smoothing: 0.2,
     latency_tolerance: 2.0,
     max_queued: 1000,

@@ -413,6 +413,35 @@ fn the_traces_sink_and_span_quota_parse_and_bad_ones_name_their_key() {
 }
 
 #[test]
+fn catch_up_is_a_duration_of_the_tenants_rate_within_an_hour() {
+    let c = parse_text(GOOD).expect("valid");
+    assert_eq!(c.limits_of("lowprio").catch_up, DEFAULT_CATCH_UP);
+    assert_eq!(DEFAULT_CATCH_UP, Duration::from_secs(60));
+    let text = GOOD.replace(
+        "lowprio: { samples_rate_limit: 5000, priority: 10 }",
+        "lowprio: { samples_rate_limit: 5000, priority: 10, catch_up: 2m }\n  strict: { catch_up: off }\n  none: { catch_up: 0s }",
+    );
+    let c = parse_text(&text).expect("valid");
+    assert_eq!(c.limits_of("lowprio").catch_up, Duration::from_secs(120));
+    assert_eq!(c.limits_of("strict").catch_up, Duration::ZERO);
+    assert_eq!(c.limits_of("none").catch_up, Duration::ZERO);
+    let problems = |text: &str| parse_text(text).expect_err("refused").problems;
+    let p = problems(&GOOD.replace(
+        "lowprio: { samples_rate_limit: 5000, priority: 10 }",
+        "lowprio: { catch_up: 2h }\n  other: { catch_up: soon }",
+    ));
+    assert!(
+        p.iter()
+            .any(|(k, m)| k == "tenants.lowprio.catch_up" && m.contains("at most 3600s")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter().any(|(k, _)| k == "tenants.other.catch_up"),
+        "{p:?}"
+    );
+}
+
+#[test]
 fn the_decompression_budget_holds_one_largest_body() {
     let base = "tls: off\ntokenize: { key_file: /k }\nsinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n";
     let c = parse_text(base).expect("defaults");
@@ -460,8 +489,8 @@ fn admission_defaults_values_and_problems() {
     );
     assert_eq!(c.overload.ttfb_threshold_p99, Duration::from_millis(300));
     // A max below the default initial limit: the initial limit follows.
-    let c = parse_text(&format!("{head}admission: {{ max_limit: 8 }}\n")).expect("valid");
-    assert_eq!(c.admission.initial_limit, 8);
+    let c = parse_text(&format!("{head}admission: {{ max_limit: 3 }}\n")).expect("valid");
+    assert_eq!(c.admission.initial_limit, 3);
     let err = parse_text(&format!(
         "{head}admission: {{ max_queue_wait: 0ms, min_limit: 0, max_limit: 4, initial_limit: 9, smoothing: 2, latency_tolerance: 0.5, max_queued: 0 }}\n\
          overload: {{ ttfb_threshold_p99: 0s }}\n"

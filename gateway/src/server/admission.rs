@@ -28,7 +28,14 @@
 //!   late it woke; a mean lateness (or a silence) over [`LAG_LIMIT`] in the window means
 //!   the async workers, which read requests and send every answer, get too little CPU
 //!   beside the decoding threads, and every answer waits for them: the limit is halved
-//!   at once;
+//!   at once. The probe does not wait for the window to close: every [`LAG_TICKS`]
+//!   wake-ups (or at once, after one wake-up [`LAG_BURST`] late) it halves the limit
+//!   when their mean lateness is over [`LAG_LIMIT`], and the window's end then does not
+//!   halve it again. A window is [`WINDOW`] requests given back, and when the box is
+//!   saturated from the first second (the limit still at `initial_limit`, each request
+//!   sharing the CPU with all the others) those take long; meanwhile every refusal waited
+//!   for the starved workers too (refusals p99 140 ms in the release saturation run,
+//!   all in the first seconds);
 //! - otherwise, if requests had to wait for a slot during the window, the limit grows by
 //!   one — an additive increase;
 //! - the limit stays within `min_limit..=max_limit`.
@@ -38,9 +45,13 @@
 //! ([`crate::quota::Quotas::overage`], in tenths: within quota first), then by arrival.
 //! A freed slot goes to the best-ranked waiter, so the important tenant within quota gets
 //! the next one. A request that has not started within `max_queue_wait` is answered 503
-//! with a jittered `Retry-After` (`queue_timeout`); with `max_queued` waiters, a newcomer
-//! that ranks above the worst waiter takes its place and the worst is answered 503 at
-//! once, otherwise the newcomer is (`queue_full`). So the low-priority and over-quota
+//! with a jittered `Retry-After` (`queue_timeout`); so is, at once, a request that could
+//! not start within it even if no one better ranked came after it: the waiters ranked
+//! before it, and itself, each need a slot for the recent mean hold time, `limit` at a
+//! time (Little's law). Waiting out the budget would only add it to the refusal's time,
+//! and on a saturated box the refusals that waited it were the slowest answers. With
+//! `max_queued` waiters, a newcomer that ranks above the worst waiter takes its place and
+//! the worst is answered 503 at once, otherwise the newcomer is (`queue_full`). So the low-priority and over-quota
 //! tenants get the refusals first.
 //!
 //! **Refusing early.** Reading a body costs the async workers CPU too (TLS, HTTP/2,
@@ -74,6 +85,10 @@ use crate::telemetry::{
 pub const LAG_TICK: Duration = Duration::from_millis(5);
 /// A mean lateness of the probe's wake-ups above this is a starved runtime.
 pub const LAG_LIMIT: Duration = Duration::from_millis(20);
+/// The probe judges its lateness every this many wake-ups, between windows.
+pub const LAG_TICKS: u32 = 4;
+/// One wake-up this late is judged at once.
+pub const LAG_BURST: Duration = Duration::from_millis(80);
 /// How long a queue refusal makes requests of its rank, and worse, be refused before
 /// their bodies are read.
 pub const EARLY_WINDOW: Duration = Duration::from_millis(250);
@@ -104,6 +119,13 @@ pub struct Limiter {
     lag_sum: Duration,
     lag_n: u32,
     last_tick: Option<Instant>,
+    /// The wake-ups since the probe last judged: summed lateness and count.
+    ticks_sum: Duration,
+    ticks_n: u32,
+    /// The probe halved the limit in this window.
+    cut: bool,
+    /// The last window's mean hold time (seconds).
+    recent: Option<f64>,
     min: f64,
     max: f64,
     smoothing: f64,
@@ -123,6 +145,10 @@ impl Limiter {
             lag_sum: Duration::ZERO,
             lag_n: 0,
             last_tick: None,
+            ticks_sum: Duration::ZERO,
+            ticks_n: 0,
+            cut: false,
+            recent: None,
             min: 1.0,
             max: 1.0,
             smoothing: 0.0,
@@ -159,16 +185,41 @@ impl Limiter {
         self.baseline
     }
 
+    /// The last window's mean hold time (seconds), once a window has closed.
+    pub fn recent_hold(&self) -> Option<f64> {
+        self.recent
+    }
+
+    /// Whether a waiter with `ahead` waiters ranked before it could not start within
+    /// `budget`: it and they each need a slot for the recent mean hold, `limit` at a time.
+    pub fn hopeless(&self, ahead: usize, budget: Duration) -> bool {
+        self.recent.is_some_and(|hold| {
+            (ahead + 1) as f64 * hold / self.limit().max(1) as f64 > budget.as_secs_f64()
+        })
+    }
+
     /// A request had to wait: the limit was the bound in this window.
     pub fn mark_limited(&mut self) {
         self.limited = true;
     }
 
-    /// The lag probe woke `late` after it asked to, at `now`.
+    /// The lag probe woke `late` after it asked to, at `now`: every [`LAG_TICKS`]
+    /// wake-ups (or after one [`LAG_BURST`] late), a mean lateness over [`LAG_LIMIT`]
+    /// halves the limit at once.
     pub fn note_lag(&mut self, late: Duration, now: Instant) {
         self.lag_sum += late;
         self.lag_n += 1;
         self.last_tick = Some(now);
+        self.ticks_sum += late;
+        self.ticks_n += 1;
+        if self.ticks_n >= LAG_TICKS || late > LAG_BURST {
+            if self.ticks_sum / self.ticks_n > LAG_LIMIT && !self.probing() {
+                self.limit = (self.limit * 0.5).clamp(self.min, self.max);
+                self.cut = true;
+            }
+            self.ticks_sum = Duration::ZERO;
+            self.ticks_n = 0;
+        }
     }
 
     /// Whether the runtime lagged in this window: the probe's mean lateness, or its
@@ -196,6 +247,7 @@ impl Limiter {
     }
 
     fn close_window(&mut self, average: f64) {
+        self.recent = Some(average);
         let baseline = match self.baseline {
             Some(b) => (b * (1.0 + BASELINE_DRIFT)).min(average),
             None => average,
@@ -205,8 +257,11 @@ impl Limiter {
         if self.probing() {
             // The probe only measures; the limit stays where it was.
         } else if self.lagging() {
-            // Every answer waits for the starved workers: halve at once.
-            self.limit *= 0.5;
+            // Every answer waits for the starved workers: halve at once (unless the
+            // probe already did in this window).
+            if !self.cut {
+                self.limit *= 0.5;
+            }
         } else if average > allowed {
             let target = self.limit * (allowed / average).max(0.5);
             self.limit = self.limit * (1.0 - self.smoothing) + target * self.smoothing;
@@ -217,6 +272,7 @@ impl Limiter {
         self.sum = 0.0;
         self.n = 0;
         self.limited = false;
+        self.cut = false;
         self.windows += 1;
         self.lag_sum = Duration::ZERO;
         self.lag_n = 0;
@@ -286,19 +342,33 @@ impl State {
     }
 }
 
-/// Admitted and refused requests in one second.
-#[derive(Debug, Default, Clone, Copy)]
+/// Admitted and refused requests in one second, by tenant priority: `(priority,
+/// admitted, refused)` (a gateway has a handful of priorities).
+#[derive(Debug, Default, Clone)]
 struct Second {
     at: u64,
-    admitted: u64,
-    refused: u64,
+    by_priority: Vec<(u32, u64, u64)>,
+}
+
+impl Second {
+    fn of(&mut self, priority: u32) -> &mut (u32, u64, u64) {
+        let i = match self.by_priority.iter().position(|c| c.0 == priority) {
+            Some(i) => i,
+            None => {
+                self.by_priority.push((priority, 0, 0));
+                self.by_priority.len() - 1
+            }
+        };
+        &mut self.by_priority[i]
+    }
 }
 
 #[derive(Debug)]
 struct Recent {
     epoch: Instant,
-    seconds: [Second; PICTURE_WINDOW.as_secs() as usize],
-    own: VecDeque<(Instant, Duration)>,
+    seconds: Vec<Second>,
+    /// When, how long, and the tenant's priority.
+    own: VecDeque<(Instant, Duration, u32)>,
 }
 
 impl Recent {
@@ -315,7 +385,8 @@ impl Recent {
     }
 }
 
-/// What admission saw over the last [`PICTURE_WINDOW`], and where it is now.
+/// What admission saw over the last [`PICTURE_WINDOW`] (of the tenants it was asked
+/// about: see [`Admission::picture_above`]), and where it is now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Picture {
     /// Requests admitted.
@@ -346,6 +417,7 @@ pub struct Admission {
 #[derive(Debug)]
 pub struct Slot<'a> {
     admission: &'a Admission,
+    priority: u32,
     arrived: Instant,
     granted: Instant,
     held: bool,
@@ -380,7 +452,7 @@ impl Slot<'_> {
         if std::mem::take(&mut self.held) {
             let now = Instant::now();
             self.admission
-                .released(now - self.granted, now - self.arrived, now);
+                .released(now - self.granted, now - self.arrived, now, self.priority);
         }
     }
 }
@@ -433,7 +505,7 @@ impl Admission {
             }),
             recent: Mutex::new(Recent {
                 epoch: Instant::now(),
-                seconds: [Second::default(); PICTURE_WINDOW.as_secs() as usize],
+                seconds: vec![Second::default(); PICTURE_WINDOW.as_secs() as usize],
                 own: VecDeque::new(),
             }),
         }
@@ -466,7 +538,7 @@ impl Admission {
             if state.in_flight < state.limiter.limit().max(1) && state.waiters.is_empty() {
                 state.in_flight += 1;
                 drop(state);
-                return Ok(self.admitted(arrived));
+                return Ok(self.admitted(arrived, priority));
             }
             state.limiter.mark_limited();
             let rank = Rank {
@@ -475,6 +547,12 @@ impl Admission {
                 seq: state.next,
             };
             state.next += 1;
+            let ahead = state.waiters.range(..rank).count();
+            if state.limiter.hopeless(ahead, config.max_queue_wait) {
+                drop(state);
+                self.refused(priority, Some(rank));
+                return Err(Refusal::QueueTimeout);
+            }
             if state.waiters.len() >= config.max_queued.max(1) {
                 let worst = state.waiters.last_key_value().map(|(r, _)| *r);
                 match worst {
@@ -485,7 +563,7 @@ impl Admission {
                     }
                     _ => {
                         drop(state);
-                        self.refused(Some(rank));
+                        self.refused(priority, Some(rank));
                         return Err(Refusal::QueueFull);
                     }
                 }
@@ -499,7 +577,8 @@ impl Admission {
                 done: false,
             }
         };
-        self.wait(waiting, config.max_queue_wait, arrived).await
+        self.wait(waiting, config.max_queue_wait, arrived, priority)
+            .await
     }
 
     async fn wait(
@@ -507,6 +586,7 @@ impl Admission {
         mut waiting: Waiting<'_>,
         budget: Duration,
         arrived: Instant,
+        priority: u32,
     ) -> Result<Slot<'_>, Refusal> {
         let word = match tokio::time::timeout(budget, &mut waiting.rx).await {
             Ok(Ok(word)) => Some(word),
@@ -525,38 +605,39 @@ impl Admission {
         };
         waiting.done = true;
         match word {
-            Some(Word::Granted) => Ok(self.admitted(arrived)),
+            Some(Word::Granted) => Ok(self.admitted(arrived, priority)),
             Some(Word::Evicted) => {
-                self.refused(Some(waiting.rank));
+                self.refused(priority, Some(waiting.rank));
                 Err(Refusal::QueueFull)
             }
             None => {
-                self.refused(Some(waiting.rank));
+                self.refused(priority, Some(waiting.rank));
                 Err(Refusal::QueueTimeout)
             }
         }
     }
 
-    fn admitted(&self, arrived: Instant) -> Slot<'_> {
+    fn admitted(&self, arrived: Instant, priority: u32) -> Slot<'_> {
         let now = Instant::now();
-        self.recent().second(now).admitted += 1;
+        self.recent().second(now).of(priority).1 += 1;
         Slot {
             admission: self,
+            priority,
             arrived,
             granted: now,
             held: true,
         }
     }
 
-    /// Counts a refusal; a queue refusal (`rank`) also opens the early window for its
-    /// rank.
-    fn refused(&self, rank: Option<Rank>) {
+    /// Counts a refusal of a request of `priority`; a queue refusal (`rank`) also opens
+    /// the early window for its rank.
+    fn refused(&self, priority: u32, rank: Option<Rank>) {
         let now = Instant::now();
         if let Some(rank) = rank {
             let mut state = self.lock();
             state.refused_at.insert((rank.priority, rank.over), now);
         }
-        self.recent().second(now).refused += 1;
+        self.recent().second(now).of(priority).2 += 1;
     }
 
     /// Whether a request of `priority`, `overage` over its quota, is refused before its
@@ -580,7 +661,7 @@ impl Admission {
                 .any(|(Reverse(p), o)| *p > priority || (*p == priority && *o <= over))
         };
         if shed {
-            self.refused(None);
+            self.refused(priority, None);
         }
         shed
     }
@@ -599,7 +680,7 @@ impl Admission {
         state.grant();
     }
 
-    fn released(&self, hold: Duration, own: Duration, now: Instant) {
+    fn released(&self, hold: Duration, own: Duration, now: Instant, priority: u32) {
         {
             let mut state = self.lock();
             state.in_flight -= 1;
@@ -607,12 +688,12 @@ impl Admission {
             state.grant();
         }
         let mut recent = self.recent();
-        recent.own.push_back((now, own));
+        recent.own.push_back((now, own, priority));
         while recent.own.len() > MAX_SAMPLES
             || recent
                 .own
                 .front()
-                .is_some_and(|(at, _)| now.saturating_duration_since(*at) > PICTURE_WINDOW)
+                .is_some_and(|(at, _, _)| now.saturating_duration_since(*at) > PICTURE_WINDOW)
         {
             recent.own.pop_front();
         }
@@ -635,8 +716,18 @@ impl Admission {
         }
     }
 
-    /// What admission saw over the last [`PICTURE_WINDOW`], and where it is now.
+    /// What admission saw over the last [`PICTURE_WINDOW`], of every tenant, and where
+    /// it is now.
     pub fn picture(&self) -> Picture {
+        self.picture_above(None)
+    }
+
+    /// What admission saw over the last [`PICTURE_WINDOW`] of the requests of tenants
+    /// whose priority is above `above` (every tenant with `None`), and where it is now.
+    /// The overload controller judges the box on the tenants its stage does not
+    /// throttle: their requests admitted and fast say the box has room for them.
+    pub fn picture_above(&self, above: Option<u32>) -> Picture {
+        let counted = |p: u32| above.is_none_or(|a| p > a);
         let (limit, in_flight, queued) = {
             let state = self.lock();
             (state.limiter.limit(), state.in_flight, state.waiters.len())
@@ -647,15 +738,21 @@ impl Admission {
         let (mut admitted, mut refused) = (0, 0);
         for s in &recent.seconds {
             if this.saturating_sub(s.at) < PICTURE_WINDOW.as_secs() && s.at <= this {
-                admitted += s.admitted;
-                refused += s.refused;
+                for (p, a, r) in &s.by_priority {
+                    if counted(*p) {
+                        admitted += a;
+                        refused += r;
+                    }
+                }
             }
         }
         let mut own: Vec<Duration> = recent
             .own
             .iter()
-            .filter(|(at, _)| now.saturating_duration_since(*at) <= PICTURE_WINDOW)
-            .map(|(_, d)| *d)
+            .filter(|(at, _, p)| {
+                now.saturating_duration_since(*at) <= PICTURE_WINDOW && counted(*p)
+            })
+            .map(|(_, d, _)| *d)
             .collect();
         own.sort_unstable();
         let own_p99 = own

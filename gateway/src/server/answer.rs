@@ -27,8 +27,10 @@ const RETRY_NO_TRACES_SINK: Duration = Duration::from_secs(60);
 /// How long a client refused by admission control waits (plus jitter): the box was
 /// saturated a moment ago, and may not be a second from now.
 const RETRY_NOT_ADMITTED: Duration = Duration::from_secs(1);
-/// How long a tenant throttled by the overload controller waits.
-const RETRY_THROTTLED: Duration = Duration::from_secs(10);
+/// How long a tenant throttled by the overload controller waits at the least (plus
+/// jitter): its rate cut has room again within a second or so; the wait it is told is
+/// longer when the cut is deeper in debt.
+const RETRY_THROTTLED: Duration = Duration::from_secs(1);
 /// How long a client waits when the budget of decompressed bytes in flight is full: the
 /// bodies holding it are decoded and committed within a second or two.
 const RETRY_DECOMPRESS_BUDGET: Duration = Duration::from_secs(2);
@@ -61,10 +63,13 @@ pub enum Outcome {
         /// `queue_timeout` or `queue_full`.
         reason: &'static str,
     },
-    /// The overload controller throttles this tenant: 429.
+    /// The overload controller cut this tenant's rate and the cut has no room now:
+    /// 429, with the wait until it has (at least [`RETRY_THROTTLED`]).
     Throttled {
         /// The tenant.
         tenant: String,
+        /// When the cut has room again.
+        wait: Duration,
     },
     /// The body is over `limits.max_body_bytes`: 413, and the connection closed when
     /// the rest of the body was not drained (the client is still sending).
@@ -272,11 +277,11 @@ impl From<Outcome> for Answer {
                 ),
             )
             .retry(RETRY_NOT_ADMITTED),
-            Outcome::Throttled { tenant } => Answer::new(
+            Outcome::Throttled { tenant, wait } => Answer::new(
                 429,
                 format!("tenant {tenant} is throttled while the gateway is overloaded\n"),
             )
-            .retry(RETRY_THROTTLED),
+            .retry(wait.max(RETRY_THROTTLED)),
             Outcome::BodyOverLimit { max, drained } => {
                 let answer =
                     Answer::new(413, format!("the body is over the limit of {max} bytes\n"));

@@ -191,10 +191,22 @@ async fn ingest(
         over_limit(gw, &identity.tenant, "overload");
         return Outcome::Overloaded;
     }
-    if pressure.throttles(&identity.tenant, limits.priority) {
+    let rate = match endpoint {
+        "push" => Rate::Samples,
+        "otlp_traces" => Rate::Spans,
+        _ => Rate::LogBytes,
+    };
+    // A throttled tenant is cut to a share of its rate (`quota.rs`): 429 while the cut
+    // is in debt, before its body is read.
+    let share = pressure.share(&identity.tenant, limits.priority);
+    let cut = gw
+        .quotas
+        .throttle(&identity.tenant, &limits, live.config.replicas, rate, share);
+    if let RateCheck::Wait(wait) = cut {
         over_limit(gw, &identity.tenant, "overload_throttle");
         return Outcome::Throttled {
             tenant: identity.tenant,
+            wait,
         };
     }
     // Saturated, and as good a rank was just refused: 503 before reading the body.
@@ -232,11 +244,6 @@ async fn ingest(
     let max = live.config.limits.max_decompressed_bytes;
     // The tenant's rate first, charged with what the compressed body holds at the least:
     // a tenant over it is answered before anything is decompressed.
-    let rate = match endpoint {
-        "push" => Rate::Samples,
-        "otlp_traces" => Rate::Spans,
-        _ => Rate::LogBytes,
-    };
     let first = first_charge(rate, &body, encoding.as_deref(), max);
     let check = gw
         .quotas

@@ -10,7 +10,14 @@
 //! - **the box**: saturated when admission refused at least [`REFUSED_RATIO`] of the
 //!   requests, or when the p99 of the gateway's own time per request (admission wait,
 //!   work and commit while it holds its slot) is over `overload.ttfb_threshold_p99`; each
-//!   only with at least [`MIN_REQUESTS_JUDGED`] requests.
+//!   only with at least [`MIN_REQUESTS_JUDGED`] requests. Only the requests of tenants
+//!   *above* the priority tiers the stage in force throttles are judged
+//!   ([`judged_above`]): the throttled tenants' own resends and refusals say nothing
+//!   about whether the box has room for the others, and judged with them the box would
+//!   look saturated for as long as their backlog lasts, so the stage would never step
+//!   back (the 2026-12-05 T2 run held the noisy tenant at stage 3 through its recovery).
+//!   When the tenants still served are admitted and fast, the stage steps back; if the
+//!   released tenants saturate the box again, it goes up again ([`ESCALATE_AFTER`]).
 //!
 //! A slow sink may take the stages to the last (503 to everyone: the sink cannot take
 //! more). A saturated box takes them up to the last priority tier but not to the 503
@@ -19,9 +26,18 @@
 //!
 //! The stages, in order: the configured `overload.actions` (shed logs, throttle the
 //! listed tenants); then one stage per tenant `priority` below the highest, lowest
-//! first, each throttling (429) every tenant at or below that priority; then 503 to
+//! first, each throttling every tenant at or below that priority; then 503 to
 //! everyone. So the seed's shed order holds (verbose logs, then low-priority tenants,
 //! then ingest), and the most important tenant is the last one refused.
+//!
+//! **A throttle is a rate cut, not a wall** ([`Pressure::share`]): a throttled tenant
+//! is cut to [`THROTTLE_SHARE`] of its rate for each stage in force that throttles it
+//! (a half, a quarter, ...; at least [`MIN_SHARE`]), of the lower of its quota and what
+//! it was admitted lately (`quota.rs`, [`crate::quota::Quotas::throttle`]); the excess
+//! is answered 429 with the wait until the cut has room again. So a throttled tenant's
+//! backlog still drains, slowly, and the box's load from it falls by the share; as
+//! Envoy's overload manager scales its actions with the pressure rather than switching
+//! them on and off.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -54,20 +70,37 @@ pub(super) struct Pressure {
     pub(super) stage: u8,
     /// The log levels agents are asked to shed.
     pub(super) shed: Option<&'static str>,
-    /// Tenants throttled by name (`throttle_tenants`).
+    /// Tenants throttled by name (`throttle_tenants`), once per action listing them.
     pub(super) throttled: Vec<String>,
     /// Tenants at or below this priority are throttled.
     pub(super) priority_at_most: Option<u32>,
+    /// The priority tiers throttled, one per stage in force (tenants at or below each).
+    pub(super) tiers: Vec<u32>,
     /// The last stage: 503 to everyone.
     pub(super) everyone: bool,
 }
 
+/// A throttled tenant keeps this share of its rate per stage in force that throttles
+/// it.
+pub(super) const THROTTLE_SHARE: f64 = 0.5;
+/// The least share a throttled tenant keeps.
+pub(super) const MIN_SHARE: f64 = 1.0 / 16.0;
+
 impl Pressure {
-    /// Whether `tenant`, of `priority`, is throttled (429).
-    pub(super) fn throttles(&self, tenant: &str, priority: u32) -> bool {
-        self.throttled.iter().any(|t| t == tenant)
-            || self.priority_at_most.is_some_and(|p| priority <= p)
+    /// The share of its rate `tenant`, of `priority`, keeps (`None`: not throttled):
+    /// [`THROTTLE_SHARE`] per stage in force that throttles it, at least [`MIN_SHARE`].
+    pub(super) fn share(&self, tenant: &str, priority: u32) -> Option<f64> {
+        let by_name = self.throttled.iter().filter(|t| *t == tenant).count();
+        let by_tier = self.tiers.iter().filter(|p| priority <= **p).count();
+        let stages = i32::try_from(by_name + by_tier).unwrap_or(i32::MAX);
+        (stages > 0).then(|| THROTTLE_SHARE.powi(stages).max(MIN_SHARE))
     }
+}
+
+/// The tenants whose requests the controller judges the box on at `stage`: those above
+/// the highest priority tier it throttles (`None`: every tenant).
+pub(super) fn judged_above(config: &crate::config::GatewayConfig, stage: u8) -> Option<u32> {
+    pressure_at(config, stage).priority_at_most
 }
 
 /// The tenant priorities below the highest configured one, lowest first: one stage each.
@@ -103,9 +136,8 @@ pub(super) fn pressure_at(config: &crate::config::GatewayConfig, stage: u8) -> P
     let tiers = priority_tiers(config);
     let past_actions = usize::from(stage).saturating_sub(actions.len());
     if past_actions > 0 {
-        pressure.priority_at_most = tiers
-            .get(past_actions.min(tiers.len()).wrapping_sub(1))
-            .copied();
+        pressure.tiers = tiers[..past_actions.min(tiers.len())].to_vec();
+        pressure.priority_at_most = pressure.tiers.last().copied();
     }
     pressure.everyone = stage >= last_stage(config);
     pressure
@@ -121,7 +153,9 @@ impl Gateway {
     /// the threshold, steps back after 15 s under it.
     pub fn overload_tick(&self) {
         let live = self.live();
-        let picture = self.admission.picture();
+        let stage = self.overload.stage.load(Ordering::Relaxed);
+        let above = judged_above(&live.config, stage);
+        let picture = self.admission.picture_above(above);
         self.admission_gauges(&picture);
         let verdict = judge(
             &live.config.overload,
@@ -129,7 +163,6 @@ impl Gateway {
             &picture,
         );
         let last = last_stage(&live.config);
-        let stage = self.overload.stage.load(Ordering::Relaxed);
         let (over, max) = if verdict.sink_slow {
             (true, last)
         } else if verdict.saturated && stage < last {
@@ -156,6 +189,7 @@ impl Gateway {
                 admitted = picture.admitted,
                 refused = picture.refused,
                 own_p99 = ?picture.own_p99,
+                judged_above = ?above,
                 "overload stage changed"
             );
         }
@@ -266,7 +300,7 @@ mod tests {
         let throttled = |stage: u8| -> Vec<&str> {
             ["game", "default", "batch", "studio"]
                 .into_iter()
-                .filter(|t| pressure_at(&config, stage).throttles(t, limits(t)))
+                .filter(|t| pressure_at(&config, stage).share(t, limits(t)).is_some())
                 .collect()
         };
         assert!(throttled(1).is_empty(), "stage 1 sheds logs only");
@@ -348,6 +382,97 @@ mod tests {
         assert!(judge(&config, &none, &picture(100, 0, 300, 100)).saturated);
         assert!(!judge(&config, &none, &picture(100, 0, 300, 10)).saturated);
         assert!(!judge(&config, &none, &picture(100, 0, 250, 100)).sink_slow);
+    }
+
+    fn two_tier_config() -> crate::config::GatewayConfig {
+        crate::config::parse(
+            std::path::Path::new("gateway.yaml"),
+            "tls: off\ntokenize: { key_file: /k }\n\
+             sinks: { metrics: { kind: file, dir: /x }, logs: { kind: file, dir: /x } }\n\
+             tenants:\n  default: { priority: 50 }\n  game: { priority: 100 }\n  noisy: { priority: 10 }\n\
+             overload: { actions: [ { reduce_log_sampling: 50% } ] }\n",
+            &|_| None,
+        )
+        .expect("config")
+    }
+
+    #[test]
+    fn a_throttle_is_a_rate_cut_that_deepens_with_each_stage_that_throttles_the_tenant() {
+        let config = two_tier_config();
+        // Shed logs; noisy; default and noisy; 503.
+        assert_eq!(last_stage(&config), 4);
+        let share = |stage: u8, tenant: &str| {
+            pressure_at(&config, stage).share(tenant, config.limits_of(tenant).priority)
+        };
+        assert_eq!(share(1, "noisy"), None, "stage 1 sheds logs only");
+        assert_eq!(share(2, "noisy"), Some(0.5));
+        assert_eq!(share(2, "default"), None);
+        assert_eq!(share(3, "noisy"), Some(0.25), "two stages throttle it");
+        assert_eq!(share(3, "default"), Some(0.5));
+        assert_eq!(
+            share(3, "game"),
+            None,
+            "the most important tenant is never cut"
+        );
+        // A tenant listed by an action and in a throttled tier: both count.
+        let mut p = pressure_at(&config, 3);
+        p.throttled = vec!["noisy".into(); 3];
+        assert_eq!(p.share("noisy", 10), Some(MIN_SHARE), "at least MIN_SHARE");
+    }
+
+    #[test]
+    fn the_box_is_judged_on_the_tenants_the_stage_does_not_throttle() {
+        let config = two_tier_config();
+        assert_eq!(judged_above(&config, 0), None);
+        assert_eq!(judged_above(&config, 1), None, "nobody throttled: everyone");
+        assert_eq!(judged_above(&config, 2), Some(10));
+        assert_eq!(judged_above(&config, 3), Some(50));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_tenants_refusals_do_not_hold_the_stage_so_it_steps_back() {
+        let config = two_tier_config();
+        let ad = crate::config::AdmissionConfig {
+            max_queue_wait: Duration::from_millis(5),
+            initial_limit: 1,
+            min_limit: 1,
+            max_limit: 1,
+            ..crate::config::DEFAULT_ADMISSION
+        };
+        let admission = super::super::admission::Admission::new(&ad);
+        // The game's requests are admitted at once and quick; each time the slot is
+        // taken, the noisy tenant's resend waits and is refused.
+        for _ in 0..30 {
+            let slot = admission
+                .acquire(&ad, 100, 0.0)
+                .await
+                .expect("game admitted");
+            assert!(admission.acquire(&ad, 10, 0.5).await.is_err());
+            slot.release();
+        }
+        let none = BTreeMap::new();
+        // Judged by refusals here: a threshold on the own time no stall reaches.
+        let overload = Overload {
+            ttfb_threshold_p99: Duration::from_secs(60),
+            ..config.overload.clone()
+        };
+        let judged = |stage: u8| {
+            judge(
+                &overload,
+                &none,
+                &admission.picture_above(judged_above(&config, stage)),
+            )
+        };
+        // Judged on everyone (stage 1), half the requests are refused: saturated, so
+        // the controller goes on to throttle the noisy tenant.
+        assert!(judged(1).saturated);
+        let last = last_stage(&config);
+        assert_eq!(next_stage(1, true, ESCALATE_AFTER, last - 1), 2);
+        // At stage 2 only the game is judged: admitted and fast, the box has room for
+        // it, so after RECOVER_AFTER the stage steps back and the noisy tenant's cut
+        // ends, though its own resends are still being refused.
+        assert_eq!(judged(2), Verdict::default());
+        assert_eq!(next_stage(2, false, RECOVER_AFTER, last - 1), 1);
     }
 
     #[test]

@@ -118,6 +118,36 @@ fn a_lagging_runtime_halves_the_limit_at_once_even_when_holds_look_fine() {
 }
 
 #[test]
+fn a_starved_runtime_halves_the_limit_before_the_window_closes() {
+    let mut l = Limiter::new(&config(2, 100, 32));
+    let now = Instant::now();
+    // Three wake-ups 30 ms late: not judged yet; the fourth: halved, no request given
+    // back meanwhile.
+    for _ in 0..3 {
+        l.note_lag(ms(30), now);
+    }
+    assert_eq!(l.limit(), 32);
+    l.note_lag(ms(30), now);
+    assert_eq!(l.limit(), 16);
+    // One wake-up far too late is judged at once.
+    l.note_lag(ms(200), now);
+    assert_eq!(l.limit(), 8);
+    // On time: no cut.
+    for _ in 0..LAG_TICKS {
+        l.note_lag(ms(2), now);
+    }
+    assert_eq!(l.limit(), 8);
+    // The window closes lagging: already halved in it, not halved again.
+    window(&mut l, ms(4), true);
+    assert_eq!(l.limit(), 8);
+    // Never below the floor.
+    for _ in 0..10 {
+        l.note_lag(ms(500), now);
+    }
+    assert_eq!(l.limit(), 2);
+}
+
+#[test]
 fn a_reload_moves_the_bounds_and_keeps_the_limit_within_them() {
     let mut l = Limiter::new(&config(2, 100, 50));
     l.configure(&config(2, 10, 5));
@@ -304,4 +334,86 @@ async fn after_a_queue_refusal_its_rank_and_worse_are_refused_before_their_bodie
     assert!(!admission.shed_early(10, 0.0));
     drop(held);
     assert_eq!(admission.picture().refused, 4);
+}
+
+#[tokio::test]
+async fn the_picture_above_a_priority_leaves_out_the_tenants_at_or_below_it() {
+    let config = queue(1, 10, ms(5));
+    let admission = Admission::new(&config);
+    let held = admission.acquire(&config, 100, 0.0).await.expect("slot");
+    // Refused: a noisy request (10) and a default one (50).
+    assert!(admission.acquire(&config, 10, 0.0).await.is_err());
+    assert!(admission.acquire(&config, 50, 0.0).await.is_err());
+    held.release();
+    let slot = admission.acquire(&config, 50, 0.0).await.expect("slot");
+    slot.release();
+    let all = admission.picture();
+    assert_eq!((all.admitted, all.refused, all.samples), (2, 2, 2));
+    let above_10 = admission.picture_above(Some(10));
+    assert_eq!(
+        (above_10.admitted, above_10.refused, above_10.samples),
+        (2, 1, 2)
+    );
+    let above_50 = admission.picture_above(Some(50));
+    assert_eq!(
+        (above_50.admitted, above_50.refused, above_50.samples),
+        (1, 0, 1)
+    );
+    assert_eq!(admission.picture_above(Some(100)).admitted, 0);
+}
+
+#[test]
+fn a_waiter_that_could_not_start_within_the_budget_is_told_at_once() {
+    let mut l = Limiter::new(&config(1, 100, 4));
+    assert!(
+        !l.hopeless(1000, ms(30)),
+        "no hold time measured yet: wait and see"
+    );
+    // Holds of 10 ms, 4 at a time: 12 waiters take 30 ms.
+    window(&mut l, ms(10), false);
+    assert_eq!(l.limit(), 4);
+    assert!(!l.hopeless(0, ms(30)));
+    assert!(!l.hopeless(11, ms(30)), "12 × 10 ms / 4 = 30 ms: within");
+    assert!(l.hopeless(12, ms(30)), "13 × 10 ms / 4 > 30 ms");
+}
+
+#[tokio::test]
+async fn the_queue_refuses_at_once_the_ranks_that_would_wait_in_vain() {
+    let config = queue(1, 100, ms(1000));
+    let admission = Arc::new(Admission::new(&config));
+    // Requests of 100 ms, one at a time: the recent hold is about 100 ms.
+    for _ in 0..WINDOW {
+        let slot = admission.acquire(&config, 100, 0.0).await.expect("slot");
+        tokio::time::sleep(ms(100)).await;
+        slot.release();
+    }
+    let hold = admission
+        .lock()
+        .limiter
+        .recent_hold()
+        .expect("a window closed");
+    let held = admission.acquire(&config, 100, 0.0).await.expect("slot");
+    // The budget holds 1 s / hold waiters (about 10): the rank past them is refused at
+    // once, not after the budget.
+    let fits = (1.0 / hold) as usize;
+    assert!(fits >= 1, "hold {hold}");
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiting = Vec::new();
+    for _ in 0..fits {
+        waiting.push(waiter(&admission, &config, "noisy", 10, 0.0, &order));
+        settle().await;
+    }
+    let started = Instant::now();
+    let refused = admission.acquire(&config, 10, 0.0).await.map(|_| ());
+    assert_eq!(refused, Err(Refusal::QueueTimeout));
+    assert!(
+        started.elapsed() < config.max_queue_wait,
+        "refused at once, not after the budget: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(admission.picture().queued, fits, "it never queued");
+    drop(held);
+    for w in waiting {
+        let _ = w.await;
+    }
 }
