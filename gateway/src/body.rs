@@ -48,9 +48,8 @@ where
     // Sized once from the declared length (an agent's body is tens of KB, in HTTP/2
     // frames of 16 KB), not doubled frame by frame; at most PREALLOCATE_MAX up front,
     // so a length declared and never sent costs little.
-    let mut buf: Vec<u8> = Vec::with_capacity(
-        declared.map_or(0, |n| n.min(max as u64).min(PREALLOCATE_MAX) as usize),
-    );
+    let mut buf: Vec<u8> =
+        Vec::with_capacity(declared.map_or(0, |n| n.min(max as u64).min(PREALLOCATE_MAX) as usize));
     let mut seen: u64 = 0;
     let mut over = declared.is_some_and(|n| n > max as u64);
     let started = tokio::time::Instant::now();
