@@ -309,7 +309,7 @@ fn a_saturated_gateway_answers_fast_and_serves_the_important_tenant_first() {
     let config = format!(
         "{}admin_listen: 127.0.0.1:{admin}\npolicy: {}\n\
          overload: {{ actions: [ {{ reduce_log_sampling: 50% }} ] }}\n\
-         admission: {{ max_queue_wait: {}ms }}\n\
+         admission: {{ max_queue_wait: {}ms, min_limit: 2, initial_limit: 4 }}\n\
          limits: {{ max_connection_age: 1h }}\n",
         support::config_text(dir.path(), port, tenants),
         policy.display(),

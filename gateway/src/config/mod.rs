@@ -520,20 +520,24 @@ pub struct AdmissionConfig {
 /// queues rather than being refused.
 pub const DEFAULT_MAX_QUEUE_WAIT: Duration = Duration::from_millis(30);
 
-/// The default admission settings. The limit starts at 4 and moves within 2..=1024:
-/// a 2-core box does its work at a handful of requests at once (the work is CPU), so the
-/// floor keeps both cores busy and the ceiling only guards against a wrong baseline. It
-/// grows only while requests wait for a slot, so a gateway far from saturation keeps a
-/// limit near what it uses; it started at 32 and stayed there until the first storm,
-/// whose first seconds then ran 32 decodes on two cores and starved the async workers
-/// that send every answer (refusals up to 120 ms in the release saturation test).
+/// The default admission settings. The limit starts at 16 and moves within 8..=1024.
+/// The floor: a slot is held through the request's sink commit (up to 4×
+/// `max_queue_wait`), and a commit to Kinesis or Firehose waits tens of milliseconds on
+/// the network: at a region's 1× (170 pushes a second) about 9 commits are in flight, so
+/// a floor of 2 turned a CPU hiccup that halved the limit into refusals of a load the box
+/// carries easily (seen on a test machine starved by other processes: six hosts posting
+/// logs through a Firehose sink got 503s). The start: the limit grows only while
+/// requests wait, and a gateway restarted into a storm with a high start ran that many
+/// decodes at once on two cores and starved the async workers that send every answer
+/// (it started at 32: refusals up to 120 ms in the release saturation test); the lag
+/// probe halves it within the first tens of milliseconds of a storm.
 /// Smoothing 0.2 and a tolerance of 2 are the gradient limiters' usual figures; 1,000
 /// waiters is about a second of work at 5× regional load, most of which would time out.
 pub const DEFAULT_ADMISSION: AdmissionConfig = AdmissionConfig {
     max_queue_wait: DEFAULT_MAX_QUEUE_WAIT,
-    min_limit: 2,
+    min_limit: 8,
     max_limit: 1024,
-    initial_limit: 4,
+    initial_limit: 16,
     smoothing: 0.2,
     latency_tolerance: 2.0,
     max_queued: 1000,

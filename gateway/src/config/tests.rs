@@ -489,7 +489,10 @@ fn admission_defaults_values_and_problems() {
     );
     assert_eq!(c.overload.ttfb_threshold_p99, Duration::from_millis(300));
     // A max below the default initial limit: the initial limit follows.
-    let c = parse_text(&format!("{head}admission: {{ max_limit: 3 }}\n")).expect("valid");
+    let c = parse_text(&format!(
+        "{head}admission: {{ min_limit: 2, max_limit: 3 }}\n"
+    ))
+    .expect("valid");
     assert_eq!(c.admission.initial_limit, 3);
     let err = parse_text(&format!(
         "{head}admission: {{ max_queue_wait: 0ms, min_limit: 0, max_limit: 4, initial_limit: 9, smoothing: 2, latency_tolerance: 0.5, max_queued: 0 }}\n\
