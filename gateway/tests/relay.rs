@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_kinesis::primitives::Blob;
+use edge_gateway::relay::sequence_cmp;
 use edge_schema::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use edge_tests::gates::metric_sum;
 use edge_tests::moto::Moto;
@@ -50,19 +51,27 @@ fn record(host: &str, i: u32, base_ms: i64) -> Vec<u8> {
         .expect("snappy")
 }
 
-/// Puts records `from..to`, spread over `hosts` hosts (partition key `game/hN`).
-async fn put(moto: &Moto, from: u32, to: u32, hosts: u32, base_ms: i64) {
+/// Puts records `from..to`, spread over `hosts` hosts (partition key `game/hN`), and
+/// returns where each went: (shard, sequence number).
+async fn put(moto: &Moto, from: u32, to: u32, hosts: u32, base_ms: i64) -> Vec<(String, String)> {
     let k = moto.kinesis();
+    let mut placed = Vec::new();
     for i in from..to {
         let host = format!("h{}", i % hosts);
-        k.put_record()
+        let out = k
+            .put_record()
             .stream_name("metrics")
             .partition_key(format!("game/{host}"))
             .data(Blob::new(record(&host, i, base_ms)))
             .send()
             .await
             .expect("put record");
+        placed.push((
+            out.shard_id().to_string(),
+            out.sequence_number().to_string(),
+        ));
     }
+    placed
 }
 
 fn base_ms() -> i64 {
@@ -201,7 +210,7 @@ async fn a_relay_killed_midway_and_a_target_down_for_a_while_lose_no_sample() {
         Duration::from_millis(40),
     ));
     let base = base_ms();
-    put(&moto, 0, 40, 8, base).await;
+    let mut placed = put(&moto, 0, 40, 8, base).await;
 
     let metrics_port = free_port();
     let config = relay_config(
@@ -237,12 +246,14 @@ async fn a_relay_killed_midway_and_a_target_down_for_a_while_lose_no_sample() {
     // still arriving.
     wait_for_count(&prometheus, 40, &relay, Duration::from_secs(120)).await;
     let trickle = async {
+        let mut placed = Vec::new();
         for from in (40..100).step_by(5) {
-            put(&moto, from, from + 5, 8, base).await;
+            placed.extend(put(&moto, from, from + 5, 8, base).await);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        placed
     };
-    tokio::join!(trickle, async {
+    let (trickled, ()) = tokio::join!(trickle, async {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let n = count(&prometheus).await;
@@ -256,18 +267,58 @@ async fn a_relay_killed_midway_and_a_target_down_for_a_while_lose_no_sample() {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        let skipped = relay_metric(metrics_port, "edge_relay_records_skipped_total", "").await;
+        assert_eq!(skipped, 0.0, "records skipped; log:\n{}", relay.log());
         relay.kill();
     });
+    placed.extend(trickled);
 
-    let at_kill = count(&prometheus).await;
+    // A request the proxy held at the kill still reaches Prometheus: count once the
+    // count stands still.
+    let mut at_kill = count(&prometheus).await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = count(&prometheus).await;
+        if now == at_kill {
+            break;
+        }
+        at_kill = now;
+    }
     assert!(at_kill < 100, "{at_kill}");
+    // What the killed relay delivered past its checkpoints: the request in flight at
+    // the kill, which the restarted relay sends again.
+    let checkpoints: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("checkpoints.json")).expect("checkpoint file"),
+    )
+    .expect("checkpoint JSON");
+    let checkpointed = placed
+        .iter()
+        .filter(|(shard, seq)| {
+            checkpoints["shards"][shard]["after"]
+                .as_str()
+                .is_some_and(|after| sequence_cmp(seq, after).is_le())
+        })
+        .count() as u64;
+    let in_flight = at_kill.saturating_sub(checkpointed);
 
     // More records arrive while it is down; the restarted relay resumes.
     put(&moto, 100, 150, 8, base).await;
     let relay = start_relay(dir.path(), &config, 2);
     wait_for_count(&prometheus, 150, &relay, Duration::from_secs(60)).await;
+    // Sent again, a record Prometheus already has may be refused (`out of order
+    // sample`: the host has newer ones) and skipped. Only those: every other record
+    // was taken, as the exact count shows.
     let skipped = relay_metric(metrics_port, "edge_relay_records_skipped_total", "").await;
-    assert_eq!(skipped, 0.0, "records skipped; log:\n{}", relay.log());
+    eprintln!(
+        "killed at {at_kill} delivered, {checkpointed} checkpointed: {in_flight} in flight, \
+         {skipped} skipped after the restart"
+    );
+    assert!(
+        skipped <= in_flight as f64,
+        "{skipped} records skipped, {in_flight} were in flight at the kill \
+         ({checkpointed} of {at_kill} delivered were checkpointed); log:\n{}",
+        relay.log()
+    );
     let freshness = relay_metric(metrics_port, "edge_relay_freshness_seconds_count", "").await;
     assert!(freshness > 0.0, "no freshness observed");
 }
