@@ -23,9 +23,8 @@ use edge_schema::proto::prometheus::WriteRequest;
 use edge_tests::fleet::SimHost;
 use edge_tests::moto::{AWS_TEST_ENV, Moto};
 use edge_tests::procstat::cpu;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 
 fn arg(name: &str, default: &str) -> String {
@@ -51,39 +50,22 @@ async fn counting_endpoint(
     samples: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
 ) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+    edge_tests::proxy::serve_fn(listener, move |_parts, body| {
         let (samples, requests) = (samples.clone(), requests.clone());
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let (samples, requests) = (samples.clone(), requests.clone());
-                    async move {
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let n = snap::raw::Decoder::new()
-                            .decompress_vec(&body)
-                            .ok()
-                            .and_then(|raw| WriteRequest::decode(raw.as_slice()).ok())
-                            .map_or(0, |r| samples_of(&r));
-                        samples.fetch_add(n, Ordering::SeqCst);
-                        requests.fetch_add(1, Ordering::SeqCst);
-                        let mut resp = http::Response::new(Full::new(Bytes::new()));
-                        *resp.status_mut() = http::StatusCode::NO_CONTENT;
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+        async move {
+            let n = snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .ok()
+                .and_then(|raw| WriteRequest::decode(raw.as_slice()).ok())
+                .map_or(0, |r| samples_of(&r));
+            samples.fetch_add(n, Ordering::SeqCst);
+            requests.fetch_add(1, Ordering::SeqCst);
+            let mut resp = http::Response::new(Full::new(Bytes::new()));
+            *resp.status_mut() = http::StatusCode::NO_CONTENT;
+            Ok(resp)
+        }
+    })
+    .await;
 }
 
 fn main() {

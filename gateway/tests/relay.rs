@@ -16,9 +16,8 @@ use edge_tests::gates::metric_sum;
 use edge_tests::moto::Moto;
 use edge_tests::procs::{Proc, free_port, http_get};
 use edge_tests::prometheus::Prometheus;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use support::AWS_TEST_ENV;
 
@@ -157,39 +156,21 @@ async fn flaky_proxy(
     failing: Arc<AtomicBool>,
     delay: Duration,
 ) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+    support::serve_fn(listener, move |parts, body| {
         let failing = failing.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let failing = failing.clone();
-                    async move {
-                        if failing.load(Ordering::SeqCst) {
-                            let mut resp =
-                                http::Response::new(Full::new(Bytes::from("unavailable")));
-                            *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-                            resp.headers_mut()
-                                .insert("retry-after", http::HeaderValue::from_static("1"));
-                            return Ok::<_, std::convert::Infallible>(resp);
-                        }
-                        tokio::time::sleep(delay).await;
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        Ok(support::forward(upstream, parts, body.to_vec()).await)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+        async move {
+            if failing.load(Ordering::SeqCst) {
+                let mut resp = http::Response::new(Full::new(Bytes::from("unavailable")));
+                *resp.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                resp.headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static("1"));
+                return Ok(resp);
+            }
+            tokio::time::sleep(delay).await;
+            Ok(support::forward(upstream, parts, body.to_vec()).await)
+        }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

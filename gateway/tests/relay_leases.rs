@@ -25,9 +25,8 @@ use edge_schema::proto::prometheus::{Label, Sample, TimeSeries, WriteRequest};
 use edge_tests::gates::metric_sum;
 use edge_tests::moto::Moto;
 use edge_tests::procs::{Proc, free_port, http_get};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use support::AWS_TEST_ENV;
 
@@ -69,45 +68,25 @@ impl Target {
             delay_ms: Arc::default(),
         };
         let server = t.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((tcp, _)) = listener.accept().await else {
-                    continue;
-                };
-                let t = server.clone();
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        move |req: http::Request<hyper::body::Incoming>| {
-                            let t = t.clone();
-                            async move { Ok::<_, std::convert::Infallible>(t.answer(req).await) }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
-                });
-            }
-        });
+        tokio::spawn(support::serve_fn(listener, move |parts, body| {
+            let t = server.clone();
+            async move { Ok(t.answer(parts, body).await) }
+        }));
         t
     }
 
     async fn answer(
         &self,
-        req: http::Request<hyper::body::Incoming>,
+        parts: http::request::Parts,
+        body: Bytes,
     ) -> http::Response<Full<Bytes>> {
-        let relay = req
-            .uri()
+        let relay = parts
+            .uri
             .path()
             .rsplit('/')
             .next()
             .unwrap_or_default()
             .to_string();
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
         if self.hold.load(Ordering::SeqCst) {
             self.waiting.fetch_add(1, Ordering::SeqCst);
             while self.hold.load(Ordering::SeqCst) {
@@ -864,47 +843,21 @@ async fn answer_losing_proxy(moto: u16, lose: Arc<AtomicUsize>) -> u16 {
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let lose = lose.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let lose = lose.clone();
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = body
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let update = parts
-                                .headers
-                                .get("x-amz-target")
-                                .and_then(|v| v.to_str().ok())
-                                .is_some_and(|t| t.ends_with(".UpdateItem"));
-                            let answer = support::forward(moto, parts, body.to_vec()).await;
-                            if update
-                                && lose
-                                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                        n.checked_sub(1)
-                                    })
-                                    .is_ok()
-                            {
-                                return Err(std::io::Error::other("the answer is lost (test)"));
-                            }
-                            Ok(answer)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
-            });
+    tokio::spawn(support::serve_fn(listener, move |parts, body| {
+        let lose = lose.clone();
+        async move {
+            let update = support::amz_target(&parts).ends_with(".UpdateItem");
+            let answer = support::forward(moto, parts, body.to_vec()).await;
+            if update
+                && lose
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                return Err("the answer is lost (test)".to_string());
+            }
+            Ok(answer)
         }
-    });
+    }));
     port
 }
 

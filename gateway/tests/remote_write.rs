@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::WriteRequest;
 use edge_tests::prometheus::Prometheus;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use support::{AWS_TEST_ENV, Client, Gateway, Pki, free_port, series, tls_config};
 
@@ -191,51 +190,34 @@ struct Seen {
 
 /// Answers, in order: 503 with `Retry-After: 1`, then 204, then 400, then 204 forever.
 async fn scripted_endpoint(listener: tokio::net::TcpListener, seen: Arc<Mutex<Seen>>) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+    support::serve_fn(listener, move |parts, body| {
         let seen = seen.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let seen = seen.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let (valid, scope) = sigv4::verify(&parts, &body, "test");
-                        let raw = snap::raw::Decoder::new()
-                            .decompress_vec(&body)
-                            .unwrap_or_default();
-                        let n = {
-                            let mut seen = seen.lock().expect("lock");
-                            seen.requests.push((valid, scope, raw));
-                            seen.requests.len()
-                        };
-                        let (status, text, retry) = match (valid, n) {
-                            (false, _) => (403, "signature does not match", None),
-                            (true, 1) => (503, "warming up", Some("1")),
-                            (true, 3) => (400, "out of order sample", None),
-                            _ => (204, "", None),
-                        };
-                        let mut resp = http::Response::new(Full::new(Bytes::from(text)));
-                        *resp.status_mut() = http::StatusCode::from_u16(status).expect("status");
-                        if let Some(r) = retry {
-                            resp.headers_mut()
-                                .insert("retry-after", http::HeaderValue::from_static(r));
-                        }
-                        Ok::<_, std::convert::Infallible>(resp)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+        async move {
+            let (valid, scope) = sigv4::verify(&parts, &body, "test");
+            let raw = snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .unwrap_or_default();
+            let n = {
+                let mut seen = seen.lock().expect("lock");
+                seen.requests.push((valid, scope, raw));
+                seen.requests.len()
+            };
+            let (status, text, retry) = match (valid, n) {
+                (false, _) => (403, "signature does not match", None),
+                (true, 1) => (503, "warming up", Some("1")),
+                (true, 3) => (400, "out of order sample", None),
+                _ => (204, "", None),
+            };
+            let mut resp = http::Response::new(Full::new(Bytes::from(text)));
+            *resp.status_mut() = http::StatusCode::from_u16(status).expect("status");
+            if let Some(r) = retry {
+                resp.headers_mut()
+                    .insert("retry-after", http::HeaderValue::from_static(r));
+            }
+            Ok(resp)
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

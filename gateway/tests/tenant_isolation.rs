@@ -21,9 +21,8 @@ use std::time::{Duration, Instant};
 
 use edge_schema::proto::prometheus::WriteRequest;
 use edge_tests::prometheus::Prometheus;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use support::{Client, Gateway, Pki, free_port, series, tls_config};
 
@@ -37,50 +36,33 @@ async fn injector(port: u16, prometheus: u16, poisoned: Arc<AtomicU64>) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("injector bind");
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+    support::serve_fn(listener, move |parts, body| {
         let poisoned = poisoned.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let poisoned = poisoned.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes().to_vec())
-                            .unwrap_or_default();
-                        let raw = snap::raw::Decoder::new()
-                            .decompress_vec(&body)
-                            .unwrap_or_default();
-                        let poison = WriteRequest::decode(raw.as_slice())
-                            .map(|w| {
-                                w.timeseries.iter().any(|s| {
-                                    s.labels
-                                        .iter()
-                                        .any(|l| l.name == "shard_id" && l.value == "666")
-                                })
-                            })
-                            .unwrap_or(false);
-                        if poison {
-                            poisoned.fetch_add(1, Ordering::Relaxed);
-                            let mut resp = http::Response::new(Full::new(Bytes::from(
-                                "injected: the store cannot take this series\n",
-                            )));
-                            *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-                            return Ok::<_, std::convert::Infallible>(resp);
-                        }
-                        Ok(support::forward(prometheus, parts, body).await)
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+        async move {
+            let raw = snap::raw::Decoder::new()
+                .decompress_vec(&body)
+                .unwrap_or_default();
+            let poison = WriteRequest::decode(raw.as_slice())
+                .map(|w| {
+                    w.timeseries.iter().any(|s| {
+                        s.labels
+                            .iter()
+                            .any(|l| l.name == "shard_id" && l.value == "666")
+                    })
+                })
+                .unwrap_or(false);
+            if poison {
+                poisoned.fetch_add(1, Ordering::Relaxed);
+                let mut resp = http::Response::new(Full::new(Bytes::from(
+                    "injected: the store cannot take this series\n",
+                )));
+                *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+                return Ok(resp);
+            }
+            Ok(support::forward(prometheus, parts, body.to_vec()).await)
+        }
+    })
+    .await;
 }
 
 fn push_body(request: &WriteRequest) -> Vec<u8> {

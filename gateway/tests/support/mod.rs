@@ -271,6 +271,7 @@ pub fn spooled_series(spool: &Path) -> Vec<(String, TimeSeries)> {
 }
 
 pub use edge_tests::moto::{AWS_TEST_ENV, Moto};
+pub use edge_tests::proxy::serve_fn;
 
 /// The JSON shape of a batch put: the target's suffix, the request's list of records,
 /// the answer's failure count, and the answer's per-record list.
@@ -308,102 +309,82 @@ pub async fn half_failing_proxy(
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("proxy bind");
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
+    serve_fn(listener, move |parts, body| {
         let failing = failing.clone();
         let injected = injected.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(
-                move |req: http::Request<hyper::body::Incoming>| {
-                    let failing = failing.clone();
-                    let injected = injected.clone();
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let target = parts
-                            .headers
-                            .get("x-amz-target")
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("")
-                            .to_string();
-                        let fail_now = target.ends_with(shape.target)
-                            && failing
-                                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                                    n.checked_sub(1)
-                                })
-                                .is_ok();
-                        if !fail_now {
-                            return Ok::<_, std::convert::Infallible>(
-                                forward(moto, parts, body.to_vec()).await,
-                            );
-                        }
-                        let mut json: serde_json::Value =
-                            serde_json::from_slice(&body).expect("a JSON batch put body");
-                        let all = json[shape.records].as_array().cloned().unwrap_or_default();
-                        let kept: Vec<serde_json::Value> =
-                            all.iter().skip(1).step_by(2).cloned().collect();
-                        // Nothing kept: moto is not asked at all (an empty batch would
-                        // still write an empty object).
-                        let (status, answer) = if kept.is_empty() {
-                            (http::StatusCode::OK, serde_json::json!({}))
-                        } else {
-                            json[shape.records] = serde_json::Value::Array(kept);
-                            let upstream =
-                                forward(moto, parts, serde_json::to_vec(&json).expect("json"))
-                                    .await;
-                            let status = upstream.status();
-                            let bytes = upstream
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            (status, serde_json::from_slice(&bytes).unwrap_or_default())
-                        };
-                        let ok = answer[shape.answers]
-                            .as_array()
-                            .cloned()
-                            .unwrap_or_default();
-                        let mut ok = ok.into_iter();
-                        let mut merged = Vec::new();
-                        let mut failed = 0;
-                        for i in 0..all.len() {
-                            // Odd records pass, even ones fail: a call of one record
-                            // fails whole.
-                            if i % 2 == 1 {
-                                merged.push(ok.next().unwrap_or_default());
-                            } else {
-                                failed += 1;
-                                merged.push(serde_json::json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": "injected by the test proxy"}));
-                            }
-                        }
-                        injected.fetch_add(failed, Ordering::Relaxed);
-                        let mut out = answer.clone();
-                        out[shape.failed_count] = serde_json::json!(failed);
-                        out[shape.answers] = serde_json::Value::Array(merged);
-                        let mut resp = http::Response::new(Full::new(Bytes::from(
-                            serde_json::to_vec(&out).expect("json"),
-                        )));
-                        *resp.status_mut() = status;
-                        resp.headers_mut().insert(
-                            "content-type",
-                            http::HeaderValue::from_static("application/x-amz-json-1.1"),
-                        );
-                        Ok(resp)
-                    }
-                },
+        async move {
+            let fail_now = amz_target(&parts).ends_with(shape.target)
+                && failing
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            if !fail_now {
+                return Ok(forward(moto, parts, body.to_vec()).await);
+            }
+            let mut json: serde_json::Value =
+                serde_json::from_slice(&body).expect("a JSON batch put body");
+            let all = json[shape.records].as_array().cloned().unwrap_or_default();
+            let kept: Vec<serde_json::Value> = all.iter().skip(1).step_by(2).cloned().collect();
+            // Nothing kept: moto is not asked at all (an empty batch would still write an
+            // empty object).
+            let (status, answer) = if kept.is_empty() {
+                (http::StatusCode::OK, serde_json::json!({}))
+            } else {
+                json[shape.records] = serde_json::Value::Array(kept);
+                let upstream = forward(moto, parts, serde_json::to_vec(&json).expect("json")).await;
+                let status = upstream.status();
+                let bytes = upstream
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                (status, serde_json::from_slice(&bytes).unwrap_or_default())
+            };
+            let ok = answer[shape.answers]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut ok = ok.into_iter();
+            let mut merged = Vec::new();
+            let mut failed = 0;
+            for i in 0..all.len() {
+                // Odd records pass, even ones fail: a call of one record fails whole.
+                if i % 2 == 1 {
+                    merged.push(ok.next().unwrap_or_default());
+                } else {
+                    failed += 1;
+                    merged.push(serde_json::json!({
+                        "ErrorCode": "ProvisionedThroughputExceededException",
+                        "ErrorMessage": "injected by the test proxy",
+                    }));
+                }
+            }
+            injected.fetch_add(failed, Ordering::Relaxed);
+            let mut out = answer.clone();
+            out[shape.failed_count] = serde_json::json!(failed);
+            out[shape.answers] = serde_json::Value::Array(merged);
+            let mut resp = http::Response::new(Full::new(Bytes::from(
+                serde_json::to_vec(&out).expect("json"),
+            )));
+            *resp.status_mut() = status;
+            resp.headers_mut().insert(
+                "content-type",
+                http::HeaderValue::from_static("application/x-amz-json-1.1"),
             );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), service)
-                .await;
-        });
-    }
+            Ok(resp)
+        }
+    })
+    .await;
+}
+
+/// The AWS JSON API call a request makes (`X-Amz-Target`, say
+/// `Kinesis_20131202.PutRecords`), empty if none.
+pub fn amz_target(parts: &http::request::Parts) -> &str {
+    parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
 /// [`edge_tests::proxy::forward`], for tests: panics if the upstream does not answer.
