@@ -114,37 +114,27 @@ mod tests {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        // Never stopped: the service lives as long as the test's runtime.
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
+            let _stop = stop;
+            edge_daemon_kit::serve::serve_http1(listener, stop_rx, "imds", |req, _| async move {
+                let token_ok = req
+                    .headers()
+                    .get("x-aws-ec2-metadata-token")
+                    .is_some_and(|v| v == "t0k3n");
+                let (status, body) = match (req.method().as_str(), req.uri().path()) {
+                    ("PUT", "/latest/api/token") => (200, "t0k3n"),
+                    (_, _) if !token_ok => (401, ""),
+                    ("GET", "/latest/meta-data/placement/region") => (200, "eu-west-1"),
+                    ("GET", "/latest/meta-data/instance-type") => (200, "c7g.4xlarge"),
+                    _ => (404, ""),
                 };
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(
-                        |req: http::Request<hyper::body::Incoming>| async move {
-                            let token_ok = req
-                                .headers()
-                                .get("x-aws-ec2-metadata-token")
-                                .is_some_and(|v| v == "t0k3n");
-                            let (status, body) = match (req.method().as_str(), req.uri().path()) {
-                                ("PUT", "/latest/api/token") => (200, "t0k3n"),
-                                (_, _) if !token_ok => (401, ""),
-                                ("GET", "/latest/meta-data/placement/region") => (200, "eu-west-1"),
-                                ("GET", "/latest/meta-data/instance-type") => (200, "c7g.4xlarge"),
-                                _ => (404, ""),
-                            };
-                            let mut r =
-                                http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-                            *r.status_mut() =
-                                http::StatusCode::from_u16(status).unwrap_or_default();
-                            Ok::<_, std::convert::Infallible>(r)
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+                let mut r = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+                *r.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+                r
+            })
+            .await;
         });
         format!("http://{addr}")
     }

@@ -20,7 +20,6 @@
 //! (by its `Content-Type`) answers 415 naming the version spoken, never 2xx. A body that does not decode answers 400 with the reason; a body over
 //! [`MAX_PUSH_BYTES`] answers 413. Pushing never waits on the network or the disk.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -30,7 +29,6 @@ use edge_schema::proto::prometheus::WriteRequest;
 use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, Either, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::TokioIo;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -53,22 +51,11 @@ type Body = Either<Full<Bytes>, TapBody>;
 
 /// Serves `listener` until `stop` turns true; then ends the open taps (other
 /// connections finish on their own).
-///
-/// The accept loop is daemon-kit's; the connections are served here rather than by
-/// `serve_http1`, whose answers are whole bodies, because a tap's answer is a stream.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
     let taps = shared.telemetry.taps().clone();
-    edge_daemon_kit::serve::accept_loop(&listener, &mut stop, "receiver", |stream, _peer| {
+    edge_daemon_kit::serve::serve_http1(listener, stop, "receiver", move |req, _peer| {
         let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(answer_request(req, &shared).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+        async move { answer_request(req, &shared).await }
     })
     .await;
     taps.close_all();

@@ -24,7 +24,7 @@ use super::{MAX_BODY, Receivers, json};
 
 /// Serves `listener` until `stop`.
 pub async fn serve(listener: TcpListener, receivers: Arc<Receivers>, stop: watch::Receiver<bool>) {
-    edge_daemon_kit::serve::serve_http1(listener, stop, "otlp http", move |req| {
+    edge_daemon_kit::serve::serve_http1(listener, stop, "otlp http", move |req, _peer| {
         let receivers = receivers.clone();
         async move { route(req, receivers).await }
     })

@@ -589,7 +589,7 @@ pub async fn serve_metrics(
 ) {
     use edge_daemon_kit::serve::{serve_http1, text};
     use http::StatusCode;
-    serve_http1(listener, stop, "relay admin", move |req| {
+    serve_http1(listener, stop, "relay admin", move |req, _peer| {
         let relay = relay.clone();
         async move {
             match req.uri().path() {

@@ -2,12 +2,10 @@
 //! balancers, scrapers and SREs: `/healthz`, `/ready` and `/metrics` (answered by
 //! [`super::handle_admin`]) and `/tap` (a live stream, [`super::tap`]).
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::Either;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -38,18 +36,9 @@ async fn handle(
 
 /// Serves the admin port until `stop` turns true; connections open then (a tap) end with
 /// the process.
-pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    edge_daemon_kit::serve::accept_loop(&listener, &mut stop, "admin", |stream, peer| {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let gw = gw.clone();
-                async move { Ok::<_, Infallible>(handle(gw, peer, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+pub async fn serve(gw: Arc<Gateway>, listener: TcpListener, stop: watch::Receiver<bool>) {
+    edge_daemon_kit::serve::serve_http1(listener, stop, "admin", move |req, peer| {
+        handle(gw.clone(), peer, req)
     })
     .await;
 }
