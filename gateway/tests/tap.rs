@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,12 +37,17 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_admin_on("127.0.0.1")
+}
+
+/// [`setup`] with the admin port bound to `ip`.
+fn setup_admin_on(ip: &str) -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = Pki::new(dir.path(), "test");
     let port = free_port();
     let admin = free_port();
     let config = format!(
-        "admin_listen: 127.0.0.1:{admin}\n{}",
+        "admin_listen: {ip}:{admin}\n{}",
         config_text(dir.path(), port, TENANTS)
     );
     let gw = Gateway::start(dir.path(), port, &config);
@@ -94,7 +99,18 @@ impl Setup {
 
 /// A plain HTTP/1.1 GET on the admin port: status and body.
 fn get(port: u16, path: &str) -> (u16, String) {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect admin");
+    get_at(SocketAddr::from(([127, 0, 0, 1], port)), path)
+}
+
+/// [`get`] on `addr`, whose IP is also the connection's own (the peer the gateway sees).
+fn get_at(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut conn = TcpStream::connect(addr).expect("connect admin");
+    assert_eq!(
+        conn.local_addr().expect("local address").ip(),
+        addr.ip(),
+        "a connection to this machine's own {} comes from it",
+        addr.ip()
+    );
     conn.set_read_timeout(Some(NEVER)).expect("timeout");
     write!(
         conn,
@@ -546,6 +562,49 @@ async fn a_tap_shows_its_tenants_tokenized_logs_and_series_as_committed_and_noth
     };
     assert!(status.success(), "exit {status:?}: {}", gw.log_text());
     drop(others);
+}
+
+/// This machine's first non-loopback IPv4 address, from `hostname -I`.
+fn non_loopback_address() -> IpAddr {
+    let out = Command::new("hostname")
+        .arg("-I")
+        .output()
+        .expect("`hostname -I` runs (it names this machine's addresses)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split_whitespace()
+        .filter_map(|a| a.parse::<IpAddr>().ok())
+        .find(|a| a.is_ipv4() && !a.is_loopback())
+        .unwrap_or_else(|| {
+            panic!(
+                "this machine has no non-loopback IPv4 address (`hostname -I`: {text:?}), so \
+                 the admin port cannot be reached from a non-loopback peer: this test needs one"
+            )
+        })
+}
+
+/// The admin port bound to every address, as shipped: from this machine's own
+/// non-loopback address `/tap` is refused 403 (it shows every tenant's records) while
+/// `/metrics` is served; from loopback the same tap opens.
+#[test]
+fn a_tap_from_a_non_loopback_peer_is_refused_403_and_the_rest_of_the_admin_port_is_served() {
+    let own = non_loopback_address();
+    let s = setup_admin_on("0.0.0.0");
+    let admin = s.admin;
+
+    let (status, body) = get_at(SocketAddr::new(own, admin), "/tap?tenant=game");
+    assert_eq!(
+        status,
+        403,
+        "from {own}: {body}; gateway log: {}",
+        s.gw.log_text()
+    );
+    assert!(body.contains("loopback clients only"), "{body}");
+    let (status, body) = get_at(SocketAddr::new(own, admin), "/metrics");
+    assert_eq!(status, 200, "from {own}: {body}");
+    assert!(body.contains("edge_"), "{body}");
+
+    let (_tap, head) = open_tap(admin, "tenant=game");
+    assert!(head.starts_with("HTTP/1.1 200"), "from loopback: {head}");
 }
 
 const CLIENTS: usize = 4;
