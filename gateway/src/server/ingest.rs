@@ -37,8 +37,8 @@ use crate::validate::{KnownNames, check_label_count, check_labels, check_samples
 /// What the connection knows of its client.
 #[derive(Debug)]
 pub struct ConnInfo {
-    /// The client's leaf certificate (DER).
-    pub cert: Option<Vec<u8>>,
+    /// What the client's leaf certificate names (read once, at the handshake).
+    pub cert: Option<crate::identity::CertNames>,
     /// The peer address.
     pub peer: SocketAddr,
 }
@@ -178,7 +178,7 @@ async fn ingest(
 ) -> Outcome {
     let identity = match identity::identify(
         &live.config.identities,
-        conn.cert.as_deref(),
+        conn.cert.as_ref(),
         header(&req, "authorization"),
         header(&req, TENANT_HEADER),
     ) {
@@ -561,11 +561,16 @@ async fn push(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let keys = gw.quotas.series_keys();
-    let hashes: Result<Vec<u64>, _> = scanned.series.iter().map(|s| keys.hash(&raw, s)).collect();
-    let hashes = match hashes {
-        Ok(h) => h,
-        Err(e) => return body_error(gw, id, "samples", BodyError::Malformed(e.to_string())),
-    };
+    // Collected by hand: a `Result` collect does not know the length and grows by doubling.
+    let mut hashes = Vec::with_capacity(scanned.series.len());
+    for series in &scanned.series {
+        match keys.hash(&raw, series) {
+            Ok(h) => hashes.push(h),
+            Err(e) => {
+                return body_error(gw, id, "samples", BodyError::Malformed(e.to_string()));
+            }
+        }
+    }
     // A series active for this tenant and found fine under this config was checked when
     // it first came (and at the first push after each reload): most pushes repeat the
     // same series, and reading and checking their labels was a third of the gateway's
