@@ -511,6 +511,113 @@ fn kept<'s>(
     series.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| s)
 }
 
+/// A push's series as judged by the policy, before the quotas.
+struct Judged<'r> {
+    scanned: remote_write::Scanned<'r>,
+    /// Each series' key among its tenant's active series.
+    hashes: Vec<u64>,
+    /// Whether each series passed the checks.
+    keep: Vec<bool>,
+    /// reason → (samples, first messages)
+    refused: BTreeMap<&'static str, (u64, Vec<String>)>,
+}
+
+/// Runs `work` where it may take long: for `large` work on a multi-threaded runtime,
+/// with the worker's other tasks handed to another thread meanwhile.
+fn heavy<T>(large: bool, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if large && multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+/// Scans a decompressed push and judges each series: the label policy (only for a
+/// series not known fine under this config) and its samples.
+fn judge<'r>(
+    gw: &Gateway,
+    live: &Live,
+    id: &Identity,
+    limits: &TenantLimits,
+    raw: &'r [u8],
+    held: &mut Reservation,
+) -> Result<Judged<'r>, Outcome> {
+    // The scan's lists grow within the reservation; a partly accepted body is copied
+    // once more (the accepted series' fields), so that is reserved too.
+    if let Err(e) = decode::reserve_decoded(held, raw.len()) {
+        return Err(body_error(gw, id, "samples", e));
+    }
+    let scanned = match remote_write::scan_series_within(raw, held) {
+        Ok(s) => s,
+        Err(e) => return Err(body_error(gw, id, "samples", e)),
+    };
+    let tenant = id.tenant.as_str();
+    let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
+    let mut keep = vec![false; scanned.series.len()];
+    let mut known = KnownNames::default();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let keys = gw.quotas.series_keys();
+    // Collected by hand: a `Result` collect does not know the length and grows by doubling.
+    let mut hashes = Vec::with_capacity(scanned.series.len());
+    for series in &scanned.series {
+        match keys.hash(raw, series) {
+            Ok(h) => hashes.push(h),
+            Err(e) => {
+                let e = BodyError::Malformed(e.to_string());
+                return Err(body_error(gw, id, "samples", e));
+            }
+        }
+    }
+    // A series active for this tenant and found fine under this config was checked when
+    // it first came (and at the first push after each reload): most pushes repeat the
+    // same series, and reading and checking their labels was a third of the gateway's
+    // CPU. Only the others are read.
+    let checked_before = gw.quotas.checked_series(
+        tenant,
+        limits,
+        live.config.replicas,
+        &hashes,
+        live.generation,
+    );
+    let mut read = Vec::new();
+    for (i, series) in scanned.series.iter().enumerate() {
+        let metric = || remote_write::metric_name_in(raw, series);
+        let labels_fine = if checked_before[i] {
+            Ok(())
+        } else if series.label_count > limits.max_label_names {
+            check_label_count(metric(), series.label_count, limits)
+        } else {
+            if let Err(e) = remote_write::labels_in(raw, series, &mut read) {
+                let e = BodyError::Malformed(e.to_string());
+                return Err(body_error(gw, id, "samples", e));
+            }
+            check_labels(&read, &live.schema, limits, &mut known)
+        };
+        let checked =
+            labels_fine.and_then(|()| check_samples(&scanned, series, raw, metric, now_ms, limits));
+        match checked {
+            Ok(()) => keep[i] = true,
+            Err(d) => {
+                let entry = refused.entry(d.reason).or_default();
+                entry.0 += series.samples;
+                if entry.1.len() < 3 {
+                    entry.1.push(d.message);
+                }
+            }
+        }
+    }
+    Ok(Judged {
+        scanned,
+        hashes,
+        keep,
+        refused,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn push(
     gw: &Gateway,
@@ -543,71 +650,19 @@ async fn push(
         Err(e) => return body_error(gw, id, "samples", e),
     };
     decompressed(gw, raw.len());
-    // The scan's lists grow within the reservation; a partly accepted body is copied
-    // once more (the accepted series' fields), so that is reserved too.
-    if let Err(e) = decode::reserve_decoded(&mut held, raw.len()) {
-        return body_error(gw, id, "samples", e);
-    }
-    let scanned = match remote_write::scan_series_within(&raw, &mut held) {
-        Ok(s) => s,
-        Err(e) => return body_error(gw, id, "samples", e),
+    // Reading a large body's series is milliseconds of work: the runtime hands this
+    // worker's other connections to another thread while it runs.
+    let judged = heavy(!inline, || judge(gw, live, id, limits, &raw, &mut held));
+    let Judged {
+        scanned,
+        hashes,
+        mut keep,
+        mut refused,
+    } = match judged {
+        Ok(j) => j,
+        Err(outcome) => return outcome,
     };
     let tenant = id.tenant.as_str();
-    // reason → (samples, first messages)
-    let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
-    let mut keep = vec![false; scanned.series.len()];
-    let mut known = KnownNames::default();
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let keys = gw.quotas.series_keys();
-    // Collected by hand: a `Result` collect does not know the length and grows by doubling.
-    let mut hashes = Vec::with_capacity(scanned.series.len());
-    for series in &scanned.series {
-        match keys.hash(&raw, series) {
-            Ok(h) => hashes.push(h),
-            Err(e) => {
-                return body_error(gw, id, "samples", BodyError::Malformed(e.to_string()));
-            }
-        }
-    }
-    // A series active for this tenant and found fine under this config was checked when
-    // it first came (and at the first push after each reload): most pushes repeat the
-    // same series, and reading and checking their labels was a third of the gateway's
-    // CPU. Only the others are read.
-    let checked_before = gw.quotas.checked_series(
-        tenant,
-        limits,
-        live.config.replicas,
-        &hashes,
-        live.generation,
-    );
-    let mut read = Vec::new();
-    for (i, series) in scanned.series.iter().enumerate() {
-        let metric = || remote_write::metric_name_in(&raw, series);
-        let labels_fine = if checked_before[i] {
-            Ok(())
-        } else if series.label_count > limits.max_label_names {
-            check_label_count(metric(), series.label_count, limits)
-        } else {
-            if let Err(e) = remote_write::labels_in(&raw, series, &mut read) {
-                return body_error(gw, id, "samples", BodyError::Malformed(e.to_string()));
-            }
-            check_labels(&read, &live.schema, limits, &mut known)
-        };
-        let checked = labels_fine
-            .and_then(|()| check_samples(&scanned, series, &raw, metric, now_ms, limits));
-        match checked {
-            Ok(()) => keep[i] = true,
-            Err(d) => {
-                let entry = refused.entry(d.reason).or_default();
-                entry.0 += series.samples;
-                if entry.1.len() < 3 {
-                    entry.1.push(d.message);
-                }
-            }
-        }
-    }
     let samples: u64 = kept(&scanned.series, &keep).map(|s| s.samples).sum();
     let check = gw.quotas.settle(
         tenant,
