@@ -269,13 +269,14 @@ async fn ingest(
     // Decompressing, decoding and tokenizing run off the async runtime: a body that
     // expands to tens of megabytes must not stall the other connections, the overload
     // controller or the watchdog ping.
+    let caller = Caller {
+        gw,
+        live,
+        id: &identity,
+        limits: &limits,
+    };
     match endpoint {
-        "push" => {
-            push(
-                gw, live, &identity, &limits, &body, max, first, reserved, slot,
-            )
-            .await
-        }
+        "push" => push(caller, &body, max, first, reserved, slot).await,
         "otlp_traces" => {
             let decoded = off_runtime(move || {
                 let mut reserved = reserved;
@@ -286,7 +287,7 @@ async fn ingest(
             match decoded {
                 Ok(((request, raw), _held)) => {
                     decompressed(gw, raw.len());
-                    traces(gw, live, &identity, &limits, request, raw, first, slot).await
+                    traces(caller, request, raw, first, slot).await
                 }
                 Err(e) => body_error(gw, &identity, "spans", e),
             }
@@ -310,7 +311,7 @@ async fn ingest(
                     decompressed(gw, raw_len);
                     let docs = tokenized(gw, &identity.tenant, docs);
                     let bytes = (raw_len as u64, first);
-                    logs(gw, live, &identity, &limits, docs, bytes, true, slot).await
+                    logs(caller, docs, bytes, true, slot).await
                 }
                 Err(e) => body_error(gw, &identity, "log_records", e),
             }
@@ -336,17 +337,7 @@ async fn ingest(
                 Ok((Ok(docs), len, _held)) => {
                     decompressed(gw, len);
                     let docs = tokenized(gw, &identity.tenant, docs);
-                    logs(
-                        gw,
-                        live,
-                        &identity,
-                        &limits,
-                        docs,
-                        (len as u64, first),
-                        false,
-                        slot,
-                    )
-                    .await
+                    logs(caller, docs, (len as u64, first), false, slot).await
                 }
                 Ok((Err(e), _, _held)) => {
                     discarded(gw, "log_records", &identity.tenant, "malformed", 1);
@@ -511,6 +502,16 @@ fn kept<'s>(
     series.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| s)
 }
 
+/// What every route's work needs of its request: the gateway, the config in force, who
+/// sent it and that tenant's limits.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    gw: &'a Gateway,
+    live: &'a Live,
+    id: &'a Identity,
+    limits: &'a TenantLimits,
+}
+
 /// A push's series as judged by the policy, before the quotas.
 struct Judged<'r> {
     scanned: remote_write::Scanned<'r>,
@@ -537,13 +538,16 @@ fn heavy<T>(large: bool, work: impl FnOnce() -> T) -> T {
 /// Scans a decompressed push and judges each series: the label policy (only for a
 /// series not known fine under this config) and its samples.
 fn judge<'r>(
-    gw: &Gateway,
-    live: &Live,
-    id: &Identity,
-    limits: &TenantLimits,
+    caller: Caller<'_>,
     raw: &'r [u8],
     held: &mut Reservation,
 ) -> Result<Judged<'r>, Outcome> {
+    let Caller {
+        gw,
+        live,
+        id,
+        limits,
+    } = caller;
     // The scan's lists grow within the reservation; a partly accepted body is copied
     // once more (the accepted series' fields), so that is reserved too.
     if let Err(e) = decode::reserve_decoded(held, raw.len()) {
@@ -618,18 +622,20 @@ fn judge<'r>(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn push(
-    gw: &Gateway,
-    live: &Live,
-    id: &Identity,
-    limits: &TenantLimits,
+    caller: Caller<'_>,
     body: &Bytes,
     max: usize,
     charged: u64,
     reserved: Reservation,
     slot: super::admission::Slot<'_>,
 ) -> Outcome {
+    let Caller {
+        gw,
+        live,
+        id,
+        limits,
+    } = caller;
     // A body an agent sends (tens of KB) decompresses in tens of microseconds: handing
     // it to the blocking pool and back would cost more in wake-ups than the work. A
     // larger one goes there, so it cannot hold up the runtime's other connections.
@@ -652,7 +658,7 @@ async fn push(
     decompressed(gw, raw.len());
     // Reading a large body's series is milliseconds of work: the runtime hands this
     // worker's other connections to another thread while it runs.
-    let judged = heavy(!inline, || judge(gw, live, id, limits, &raw, &mut held));
+    let judged = heavy(!inline, || judge(caller, &raw, &mut held));
     let Judged {
         scanned,
         hashes,
@@ -780,20 +786,19 @@ async fn push(
     Outcome::SamplesPartlyRefused(body)
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the request's parts as the route has them, and its admission slot"
-)]
 async fn logs(
-    gw: &Gateway,
-    live: &Live,
-    id: &Identity,
-    limits: &TenantLimits,
+    caller: Caller<'_>,
     docs: Vec<Vec<u8>>,
     (bytes, charged): (u64, u64),
     otlp: bool,
     slot: super::admission::Slot<'_>,
 ) -> Outcome {
+    let Caller {
+        gw,
+        live,
+        id,
+        limits,
+    } = caller;
     let tenant = id.tenant.as_str();
     let n = docs.len() as u64;
     let check = gw.quotas.settle(
@@ -833,17 +838,19 @@ async fn logs(
     Outcome::LogsCommitted { records: n, otlp }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn traces(
-    gw: &Gateway,
-    live: &Live,
-    id: &Identity,
-    limits: &TenantLimits,
+    caller: Caller<'_>,
     mut request: edge_schema::proto::otlp::trace::ExportTraceServiceRequest,
     raw: Vec<u8>,
     charged: u64,
     slot: super::admission::Slot<'_>,
 ) -> Outcome {
+    let Caller {
+        gw,
+        live,
+        id,
+        limits,
+    } = caller;
     let tenant = id.tenant.as_str();
     let Some(sink) = &gw.traces_sink else {
         let n = crate::sink::traces::count_spans(&request);
