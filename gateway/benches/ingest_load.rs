@@ -658,6 +658,10 @@ async fn plain_host(
     let mut due = start + cadence.mul_f64(fastrand::f64());
     while due < until {
         tokio::time::sleep_until(due.into()).await;
+        // A connection the server closed while idle is opened again first.
+        if send.as_ref().is_some_and(|s| s.is_closed()) {
+            send = None;
+        }
         if send.is_none() {
             send = tokio::time::timeout(SEND_TIMEOUT, connect_plain(port))
                 .await

@@ -41,16 +41,55 @@ pub enum IdentityError {
     },
 }
 
-/// The tenant of a request: from `cert` (DER of the client's leaf), else from the
+/// What a client certificate names, read once when its connection is set up: every
+/// request on the connection is identified from these (against the identities in force
+/// then, so a reload applies to open connections) without parsing the certificate again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertNames {
+    /// The subject's first common name ("" if none).
+    pub cn: String,
+    /// The URI subject alternative names, in order.
+    pub uris: Vec<String>,
+}
+
+impl CertNames {
+    /// The names in `der` (the client's leaf certificate); `None` if it does not parse,
+    /// so that it identifies no one.
+    pub fn from_der(der: &[u8]) -> Option<CertNames> {
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let uris = match cert.subject_alternative_name() {
+            Ok(Some(san)) => san
+                .value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::URI(uri) => Some(uri.to_string()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        Some(CertNames { cn, uris })
+    }
+}
+
+/// The tenant of a request: from `cert` (the names in the client's leaf), else from the
 /// `authorization` header; then checked against the tenant header.
 pub fn identify(
     ids: &Identities,
-    cert: Option<&[u8]>,
+    cert: Option<&CertNames>,
     authorization: Option<&str>,
     tenant_header: Option<&str>,
 ) -> Result<Identity, IdentityError> {
     let identity = cert
-        .and_then(|der| from_certificate(ids, der))
+        .and_then(|names| from_certificate(ids, names))
         .or_else(|| authorization.and_then(|a| from_token(ids, a)))
         .ok_or(IdentityError::Unknown)?;
     if let Some(named) = tenant_header.map(str::trim).filter(|t| !t.is_empty())
@@ -64,33 +103,22 @@ pub fn identify(
     Ok(identity)
 }
 
-fn from_certificate(ids: &Identities, der: &[u8]) -> Option<Identity> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
+fn from_certificate(ids: &Identities, names: &CertNames) -> Option<Identity> {
     if let Some(domain) = &ids.spiffe_trust_domain
-        && let Ok(Some(san)) = cert.subject_alternative_name()
+        && let Some(id) = names
+            .uris
+            .iter()
+            .find_map(|uri| spiffe_identity(domain, uri))
     {
-        for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name
-                && let Some(id) = spiffe_identity(domain, uri)
-            {
-                return Some(id);
-            }
-        }
+        return Some(id);
     }
-    let cn = cert
-        .subject()
-        .iter_common_name()
-        .next()
-        .and_then(|c| c.as_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let subject = format!("CN={cn}");
+    let subject = format!("CN={}", names.cn);
     ids.subjects
         .iter()
         .find(|(pattern, _)| glob(pattern, &subject))
         .map(|(_, tenant)| Identity {
             tenant: tenant.clone(),
-            host: cn,
+            host: names.cn.clone(),
         })
 }
 
@@ -194,6 +222,52 @@ mod tests {
             spiffe_identity("obs.internal", "spiffe://obs.internal/tenant//x"),
             None
         );
+    }
+
+    fn cert_der(cn: &str, uris: &[&str]) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        for uri in uris {
+            params.subject_alt_names.push(rcgen::SanType::URI(
+                uri.to_string().try_into().expect("uri"),
+            ));
+        }
+        params.self_signed(&key).expect("cert").der().to_vec()
+    }
+
+    #[test]
+    fn certificate_names_are_read_once_and_matched_against_the_identities_in_force() {
+        let der = cert_der(
+            "gs-17",
+            &[
+                "spiffe://evil.example/tenant/noisy/gs-17",
+                "spiffe://obs.internal/tenant/game/gs-17",
+            ],
+        );
+        let names = CertNames::from_der(&der).expect("parses");
+        assert_eq!(names.cn, "gs-17");
+        assert_eq!(names.uris.len(), 2);
+        // The SPIFFE name under the trust domain wins over the subject pattern.
+        let id = identify(&ids(), Some(&names), None, None).expect("identified");
+        assert_eq!((id.tenant.as_str(), id.host.as_str()), ("game", "gs-17"));
+        // Another trust domain after a reload: the subject pattern decides.
+        let mut other = ids();
+        other.spiffe_trust_domain = Some("elsewhere.internal".into());
+        other.subjects = vec![("CN=gs-*".into(), "fleet".into())];
+        let id = identify(&other, Some(&names), None, None).expect("identified");
+        assert_eq!((id.tenant.as_str(), id.host.as_str()), ("fleet", "gs-17"));
+        // A name no pattern matches identifies no one, unless a token does.
+        let stranger = CertNames::from_der(&cert_der("laptop", &[])).expect("parses");
+        assert_eq!(
+            identify(&ids(), Some(&stranger), None, None),
+            Err(IdentityError::Unknown)
+        );
+        assert!(identify(&ids(), Some(&stranger), Some("Bearer s3cret"), None).is_ok());
+        // Bytes that are not a certificate name nothing.
+        assert_eq!(CertNames::from_der(b"not a certificate"), None);
     }
 
     #[test]

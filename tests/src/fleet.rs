@@ -777,6 +777,11 @@ pub async fn drive_host(
                 now + SEND_TIMEOUT
             };
             let mut reply = Err(String::new());
+            // A connection the gateway closed (idle past `limits.idle_timeout`, or a
+            // GOAWAY at its maximum age) is opened again first, as the agent does.
+            if send.as_ref().is_some_and(|s| s.is_closed()) {
+                send = None;
+            }
             if send.is_none() {
                 match tokio::time::timeout_at(limit.into(), connect(drive.ports[port], tls.clone()))
                     .await

@@ -108,7 +108,7 @@ async fn connection(
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(|c| c.as_ref().to_vec());
+                .and_then(|c| crate::identity::CertNames::from_der(c.as_ref()));
             let expired = Arc::new(AtomicBool::new(false));
             let stream = HeadDeadline::new(stream, limits.header_read_timeout, expired.clone());
             drive(

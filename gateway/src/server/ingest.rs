@@ -37,8 +37,8 @@ use crate::validate::{KnownNames, check_label_count, check_labels, check_samples
 /// What the connection knows of its client.
 #[derive(Debug)]
 pub struct ConnInfo {
-    /// The client's leaf certificate (DER).
-    pub cert: Option<Vec<u8>>,
+    /// What the client's leaf certificate names (read once, at the handshake).
+    pub cert: Option<crate::identity::CertNames>,
     /// The peer address.
     pub peer: SocketAddr,
 }
@@ -178,7 +178,7 @@ async fn ingest(
 ) -> Outcome {
     let identity = match identity::identify(
         &live.config.identities,
-        conn.cert.as_deref(),
+        conn.cert.as_ref(),
         header(&req, "authorization"),
         header(&req, TENANT_HEADER),
     ) {
@@ -269,13 +269,14 @@ async fn ingest(
     // Decompressing, decoding and tokenizing run off the async runtime: a body that
     // expands to tens of megabytes must not stall the other connections, the overload
     // controller or the watchdog ping.
+    let caller = Caller {
+        gw,
+        live,
+        id: &identity,
+        limits: &limits,
+    };
     match endpoint {
-        "push" => {
-            push(
-                gw, live, &identity, &limits, &body, max, first, reserved, slot,
-            )
-            .await
-        }
+        "push" => push(caller, &body, max, first, reserved, slot).await,
         "otlp_traces" => {
             let decoded = off_runtime(move || {
                 let mut reserved = reserved;
@@ -286,7 +287,7 @@ async fn ingest(
             match decoded {
                 Ok(((request, raw), _held)) => {
                     decompressed(gw, raw.len());
-                    traces(gw, live, &identity, &limits, request, raw, first, slot).await
+                    traces(caller, request, raw, first, slot).await
                 }
                 Err(e) => body_error(gw, &identity, "spans", e),
             }
@@ -310,7 +311,7 @@ async fn ingest(
                     decompressed(gw, raw_len);
                     let docs = tokenized(gw, &identity.tenant, docs);
                     let bytes = (raw_len as u64, first);
-                    logs(gw, live, &identity, &limits, docs, bytes, true, slot).await
+                    logs(caller, docs, bytes, true, slot).await
                 }
                 Err(e) => body_error(gw, &identity, "log_records", e),
             }
@@ -336,17 +337,7 @@ async fn ingest(
                 Ok((Ok(docs), len, _held)) => {
                     decompressed(gw, len);
                     let docs = tokenized(gw, &identity.tenant, docs);
-                    logs(
-                        gw,
-                        live,
-                        &identity,
-                        &limits,
-                        docs,
-                        (len as u64, first),
-                        false,
-                        slot,
-                    )
-                    .await
+                    logs(caller, docs, (len as u64, first), false, slot).await
                 }
                 Ok((Err(e), _, _held)) => {
                     discarded(gw, "log_records", &identity.tenant, "malformed", 1);
@@ -511,18 +502,140 @@ fn kept<'s>(
     series.iter().zip(keep).filter(|(_, k)| **k).map(|(s, _)| s)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every route's work needs of its request: the gateway, the config in force, who
+/// sent it and that tenant's limits.
+#[derive(Clone, Copy)]
+struct Caller<'a> {
+    gw: &'a Gateway,
+    live: &'a Live,
+    id: &'a Identity,
+    limits: &'a TenantLimits,
+}
+
+/// A push's series as judged by the policy, before the quotas.
+struct Judged<'r> {
+    scanned: remote_write::Scanned<'r>,
+    /// Each series' key among its tenant's active series.
+    hashes: Vec<u64>,
+    /// Whether each series passed the checks.
+    keep: Vec<bool>,
+    /// reason → (samples, first messages)
+    refused: BTreeMap<&'static str, (u64, Vec<String>)>,
+}
+
+/// Runs `work` where it may take long: for `large` work on a multi-threaded runtime,
+/// with the worker's other tasks handed to another thread meanwhile.
+fn heavy<T>(large: bool, work: impl FnOnce() -> T) -> T {
+    let multi_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if large && multi_thread {
+        tokio::task::block_in_place(work)
+    } else {
+        work()
+    }
+}
+
+/// Scans a decompressed push and judges each series: the label policy (only for a
+/// series not known fine under this config) and its samples.
+fn judge<'r>(
+    caller: Caller<'_>,
+    raw: &'r [u8],
+    held: &mut Reservation,
+) -> Result<Judged<'r>, Outcome> {
+    let Caller {
+        gw,
+        live,
+        id,
+        limits,
+    } = caller;
+    // The scan's lists grow within the reservation; a partly accepted body is copied
+    // once more (the accepted series' fields), so that is reserved too.
+    if let Err(e) = decode::reserve_decoded(held, raw.len()) {
+        return Err(body_error(gw, id, "samples", e));
+    }
+    let scanned = match remote_write::scan_series_within(raw, held) {
+        Ok(s) => s,
+        Err(e) => return Err(body_error(gw, id, "samples", e)),
+    };
+    let tenant = id.tenant.as_str();
+    let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
+    let mut keep = vec![false; scanned.series.len()];
+    let mut known = KnownNames::default();
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let keys = gw.quotas.series_keys();
+    // Collected by hand: a `Result` collect does not know the length and grows by doubling.
+    let mut hashes = Vec::with_capacity(scanned.series.len());
+    for series in &scanned.series {
+        match keys.hash(raw, series) {
+            Ok(h) => hashes.push(h),
+            Err(e) => {
+                let e = BodyError::Malformed(e.to_string());
+                return Err(body_error(gw, id, "samples", e));
+            }
+        }
+    }
+    // A series active for this tenant and found fine under this config was checked when
+    // it first came (and at the first push after each reload): most pushes repeat the
+    // same series, and reading and checking their labels was a third of the gateway's
+    // CPU. Only the others are read.
+    let checked_before = gw.quotas.checked_series(
+        tenant,
+        limits,
+        live.config.replicas,
+        &hashes,
+        live.generation,
+    );
+    let mut read = Vec::new();
+    for (i, series) in scanned.series.iter().enumerate() {
+        let metric = || remote_write::metric_name_in(raw, series);
+        let labels_fine = if checked_before[i] {
+            Ok(())
+        } else if series.label_count > limits.max_label_names {
+            check_label_count(metric(), series.label_count, limits)
+        } else {
+            if let Err(e) = remote_write::labels_in(raw, series, &mut read) {
+                let e = BodyError::Malformed(e.to_string());
+                return Err(body_error(gw, id, "samples", e));
+            }
+            check_labels(&read, &live.schema, limits, &mut known)
+        };
+        let checked =
+            labels_fine.and_then(|()| check_samples(&scanned, series, raw, metric, now_ms, limits));
+        match checked {
+            Ok(()) => keep[i] = true,
+            Err(d) => {
+                let entry = refused.entry(d.reason).or_default();
+                entry.0 += series.samples;
+                if entry.1.len() < 3 {
+                    entry.1.push(d.message);
+                }
+            }
+        }
+    }
+    Ok(Judged {
+        scanned,
+        hashes,
+        keep,
+        refused,
+    })
+}
+
 async fn push(
-    gw: &Gateway,
-    live: &Live,
-    id: &Identity,
-    limits: &TenantLimits,
+    caller: Caller<'_>,
     body: &Bytes,
     max: usize,
     charged: u64,
     reserved: Reservation,
     slot: super::admission::Slot<'_>,
 ) -> Outcome {
+    let Caller {
+        gw,
+        live,
+        id,
+        limits,
+    } = caller;
     // A body an agent sends (tens of KB) decompresses in tens of microseconds: handing
     // it to the blocking pool and back would cost more in wake-ups than the work. A
     // larger one goes there, so it cannot hold up the runtime's other connections.
@@ -543,66 +656,19 @@ async fn push(
         Err(e) => return body_error(gw, id, "samples", e),
     };
     decompressed(gw, raw.len());
-    // The scan's lists grow within the reservation; a partly accepted body is copied
-    // once more (the accepted series' fields), so that is reserved too.
-    if let Err(e) = decode::reserve_decoded(&mut held, raw.len()) {
-        return body_error(gw, id, "samples", e);
-    }
-    let scanned = match remote_write::scan_series_within(&raw, &mut held) {
-        Ok(s) => s,
-        Err(e) => return body_error(gw, id, "samples", e),
+    // Reading a large body's series is milliseconds of work: the runtime hands this
+    // worker's other connections to another thread while it runs.
+    let judged = heavy(!inline, || judge(caller, &raw, &mut held));
+    let Judged {
+        scanned,
+        hashes,
+        mut keep,
+        mut refused,
+    } = match judged {
+        Ok(j) => j,
+        Err(outcome) => return outcome,
     };
     let tenant = id.tenant.as_str();
-    // reason → (samples, first messages)
-    let mut refused: BTreeMap<&'static str, (u64, Vec<String>)> = BTreeMap::new();
-    let mut keep = vec![false; scanned.series.len()];
-    let mut known = KnownNames::default();
-    let now_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let keys = gw.quotas.series_keys();
-    let hashes: Result<Vec<u64>, _> = scanned.series.iter().map(|s| keys.hash(&raw, s)).collect();
-    let hashes = match hashes {
-        Ok(h) => h,
-        Err(e) => return body_error(gw, id, "samples", BodyError::Malformed(e.to_string())),
-    };
-    // A series active for this tenant and found fine under this config was checked when
-    // it first came (and at the first push after each reload): most pushes repeat the
-    // same series, and reading and checking their labels was a third of the gateway's
-    // CPU. Only the others are read.
-    let checked_before = gw.quotas.checked_series(
-        tenant,
-        limits,
-        live.config.replicas,
-        &hashes,
-        live.generation,
-    );
-    let mut read = Vec::new();
-    for (i, series) in scanned.series.iter().enumerate() {
-        let metric = || remote_write::metric_name_in(&raw, series);
-        let labels_fine = if checked_before[i] {
-            Ok(())
-        } else if series.label_count > limits.max_label_names {
-            check_label_count(metric(), series.label_count, limits)
-        } else {
-            if let Err(e) = remote_write::labels_in(&raw, series, &mut read) {
-                return body_error(gw, id, "samples", BodyError::Malformed(e.to_string()));
-            }
-            check_labels(&read, &live.schema, limits, &mut known)
-        };
-        let checked = labels_fine
-            .and_then(|()| check_samples(&scanned, series, &raw, metric, now_ms, limits));
-        match checked {
-            Ok(()) => keep[i] = true,
-            Err(d) => {
-                let entry = refused.entry(d.reason).or_default();
-                entry.0 += series.samples;
-                if entry.1.len() < 3 {
-                    entry.1.push(d.message);
-                }
-            }
-        }
-    }
     let samples: u64 = kept(&scanned.series, &keep).map(|s| s.samples).sum();
     let check = gw.quotas.settle(
         tenant,
@@ -720,20 +786,19 @@ async fn push(
     Outcome::SamplesPartlyRefused(body)
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the request's parts as the route has them, and its admission slot"
-)]
 async fn logs(
-    gw: &Gateway,
-    live: &Live,
-    id: &Identity,
-    limits: &TenantLimits,
+    caller: Caller<'_>,
     docs: Vec<Vec<u8>>,
     (bytes, charged): (u64, u64),
     otlp: bool,
     slot: super::admission::Slot<'_>,
 ) -> Outcome {
+    let Caller {
+        gw,
+        live,
+        id,
+        limits,
+    } = caller;
     let tenant = id.tenant.as_str();
     let n = docs.len() as u64;
     let check = gw.quotas.settle(
@@ -773,17 +838,19 @@ async fn logs(
     Outcome::LogsCommitted { records: n, otlp }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn traces(
-    gw: &Gateway,
-    live: &Live,
-    id: &Identity,
-    limits: &TenantLimits,
+    caller: Caller<'_>,
     mut request: edge_schema::proto::otlp::trace::ExportTraceServiceRequest,
     raw: Vec<u8>,
     charged: u64,
     slot: super::admission::Slot<'_>,
 ) -> Outcome {
+    let Caller {
+        gw,
+        live,
+        id,
+        limits,
+    } = caller;
     let tenant = id.tenant.as_str();
     let Some(sink) = &gw.traces_sink else {
         let n = crate::sink::traces::count_spans(&request);
