@@ -526,9 +526,12 @@ struct Judged<'r> {
 /// Runs `work` where it may take long: for `large` work on a multi-threaded runtime,
 /// with the worker's other tasks handed to another thread meanwhile.
 fn heavy<T>(large: bool, work: impl FnOnce() -> T) -> T {
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if large && multi_thread {
+    // The runtime is looked up only for large work: every push comes through here.
+    let multi_thread = || {
+        tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread)
+    };
+    if large && multi_thread() {
         tokio::task::block_in_place(work)
     } else {
         work()
